@@ -1,0 +1,145 @@
+"""Parsing a homeserver transaction into inbox events and dead-lettered rejects."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import BadRequest, NotJson
+from ..matrix.events import EventKind, IncomingEvent, RejectedEvent
+
+#: Keys that carry ephemeral events: the stable one and MSC2409's unstable one.
+EPHEMERAL_KEYS = ("ephemeral", "de.sorunome.msc2409.ephemeral")
+_MAX_ID_LENGTH = 255
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedTransaction:
+    events: list[IncomingEvent]
+    rejected: list[RejectedEvent]
+    body_sha256: bytes
+    to_device_count: int
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _is_id(value: Any, sigil: str) -> bool:
+    return (
+        isinstance(value, str)
+        and 1 < len(value) <= _MAX_ID_LENGTH
+        and value[0] == sigil
+        and value.isprintable()
+        and " " not in value
+    )
+
+
+def _reject(raw: Any, reason: str) -> RejectedEvent:
+    canonical = _canonical(raw)
+    event_id = raw.get("event_id") if isinstance(raw, dict) else None
+    room_id = raw.get("room_id") if isinstance(raw, dict) else None
+    return RejectedEvent(
+        dedupe_key="intake:" + hashlib.sha256(canonical.encode()).hexdigest(),
+        event_id=event_id if isinstance(event_id, str) else None,
+        room_id=room_id if isinstance(room_id, str) else None,
+        json=canonical,
+        error=reason,
+    )
+
+
+def _pdu(raw: Any) -> IncomingEvent | RejectedEvent:
+    if not isinstance(raw, dict):
+        return _reject(raw, "event is not a JSON object")
+    if not _is_id(raw.get("event_id"), "$"):
+        return _reject(raw, "event_id missing or malformed")
+    event_type = raw.get("type")
+    if not isinstance(event_type, str) or not 0 < len(event_type) <= _MAX_ID_LENGTH:
+        return _reject(raw, "type missing or malformed")
+    if not _is_id(raw.get("room_id"), "!"):
+        return _reject(raw, "room_id missing or malformed")
+    if not _is_id(raw.get("sender"), "@"):
+        return _reject(raw, "sender missing or malformed")
+    return IncomingEvent(
+        event_id=raw["event_id"],
+        lane=raw["room_id"],
+        kind=EventKind.PDU,
+        event_type=event_type,
+        sender=raw["sender"],
+        json=json.dumps(raw, ensure_ascii=False),
+    )
+
+
+def _edu(raw: Any, txn_id: str, seen: dict[str, int]) -> IncomingEvent | RejectedEvent:
+    if not isinstance(raw, dict):
+        return _reject(raw, "ephemeral event is not a JSON object")
+    event_type = raw.get("type")
+    if not isinstance(event_type, str) or not 0 < len(event_type) <= _MAX_ID_LENGTH:
+        return _reject(raw, "ephemeral event type missing or malformed")
+    room_id = raw.get("room_id")
+    if room_id is not None and not _is_id(room_id, "!"):
+        return _reject(raw, "ephemeral event room_id malformed")
+    canonical = _canonical(raw)
+    # EDUs have no id. Key them by transaction and content, so a resend of the same transaction
+    # stores nothing twice while the same content in a later transaction is kept.
+    digest = hashlib.sha256(f"{txn_id}\0{canonical}".encode()).hexdigest()[:40]
+    occurrence = seen.get(digest, 0)
+    seen[digest] = occurrence + 1
+    sender = raw.get("sender")
+    return IncomingEvent(
+        event_id=f"edu:{digest}:{occurrence}",
+        lane=room_id or "",
+        kind=EventKind.EDU,
+        event_type=event_type,
+        sender=sender if isinstance(sender, str) else None,
+        json=canonical,
+    )
+
+
+def _list(body: dict[str, Any], key: str, *, required: bool = False) -> list[Any]:
+    value = body.get(key)
+    if value is None:
+        if required:
+            raise BadRequest(f"'{key}' is required")
+        return []
+    if not isinstance(value, list):
+        raise BadRequest(f"'{key}' must be a list")
+    return value
+
+
+def parse_transaction(txn_id: str, raw_body: bytes) -> ParsedTransaction:
+    """Validate the body's shape; sort events into well-formed ones and rejects.
+
+    Raises 400 (``M_NOT_JSON`` / ``M_BAD_JSON``) only for a body that is not a transaction at
+    all; a malformed event inside a good transaction is rejected alone, to be dead-lettered.
+    """
+    try:
+        body = json.loads(raw_body)
+    except (UnicodeDecodeError, ValueError):
+        raise NotJson("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    pdus = _list(body, "events", required=True)
+    # Synapse sends the same list under both keys when the registration enables both; the
+    # stable key wins, the unstable one is read only from homeservers that send nothing else.
+    stable, legacy = EPHEMERAL_KEYS
+    edus = _list(body, stable) if stable in body else _list(body, legacy)
+    to_device = _list(body, "de.sorunome.msc2409.to_device")
+
+    events: list[IncomingEvent] = []
+    rejected: list[RejectedEvent] = []
+    for raw in pdus:
+        item = _pdu(raw)
+        (events if isinstance(item, IncomingEvent) else rejected).append(item)  # type: ignore[arg-type]
+    seen: dict[str, int] = {}
+    for raw in edus:
+        item = _edu(raw, txn_id, seen)
+        (events if isinstance(item, IncomingEvent) else rejected).append(item)  # type: ignore[arg-type]
+    return ParsedTransaction(
+        events=events,
+        rejected=rejected,
+        body_sha256=hashlib.sha256(raw_body).digest(),
+        to_device_count=len(to_device),
+    )

@@ -1,0 +1,156 @@
+"""Command line: ``bridge [run] | generate-registration | migrate | check-config``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from . import __version__
+from .app import init_app
+from .config import Config, ConfigError, load_config
+from .db.embedded import EmbeddedPostgres, EmbeddedPostgresError
+from .db.schema import SchemaError, ensure_schema
+from .logs import setup_logging
+from .registration import generate
+
+log = logging.getLogger(__name__)
+
+EXIT_CONFIG = 2
+EXIT_RUNTIME = 1
+
+
+@contextlib.asynccontextmanager
+async def database_dsn(config: Config) -> AsyncIterator[str]:
+    """The configured database's DSN; an embedded cluster is started and stopped around it."""
+    if not config.appservice.uses_embedded_database:
+        yield config.appservice.database
+        return
+    embedded = EmbeddedPostgres(config.appservice.embedded_data_dir)
+    dsn = await asyncio.to_thread(embedded.start)
+    try:
+        yield dsn
+    finally:
+        await asyncio.to_thread(embedded.stop)
+
+
+async def serve(config: Config, *, migrate: bool) -> None:
+    """Run until SIGTERM or SIGINT, then shut down cleanly (workers, pool, embedded Postgres)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with database_dsn(config) as dsn:
+        revision = await ensure_schema(dsn, migrate=migrate)
+        log.info("Database schema at revision %s", revision)
+        runner = web.AppRunner(init_app(config, dsn), access_log=log.getChild("access"))
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, config.appservice.hostname, config.appservice.port)
+            await site.start()
+            log.info(
+                "Bridge %s listening on %s:%d as %s",
+                __version__, config.appservice.hostname, config.appservice.port, config.bot_mxid,
+            )
+            await stop.wait()
+            log.info("Shutting down")
+        finally:
+            await runner.cleanup()
+
+
+async def migrate_only(config: Config) -> str:
+    async with database_dsn(config) as dsn:
+        return await ensure_schema(dsn, migrate=True)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    config.require_tokens()
+    setup_logging(config.logging)
+    asyncio.run(serve(config, migrate=not args.no_migrate))
+    return 0
+
+
+def _cmd_generate_registration(args: argparse.Namespace) -> int:
+    config = generate(args.config, args.registration)
+    print(f"Wrote {args.registration} for application service {config.appservice.id!r}.")
+    print("Add it to the homeserver's app_service_config_files and restart the homeserver.")
+    return 0
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    setup_logging(config.logging)
+    revision = asyncio.run(migrate_only(config))
+    print(f"Database schema at revision {revision}.")
+    return 0
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    config.require_tokens()
+    db = "embedded" if config.appservice.uses_embedded_database else "external"
+    print(
+        f"Config OK: {config.bot_mxid} on {config.homeserver.address}, "
+        f"listening on {config.appservice.hostname}:{config.appservice.port}, {db} database."
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bridge", description=__doc__)
+    parser.add_argument(
+        "-c", "--config", type=Path, default=Path("config.yaml"),
+        help="config file (default: config.yaml)",
+    )
+    # Sub-commands take -c too; SUPPRESS keeps their default from hiding the top-level value.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", type=Path, default=argparse.SUPPRESS, help="config file")
+    parser.add_argument("--version", action="version", version=f"bridge {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", parents=[common], help="run the bridge (the default)")
+    run.add_argument(
+        "--no-migrate", action="store_true",
+        help="refuse to start on an out-of-date schema instead of migrating it",
+    )
+    run.set_defaults(func=_cmd_run)
+
+    reg = sub.add_parser(
+        "generate-registration", parents=[common],
+        help="fill in missing tokens and write the homeserver's registration file",
+    )
+    reg.add_argument(
+        "-r", "--registration", type=Path, default=Path("registration.yaml"),
+        help="registration file to write (default: registration.yaml)",
+    )
+    reg.set_defaults(func=_cmd_generate_registration)
+
+    mig = sub.add_parser("migrate", parents=[common], help="bring the database schema to head")
+    mig.set_defaults(func=_cmd_migrate)
+
+    chk = sub.add_parser("check-config", parents=[common], help="validate the config and exit")
+    chk.set_defaults(func=_cmd_check_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "run"])
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"bridge: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (SchemaError, EmbeddedPostgresError, OSError) as exc:
+        print(f"bridge: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME

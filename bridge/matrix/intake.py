@@ -1,0 +1,54 @@
+"""Durable intake: a transaction's events are committed to the inbox before it is answered."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import asyncpg
+
+from ..db.database import Database
+from .events import IncomingEvent, RejectedEvent
+from .inbox_store import InboxStore
+
+log = logging.getLogger(__name__)
+
+# Concurrent resends of the same events can deadlock on their unique keys; Postgres aborts one
+# of them and a retry then finds the events stored.
+_DEADLOCK_RETRIES = 3
+
+
+class IntakeService:
+    """Stores transactions in the inbox and wakes the workers."""
+
+    def __init__(self, db: Database, store: InboxStore, on_new_events: Callable[[], None]) -> None:
+        self._db = db
+        self._store = store
+        self._on_new_events = on_new_events
+
+    async def receive(
+        self,
+        txn_id: str,
+        body_sha256: bytes,
+        events: list[IncomingEvent],
+        rejected: list[RejectedEvent],
+    ) -> int:
+        """Commit the transaction's events (and rejects) atomically; return how many were new."""
+        for attempt in range(_DEADLOCK_RETRIES + 1):
+            try:
+                async with self._db.acquire() as conn:
+                    stored = await self._store.insert_transaction(
+                        conn, txn_id, body_sha256, events, rejected
+                    )
+                break
+            except asyncpg.DeadlockDetectedError:
+                if attempt == _DEADLOCK_RETRIES:
+                    raise
+                log.info("Transaction %s met a concurrent duplicate; retrying", txn_id)
+        if rejected:
+            log.warning(
+                "Transaction %s: %d malformed event(s) dead-lettered", txn_id, len(rejected)
+            )
+        if stored:
+            self._on_new_events()
+        return stored

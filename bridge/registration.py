@@ -1,0 +1,141 @@
+"""The application-service registration file, and writing generated tokens back to the config."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import TOKEN_PLACEHOLDERS, Config, ConfigError, load_config
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(48)
+
+
+def _template_regex(sigil: str, template: str, placeholder: str, domain: str) -> str:
+    before, _, after = template.partition(placeholder)
+    return f"{sigil}{re.escape(before)}.+{re.escape(after)}:{re.escape(domain)}$"
+
+
+def user_namespace_regex(config: Config) -> str:
+    return _template_regex(
+        "@", config.bridge.username_template, "{userid}", config.homeserver.domain
+    )
+
+
+def alias_namespace_regex(config: Config) -> str:
+    return _template_regex(
+        "#", config.bridge.alias_template, "{conversationid}", config.homeserver.domain
+    )
+
+
+def build_registration(config: Config) -> dict[str, Any]:
+    """The registration the homeserver loads (``app_service_config_files``)."""
+    config.require_tokens()
+    user_regex = user_namespace_regex(config)
+    namespaces: dict[str, list[dict[str, Any]]] = {
+        "users": [{"exclusive": True, "regex": user_regex}],
+        "aliases": [{"exclusive": True, "regex": alias_namespace_regex(config)}],
+        "rooms": [],
+    }
+    if not re.match(user_regex, config.bot_mxid):
+        bot_regex = f"^{re.escape(config.bot_mxid)}$"
+        namespaces["users"].append({"exclusive": True, "regex": bot_regex})
+    registration: dict[str, Any] = {
+        "id": config.appservice.id,
+        "url": config.appservice.address,
+        "as_token": config.appservice.as_token,
+        "hs_token": config.appservice.hs_token,
+        "sender_localpart": config.appservice.bot_username,
+        "rate_limited": False,
+        "namespaces": namespaces,
+        "protocols": [config.bridge.protocol_id],
+    }
+    if config.appservice.ephemeral_events:
+        registration["receive_ephemeral"] = True
+        registration["de.sorunome.msc2409.push_ephemeral"] = True
+    return registration
+
+
+_SECTION_RE = re.compile(r"^(?P<key>[A-Za-z_][\w.\-]*):")
+_CHILD_RE = re.compile(r"^(?P<indent>[ \t]+)(?P<key>[A-Za-z_][\w\-]*):(?P<rest>.*)$")
+
+
+def set_appservice_tokens(text: str, tokens: dict[str, str]) -> str:
+    """Set ``appservice.<key>`` scalars in YAML text, keeping every comment and line.
+
+    Only direct children of the top-level ``appservice:`` mapping are touched; a key that is
+    absent is added as the section's first child.
+    """
+    lines = text.splitlines(keepends=True)
+    in_section = False
+    section_line: int | None = None
+    child_indent: str | None = None
+    remaining = dict(tokens)
+    for i, line in enumerate(lines):
+        section = _SECTION_RE.match(line)
+        if section:
+            in_section = section.group("key") == "appservice"
+            if in_section:
+                section_line = i
+            continue
+        if not in_section:
+            continue
+        child = _CHILD_RE.match(line)
+        if not child:
+            continue
+        if child_indent is None:
+            child_indent = child.group("indent")
+        if child.group("indent") != child_indent:
+            continue
+        key = child.group("key")
+        if key in remaining:
+            comment = ""
+            rest = child.group("rest")
+            match = re.search(r"\s+#.*$", rest)
+            if match and not rest.strip().startswith(("'", '"')):
+                comment = match.group(0).rstrip("\n")
+            ending = "\n" if line.endswith("\n") else ""
+            lines[i] = f"{child_indent}{key}: {remaining.pop(key)}{comment}{ending}"
+    if remaining:
+        if section_line is None:
+            raise ConfigError("appservice", "section not found in the config file")
+        indent = child_indent or "  "
+        added = [f"{indent}{key}: {value}\n" for key, value in remaining.items()]
+        lines[section_line + 1 : section_line + 1] = added
+    return "".join(lines)
+
+
+def generate(config_path: Path, registration_path: Path) -> Config:
+    """Fill missing tokens into the config file, then write the registration file."""
+    config = load_config(config_path)
+    missing: dict[str, str] = {}
+    if config.appservice.as_token.lower() in TOKEN_PLACEHOLDERS:
+        missing["as_token"] = new_token()
+    if config.appservice.hs_token.lower() in TOKEN_PLACEHOLDERS:
+        missing["hs_token"] = new_token()
+    if missing:
+        text = config_path.read_text(encoding="utf-8")
+        updated = set_appservice_tokens(text, missing)
+        _write_private(config_path, updated)
+    config = load_config(config_path)
+    for key, value in missing.items():
+        if getattr(config.appservice, key) != value:
+            raise ConfigError(f"appservice.{key}", "could not be written back into the config")
+    registration = build_registration(config)
+    _write_private(
+        registration_path, yaml.safe_dump(registration, sort_keys=False, default_flow_style=False)
+    )
+    return config
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file holding secrets: owner-only, replaced atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.chmod(0o600)
+    tmp.replace(path)

@@ -1,0 +1,120 @@
+"""Shared fixtures: one embedded Postgres per test session, a fresh migrated database per test."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from bridge.config import Config, parse_config
+from bridge.db.embedded import EmbeddedPostgres
+from bridge.db.schema import ensure_schema
+
+HS_TOKEN = "hs-secret-token"
+AS_TOKEN = "as-secret-token"
+TEMPLATE_DB = "bridge_template"
+_counter = itertools.count()
+
+
+def with_database(dsn: str, name: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[EmbeddedPostgres]:
+    """A private Postgres for the whole session, started by the suite itself."""
+    root = Path(tempfile.mkdtemp(prefix="bridge-tests-"))
+    root.chmod(0o711)  # as root, Postgres runs as an unprivileged user that must reach it
+    server = EmbeddedPostgres(root / "pg", database="postgres")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def _create_template(admin_dsn: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB}")
+        await conn.execute(f"CREATE DATABASE {TEMPLATE_DB}")
+    finally:
+        await conn.close()
+    await ensure_schema(with_database(admin_dsn, TEMPLATE_DB), migrate=True)
+
+
+@pytest.fixture(scope="session")
+def template_database(pg_server: EmbeddedPostgres) -> str:
+    """A database migrated to head once; each test gets a copy of it."""
+    asyncio.run(_create_template(pg_server.dsn))
+    return TEMPLATE_DB
+
+
+@pytest.fixture
+async def dsn(pg_server: EmbeddedPostgres, template_database: str) -> AsyncIterator[str]:
+    """A fresh database at schema head for one test."""
+    name = f"test_{next(_counter)}"
+    admin = await asyncpg.connect(pg_server.dsn)
+    try:
+        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {template_database}")
+    finally:
+        await admin.close()
+    yield with_database(pg_server.dsn, name)
+    admin = await asyncpg.connect(pg_server.dsn)
+    try:
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def conn(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """A plain connection to the test database, for checking what the code under test wrote."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+def config_data(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "homeserver": {"address": "http://127.0.0.1:8008", "domain": "localhost"},
+        "appservice": {
+            "address": "http://127.0.0.1:29400",
+            "hostname": "127.0.0.1",
+            "port": 29400,
+            "id": "pn-test",
+            "bot_username": "_pn_bot",
+            "as_token": AS_TOKEN,
+            "hs_token": HS_TOKEN,
+            "database": "embedded",
+            "max_body_size": 1024 * 1024,
+            "inbox": {"workers": 2, "retry_delay": 0.05, "max_attempts": 3},
+        },
+        "bridge": {"permissions": {"*": "block", "localhost": "user"}},
+        "api": {},
+        "logging": {"level": "DEBUG"},
+    }
+    for dotted, value in overrides.items():
+        node = data
+        *parents, last = dotted.split("__")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return data
+
+
+@pytest.fixture
+def config() -> Config:
+    return parse_config(config_data())
