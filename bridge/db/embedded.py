@@ -167,13 +167,22 @@ class EmbeddedPostgres:
             _validate_data_dir_path(self._data_dir)
             self._bin_dir = self._bin_dir or _locate_binaries()
             self._identity = self._identity or _resolve_identity(self._os_user)
-            _make_parent_dirs(self._data_dir, self._identity)
-            acquired = self._acquire_lock()
+            try:
+                _make_parent_dirs(self._data_dir, self._identity)
+            except OSError as exc:
+                raise EmbeddedPostgresError(
+                    f"cannot create {self._data_dir.parent}: {exc}"
+                ) from exc
+            self._acquire_lock()
             try:
                 self._bring_up()
+            except OSError as exc:
+                self._abort_start()
+                raise EmbeddedPostgresError(
+                    f"embedded PostgreSQL in {self._data_dir} failed: {exc}"
+                ) from exc
             except BaseException:
-                if acquired:
-                    self._abort_start()
+                self._abort_start()
                 raise
             return self.dsn
 
@@ -205,9 +214,9 @@ class EmbeddedPostgres:
 
     @property
     def postmaster_pid(self) -> int | None:
-        """PID recorded in ``postmaster.pid`` if that postmaster is alive, else ``None``."""
+        """PID from ``postmaster.pid`` if it is a live postmaster of this data dir, else None."""
         pidfile = _read_pidfile(self._pidfile_path)
-        if pidfile is None or not _pid_alive(pidfile.pid):
+        if pidfile is None or not self._owns_postmaster(pidfile):
             return None
         return pidfile.pid
 
@@ -267,7 +276,7 @@ class EmbeddedPostgres:
         if not (self._data_dir / "PG_VERSION").is_file():
             self._initdb()
         self._chown_tree_if_needed(self._data_dir)
-        os.chmod(self._data_dir, 0o700)
+        self._secure_dir(self._data_dir)
         self._ensure_include_line()
         self._write_settings()
 
@@ -302,9 +311,8 @@ class EmbeddedPostgres:
 
     def _run_initdb(self, target: Path) -> None:
         """Run initdb into ``target`` (an existing empty directory or a missing path)."""
-        if target.exists():
-            self._chown(target)
-            os.chmod(target, 0o700)
+        target.mkdir(mode=0o700, exist_ok=True)
+        self._secure_dir(target)
         log.info("initialising embedded PostgreSQL cluster in %s", self._data_dir)
         self._run(
             [
@@ -353,6 +361,7 @@ class EmbeddedPostgres:
             socket_ok,
         )
         self._socket_dir = Path(pidfile.socket_dir) if pidfile.socket_dir else None
+        self._port = pidfile.port or _DEFAULT_PORT
         self._pg_ctl_stop()
         self._remove_temp_socket_dir()
         return None
@@ -404,7 +413,8 @@ class EmbeddedPostgres:
     def _ensure_database(self) -> None:
         """Create the configured database unless it exists."""
         literal = "'" + self._database.replace("'", "''") + "'"
-        query = f"SELECT 1 FROM pg_catalog.pg_database WHERE datname = {literal}"  # noqa: S608 (quoted literal)
+        # The name is passed as a properly quoted literal (standard_conforming_strings is on).
+        query = f"SELECT 1 FROM pg_catalog.pg_database WHERE datname = {literal}"  # noqa: S608
         found = self._psql(query)
         if found.strip() == "1":
             return
@@ -521,8 +531,8 @@ class EmbeddedPostgres:
         )
         if pidfile is not None and pidfile.socket_dir and pidfile.port is not None:
             socket_dir = Path(pidfile.socket_dir)
-            _remove_socket_files(socket_dir, pidfile.port)
             if _is_temp_socket_dir(socket_dir):
+                _remove_socket_files(socket_dir, pidfile.port)
                 _rmdir_quietly(socket_dir)
         self._pidfile_path.unlink(missing_ok=True)
 
@@ -545,10 +555,7 @@ class EmbeddedPostgres:
                     "use a shorter data directory path or set TMPDIR"
                 )
             self._check_access([socket_dir.parent], [])
-        if socket_dir.is_symlink() or not socket_dir.is_dir():
-            raise EmbeddedPostgresError(f"socket directory {socket_dir} is not a directory")
-        self._chown(socket_dir)
-        os.chmod(socket_dir, 0o700)
+        self._secure_dir(socket_dir)
         _remove_socket_files(socket_dir, self._port)  # leftovers of a killed postmaster
         return socket_dir
 
@@ -571,14 +578,18 @@ class EmbeddedPostgres:
     def _ensure_include_line(self) -> None:
         """Make ``postgresql.conf`` include the bridge-managed settings file."""
         conf = self._data_dir / "postgresql.conf"
-        if _INCLUDE_LINE not in conf.read_text(encoding="utf-8", errors="replace"):
+        fd = os.open(conf, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
+            present = _INCLUDE_LINE.encode() in fh.read()
+        if not present:
             self._append_include_line(conf)
 
     @staticmethod
     def _append_include_line(conf: Path) -> None:
-        with conf.open("a", encoding="utf-8") as fh:
-            fh.write("\n# Settings managed by the bridge, rewritten at every start.\n")
-            fh.write(f"{_INCLUDE_LINE}\n")
+        text = f"\n# Settings managed by the bridge, rewritten at every start.\n{_INCLUDE_LINE}\n"
+        fd = os.open(conf, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text.encode())
 
     def _write_settings(self) -> None:
         """(Re)write the bridge-managed settings file; ALTER SYSTEM still overrides it."""
@@ -589,9 +600,18 @@ class EmbeddedPostgres:
         ]
         target = self._data_dir / _SETTINGS_FILE
         tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o600)
-        self._chown(tmp)
+        tmp.unlink(missing_ok=True)
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
+        try:
+            identity = self._ident()
+            if identity.switch:
+                os.fchown(fd, identity.uid, identity.gid)
+            os.write(fd, ("\n".join(lines) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, target)
 
     def _rotate_log(self) -> None:
@@ -603,10 +623,23 @@ class EmbeddedPostgres:
         if size > _LOG_ROTATE_BYTES:
             os.replace(self._log_path, self._log_path.with_name(_LOG_FILE + ".1"))
 
-    def _chown(self, path: Path) -> None:
-        identity = self._ident()
-        if identity.switch:
-            os.chown(path, identity.uid, identity.gid, follow_symlinks=False)
+    def _secure_dir(self, path: Path) -> None:
+        """Make ``path`` 0700 and owned by the PostgreSQL user, never following a symlink.
+
+        As root we work inside directories the PostgreSQL user controls, so everything is
+        done through a descriptor opened with O_NOFOLLOW.
+        """
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            raise EmbeddedPostgresError(f"{path} is not a usable directory: {exc}") from exc
+        try:
+            identity = self._ident()
+            if identity.switch:
+                os.fchown(fd, identity.uid, identity.gid)
+            os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
 
     def _chown_tree_if_needed(self, root: Path) -> None:
         """Give an existing cluster to the PostgreSQL user if another user owns it."""
@@ -627,9 +660,9 @@ class EmbeddedPostgres:
         if not identity.switch:
             return
         for target in dirs:
-            _check_reachable(target, identity, include_self=True)
+            _check_reachable(target, identity)
         for target in searchable:
-            _check_reachable(target, identity, include_self=True)
+            _check_reachable(target, identity)
             for name in _REQUIRED_BINARIES:
                 binary = target / name
                 if not _permits(binary.stat(), identity, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
@@ -639,10 +672,10 @@ class EmbeddedPostgres:
 
     # ------------------------------------------------------------------ lock
 
-    def _acquire_lock(self) -> bool:
-        """Take the exclusive lock on ``<data_dir>.lock``; False if this object holds it."""
+    def _acquire_lock(self) -> None:
+        """Take the exclusive lock on ``<data_dir>.lock`` (no-op if this object holds it)."""
         if self._lock_fd is not None:
-            return False
+            return
         try:
             fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
@@ -661,7 +694,6 @@ class EmbeddedPostgres:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
-        return True
 
     def _release_lock(self) -> None:
         fd, self._lock_fd = self._lock_fd, None
@@ -831,15 +863,14 @@ def _make_parent_dirs(data_dir: Path, identity: _Identity) -> None:
             os.chmod(parent, 0o755)  # noqa: S103 (umask may have stripped o+x; we created it)
 
 
-def _check_reachable(target: Path, identity: _Identity, *, include_self: bool) -> None:
+def _check_reachable(target: Path, identity: _Identity) -> None:
     """Raise naming the first directory on the way to ``target`` the user cannot search."""
     chains = [target]
     real = Path(os.path.realpath(target))
     if real != target:
         chains.append(real)
     for path in chains:
-        components = [*reversed(path.parents), *([path] if include_self else [])]
-        for directory in components:
+        for directory in [*reversed(path.parents), path]:
             try:
                 st = directory.stat()
             except OSError as exc:
@@ -899,17 +930,28 @@ def _pid_alive(pid: int) -> bool:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             data = fh.read()
     except FileNotFoundError:
-        return False
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if _have_proc():
             return False
-        except PermissionError:
-            return True
-        return True
+        return _signal_zero(pid)
+    except OSError:
+        return _signal_zero(pid)
     state = data[data.rfind(b")") + 2 :][:1]
     return state not in (b"Z", b"X", b"x")
+
+
+def _signal_zero(pid: int) -> bool:
+    """Existence check without /proc (cannot tell zombies apart)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _have_proc() -> bool:
+    return os.path.exists("/proc/self/stat")
 
 
 def _server_processes_in(data_dir: Path) -> list[int]:
@@ -950,7 +992,7 @@ def _wait_for_pid_exit(pid: int, deadline: float) -> bool:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
         return True
-    except OSError:  # no pidfd support: fall back to polling
+    except (OSError, AttributeError):  # no pidfd support: fall back to polling
         while _pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.02)
         return not _pid_alive(pid)
@@ -969,7 +1011,7 @@ def _looks_like_postmaster(pid: int) -> bool:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
             argv0 = fh.read().split(b"\0", 1)[0]
     except FileNotFoundError:
-        return False
+        return not _have_proc()
     except OSError:
         return True  # no /proc (or hidepid): rely on the data-directory check alone
     return os.path.basename(argv0) == b"postgres"
@@ -1057,7 +1099,8 @@ def _last_lines(text: str, count: int = _LOG_TAIL_LINES) -> str:
 def _tail_file(path: Path, count: int = _LOG_TAIL_LINES) -> str:
     """Last ``count`` lines of a (possibly large) text file, or ``""``."""
     try:
-        with path.open("rb") as fh:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
             fh.seek(0, os.SEEK_END)
             size = fh.tell()
             fh.seek(max(0, size - 64 * 1024))

@@ -345,9 +345,7 @@ def test_postmaster_of_a_killed_owner_is_adopted(workdir: Path, cleanup: Cleanup
     assert not (data / "postmaster.pid").exists()
 
 
-def test_stale_postmaster_pid_after_postmaster_was_killed(
-    workdir: Path, cleanup: Cleanup
-) -> None:
+def test_stale_postmaster_pid_after_postmaster_was_killed(workdir: Path, cleanup: Cleanup) -> None:
     data = workdir / "data"
     pg = cleanup.server(data)
     dsn = pg.start()
