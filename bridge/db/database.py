@@ -13,7 +13,7 @@ import asyncpg
 log = logging.getLogger(__name__)
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+async def init_connection(conn: asyncpg.Connection) -> None:
     for typename in ("json", "jsonb"):
         await conn.set_type_codec(
             typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
@@ -40,7 +40,7 @@ class Database:
             self.dsn,
             min_size=self._min_size,
             max_size=self._max_size,
-            init=_init_connection,
+            init=init_connection,
             command_timeout=60,
             server_settings={"application_name": "bridge"},
         )

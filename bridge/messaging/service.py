@@ -1,0 +1,383 @@
+"""Messaging rules: who may see, post, edit and delete; notifications for the others."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Protocol
+
+import asyncpg
+
+from ..errors import BadRequest, Conflict, Forbidden, NotFound
+from ..ids import clean_text
+from ..notifications.service import NotificationService
+from .html import sanitize_html
+from .models import Conversation, Message, NewMessage, Origin, Reaction
+from .store import MessagingStore
+
+MAX_CONTENT = 64 * 1024
+MAX_TITLE = 255
+MSGTYPES = frozenset(
+    {"m.text", "m.notice", "m.emote", "m.image", "m.file", "m.audio", "m.video", "m.location"}
+)
+MEDIA_MSGTYPES = frozenset({"m.image", "m.file", "m.audio", "m.video"})
+
+
+def direct_key(a: uuid.UUID, b: uuid.UUID) -> str:
+    low, high = sorted((a, b))
+    return f"{low}:{high}"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class MessagingListener(Protocol):
+    """Told of every change, in its DB transaction (e.g. to mirror network changes to Matrix)."""
+
+    async def conversation_created(
+        self, conn: asyncpg.Connection, conversation: Conversation, origin: Origin
+    ) -> None: ...
+
+    async def participants_changed(
+        self,
+        conn: asyncpg.Connection,
+        conversation: Conversation,
+        added: Sequence[uuid.UUID],
+        removed: Sequence[uuid.UUID],
+        origin: Origin,
+    ) -> None: ...
+
+    async def message_posted(self, conn: asyncpg.Connection, message: Message) -> None: ...
+
+    async def message_edited(self, conn: asyncpg.Connection, message: Message) -> None: ...
+
+    async def message_deleted(
+        self, conn: asyncpg.Connection, message: Message, origin: Origin
+    ) -> None: ...
+
+
+class MessagingService:
+    def __init__(self, store: MessagingStore, notifications: NotificationService) -> None:
+        self._store = store
+        self._notifications = notifications
+        self._listeners: list[MessagingListener] = []
+
+    def add_listener(self, listener: MessagingListener) -> None:
+        self._listeners.append(listener)
+
+    # --- conversations ----------------------------------------------------------------------
+
+    async def open_direct(
+        self, conn: asyncpg.Connection, a: uuid.UUID, b: uuid.UUID, *, origin: Origin
+    ) -> tuple[Conversation, bool]:
+        """The 1:1 conversation of ``a`` and ``b``, created if needed; (conversation, created)."""
+        if a == b:
+            raise BadRequest("a direct conversation needs two different users")
+        key = direct_key(a, b)
+        created = await self._store.insert_conversation(
+            conn, uuid.uuid4(), is_group=False, title=None, topic=None, created_by=a,
+            direct_key=key, participant_ids=[a, b],
+        )
+        if created is None:
+            existing = await self._store.get_direct_conversation(conn, key)
+            assert existing is not None
+            return existing, False
+        for listener in self._listeners:
+            await listener.conversation_created(conn, created, origin)
+        return created, True
+
+    async def create_group(
+        self,
+        conn: asyncpg.Connection,
+        creator: uuid.UUID,
+        participant_ids: Sequence[uuid.UUID],
+        *,
+        title: str | None = None,
+        topic: str | None = None,
+        origin: Origin,
+        conversation_id: uuid.UUID | None = None,
+    ) -> Conversation:
+        members = list(dict.fromkeys([creator, *participant_ids]))
+        conversation = await self._store.insert_conversation(
+            conn, conversation_id or uuid.uuid4(), is_group=True,
+            title=self._title(title), topic=self._title(topic, limit=4096),
+            created_by=creator, direct_key=None, participant_ids=members,
+        )
+        assert conversation is not None
+        for listener in self._listeners:
+            await listener.conversation_created(conn, conversation, origin)
+        return conversation
+
+    async def get(self, conn: asyncpg.Connection, conversation_id: uuid.UUID) -> Conversation:
+        conversation = await self._store.get_conversation(conn, conversation_id)
+        if conversation is None:
+            raise NotFound(f"no conversation {conversation_id}")
+        return conversation
+
+    async def get_for(
+        self, conn: asyncpg.Connection, viewer: uuid.UUID, conversation_id: uuid.UUID
+    ) -> Conversation:
+        """The conversation, for one of its participants only."""
+        conversation = await self.get(conn, conversation_id)
+        if viewer not in conversation.participant_ids:
+            raise Forbidden("only participants can see this conversation")
+        return conversation
+
+    async def list_for(
+        self, conn: asyncpg.Connection, user_id: uuid.UUID, *, limit: int = 25, offset: int = 0
+    ) -> list[Conversation]:
+        return await self._store.list_conversations(conn, user_id, limit=limit, offset=offset)
+
+    async def add_participants(
+        self,
+        conn: asyncpg.Connection,
+        conversation_id: uuid.UUID,
+        user_ids: Sequence[uuid.UUID],
+        *,
+        actor: uuid.UUID | None,
+        origin: Origin,
+    ) -> list[uuid.UUID]:
+        """Add users to a group conversation (``actor``, when given, must be a participant)."""
+        conversation = await self._changeable(conn, conversation_id, actor)
+        added = await self._store.add_participants(conn, conversation_id, user_ids)
+        if added:
+            updated = await self.get(conn, conversation_id)
+            for listener in self._listeners:
+                await listener.participants_changed(conn, updated, added, [], origin)
+        del conversation
+        return added
+
+    async def remove_participant(
+        self,
+        conn: asyncpg.Connection,
+        conversation_id: uuid.UUID,
+        user_id: uuid.UUID,
+        *,
+        actor: uuid.UUID | None,
+        origin: Origin,
+    ) -> bool:
+        """Remove a user from a group conversation (themselves, or by a participant)."""
+        await self._changeable(conn, conversation_id, actor)
+        removed = await self._store.remove_participant(conn, conversation_id, user_id)
+        if removed:
+            updated = await self.get(conn, conversation_id)
+            for listener in self._listeners:
+                await listener.participants_changed(conn, updated, [], [user_id], origin)
+        return removed
+
+    async def _changeable(
+        self, conn: asyncpg.Connection, conversation_id: uuid.UUID, actor: uuid.UUID | None
+    ) -> Conversation:
+        if not await self._store.lock_conversation(conn, conversation_id):
+            raise NotFound(f"no conversation {conversation_id}")
+        conversation = await self.get(conn, conversation_id)
+        if not conversation.is_group:
+            raise Conflict("1:1 conversations cannot change participants")
+        if actor is not None and actor not in conversation.participant_ids:
+            raise Forbidden("only participants can change a conversation")
+        return conversation
+
+    async def update(
+        self,
+        conn: asyncpg.Connection,
+        conversation_id: uuid.UUID,
+        *,
+        actor: uuid.UUID | None,
+        title: str | None = None,
+        topic: str | None = None,
+    ) -> Conversation:
+        conversation = await self.get(conn, conversation_id)
+        if actor is not None and actor not in conversation.participant_ids:
+            raise Forbidden("only participants can change a conversation")
+        await self._store.update_conversation(
+            conn, conversation_id, title=self._title(title), topic=self._title(topic, limit=4096)
+        )
+        return await self.get(conn, conversation_id)
+
+    @staticmethod
+    def _title(value: str | None, *, limit: int = MAX_TITLE) -> str | None:
+        if value is None:
+            return None
+        return clean_text(value, limit=limit, multiline=limit > MAX_TITLE).strip()
+
+    # --- messages -----------------------------------------------------------------------------
+
+    async def post(
+        self,
+        conn: asyncpg.Connection,
+        sender: uuid.UUID,
+        conversation_id: uuid.UUID,
+        new: NewMessage,
+        *,
+        origin: Origin,
+    ) -> Message | None:
+        """Post a message; None if its Matrix event was already taken (a replay)."""
+        conversation = await self.get(conn, conversation_id)
+        if sender not in conversation.participant_ids:
+            raise Forbidden("only participants can post to this conversation")
+        if new.msgtype not in MSGTYPES:
+            raise BadRequest(f"unsupported msgtype {new.msgtype}")
+        content = clean_text(new.content, limit=MAX_CONTENT)
+        if not content.strip() and new.media is None:
+            raise BadRequest("message content is empty")
+        if new.msgtype in MEDIA_MSGTYPES and not _valid_media(new.media):
+            raise BadRequest("media messages need an mxc:// url")
+        reply_to = new.reply_to_message_id
+        if reply_to is not None:
+            target = await self._store.get_message(conn, reply_to)
+            if target is None or target.conversation_id != conversation_id:
+                reply_to = None  # a reply to something outside the conversation is a plain message
+        formatted = sanitize_html(new.formatted_content) if new.formatted_content else None
+        mentions = tuple(u for u in new.mentions if u in conversation.participant_ids and u != sender)
+        message = await self._store.insert_message(
+            conn, uuid.uuid4(), conversation_id=conversation_id, sender_id=sender,
+            content=content, formatted_content=formatted, msgtype=new.msgtype, media=new.media,
+            reply_to_message_id=reply_to, mentions=mentions, sent_at=new.sent_at or _now(),
+            origin=origin, event_id=new.event_id,
+        )
+        if message is None:
+            return None
+        await self._notify_message(conn, conversation, message)
+        for listener in self._listeners:
+            await listener.message_posted(conn, message)
+        return message
+
+    async def _notify_message(
+        self, conn: asyncpg.Connection, conversation: Conversation, message: Message
+    ) -> None:
+        others = [u for u in conversation.participant_ids if u != message.sender_id]
+        preview = message.content[:200]
+        payload = {"conversationId": str(conversation.id), "messageId": str(message.id),
+                   "senderUserId": str(message.sender_id)}
+        mentioned = [u for u in others if u in message.mentions]
+        if mentioned:
+            await self._notifications.notify(
+                conn, mentioned, kind="mention", title="You were mentioned", body=preview,
+                payload=payload,
+            )
+        rest = [u for u in others if u not in message.mentions]
+        if rest:
+            await self._notifications.notify(
+                conn, rest, kind="message",
+                title=conversation.title or "New message", body=preview, payload=payload,
+            )
+
+    async def get_message(self, conn: asyncpg.Connection, message_id: uuid.UUID) -> Message:
+        message = await self._store.get_message(conn, message_id)
+        if message is None:
+            raise NotFound(f"no message {message_id}")
+        return message
+
+    async def get_message_for(
+        self, conn: asyncpg.Connection, viewer: uuid.UUID, message_id: uuid.UUID
+    ) -> Message:
+        message = await self.get_message(conn, message_id)
+        await self.get_for(conn, viewer, message.conversation_id)
+        return message
+
+    async def find_by_event(self, conn: asyncpg.Connection, event_id: str) -> Message | None:
+        return await self._store.get_message_by_event(conn, event_id)
+
+    async def edit(
+        self,
+        conn: asyncpg.Connection,
+        editor: uuid.UUID,
+        message_id: uuid.UUID,
+        *,
+        content: str,
+        formatted_content: str | None = None,
+        edit_event_id: str | None = None,
+    ) -> Message | None:
+        """Only the sender edits; ``editedAt`` set and ``recordVersion`` + 1."""
+        message = await self.get_message(conn, message_id)
+        if message.sender_id != editor:
+            raise Forbidden("only the sender can edit a message")
+        if not message.is_active:
+            raise Conflict("the message was deleted")
+        text = clean_text(content, limit=MAX_CONTENT)
+        if not text.strip():
+            raise BadRequest("message content is empty")
+        formatted = sanitize_html(formatted_content) if formatted_content else None
+        updated = await self._store.update_message_content(
+            conn, message_id, content=text, formatted_content=formatted, edited_at=_now(),
+            edit_event_id=edit_event_id,
+        )
+        if updated is not None:
+            for listener in self._listeners:
+                await listener.message_edited(conn, updated)
+        return updated
+
+    async def delete(
+        self,
+        conn: asyncpg.Connection,
+        message_id: uuid.UUID,
+        *,
+        actor: uuid.UUID | None,
+        origin: Origin,
+    ) -> Message:
+        """Delete for everyone: by its sender (``actor``), or as a fact from Matrix (None)."""
+        message = await self.get_message(conn, message_id)
+        if actor is not None and message.sender_id != actor:
+            raise Forbidden("only the sender can delete a message for everyone")
+        if await self._store.deactivate_message(conn, message_id):
+            message = await self.get_message(conn, message_id)
+            for listener in self._listeners:
+                await listener.message_deleted(conn, message, origin)
+        return message
+
+    async def delete_for(
+        self, conn: asyncpg.Connection, user_id: uuid.UUID, message_id: uuid.UUID
+    ) -> Message:
+        """Hide a message from one participant only."""
+        message = await self.get_message_for(conn, user_id, message_id)
+        await self._store.insert_deletion(conn, message_id, user_id)
+        return await self.get_message(conn, message.id)
+
+    async def set_event_id(
+        self, conn: asyncpg.Connection, message_id: uuid.UUID, event_id: str
+    ) -> None:
+        await self._store.set_message_event_id(conn, message_id, event_id)
+
+    async def list_messages(
+        self, conn: asyncpg.Connection, viewer: uuid.UUID, conversation_id: uuid.UUID,
+        *, limit: int = 25, offset: int = 0,
+    ) -> list[Message]:
+        await self.get_for(conn, viewer, conversation_id)
+        return await self._store.list_messages(
+            conn, conversation_id, viewer_id=viewer, limit=limit, offset=offset
+        )
+
+    # --- reactions and receipts -----------------------------------------------------------------
+
+    async def react(
+        self, conn: asyncpg.Connection, user_id: uuid.UUID, message_id: uuid.UUID, key: str,
+        *, event_id: str | None = None,
+    ) -> Reaction | None:
+        await self.get_message_for(conn, user_id, message_id)
+        key = clean_text(key, limit=64, multiline=False)
+        if not key:
+            raise BadRequest("a reaction needs a key")
+        return await self._store.insert_reaction(
+            conn, uuid.uuid4(), message_id, user_id, key, event_id
+        )
+
+    async def unreact_event(self, conn: asyncpg.Connection, event_id: str) -> Reaction | None:
+        return await self._store.delete_reaction_by_event(conn, event_id)
+
+    async def reactions(self, conn: asyncpg.Connection, message_id: uuid.UUID) -> list[Reaction]:
+        return await self._store.list_reactions(conn, message_id)
+
+    async def mark_read(
+        self, conn: asyncpg.Connection, user_id: uuid.UUID, message_id: uuid.UUID
+    ) -> bool:
+        """Move the user's read marker to ``message_id`` (never backwards)."""
+        message = await self.get_message_for(conn, user_id, message_id)
+        return await self._store.upsert_read_marker(
+            conn, message.conversation_id, user_id, message.id, message.sent_at
+        )
+
+
+def _valid_media(media: object) -> bool:
+    return isinstance(media, dict) and isinstance(media.get("url"), str) and media["url"].startswith("mxc://")

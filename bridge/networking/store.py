@@ -1,0 +1,180 @@
+"""All SQL of networking: connection requests and connections."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from .models import Connection, ConnectionRequest, RequestStatus
+
+_REQUEST = """
+    id, sender_id, receiver_id, status, message, first_requested_at, sent_at, request_counter,
+    responded_at, room_id
+"""
+_CONNECTION = "id, user_low, user_high, connected_since"
+
+
+def _request(row: asyncpg.Record) -> ConnectionRequest:
+    data = dict(row)
+    data["status"] = RequestStatus(data["status"])
+    return ConnectionRequest(**data)
+
+
+def _pair(a: uuid.UUID, b: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
+    return (a, b) if a < b else (b, a)
+
+
+class NetworkingStore:
+    async def upsert_pending_request(
+        self,
+        conn: asyncpg.Connection,
+        request_id: uuid.UUID,
+        sender_id: uuid.UUID,
+        receiver_id: uuid.UUID,
+        message: str | None,
+        room_id: str | None,
+    ) -> tuple[ConnectionRequest, bool]:
+        """Insert a pending request; if the pair has one already, raise its counter.
+
+        Returns (request, created).
+        """
+        row = await conn.fetchrow(
+            f"""
+            INSERT INTO connection_request (id, sender_id, receiver_id, status, message, room_id)
+            VALUES ($1, $2, $3, 'pending', $4, $5)
+            ON CONFLICT (LEAST(sender_id, receiver_id), GREATEST(sender_id, receiver_id))
+                WHERE status = 'pending'
+            DO UPDATE SET request_counter = connection_request.request_counter + 1,
+                          sent_at = now(),
+                          message = COALESCE(EXCLUDED.message, connection_request.message),
+                          room_id = COALESCE(connection_request.room_id, EXCLUDED.room_id)
+            RETURNING {_REQUEST}, (xmax = 0) AS created
+            """,
+            request_id, sender_id, receiver_id, message, room_id,
+        )
+        data = dict(row)
+        created = bool(data.pop("created"))
+        data["status"] = RequestStatus(data["status"])
+        return ConnectionRequest(**data), created
+
+    async def get_request(
+        self, conn: asyncpg.Connection, request_id: uuid.UUID, *, for_update: bool = False
+    ) -> ConnectionRequest | None:
+        lock = " FOR UPDATE" if for_update else ""
+        row = await conn.fetchrow(
+            f"SELECT {_REQUEST} FROM connection_request WHERE id = $1{lock}", request_id
+        )
+        return None if row is None else _request(row)
+
+    async def get_pending_between(
+        self, conn: asyncpg.Connection, a: uuid.UUID, b: uuid.UUID
+    ) -> ConnectionRequest | None:
+        row = await conn.fetchrow(
+            f"""
+            SELECT {_REQUEST} FROM connection_request
+            WHERE LEAST(sender_id, receiver_id) = $1 AND GREATEST(sender_id, receiver_id) = $2
+              AND status = 'pending'
+            """,
+            *_pair(a, b),
+        )
+        return None if row is None else _request(row)
+
+    async def get_request_by_room(
+        self, conn: asyncpg.Connection, room_id: str
+    ) -> ConnectionRequest | None:
+        row = await conn.fetchrow(
+            f"""
+            SELECT {_REQUEST} FROM connection_request WHERE room_id = $1
+            ORDER BY sent_at DESC LIMIT 1
+            """,
+            room_id,
+        )
+        return None if row is None else _request(row)
+
+    async def set_request_status(
+        self, conn: asyncpg.Connection, request_id: uuid.UUID, status: RequestStatus
+    ) -> ConnectionRequest | None:
+        """Move a pending request to ``status``; None if it was no longer pending."""
+        row = await conn.fetchrow(
+            f"""
+            UPDATE connection_request SET status = $2, responded_at = now()
+            WHERE id = $1 AND status = 'pending'
+            RETURNING {_REQUEST}
+            """,
+            request_id, status.value,
+        )
+        return None if row is None else _request(row)
+
+    async def list_requests(
+        self,
+        conn: asyncpg.Connection,
+        user_id: uuid.UUID,
+        *,
+        incoming: bool | None,
+        status: RequestStatus | None,
+        limit: int,
+        offset: int = 0,
+    ) -> list[ConnectionRequest]:
+        rows = await conn.fetch(
+            f"""
+            SELECT {_REQUEST} FROM connection_request
+            WHERE (($2::bool IS NULL AND (sender_id = $1 OR receiver_id = $1))
+                   OR ($2 AND receiver_id = $1) OR (NOT $2 AND sender_id = $1))
+              AND ($3::text IS NULL OR status = $3)
+            ORDER BY sent_at DESC, id
+            LIMIT $4 OFFSET $5
+            """,
+            user_id, incoming, None if status is None else status.value, limit, offset,
+        )
+        return [_request(r) for r in rows]
+
+    async def insert_connection(
+        self, conn: asyncpg.Connection, a: uuid.UUID, b: uuid.UUID
+    ) -> Connection:
+        low, high = _pair(a, b)
+        row = await conn.fetchrow(
+            f"""
+            WITH ins AS (
+                INSERT INTO connection (id, user_low, user_high) VALUES (gen_random_uuid(), $1, $2)
+                ON CONFLICT (user_low, user_high) DO NOTHING
+                RETURNING {_CONNECTION}
+            )
+            SELECT {_CONNECTION} FROM ins
+            UNION ALL
+            SELECT {_CONNECTION} FROM connection WHERE user_low = $1 AND user_high = $2
+            LIMIT 1
+            """,
+            low, high,
+        )
+        return Connection(**dict(row))
+
+    async def get_connection(
+        self, conn: asyncpg.Connection, a: uuid.UUID, b: uuid.UUID
+    ) -> Connection | None:
+        row = await conn.fetchrow(
+            f"SELECT {_CONNECTION} FROM connection WHERE user_low = $1 AND user_high = $2",
+            *_pair(a, b),
+        )
+        return None if row is None else Connection(**dict(row))
+
+    async def delete_connection(
+        self, conn: asyncpg.Connection, a: uuid.UUID, b: uuid.UUID
+    ) -> Connection | None:
+        row = await conn.fetchrow(
+            f"DELETE FROM connection WHERE user_low = $1 AND user_high = $2 RETURNING {_CONNECTION}",
+            *_pair(a, b),
+        )
+        return None if row is None else Connection(**dict(row))
+
+    async def list_connections(
+        self, conn: asyncpg.Connection, user_id: uuid.UUID, *, limit: int, offset: int = 0
+    ) -> list[Connection]:
+        rows = await conn.fetch(
+            f"""
+            SELECT {_CONNECTION} FROM connection WHERE user_low = $1 OR user_high = $1
+            ORDER BY connected_since DESC, id LIMIT $2 OFFSET $3
+            """,
+            user_id, limit, offset,
+        )
+        return [Connection(**dict(r)) for r in rows]

@@ -1,0 +1,66 @@
+"""Notifications for network users; delivered to Matrix-linked users by a listener."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import asyncpg
+
+from ..ids import clean_text
+from .models import Notification
+from .store import NotificationStore
+
+
+class NotificationListener(Protocol):
+    async def notified(self, conn: asyncpg.Connection, notifications: list[Notification]) -> None:
+        """Called in the DB transaction that created the notifications."""
+
+
+class NotificationService:
+    def __init__(self, store: NotificationStore) -> None:
+        self._store = store
+        self._listeners: list[NotificationListener] = []
+
+    def add_listener(self, listener: NotificationListener) -> None:
+        self._listeners.append(listener)
+
+    async def notify(
+        self,
+        conn: asyncpg.Connection,
+        user_ids: Sequence[uuid.UUID],
+        *,
+        kind: str,
+        title: str,
+        body: str,
+        payload: dict[str, Any] | None = None,
+    ) -> list[Notification]:
+        """Create a notification for each user (deduplicated), in the caller's transaction."""
+        unique = list(dict.fromkeys(user_ids))
+        if not unique:
+            return []
+        created = await self._store.insert_notifications(
+            conn,
+            unique,
+            kind=kind,
+            title=clean_text(title, limit=255, multiline=False),
+            body=clean_text(body, limit=2000),
+            payload=payload or {},
+        )
+        for listener in self._listeners:
+            await listener.notified(conn, created)
+        return created
+
+    async def list(
+        self, conn: asyncpg.Connection, user_id: uuid.UUID, *, limit: int = 20, offset: int = 0,
+        unseen_only: bool = False,
+    ) -> list[Notification]:
+        return await self._store.list_notifications(
+            conn, user_id, limit=limit, offset=offset, unseen_only=unseen_only
+        )
+
+    async def mark_seen(
+        self, conn: asyncpg.Connection, user_id: uuid.UUID, ids: Sequence[uuid.UUID] | None = None
+    ) -> int:
+        return await self._store.mark_seen(conn, user_id, ids)

@@ -1,0 +1,91 @@
+"""All SQL of notifications and devices."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from .models import Device, Notification
+
+_NOTIFICATION = "id, user_id, kind, title, body, payload, created_at, seen_at"
+
+
+def _notification(row: asyncpg.Record) -> Notification:
+    data = dict(row)
+    if isinstance(data["payload"], str):
+        data["payload"] = json.loads(data["payload"])
+    return Notification(**data)
+
+
+class NotificationStore:
+    async def insert_notifications(
+        self,
+        conn: asyncpg.Connection,
+        user_ids: Sequence[uuid.UUID],
+        *,
+        kind: str,
+        title: str,
+        body: str,
+        payload: dict[str, Any],
+    ) -> list[Notification]:
+        """One notification per user, in one statement."""
+        rows = await conn.fetch(
+            f"""
+            INSERT INTO notification (id, user_id, kind, title, body, payload)
+            SELECT gen_random_uuid(), u, $2, $3, $4, $5 FROM unnest($1::uuid[]) AS u
+            RETURNING {_NOTIFICATION}
+            """,
+            list(user_ids), kind, title, body, payload,
+        )
+        return [_notification(r) for r in rows]
+
+    async def list_notifications(
+        self, conn: asyncpg.Connection, user_id: uuid.UUID, *, limit: int, offset: int = 0,
+        unseen_only: bool = False,
+    ) -> list[Notification]:
+        rows = await conn.fetch(
+            f"""
+            SELECT {_NOTIFICATION} FROM notification
+            WHERE user_id = $1 AND (NOT $4 OR seen_at IS NULL)
+            ORDER BY created_at DESC, id DESC
+            LIMIT $2 OFFSET $3
+            """,
+            user_id, limit, offset, unseen_only,
+        )
+        return [_notification(r) for r in rows]
+
+    async def mark_seen(
+        self, conn: asyncpg.Connection, user_id: uuid.UUID, ids: Sequence[uuid.UUID] | None
+    ) -> int:
+        """Mark the user's notifications (all, or those in ``ids``) seen; return how many."""
+        status = await conn.execute(
+            """
+            UPDATE notification SET seen_at = now()
+            WHERE user_id = $1 AND seen_at IS NULL AND ($2::uuid[] IS NULL OR id = ANY($2::uuid[]))
+            """,
+            user_id, None if ids is None else list(ids),
+        )
+        return int(status.split()[-1])
+
+    async def upsert_device(
+        self, conn: asyncpg.Connection, user_id: uuid.UUID, token: str, platform: str
+    ) -> Device:
+        row = await conn.fetchrow(
+            """
+            INSERT INTO device (id, user_id, token, platform) VALUES (gen_random_uuid(), $1, $2, $3)
+            ON CONFLICT (user_id, token) DO UPDATE SET platform = EXCLUDED.platform
+            RETURNING id, user_id, token, platform, created_at
+            """,
+            user_id, token, platform,
+        )
+        return Device(**dict(row))
+
+    async def delete_device(self, conn: asyncpg.Connection, user_id: uuid.UUID, token: str) -> bool:
+        status = await conn.execute(
+            "DELETE FROM device WHERE user_id = $1 AND token = $2", user_id, token
+        )
+        return bool(status == "DELETE 1")

@@ -1,0 +1,88 @@
+"""Network users: created by operators, by the REST API's first call, or for Matrix users."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from ..errors import BadRequest, NotFound
+from ..ids import clean_text
+from .models import NetworkUser
+from .store import UserStore
+
+MAX_NAME = 255
+
+
+def _name(value: str) -> str:
+    name = clean_text(value, limit=MAX_NAME, multiline=False).strip()
+    if not name:
+        raise BadRequest("a display name is required")
+    return name
+
+
+def _avatar(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value.startswith(("mxc://", "https://")):
+        raise BadRequest("avatar must be an mxc:// or https:// URL")
+    return clean_text(value, limit=1024, multiline=False)
+
+
+class UserService:
+    def __init__(self, store: UserStore) -> None:
+        self._store = store
+
+    async def create(
+        self, conn: asyncpg.Connection, display_name: str, avatar_url: str | None = None,
+        *, user_id: uuid.UUID | None = None,
+    ) -> NetworkUser:
+        """Create a network-native user."""
+        return await self._store.insert_user(
+            conn, user_id or uuid.uuid4(), _name(display_name), _avatar(avatar_url)
+        )
+
+    async def get(self, conn: asyncpg.Connection, user_id: uuid.UUID) -> NetworkUser:
+        user = await self._store.get_user(conn, user_id)
+        if user is None:
+            raise NotFound(f"no network user {user_id}")
+        return user
+
+    async def find(self, conn: asyncpg.Connection, user_id: uuid.UUID) -> NetworkUser | None:
+        return await self._store.get_user(conn, user_id)
+
+    async def for_matrix_user(
+        self, conn: asyncpg.Connection, matrix_user_id: str, display_name: str | None = None
+    ) -> NetworkUser:
+        """The network identity linked to a Matrix user, created on first use."""
+        existing = await self._store.get_by_matrix_id(conn, matrix_user_id)
+        if existing is not None:
+            return existing
+        name = display_name or matrix_user_id[1:].split(":", 1)[0]
+        return await self._store.insert_matrix_user(
+            conn, uuid.uuid4(), matrix_user_id, _name(name)
+        )
+
+    async def find_matrix_user(
+        self, conn: asyncpg.Connection, matrix_user_id: str
+    ) -> NetworkUser | None:
+        return await self._store.get_by_matrix_id(conn, matrix_user_id)
+
+    async def ensure(
+        self, conn: asyncpg.Connection, user_id: uuid.UUID, display_name: str | None
+    ) -> NetworkUser:
+        """The user ``user_id`` (a token's subject), created or renamed to match its claims."""
+        user = await self._store.get_user(conn, user_id)
+        if user is None:
+            return await self._store.insert_user(conn, user_id, _name(display_name or str(user_id)))
+        if display_name and _name(display_name) != user.display_name:
+            updated = await self._store.update_profile(conn, user_id, _name(display_name), None)
+            assert updated is not None
+            return updated
+        return user
+
+    async def list(self, conn: asyncpg.Connection, *, limit: int = 100, offset: int = 0) -> list[NetworkUser]:
+        return await self._store.list_users(conn, limit=limit, offset=offset)
+
+    async def search(self, conn: asyncpg.Connection, name: str, *, limit: int = 20) -> list[NetworkUser]:
+        return await self._store.search_users(conn, name, limit=limit)
