@@ -1,0 +1,20 @@
+"""Matrix event handlers, registered per event type."""
+
+from __future__ import annotations
+
+from ..dispatch import Dispatcher
+from .commands import CommandHandler
+from .context import HandlerContext
+from .membership import MembershipHandler
+from .messages import RoomEventHandlers
+
+
+def register_handlers(dispatcher: Dispatcher, ctx: HandlerContext) -> None:
+    room = RoomEventHandlers(ctx, CommandHandler(ctx))
+    dispatcher.register("m.room.member", MembershipHandler(ctx))
+    dispatcher.register("m.room.message", room.message)
+    dispatcher.register("m.room.redaction", room.redaction)
+    dispatcher.register("m.reaction", room.reaction)
+    dispatcher.register("m.receipt", room.receipt)
+    dispatcher.register("m.room.name", room.name_or_topic)
+    dispatcher.register("m.room.topic", room.name_or_topic)

@@ -1,0 +1,113 @@
+"""All SQL of the Matrix-side mapping: ghosts, portals, management rooms."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+
+@dataclass(frozen=True, slots=True)
+class Portal:
+    room_id: str
+    conversation_id: uuid.UUID
+    alias: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Ghost:
+    user_id: str
+    network_user_id: uuid.UUID
+    displayname: str | None
+    avatar_url: str | None
+    registered_at: datetime | None
+
+
+class PortalStore:
+    async def get_portal_by_room(self, conn: asyncpg.Connection, room_id: str) -> Portal | None:
+        row = await conn.fetchrow(
+            "SELECT room_id, conversation_id, alias, created_at FROM portal WHERE room_id = $1",
+            room_id,
+        )
+        return None if row is None else Portal(**dict(row))
+
+    async def get_portal_by_conversation(
+        self, conn: asyncpg.Connection, conversation_id: uuid.UUID
+    ) -> Portal | None:
+        row = await conn.fetchrow(
+            """
+            SELECT room_id, conversation_id, alias, created_at FROM portal
+            WHERE conversation_id = $1
+            """,
+            conversation_id,
+        )
+        return None if row is None else Portal(**dict(row))
+
+    async def insert_portal(
+        self, conn: asyncpg.Connection, room_id: str, conversation_id: uuid.UUID, alias: str | None
+    ) -> bool:
+        """Record a portal; False if the room or the conversation has one already."""
+        status = await conn.execute(
+            """
+            INSERT INTO portal (room_id, conversation_id, alias) VALUES ($1, $2, $3)
+            ON CONFLICT DO NOTHING
+            """,
+            room_id, conversation_id, alias,
+        )
+        return bool(status == "INSERT 0 1")
+
+    async def get_ghost(self, conn: asyncpg.Connection, user_id: str) -> Ghost | None:
+        row = await conn.fetchrow(
+            """
+            SELECT user_id, network_user_id, displayname, avatar_url, registered_at
+            FROM ghost WHERE user_id = $1
+            """,
+            user_id,
+        )
+        return None if row is None else Ghost(**dict(row))
+
+    async def upsert_ghost(
+        self,
+        conn: asyncpg.Connection,
+        user_id: str,
+        network_user_id: uuid.UUID,
+        displayname: str | None,
+        avatar_url: str | None,
+        *,
+        registered: bool,
+    ) -> None:
+        await conn.execute(
+            """
+            INSERT INTO ghost (user_id, network_user_id, displayname, avatar_url, registered_at,
+                               profile_synced_at)
+            VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN now() END, now())
+            ON CONFLICT (user_id) DO UPDATE
+            SET displayname = EXCLUDED.displayname, avatar_url = EXCLUDED.avatar_url,
+                registered_at = COALESCE(ghost.registered_at, EXCLUDED.registered_at),
+                profile_synced_at = now()
+            """,
+            user_id, network_user_id, displayname, avatar_url, registered,
+        )
+
+    async def get_management_room(self, conn: asyncpg.Connection, user_id: str) -> str | None:
+        return await conn.fetchval(
+            "SELECT room_id FROM management_room WHERE user_id = $1", user_id
+        )
+
+    async def is_management_room(self, conn: asyncpg.Connection, room_id: str) -> str | None:
+        """The user whose management room this is, or None."""
+        return await conn.fetchval(
+            "SELECT user_id FROM management_room WHERE room_id = $1", room_id
+        )
+
+    async def set_management_room(self, conn: asyncpg.Connection, user_id: str, room_id: str) -> None:
+        await conn.execute(
+            """
+            INSERT INTO management_room (user_id, room_id) VALUES ($1, $2)
+            ON CONFLICT (user_id) DO UPDATE SET room_id = EXCLUDED.room_id, created_at = now()
+            """,
+            user_id, room_id,
+        )
