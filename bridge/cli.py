@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from aiohttp import web
@@ -18,6 +19,7 @@ from .app import init_app
 from .config import Config, ConfigError, load_config
 from .db.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from .db.schema import SchemaError, ensure_schema
+from .errors import BridgeError
 from .logs import setup_logging
 from .registration import generate
 
@@ -93,6 +95,38 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _users(config: Config, args: argparse.Namespace) -> list[str]:
+    from .db.database import Database
+    from .users.service import UserService
+    from .users.store import UserStore
+
+    users = UserService(UserStore())
+    async with database_dsn(config) as dsn:
+        await ensure_schema(dsn, migrate=True)
+        db = Database(dsn, min_size=1, max_size=1)
+        await db.open()
+        try:
+            async with db.transaction() as conn:
+                if args.users_command == "add":
+                    user = await users.create(conn, args.name, args.avatar)
+                    return [str(user.id)]
+                listed = await users.list(conn, limit=args.limit)
+                return [
+                    f"{u.id}\t{u.display_name}\t{u.matrix_user_id or '-'}\t{u.avatar_url or '-'}"
+                    for u in listed
+                ]
+        finally:
+            await db.close()
+
+
+def _cmd_users(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    setup_logging(replace(config.logging, level="WARNING"))
+    for line in asyncio.run(_users(config, args)):
+        print(line)
+    return 0
+
+
 def _cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     config.require_tokens()
@@ -138,6 +172,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     chk = sub.add_parser("check-config", parents=[common], help="validate the config and exit")
     chk.set_defaults(func=_cmd_check_config)
+
+    users = sub.add_parser("users", parents=[common], help="manage network users")
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    add = users_sub.add_parser("add", parents=[common], help="create a network user, print its id")
+    add.add_argument("--name", required=True, help="display name")
+    add.add_argument("--avatar", help="avatar URL (mxc:// or https://)")
+    add.set_defaults(func=_cmd_users)
+    lst = users_sub.add_parser("list", parents=[common], help="list network users")
+    lst.add_argument("--limit", type=int, default=1000)
+    lst.set_defaults(func=_cmd_users)
     return parser
 
 
@@ -150,6 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except ConfigError as exc:
         print(f"bridge: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except BridgeError as exc:
+        print(f"bridge: {exc.message}", file=sys.stderr)
         return EXIT_CONFIG
     except (SchemaError, EmbeddedPostgresError, OSError) as exc:
         print(f"bridge: {exc}", file=sys.stderr)

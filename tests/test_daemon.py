@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import socket
@@ -247,3 +248,25 @@ def test_refuses_placeholder_tokens(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "appservice.as_token" in result.stderr
     assert "generate-registration" in result.stderr
+
+
+def test_users_add_and_list(daemon: Daemon) -> None:
+    def bridge(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bridge", *args, "-c", str(daemon.config)],
+            capture_output=True, text=True, cwd=ROOT, timeout=DEADLINE,
+        )
+
+    added = bridge("users", "add", "--name", "Ann Example", "--avatar", "mxc://localhost/abc")
+    assert added.returncode == 0, added.stderr
+    user_id = added.stdout.strip()
+    assert re.fullmatch(r"[0-9a-f-]{36}", user_id)
+    assert bridge("users", "add", "--name", "Bob").returncode == 0
+    listed = bridge("users", "list")
+    assert listed.returncode == 0, listed.stderr
+    rows = [line.split("\t") for line in listed.stdout.splitlines()]
+    assert rows[0] == [user_id, "Ann Example", "-", "mxc://localhost/abc"]
+    assert [r[1] for r in rows] == ["Ann Example", "Bob"]
+    bad = bridge("users", "add", "--name", "Eve", "--avatar", "javascript:x")
+    assert bad.returncode == 2 and "avatar" in bad.stderr
+    assert daemon.postmaster_pid is None  # the command stopped the Postgres it started
