@@ -3,33 +3,58 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 
+import aiohttp
 from aiohttp import web
 
 from .appservice.api import AppServiceAPI
-from .appservice.directory import Directory, EmptyDirectory
+from .appservice.directory import Directory
 from .appservice.health import Health
 from .appservice.middleware import matrix_errors
 from .config import Config
 from .db.database import Database
+from .matrix.directory import BridgeDirectory
 from .matrix.dispatch import Dispatcher
+from .matrix.handlers import register_handlers
+from .matrix.handlers.context import HandlerContext
+from .matrix.ids import MatrixIds
 from .matrix.inbox import InboxProcessor
 from .matrix.inbox_store import InboxStore
 from .matrix.intake import IntakeService
+from .matrix.intents import Intents
+from .matrix.mirror import NetworkingMirror, OutboxResults
+from .matrix.outbox import OutboxSender, OutboxSettings
+from .matrix.outbox_store import OutboxStore
+from .matrix.portal_store import PortalStore
+from .messaging.service import MessagingService
+from .messaging.store import MessagingStore
+from .networking.service import NetworkingService
+from .networking.store import NetworkingStore
+from .notifications.service import NotificationService
+from .notifications.store import NotificationStore
+from .users.service import UserService
+from .users.store import UserStore
 
 CONFIG = web.AppKey("config", Config)
 DATABASE = web.AppKey("database", Database)
 PROCESSOR = web.AppKey("processor", InboxProcessor)
+SENDER = web.AppKey("sender", OutboxSender)
+CONTEXT = web.AppKey("context", HandlerContext)
 
 
-def init_app(
+async def init_app(
     config: Config,
     dsn: str,
     *,
     dispatcher: Dispatcher | None = None,
     directory: Directory | None = None,
 ) -> web.Application:
-    """Build the bridge's aiohttp application on the database at ``dsn`` (schema at head)."""
+    """Build the bridge's aiohttp application on the database at ``dsn`` (schema at head).
+
+    ``dispatcher`` and ``directory`` replace the real event handlers and homeserver-query
+    answers (tests of the mechanism use them).
+    """
     app = web.Application(
         middlewares=[matrix_errors], client_max_size=config.appservice.max_body_size
     )
@@ -38,28 +63,73 @@ def init_app(
         min_size=config.appservice.database_pool_min,
         max_size=config.appservice.database_pool_max,
     )
+    session = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=config.appservice.outbox.request_timeout)
+    )
+    intents = Intents(
+        session,
+        homeserver_url=config.homeserver.address,
+        as_token=config.appservice.as_token,
+        bot_mxid=config.bot_mxid,
+    )
+    notifications = NotificationService(NotificationStore())
+    users = UserService(UserStore())
+    messaging = MessagingService(MessagingStore(), notifications)
+    networking = NetworkingService(NetworkingStore(), notifications)
+    outbox_store = OutboxStore()
+    ctx = HandlerContext(
+        config=config,
+        ids=MatrixIds(config),
+        portals=PortalStore(),
+        outbox=outbox_store,
+        users=users,
+        messaging=messaging,
+        networking=networking,
+        notifications=notifications,
+    )
+    networking.add_listener(NetworkingMirror(ctx))
+    sender = OutboxSender(
+        db,
+        outbox_store,
+        intents,
+        OutboxSettings(**asdict(config.appservice.outbox)),
+        on_sent=OutboxResults(ctx).sent,
+    )
+    if dispatcher is None:
+        dispatcher = Dispatcher()
+        register_handlers(dispatcher, ctx)
     inbox_store = InboxStore()
     processor = InboxProcessor(
-        db, inbox_store, dispatcher or Dispatcher(), config.appservice.inbox
+        db, inbox_store, dispatcher, config.appservice.inbox, after_commit=sender.wake
     )
     intake = IntakeService(db, inbox_store, processor.wake)
-    appservice = AppServiceAPI(config, intake, directory or EmptyDirectory())
+    appservice = AppServiceAPI(
+        config, intake, directory or BridgeDirectory(db, ctx, intents)
+    )
     app.add_routes(appservice.routes())
     app.add_routes(Health(db).routes())
 
     app[CONFIG] = config
     app[DATABASE] = db
     app[PROCESSOR] = processor
+    app[SENDER] = sender
+    app[CONTEXT] = ctx
 
     async def database(_: web.Application) -> AsyncIterator[None]:
         await db.open()
         yield
         await db.close()
 
+    async def homeserver_session(_: web.Application) -> AsyncIterator[None]:
+        yield
+        await session.close()
+
     async def workers(_: web.Application) -> AsyncIterator[None]:
         processor.start()
+        sender.start()
         yield
         await processor.stop()
+        await sender.stop()
 
-    app.cleanup_ctx.extend([database, workers])
+    app.cleanup_ctx.extend([homeserver_session, database, workers])
     return app

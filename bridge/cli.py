@@ -52,7 +52,7 @@ async def serve(config: Config, *, migrate: bool) -> None:
     async with database_dsn(config) as dsn:
         revision = await ensure_schema(dsn, migrate=migrate)
         log.info("Database schema at revision %s", revision)
-        runner = web.AppRunner(init_app(config, dsn), access_log=log.getChild("access"))
+        runner = web.AppRunner(await init_app(config, dsn), access_log=log.getChild("access"))
         await runner.setup()
         try:
             site = web.TCPSite(runner, config.appservice.hostname, config.appservice.port)

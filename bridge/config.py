@@ -54,6 +54,17 @@ class InboxConfig:
 
 
 @dataclass(frozen=True)
+class OutboxConfig:
+    workers: int = 4
+    batch_size: int = 20
+    max_attempts: int = 12
+    retry_delay: float = 2.0
+    max_retry_delay: float = 300.0
+    poll_interval: float = 2.0
+    request_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
 class AppserviceConfig:
     address: str
     hostname: str
@@ -70,6 +81,7 @@ class AppserviceConfig:
     ephemeral_events: bool = True
     max_body_size: int = 32 * 1024 * 1024
     inbox: InboxConfig = field(default_factory=InboxConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
 
     @property
     def uses_embedded_database(self) -> bool:
@@ -245,6 +257,17 @@ def _parse_inbox(asr: _Reader) -> InboxConfig:
     )
 
 
+def _parse_outbox(asr: _Reader) -> OutboxConfig:
+    ob = asr.section("outbox", required=False)
+    defaults = OutboxConfig()
+    values: dict[str, Any] = {}
+    for name in ("workers", "batch_size", "max_attempts"):
+        values[name] = _positive(ob, name, ob.get(name, int, getattr(defaults, name)))
+    for name in ("retry_delay", "max_retry_delay", "poll_interval", "request_timeout"):
+        values[name] = _positive(ob, name, ob.get(name, float, getattr(defaults, name)))
+    return OutboxConfig(**values)
+
+
 def _parse_appservice(root: _Reader, base: Path | None) -> AppserviceConfig:
     asr = root.section("appservice")
     port = asr.get("port", int, required=True)
@@ -279,6 +302,7 @@ def _parse_appservice(root: _Reader, base: Path | None) -> AppserviceConfig:
         ephemeral_events=asr.get("ephemeral_events", bool, True),
         max_body_size=_positive(asr, "max_body_size", asr.get("max_body_size", int, 32 << 20)),
         inbox=_parse_inbox(asr),
+        outbox=_parse_outbox(asr),
     )
 
 

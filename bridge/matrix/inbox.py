@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import traceback
+from collections.abc import Callable
 
 import asyncpg
 
@@ -36,8 +37,15 @@ class InboxProcessor:
     """
 
     def __init__(
-        self, db: Database, store: InboxStore, dispatcher: Dispatcher, config: InboxConfig
+        self,
+        db: Database,
+        store: InboxStore,
+        dispatcher: Dispatcher,
+        config: InboxConfig,
+        *,
+        after_commit: Callable[[], None] | None = None,
     ) -> None:
+        self._after_commit = after_commit
         self._db = db
         self._store = store
         self._dispatcher = dispatcher
@@ -113,6 +121,8 @@ class InboxProcessor:
                 await self._store.postpone_lane(conn, lane, 0)
             elif not await self._store.release_lane(conn, lane, seq):
                 await self._store.postpone_lane(conn, lane, 0)
+        if self._after_commit is not None:
+            self._after_commit()  # e.g. wake the outbox sender for what the batch queued
         return True
 
     async def drain(self) -> int:

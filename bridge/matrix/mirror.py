@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 import asyncpg
 
 from ..messaging.models import Origin
@@ -40,3 +43,23 @@ class NetworkingMirror:
 
     async def disconnected(self, conn: asyncpg.Connection, connection: Connection) -> None:
         return None
+
+
+class OutboxResults:
+    """Records what sent outbox rows produced in Matrix (same DB transaction as "sent")."""
+
+    def __init__(self, ctx: HandlerContext) -> None:
+        self.ctx = ctx
+
+    async def sent(self, conn: asyncpg.Connection, row: Any, result: dict[str, Any]) -> None:
+        payload: dict[str, Any] = row.payload
+        if row.action == "create_room" and isinstance(payload.get("management_for"), str):
+            user_id, room_id = payload["management_for"], str(result["room_id"])
+            await self.ctx.portals.set_management_room(conn, user_id, room_id)
+            notice = payload.get("initial_notice")
+            if isinstance(notice, str) and notice:
+                await self.ctx.notice(conn, room_id, notice)
+        elif row.action == "send" and isinstance(payload.get("message_id"), str):
+            event_id = result.get("event_id")
+            if isinstance(event_id, str):
+                await self.ctx.messaging.set_event_id(conn, uuid.UUID(payload["message_id"]), event_id)

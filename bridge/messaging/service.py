@@ -116,6 +116,11 @@ class MessagingService:
             raise NotFound(f"no conversation {conversation_id}")
         return conversation
 
+    async def find(
+        self, conn: asyncpg.Connection, conversation_id: uuid.UUID
+    ) -> Conversation | None:
+        return await self._store.get_conversation(conn, conversation_id)
+
     async def get_for(
         self, conn: asyncpg.Connection, viewer: uuid.UUID, conversation_id: uuid.UUID
     ) -> Conversation:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 import asyncpg
 
@@ -62,6 +63,11 @@ class UserService:
         return await self._store.insert_matrix_user(
             conn, uuid.uuid4(), matrix_user_id, _name(name)
         )
+
+    async def get_many(
+        self, conn: asyncpg.Connection, user_ids: Sequence[uuid.UUID]
+    ) -> list[NetworkUser]:
+        return await self._store.get_users(conn, user_ids)
 
     async def find_matrix_user(
         self, conn: asyncpg.Connection, matrix_user_id: str

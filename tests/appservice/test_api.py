@@ -32,7 +32,7 @@ def message(n: int, room: str = "!room:localhost") -> dict[str, Any]:
 
 @pytest.fixture
 async def client(config: Config, dsn: str, aiohttp_client: Any) -> TestClient:
-    return await aiohttp_client(init_app(config, dsn))
+    return await aiohttp_client(await init_app(config, dsn))
 
 
 async def inbox_ids(conn: asyncpg.Connection) -> list[str]:
@@ -336,7 +336,7 @@ class RecordingDirectory:
 @pytest.fixture
 async def directory_client(config: Config, dsn: str, aiohttp_client: Any) -> tuple[TestClient, RecordingDirectory]:
     directory = RecordingDirectory()
-    return await aiohttp_client(init_app(config, dsn, directory=directory)), directory
+    return await aiohttp_client(await init_app(config, dsn, directory=directory)), directory
 
 
 async def test_user_query_percent_encoded(directory_client: Any) -> None:

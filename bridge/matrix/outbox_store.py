@@ -1,0 +1,304 @@
+"""All SQL of the outbox: enqueueing, lanes, delivery state, dead letters, portal look-ups.
+
+JSON goes in as text cast to ``jsonb`` and comes out as text, so these statements work on any
+connection, whether or not it has the pool's JSON codecs.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """A Matrix side effect to enqueue: ``action`` with ``payload``, done as ``sender``.
+
+    ``lane`` is the ordering key: items of one lane are sent one after another, in the order
+    they were enqueued; lanes go in parallel.
+    """
+
+    lane: str
+    sender: str
+    action: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """A pending outbox row as a worker sees it."""
+
+    id: int
+    lane: str
+    sender: str
+    action: str
+    payload: dict[str, Any]
+    attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SentResult:
+    """The state and result of an outbox row another row refers to."""
+
+    state: str
+    result: dict[str, Any] | None
+
+
+_ENQUEUE = """
+WITH ins AS (
+    INSERT INTO outbox (lane, sender, action, payload)
+    VALUES ($1, $2, $3, $4::text::jsonb)
+    RETURNING id, lane
+), lanes AS (
+    INSERT INTO outbox_lane AS l (lane)
+    SELECT lane FROM ins
+    ON CONFLICT (lane) DO UPDATE SET seq = l.seq + 1
+)
+SELECT id FROM ins
+"""
+
+# Rows get ids in input order (the SELECT's ORDER BY); lanes are upserted in a fixed order so
+# that concurrent enqueuers touching the same lanes cannot deadlock.
+_ENQUEUE_MANY = """
+WITH ins AS (
+    INSERT INTO outbox (lane, sender, action, payload)
+    SELECT u.lane, u.sender, u.action, u.payload::jsonb
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+         WITH ORDINALITY AS u(lane, sender, action, payload, ord)
+    ORDER BY u.ord
+    RETURNING id, lane
+), lanes AS (
+    INSERT INTO outbox_lane AS l (lane)
+    SELECT DISTINCT lane FROM ins ORDER BY lane
+    ON CONFLICT (lane) DO UPDATE SET seq = l.seq + 1
+)
+SELECT id FROM ins ORDER BY id
+"""
+
+# The first key of the advisory lock is the namespace of outbox lanes: any constant works,
+# 7304564 is 0x6F7574, "out".
+_CLAIM_LANE = """
+SELECT lane, seq FROM (
+    SELECT lane, seq FROM outbox_lane
+    WHERE not_before <= now()
+    ORDER BY not_before
+    LIMIT 64
+) candidates
+WHERE pg_try_advisory_xact_lock(7304564, hashtext(lane))
+LIMIT 1
+"""
+
+_LIST_PENDING = """
+SELECT id, lane, sender, action, payload::text AS payload, attempts, created_at
+FROM outbox
+WHERE lane = $1 AND state = 'pending'
+ORDER BY id
+LIMIT $2
+"""
+
+_DEAD_LETTER = """
+WITH moved AS (
+    UPDATE outbox SET state = 'dead', attempts = $2, last_error = $3
+    WHERE id = $1 AND state = 'pending'
+    RETURNING id, lane, sender, action, payload
+)
+INSERT INTO dead_letter (source, dedupe_key, room_id, payload, error, attempts)
+SELECT 'outbox', 'outbox:' || id, $4,
+       jsonb_build_object('outbox_id', id, 'lane', lane, 'sender', sender,
+                          'action', action, 'payload', payload),
+       $3, $2
+FROM moved
+ON CONFLICT (dedupe_key) DO NOTHING
+"""
+
+_INSERT_PORTAL = """
+WITH ins AS (
+    INSERT INTO portal (room_id, conversation_id, alias) VALUES ($1, $2, $3)
+    ON CONFLICT DO NOTHING
+    RETURNING room_id
+)
+SELECT room_id FROM ins
+UNION ALL
+SELECT room_id FROM portal WHERE conversation_id = $2
+LIMIT 1
+"""
+
+
+class OutboxStore:
+    """The outbox tables. Methods take the connection (and so the DB transaction) to act in."""
+
+    async def enqueue(
+        self,
+        conn: asyncpg.Connection,
+        lane: str,
+        sender: str,
+        action: str,
+        payload: dict[str, Any],
+    ) -> int:
+        """Add one row to the end of ``lane`` in the caller's DB transaction; return its id."""
+        row_id = await conn.fetchval(_ENQUEUE, lane, sender, action, json.dumps(payload))
+        return int(row_id)
+
+    async def enqueue_many(
+        self, conn: asyncpg.Connection, items: Sequence[OutboxItem]
+    ) -> list[int]:
+        """Add rows in the given order (each to the end of its lane); return their ids."""
+        if not items:
+            return []
+        rows = await conn.fetch(
+            _ENQUEUE_MANY,
+            [i.lane for i in items],
+            [i.sender for i in items],
+            [i.action for i in items],
+            [json.dumps(i.payload) for i in items],
+        )
+        return [int(r["id"]) for r in rows]
+
+    async def claim_lane(self, conn: asyncpg.Connection) -> tuple[str, int] | None:
+        """Lock the lane due first that no other worker holds, for this DB transaction."""
+        row = await conn.fetchrow(_CLAIM_LANE)
+        return None if row is None else (row["lane"], row["seq"])
+
+    async def list_pending(
+        self, conn: asyncpg.Connection, lane: str, limit: int
+    ) -> list[OutboxRow]:
+        """The lane's pending rows in enqueue order."""
+        rows = await conn.fetch(_LIST_PENDING, lane, limit)
+        return [
+            OutboxRow(
+                id=r["id"],
+                lane=r["lane"],
+                sender=r["sender"],
+                action=r["action"],
+                payload=json.loads(r["payload"]),
+                attempts=r["attempts"],
+                created_at=r["created_at"],
+            )
+            for r in rows
+        ]
+
+    async def mark_sent(
+        self, conn: asyncpg.Connection, row_id: int, result: dict[str, Any]
+    ) -> None:
+        """Record that the homeserver accepted the row, with what it answered."""
+        await conn.execute(
+            """
+            UPDATE outbox SET state = 'sent', result = $2::text::jsonb,
+                              sent_at = clock_timestamp(), last_error = NULL
+            WHERE id = $1
+            """,
+            row_id,
+            json.dumps(result),
+        )
+
+    async def record_failure(
+        self, conn: asyncpg.Connection, row_id: int, attempts: int, error: str
+    ) -> None:
+        """Keep the row pending with its attempt count and last error."""
+        await conn.execute(
+            "UPDATE outbox SET attempts = $2, last_error = $3 WHERE id = $1",
+            row_id,
+            attempts,
+            error,
+        )
+
+    async def dead_letter(
+        self,
+        conn: asyncpg.Connection,
+        row_id: int,
+        attempts: int,
+        error: str,
+        room_id: str | None,
+    ) -> None:
+        """Give up on a row: mark it dead and copy it to the dead letters; its lane goes on."""
+        await conn.execute(_DEAD_LETTER, row_id, attempts, error, room_id)
+
+    async def postpone_lane(self, conn: asyncpg.Connection, lane: str, seconds: float) -> None:
+        """Keep the lane, due again after ``seconds`` (0: at the back of the queue)."""
+        await conn.execute(
+            "UPDATE outbox_lane SET not_before = now() + make_interval(secs => $2) WHERE lane = $1",
+            lane,
+            seconds,
+        )
+
+    async def release_lane(self, conn: asyncpg.Connection, lane: str, seq: int) -> bool:
+        """Drop the lane if it has nothing pending and nothing was enqueued since the claim."""
+        status = await conn.execute(
+            """
+            DELETE FROM outbox_lane
+            WHERE lane = $1 AND seq = $2
+              AND NOT EXISTS (SELECT 1 FROM outbox WHERE lane = $1 AND state = 'pending')
+            """,
+            lane,
+            seq,
+        )
+        return bool(status == "DELETE 1")
+
+    async def seconds_until_due(self, conn: asyncpg.Connection) -> float | None:
+        """Seconds until the next lane is due (0 if one is), None when no lane is waiting."""
+        value = await conn.fetchval(
+            "SELECT GREATEST(0, EXTRACT(EPOCH FROM min(not_before) - now())) FROM outbox_lane"
+        )
+        return None if value is None else float(value)
+
+    async def get_results(
+        self, conn: asyncpg.Connection, row_ids: Sequence[int]
+    ) -> dict[int, SentResult]:
+        """State and result of the given rows (missing ids are left out)."""
+        rows = await conn.fetch(
+            "SELECT id, state, result::text AS result FROM outbox WHERE id = ANY($1::bigint[])",
+            list(row_ids),
+        )
+        return {
+            r["id"]: SentResult(
+                r["state"], None if r["result"] is None else json.loads(r["result"])
+            )
+            for r in rows
+        }
+
+    async def has_dead_row(self, conn: asyncpg.Connection, lane: str, action: str) -> bool:
+        """Whether a row of ``action`` in ``lane`` was given up on."""
+        return bool(
+            await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM outbox WHERE lane = $1 AND action = $2"
+                " AND state = 'dead')",
+                lane,
+                action,
+            )
+        )
+
+    async def get_portal_room(
+        self, conn: asyncpg.Connection, conversation_id: uuid.UUID
+    ) -> str | None:
+        """The room id of a conversation's portal, if it has one."""
+        value = await conn.fetchval(
+            "SELECT room_id FROM portal WHERE conversation_id = $1", conversation_id
+        )
+        return None if value is None else str(value)
+
+    async def insert_portal(
+        self,
+        conn: asyncpg.Connection,
+        room_id: str,
+        conversation_id: uuid.UUID,
+        alias: str | None,
+    ) -> str | None:
+        """Record a conversation's portal room; return the conversation's portal room id.
+
+        That is ``room_id``, or the room already recorded for the conversation (by a concurrent
+        creator), or None if ``room_id`` or ``alias`` belongs to another conversation.
+        """
+        value = await conn.fetchval(_INSERT_PORTAL, room_id, conversation_id, alias)
+        return None if value is None else str(value)
+
+    async def count_by_state(self, conn: asyncpg.Connection) -> dict[str, int]:
+        """How many rows are in each state."""
+        rows = await conn.fetch("SELECT state, count(*) AS n FROM outbox GROUP BY state")
+        return {r["state"]: r["n"] for r in rows}
