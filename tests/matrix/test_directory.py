@@ -1,0 +1,114 @@
+"""The homeserver's user and alias queries against the full app and a recording fake homeserver."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from bridge.app import CONTEXT, init_app
+from bridge.config import parse_config
+from bridge.db.database import init_connection
+from bridge.messaging.models import Origin
+from tests.conftest import AS_TOKEN, HS_TOKEN, config_data
+from tests.fake_homeserver import FakeHomeserver
+
+AUTH = {"Authorization": f"Bearer {HS_TOKEN}"}
+
+
+@pytest.fixture
+async def hs(aiohttp_server: Any) -> FakeHomeserver:
+    fake = FakeHomeserver(as_token=AS_TOKEN)
+    server = await aiohttp_server(fake.app())
+    fake.url = str(server.make_url("")).rstrip("/")
+    return fake
+
+
+@pytest.fixture
+async def client(hs: FakeHomeserver, dsn: str, aiohttp_client: Any) -> TestClient:
+    config = parse_config(config_data(homeserver__address=hs.url))
+    return await aiohttp_client(await init_app(config, dsn))
+
+
+async def seed(client: TestClient, dsn: str) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
+    """Bob (network), Alice (Matrix) and their group conversation."""
+    ctx = client.app[CONTEXT]
+    conn = await asyncpg.connect(dsn)
+    await init_connection(conn)
+    try:
+        async with conn.transaction():
+            bob = await ctx.users.create(conn, "Bob Network", "mxc://localhost/bobface")
+            alice = await ctx.users.for_matrix_user(conn, "@alice:localhost")
+            conv = await ctx.messaging.create_group(
+                conn, bob.id, [alice.id], title="Plans", topic="Q3", origin=Origin.NETWORK
+            )
+    finally:
+        await conn.close()
+    return bob.id, alice.id, conv.id
+
+
+async def test_user_query_registers_the_ghost_before_200(
+    client: TestClient, hs: FakeHomeserver, dsn: str, conn: asyncpg.Connection
+) -> None:
+    bob, _, _ = await seed(client, dsn)
+    ghost = f"@_pn_{bob}:localhost"
+    resp = await client.get(f"/_matrix/app/v1/users/{ghost}", headers=AUTH)
+    assert resp.status == 200
+    assert ghost in hs.registered
+    assert hs.profiles[ghost]["displayname"] == "Bob Network"
+    assert hs.profiles[ghost]["avatar_url"] == "mxc://localhost/bobface"
+    row = await conn.fetchrow("SELECT network_user_id, registered_at FROM ghost WHERE user_id = $1", ghost)
+    assert row["network_user_id"] == bob and row["registered_at"] is not None
+    # Twice at once is safe.
+    responses = await asyncio.gather(*(client.get(f"/_matrix/app/v1/users/{ghost}", headers=AUTH) for _ in range(2)))
+    assert [r.status for r in responses] == [200, 200]
+    assert hs.violations == []
+
+
+async def test_user_query_for_unknown_ids_is_404_without_registering(
+    client: TestClient, hs: FakeHomeserver
+) -> None:
+    for user_id in (f"@_pn_{uuid.uuid4()}:localhost", "@_pn_not-a-uuid:localhost", "@alice:localhost"):
+        resp = await client.get(f"/_matrix/app/v1/users/{user_id}", headers=AUTH)
+        assert resp.status == 404
+    assert hs.calls_to("/register") == []
+
+
+async def test_alias_query_creates_the_portal_before_200(
+    client: TestClient, hs: FakeHomeserver, dsn: str, conn: asyncpg.Connection
+) -> None:
+    bob, _, conv = await seed(client, dsn)
+    alias = f"#_pn_conv_{conv}:localhost"
+    responses = await asyncio.gather(
+        *(client.get(f"/_matrix/app/v1/rooms/{alias.replace('#', '%23')}", headers=AUTH) for _ in range(2))
+    )
+    assert [r.status for r in responses] == [200, 200]
+    assert len(hs.calls_to("/createRoom")) == 1  # the second query waited and found it
+    room_id = hs.aliases[alias]
+    room = hs.rooms[room_id]
+    ghost = f"@_pn_{bob}:localhost"
+    assert room.creator == "@_pn_bot:localhost"
+    assert room.members[ghost] == "join"
+    assert room.members["@alice:localhost"] == "invite"
+    assert room.state[("m.room.name", "")].content == {"name": "Plans"}
+    assert room.state[("m.room.topic", "")].content == {"topic": "Q3"}
+    portal = await conn.fetchrow("SELECT room_id, alias FROM portal WHERE conversation_id = $1", conv)
+    assert (portal["room_id"], portal["alias"]) == (room_id, alias)
+    resp = await client.get(f"/_matrix/app/v1/rooms/%23_pn_conv_{uuid.uuid4()}:localhost", headers=AUTH)
+    assert resp.status == 404
+    assert hs.violations == []
+
+
+async def test_thirdparty_lookups_find_network_users(client: TestClient, dsn: str) -> None:
+    bob, _, conv = await seed(client, dsn)
+    resp = await client.get("/_matrix/app/v1/thirdparty/user/professional-network?name=bob", headers=AUTH)
+    assert await resp.json() == [{"userid": f"@_pn_{bob}:localhost", "protocol": "professional-network",
+                                  "fields": {"userid": str(bob), "name": "Bob Network"}}]
+    resp = await client.get(f"/_matrix/app/v1/thirdparty/location?alias=%23_pn_conv_{conv}:localhost", headers=AUTH)
+    assert (await resp.json())[0]["fields"] == {"conversationid": str(conv)}
+    resp = await client.get(f"/_matrix/app/v1/thirdparty/user?userid=@_pn_{bob}:localhost", headers=AUTH)
+    assert (await resp.json())[0]["userid"] == f"@_pn_{bob}:localhost"
