@@ -580,7 +580,7 @@ class OutboxSender:
 
     def _report(self, row: OutboxRow, room_id: str | None, exc: Exception) -> OutboxItem | None:
         """A notice from the bot telling the room what failed; none for a failed report."""
-        if room_id is None:
+        if room_id is None or "report_of" in row.payload:
             return None
         body = f"⚠️ The bridge could not {_describe(row)}: {_short_error(exc)}"
         return OutboxItem(

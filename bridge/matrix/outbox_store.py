@@ -243,10 +243,11 @@ class OutboxStore:
 
     async def seconds_until_due(self, conn: asyncpg.Connection) -> float | None:
         """Seconds until the next lane is due (0 if one is), None when no lane is waiting."""
+        # Not GREATEST(0, ...) in SQL: it skips NULLs, and would make "no lane" read as "due".
         value = await conn.fetchval(
-            "SELECT GREATEST(0, EXTRACT(EPOCH FROM min(not_before) - now())) FROM outbox_lane"
+            "SELECT EXTRACT(EPOCH FROM min(not_before) - now()) FROM outbox_lane"
         )
-        return None if value is None else float(value)
+        return None if value is None else max(float(value), 0.0)
 
     async def get_results(
         self, conn: asyncpg.Connection, row_ids: Sequence[int]
