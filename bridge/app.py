@@ -64,7 +64,8 @@ async def init_app(
         max_size=config.appservice.database_pool_max,
     )
     session = aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=config.appservice.outbox.request_timeout)
+        timeout=aiohttp.ClientTimeout(total=config.appservice.outbox.request_timeout),
+        connector=aiohttp.TCPConnector(ssl=None if config.homeserver.verify_ssl else False),
     )
     intents = Intents(
         session,

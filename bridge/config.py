@@ -77,7 +77,7 @@ class AppserviceConfig:
     database: str
     embedded_data_dir: Path
     database_pool_min: int = 2
-    database_pool_max: int = 10
+    database_pool_max: int = 20
     ephemeral_events: bool = True
     max_body_size: int = 32 * 1024 * 1024
     inbox: InboxConfig = field(default_factory=InboxConfig)
@@ -283,9 +283,17 @@ def _parse_appservice(root: _Reader, base: Path | None) -> AppserviceConfig:
     if not re.match(r"^[A-Za-z0-9_.\-]+$", as_id):
         raise ConfigError(asr.key("id"), "may only contain letters, digits and _.-")
     pool_min = asr.get("database_pool_min", int, 2)
-    pool_max = asr.get("database_pool_max", int, 10)
+    pool_max = asr.get("database_pool_max", int, 20)
     if pool_min < 1 or pool_max < pool_min:
         raise ConfigError(asr.key("database_pool_max"), "must be >= database_pool_min >= 1")
+    inbox, outbox = _parse_inbox(asr), _parse_outbox(asr)
+    # Every inbox and outbox worker holds a connection while it works; requests need some too.
+    needed = inbox.workers + outbox.workers + 2
+    if pool_max < needed:
+        raise ConfigError(
+            asr.key("database_pool_max"),
+            f"must be at least inbox.workers + outbox.workers + 2 = {needed}",
+        )
     return AppserviceConfig(
         address=_check_url(asr.key("address"), asr.get("address", str, required=True)),
         hostname=asr.get("hostname", str, "127.0.0.1"),
@@ -301,8 +309,8 @@ def _parse_appservice(root: _Reader, base: Path | None) -> AppserviceConfig:
         database_pool_max=pool_max,
         ephemeral_events=asr.get("ephemeral_events", bool, True),
         max_body_size=_positive(asr, "max_body_size", asr.get("max_body_size", int, 32 << 20)),
-        inbox=_parse_inbox(asr),
-        outbox=_parse_outbox(asr),
+        inbox=inbox,
+        outbox=outbox,
     )
 
 

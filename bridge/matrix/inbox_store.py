@@ -190,10 +190,11 @@ class InboxStore:
 
     async def seconds_until_due(self, conn: asyncpg.Connection) -> float | None:
         """Seconds until the next lane is due (0 if one is), None when no lane is waiting."""
+        # (Not GREATEST in SQL: it skips NULLs, turning "no lane" into 0.)
         value = await conn.fetchval(
-            "SELECT GREATEST(0, EXTRACT(EPOCH FROM min(not_before) - now())) FROM inbox_lane"
+            "SELECT EXTRACT(EPOCH FROM min(not_before) - now()) FROM inbox_lane"
         )
-        return None if value is None else float(value)
+        return None if value is None else max(float(value), 0.0)
 
     async def count_by_state(self, conn: asyncpg.Connection) -> dict[str, int]:
         rows = await conn.fetch("SELECT state, count(*) AS n FROM inbox GROUP BY state")

@@ -267,10 +267,11 @@ class OutboxSender:
     - ``invite`` / ``kick`` ``{room_id, user_id, reason?}``; ``join`` ``{room_id}``;
       ``leave`` ``{room_id, reason?}`` (also declines an invite) → ``{room_id}``
     - ``profile`` ``{displayname?, avatar_url?}`` (the sender's own; null clears) → ``{}``
-    - ``create_room`` ``{conversation_id, name?, topic?, alias_localpart?, invite, is_direct,
-      power_levels?, preset?, initial_state?, creation_content?, room_version?}`` → ``{room_id}``;
-      the ``portal`` row is recorded in the transaction marking the row sent, and a
-      conversation that already has a portal gets no second room.
+    - ``create_room`` ``{conversation_id?, name?, topic?, alias_localpart?, invite, is_direct,
+      power_levels?, preset?, initial_state?, creation_content?, room_version?}`` →
+      ``{room_id, alias?}``; with ``conversation_id`` the ``portal`` row is recorded in the
+      transaction marking the row sent, and a conversation that already has a portal gets no
+      second room (without it, the room is just made: ``on_sent`` can record what it is for).
 
     Any payload may carry ``refs``: ``{"<JSON pointer into the payload>": <outbox id>}``, each
     replaced at send time by that row's ``event_id`` (e.g. ``{"/event_id": 41}`` to redact
@@ -412,7 +413,7 @@ class OutboxSender:
                 room_id = await self._room_of(conn, row)
             payload = await self._resolve_refs(conn, row)
             portal: uuid.UUID | None = None
-            if row.action == Action.CREATE_ROOM:
+            if row.action == Action.CREATE_ROOM and "conversation_id" in payload:
                 portal = self._conversation_id(payload)
                 existing = await self._store.get_portal_room(conn, portal)
                 if existing is not None:

@@ -44,6 +44,8 @@ def test_example_config_loads_but_refuses_placeholder_tokens() -> None:
         ({"api__jwt__algorithm": "none"}, "api.jwt.algorithm", "HS256 or RS256"),
         ({"logging__level": "LOUD"}, "logging.level", "DEBUG"),
         ({"appservice__database_pool_max": 1, "appservice__database_pool_min": 3}, "appservice.database_pool_max", ">="),
+        ({"appservice__database_pool_max": 7}, "appservice.database_pool_max", "inbox.workers + outbox.workers + 2 = 8"),
+        ({"appservice__outbox": {"max_retry_delay": 0}}, "appservice.outbox.max_retry_delay", "positive"),
     ],
 )
 def test_bad_values_name_the_dotted_key(override: dict, key: str, problem: str) -> None:
