@@ -14,6 +14,7 @@ from .appservice.health import Health
 from .appservice.middleware import matrix_errors
 from .config import Config
 from .db.database import Database
+from .matrix.delivery import MatrixDelivery
 from .matrix.directory import BridgeDirectory
 from .matrix.dispatch import Dispatcher
 from .matrix.handlers import register_handlers
@@ -89,6 +90,10 @@ async def init_app(
         notifications=notifications,
     )
     networking.add_listener(NetworkingMirror(ctx))
+    delivery = MatrixDelivery(ctx)
+    messaging.add_listener(delivery)
+    networking.add_listener(delivery)
+    notifications.add_listener(delivery)
     sender = OutboxSender(
         db,
         outbox_store,

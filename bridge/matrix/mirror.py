@@ -26,20 +26,48 @@ class NetworkingMirror:
     async def request_answered(self, conn: asyncpg.Connection, request: ConnectionRequest) -> None:
         if request.room_id is None:
             return
+        receiver = await self.ctx.users.get(conn, request.receiver_id)
+        if receiver.matrix_user_id is None:
+            await self._matrix_asked_network(conn, request, request.room_id)
+        else:
+            await self._network_asked_matrix(conn, request, request.room_id, receiver.matrix_user_id)
+
+    async def _matrix_asked_network(
+        self, conn: asyncpg.Connection, request: ConnectionRequest, room_id: str
+    ) -> None:
+        """The room is the Matrix user's, the receiver's ghost was invited to it."""
         ghost = self.ctx.ids.ghost(request.receiver_id)
         if request.status is RequestStatus.ACCEPTED:
-            conversation, _ = await self.ctx.messaging.open_direct(
-                conn, request.sender_id, request.receiver_id, origin=Origin.NETWORK
-            )
-            if await self.ctx.portals.insert_portal(conn, request.room_id, conversation.id, None):
-                await self.ctx.act(conn, request.room_id, ghost, "join")
+            if await self._start(conn, request, room_id):
+                await self.ctx.act(conn, room_id, ghost, "join")
             return
         reason = {
             RequestStatus.REJECTED: "The connection request was declined.",
             RequestStatus.CANCELLED: "The connection request was withdrawn.",
         }.get(request.status)
         if reason:
-            await self.ctx.act(conn, request.room_id, ghost, "leave", reason=reason)
+            await self.ctx.act(conn, room_id, ghost, "leave", reason=reason)
+
+    async def _network_asked_matrix(
+        self, conn: asyncpg.Connection, request: ConnectionRequest, room_id: str, user_id: str
+    ) -> None:
+        """The room is the sender's ghost's, the Matrix user was invited to it."""
+        ghost = self.ctx.ids.ghost(request.sender_id)
+        if request.status is RequestStatus.ACCEPTED:
+            await self._start(conn, request, room_id)
+        elif request.status is RequestStatus.CANCELLED:
+            await self.ctx.act(conn, room_id, ghost, "kick", user_id=user_id,
+                               reason="The connection request was withdrawn.")
+            await self.ctx.act(conn, room_id, ghost, "leave")
+        elif request.status is RequestStatus.REJECTED:
+            await self.ctx.act(conn, room_id, ghost, "leave")
+
+    async def _start(self, conn: asyncpg.Connection, request: ConnectionRequest, room_id: str) -> bool:
+        """The 1:1 conversation of the pair, bridged to the request's room; True if new."""
+        conversation, _ = await self.ctx.messaging.open_direct(
+            conn, request.sender_id, request.receiver_id, origin=Origin.MATRIX
+        )
+        return await self.ctx.portals.insert_portal(conn, room_id, conversation.id, None)
 
     async def disconnected(self, conn: asyncpg.Connection, connection: Connection) -> None:
         return None
@@ -59,6 +87,10 @@ class OutboxResults:
             notice = payload.get("initial_notice")
             if isinstance(notice, str) and notice:
                 await self.ctx.notice(conn, room_id, notice)
+        elif row.action == "create_room" and isinstance(payload.get("connection_request_id"), str):
+            await self.ctx.networking.set_request_room(
+                conn, uuid.UUID(payload["connection_request_id"]), str(result["room_id"])
+            )
         elif row.action == "send" and isinstance(payload.get("message_id"), str):
             event_id = result.get("event_id")
             if isinstance(event_id, str):

@@ -303,3 +303,16 @@ class OutboxStore:
         """How many rows are in each state."""
         rows = await conn.fetch("SELECT state, count(*) AS n FROM outbox GROUP BY state")
         return {r["state"]: r["n"] for r in rows}
+
+
+async def find_message_send(conn: asyncpg.Connection, message_id: str) -> int | None:
+    """The outbox row that sends (or sent) a network message into Matrix, if any."""
+    value = await conn.fetchval(
+        """
+        SELECT id FROM outbox
+        WHERE action = 'send' AND payload->>'message_id' = $1
+        ORDER BY id LIMIT 1
+        """,
+        message_id,
+    )
+    return None if value is None else int(value)

@@ -147,6 +147,12 @@ class NetworkingService:
     ) -> ConnectionRequest | None:
         return await self._store.get_pending_between(conn, a, b)
 
+    async def set_request_room(
+        self, conn: asyncpg.Connection, request_id: uuid.UUID, room_id: str
+    ) -> None:
+        """Record the Matrix direct room a request lives in (once)."""
+        await self._store.set_request_room(conn, request_id, room_id)
+
     async def request_in_room(
         self, conn: asyncpg.Connection, room_id: str
     ) -> ConnectionRequest | None:

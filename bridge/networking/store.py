@@ -92,6 +92,14 @@ class NetworkingStore:
         )
         return None if row is None else _request(row)
 
+    async def set_request_room(
+        self, conn: asyncpg.Connection, request_id: uuid.UUID, room_id: str
+    ) -> None:
+        await conn.execute(
+            "UPDATE connection_request SET room_id = $2 WHERE id = $1 AND room_id IS NULL",
+            request_id, room_id,
+        )
+
     async def set_request_status(
         self, conn: asyncpg.Connection, request_id: uuid.UUID, status: RequestStatus
     ) -> ConnectionRequest | None:

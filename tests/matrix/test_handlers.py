@@ -14,6 +14,7 @@ import pytest
 
 from bridge.config import Config, InboxConfig
 from bridge.db.database import Database
+from bridge.matrix.delivery import MatrixDelivery
 from bridge.matrix.dispatch import Dispatcher
 from bridge.matrix.events import EventKind, IncomingEvent
 from bridge.matrix.handlers import register_handlers
@@ -23,6 +24,7 @@ from bridge.matrix.inbox import InboxProcessor
 from bridge.matrix.inbox_store import InboxStore
 from bridge.matrix.intake import IntakeService
 from bridge.matrix.mirror import NetworkingMirror
+from bridge.matrix.outbox_store import OutboxStore
 from bridge.matrix.portal_store import PortalStore
 from bridge.messaging.service import MessagingService
 from bridge.messaging.store import MessagingStore
@@ -47,9 +49,8 @@ class RecordingOutbox:
     async def enqueue(self, conn: asyncpg.Connection, lane: str, sender: str, action: str, payload: dict[str, Any]) -> int:
         assert sender.startswith("@") and ":" in sender
         assert action in {"send", "join", "leave", "invite", "create_room", "redact", "kick", "state", "profile"}
-        json.dumps(payload)  # must be storable
         self.actions.append((lane, sender, action, payload))
-        return len(self.actions)
+        return await OutboxStore().enqueue(conn, lane, sender, action, payload)  # stored for real
 
     def of(self, action: str) -> list[tuple[str, str, dict[str, Any]]]:
         return [(lane, sender, payload) for lane, sender, a, payload in self.actions if a == action]
@@ -63,6 +64,7 @@ class Bridge:
         self.db = db
         self.outbox = RecordingOutbox()
         notifications = NotificationService(NotificationStore())
+        self.notifications = notifications
         self.users = UserService(UserStore())
         self.messaging = MessagingService(MessagingStore(), notifications)
         self.networking = NetworkingService(NetworkingStore(), notifications)
@@ -72,6 +74,10 @@ class Bridge:
             messaging=self.messaging, networking=self.networking, notifications=notifications,
         )
         self.networking.add_listener(NetworkingMirror(self.ctx))
+        delivery = MatrixDelivery(self.ctx)
+        self.messaging.add_listener(delivery)
+        self.networking.add_listener(delivery)
+        notifications.add_listener(delivery)
         dispatcher = Dispatcher()
         register_handlers(dispatcher, self.ctx)
         self.processor = InboxProcessor(db, InboxStore(), dispatcher, InboxConfig(max_attempts=1))

@@ -150,7 +150,7 @@ class MembershipHandler:
     ) -> Outcome:
         portal = await self.ctx.portals.get_portal_by_room(conn, room_id)
         if portal is None:
-            return Outcome.IGNORED
+            return await self._answer_in_room(conn, room_id, sender, target, membership)
         conversation = await self.ctx.messaging.get(conn, portal.conversation_id)
         if membership in ("invite", "join"):
             if self.ctx.ids.is_bridged(target) or not self.ctx.allowed(target):
@@ -167,21 +167,32 @@ class MembershipHandler:
             if member is None:
                 return Outcome.IGNORED
             if not conversation.is_group:
-                return await self._left_direct(conn, room_id, target, member)
+                return Outcome.IGNORED  # a 1:1 conversation keeps both participants
             await self.ctx.messaging.remove_participant(
                 conn, conversation.id, member, actor=None, origin=Origin.MATRIX
             )
             return Outcome.PROCESSED
         return Outcome.IGNORED
 
-    async def _left_direct(
-        self, conn: asyncpg.Connection, room_id: str, target: str, member: uuid.UUID
+    async def _answer_in_room(
+        self, conn: asyncpg.Connection, room_id: str, sender: str, target: str, membership: str
     ) -> Outcome:
-        """A Matrix user leaving a direct room withdraws their pending request from there."""
-        request = await self.ctx.networking.request_in_room(conn, room_id)
-        if request is None or request.status.value != "pending" or request.sender_id != member:
+        """A Matrix user invited by a ghost answers the connection request by joining or not."""
+        if sender != target or membership not in ("join", "leave"):
             return Outcome.IGNORED
-        await self.ctx.networking.cancel(conn, sender=member, request_id=request.id)
+        request = await self.ctx.networking.request_in_room(conn, room_id)
+        if request is None or request.status.value != "pending":
+            return Outcome.IGNORED
+        user = await self.ctx.users.find_matrix_user(conn, target)
+        if user is None:
+            return Outcome.IGNORED
+        if user.id == request.receiver_id:
+            answer = self.ctx.networking.accept if membership == "join" else self.ctx.networking.reject
+            await answer(conn, receiver=user.id, request_id=request.id)
+        elif user.id == request.sender_id and membership == "leave":
+            await self.ctx.networking.cancel(conn, sender=user.id, request_id=request.id)
+        else:
+            return Outcome.IGNORED
         return Outcome.PROCESSED
 
 
