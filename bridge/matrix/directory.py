@@ -63,11 +63,13 @@ class BridgeDirectory:
         displayname = self._ctx.config.bridge.displayname_template.replace(
             "{displayname}", user.display_name
         )
+        # A ghost row without registered_at only has a profile queued in the outbox so far.
+        fresh = ghost is None or ghost.registered_at is None
         profile: dict[str, str | None] = {}
-        if ghost is None or ghost.displayname != displayname:
+        if fresh or ghost.displayname != displayname:
             profile["displayname"] = displayname
         if user.avatar_url and user.avatar_url.startswith("mxc://") and (
-            ghost is None or ghost.avatar_url != user.avatar_url
+            fresh or ghost.avatar_url != user.avatar_url
         ):
             profile["avatar_url"] = user.avatar_url
         await self._intents.set_profile(user_id, profile)  # registers the ghost first
