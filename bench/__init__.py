@@ -1,0 +1,1 @@
+"""Benchmarks of the bridge: programs that print what they measured (see bench/README.md)."""
