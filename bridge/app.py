@@ -42,6 +42,7 @@ DATABASE = web.AppKey("database", Database)
 PROCESSOR = web.AppKey("processor", InboxProcessor)
 SENDER = web.AppKey("sender", OutboxSender)
 CONTEXT = web.AppKey("context", HandlerContext)
+INTENTS = web.AppKey("intents", Intents)
 
 
 async def init_app(
@@ -120,6 +121,7 @@ async def init_app(
     app[PROCESSOR] = processor
     app[SENDER] = sender
     app[CONTEXT] = ctx
+    app[INTENTS] = intents
 
     async def database(_: web.Application) -> AsyncIterator[None]:
         await db.open()

@@ -15,12 +15,13 @@ from pathlib import Path
 from aiohttp import web
 
 from . import __version__
-from .app import init_app
+from .app import INTENTS, init_app
 from .config import Config, ConfigError, load_config
 from .db.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from .db.schema import SchemaError, ensure_schema
 from .errors import BridgeError
 from .logs import setup_logging
+from .matrix.intents import Intents
 from .registration import generate
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,8 @@ async def serve(config: Config, *, migrate: bool) -> None:
     async with database_dsn(config) as dsn:
         revision = await ensure_schema(dsn, migrate=migrate)
         log.info("Database schema at revision %s", revision)
-        runner = web.AppRunner(await init_app(config, dsn), access_log=log.getChild("access"))
+        app = await init_app(config, dsn)
+        runner = web.AppRunner(app, access_log=log.getChild("access"))
         await runner.setup()
         try:
             site = web.TCPSite(runner, config.appservice.hostname, config.appservice.port)
@@ -61,10 +63,25 @@ async def serve(config: Config, *, migrate: bool) -> None:
                 "Bridge %s listening on %s:%d as %s",
                 __version__, config.appservice.hostname, config.appservice.port, config.bot_mxid,
             )
+            ping = asyncio.create_task(ping_homeserver(app[INTENTS], config.appservice.id))
             await stop.wait()
+            ping.cancel()
             log.info("Shutting down")
         finally:
             await runner.cleanup()
+
+
+async def ping_homeserver(intents: Intents, appservice_id: str) -> None:
+    """Tell the homeserver we are up, so it resends what it held back at once. Best effort."""
+    try:
+        async with asyncio.timeout(30):
+            duration = await intents.ping_homeserver(appservice_id)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the homeserver may be down or older; carry on
+        log.warning("Could not ping the homeserver (it will still reach us): %s", exc)
+        return
+    log.info("Homeserver ping round trip: %d ms", duration)
 
 
 async def migrate_only(config: Config) -> str:

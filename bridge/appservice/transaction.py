@@ -72,7 +72,9 @@ def _pdu(raw: Any) -> IncomingEvent | RejectedEvent:
     )
 
 
-def _edu(raw: Any, txn_id: str, seen: dict[str, int]) -> IncomingEvent | RejectedEvent:
+def _edu(
+    raw: Any, txn_id: str, body_sha256: bytes, seen: dict[str, int]
+) -> IncomingEvent | RejectedEvent:
     if not isinstance(raw, dict):
         return _reject(raw, "ephemeral event is not a JSON object")
     event_type = raw.get("type")
@@ -82,9 +84,12 @@ def _edu(raw: Any, txn_id: str, seen: dict[str, int]) -> IncomingEvent | Rejecte
     if room_id is not None and not _is_id(room_id, "!"):
         return _reject(raw, "ephemeral event room_id malformed")
     canonical = _canonical(raw)
-    # EDUs have no id. Key them by transaction and content, so a resend of the same transaction
-    # stores nothing twice while the same content in a later transaction is kept.
-    digest = hashlib.sha256(f"{txn_id}\0{canonical}".encode()).hexdigest()[:40]
+    # EDUs have no id. Key them by transaction (id and body) and content, so a resend of the
+    # same transaction stores nothing twice, while the same content in a later transaction is
+    # kept, even under a reused id (Synapse on SQLite restarts its ids with other bodies).
+    digest = hashlib.sha256(
+        txn_id.encode() + b"\0" + body_sha256 + b"\0" + canonical.encode()
+    ).hexdigest()[:40]
     occurrence = seen.get(digest, 0)
     seen[digest] = occurrence + 1
     sender = raw.get("sender")
@@ -128,6 +133,7 @@ def parse_transaction(txn_id: str, raw_body: bytes) -> ParsedTransaction:
     edus = _list(body, stable) if stable in body else _list(body, legacy)
     to_device = _list(body, "de.sorunome.msc2409.to_device")
 
+    body_sha256 = hashlib.sha256(raw_body).digest()
     events: list[IncomingEvent] = []
     rejected: list[RejectedEvent] = []
     for raw in pdus:
@@ -135,11 +141,11 @@ def parse_transaction(txn_id: str, raw_body: bytes) -> ParsedTransaction:
         (events if isinstance(item, IncomingEvent) else rejected).append(item)  # type: ignore[arg-type]
     seen: dict[str, int] = {}
     for raw in edus:
-        item = _edu(raw, txn_id, seen)
+        item = _edu(raw, txn_id, body_sha256, seen)
         (events if isinstance(item, IncomingEvent) else rejected).append(item)  # type: ignore[arg-type]
     return ParsedTransaction(
         events=events,
         rejected=rejected,
-        body_sha256=hashlib.sha256(raw_body).digest(),
+        body_sha256=body_sha256,
         to_device_count=len(to_device),
     )

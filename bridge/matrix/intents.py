@@ -407,3 +407,13 @@ class Intents:
             room_id = (await intent.resolve_room_alias(alias)).room_id
             log.warning("Alias %s already existed; adopting its room %s", alias, room_id)
         return str(room_id)
+
+    async def ping_homeserver(self, appservice_id: str) -> int:
+        """Ask the homeserver to ping us back (``/appservice/{id}/ping``); the round trip in ms.
+
+        A successful ping also makes Synapse retry at once the transactions it held back while
+        it thought the bridge was down, instead of waiting out its back-off (up to 512 s).
+        """
+        intent = self.intent(self.bot_mxid)
+        return int(await intent.appservice_ping(appservice_id, txn_id=f"bridge-start-{id(self)}"))
+

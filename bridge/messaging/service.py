@@ -386,3 +386,122 @@ class MessagingService:
 
 def _valid_media(media: object) -> bool:
     return isinstance(media, dict) and isinstance(media.get("url"), str) and media["url"].startswith("mxc://")
+
+    # --- REST API ------------------------------------------------------------------------------
+    # (appended: filtered, paged lists, leaving, and replacing a group's participants)
+
+    async def visible_conversation_ids(
+        self,
+        conn: asyncpg.Connection,
+        viewer: uuid.UUID,
+        requested: Sequence[uuid.UUID] | None,
+    ) -> list[uuid.UUID]:
+        """The conversations a listing may read: ``requested`` (each checked, 404/403), or all
+        of the viewer's when None."""
+        if requested is None:
+            return await self._store.list_conversation_ids(conn, viewer)
+        for conversation_id in requested:
+            await self.get_for(conn, viewer, conversation_id)
+        return list(dict.fromkeys(requested))
+
+    async def list_conversations_page(
+        self,
+        conn: asyncpg.Connection,
+        user_id: uuid.UUID,
+        *,
+        is_group: Sequence[bool] | None = None,
+        participant_ids: Sequence[uuid.UUID] | None = None,
+        all_participants: bool = True,
+        last_periods: Sequence[tuple[datetime, datetime]] | None = None,
+        last_since: datetime | None = None,
+        last_until: datetime | None = None,
+        last_with_null: bool = False,
+        limit: int = 25,
+        offset: int = 0,
+    ) -> tuple[list[Conversation], int]:
+        """One page of a user's conversations (most recent first) and the matching total."""
+        return await self._store.list_conversations_page(
+            conn, user_id, is_group=is_group, participant_ids=participant_ids,
+            all_participants=all_participants, last_periods=last_periods, last_since=last_since,
+            last_until=last_until, last_with_null=last_with_null, limit=limit, offset=offset,
+        )
+
+    async def list_messages_page(
+        self,
+        conn: asyncpg.Connection,
+        viewer: uuid.UUID,
+        conversation_ids: Sequence[uuid.UUID] | None,
+        *,
+        sender_ids: Sequence[uuid.UUID] | None = None,
+        reader_ids: Sequence[uuid.UUID] | None = None,
+        sent_periods: Sequence[tuple[datetime, datetime]] | None = None,
+        sent_since: datetime | None = None,
+        sent_until: datetime | None = None,
+        sent_with_null: bool = False,
+        after_message_id: uuid.UUID | None = None,
+        limit: int = 25,
+        offset: int = 0,
+    ) -> tuple[list[Message], int]:
+        """One page of the messages the viewer may read, oldest first, and the matching total.
+
+        ``conversation_ids`` None means all of the viewer's conversations; each one named must
+        be theirs. ``after_message_id`` (a message the viewer can see) seeks past it.
+        """
+        visible = await self.visible_conversation_ids(conn, viewer, conversation_ids)
+        after = None
+        if after_message_id is not None:
+            anchor = await self.get_message_for(conn, viewer, after_message_id)
+            after = (anchor.sent_at, anchor.id)
+        return await self._store.list_messages_page(
+            conn, viewer, visible, sender_ids=sender_ids, reader_ids=reader_ids,
+            sent_periods=sent_periods, sent_since=sent_since, sent_until=sent_until,
+            sent_with_null=sent_with_null, after=after, limit=limit, offset=offset,
+        )
+
+    async def leave(
+        self,
+        conn: asyncpg.Connection,
+        user_id: uuid.UUID,
+        conversation_id: uuid.UUID,
+        *,
+        origin: Origin,
+    ) -> Conversation:
+        """A participant leaves a group conversation; returns it as it was before they left."""
+        conversation = await self.get_for(conn, user_id, conversation_id)
+        if not conversation.is_group:
+            raise Conflict("a 1:1 conversation cannot be left")
+        await self.remove_participant(
+            conn, conversation_id, user_id, actor=user_id, origin=origin
+        )
+        return conversation
+
+    async def set_participants(
+        self,
+        conn: asyncpg.Connection,
+        actor: uuid.UUID,
+        conversation_id: uuid.UUID,
+        participant_ids: Sequence[uuid.UUID],
+        *,
+        origin: Origin,
+    ) -> Conversation:
+        """Make a group's participants exactly ``participant_ids`` (``actor`` must be one)."""
+        conversation = await self.get_for(conn, actor, conversation_id)
+        wanted = list(dict.fromkeys(participant_ids))
+        if not wanted:
+            raise BadRequest("a conversation needs participants")
+        if set(conversation.participant_ids) == set(wanted):
+            return conversation
+        if not conversation.is_group:
+            raise Conflict("1:1 conversations cannot change participants")
+        added = [u for u in wanted if u not in conversation.participant_ids]
+        if added:
+            await self.add_participants(conn, conversation_id, added, actor=actor, origin=origin)
+        # The actor last: once out, they may no longer change the conversation.
+        removed = sorted(
+            (u for u in conversation.participant_ids if u not in wanted), key=lambda u: u == actor
+        )
+        for user_id in removed:
+            await self.remove_participant(
+                conn, conversation_id, user_id, actor=actor, origin=origin
+            )
+        return await self.get(conn, conversation_id)

@@ -386,3 +386,156 @@ class MessagingStore:
             conversation_id, user_id, message_id, read_up_to,
         )
         return bool(status == "INSERT 0 1")
+
+    # --- REST API: filtered, paged lists ------------------------------------------------------
+    #
+    # Filters are passed as plain values: a list restricts a column to its values (an empty list
+    # matches nothing), None leaves the column unrestricted. A date filter is ``periods`` (half-open
+    # [start, end) ranges, OR-ed), ``since`` / ``until`` bounds (inclusive, AND-ed) and
+    # ``with_null`` (rows whose value is NULL also match).
+
+    async def list_conversation_ids(
+        self, conn: asyncpg.Connection, user_id: uuid.UUID
+    ) -> list[uuid.UUID]:
+        """The ids of every conversation ``user_id`` takes part in."""
+        rows = await conn.fetch(
+            "SELECT conversation_id FROM conversation_participant WHERE user_id = $1",
+            user_id,
+        )
+        return [r["conversation_id"] for r in rows]
+
+    async def list_conversations_page(
+        self,
+        conn: asyncpg.Connection,
+        user_id: uuid.UUID,
+        *,
+        is_group: Sequence[bool] | None,
+        participant_ids: Sequence[uuid.UUID] | None,
+        all_participants: bool,
+        last_periods: Sequence[tuple[datetime, datetime]] | None,
+        last_since: datetime | None,
+        last_until: datetime | None,
+        last_with_null: bool,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[Conversation], int]:
+        """A user's conversations, most recently active first, and how many match in all.
+
+        ``participant_ids`` with ``all_participants`` keeps conversations having every one of
+        them, without it those having any.
+        """
+        where = """
+            FROM conversation_participant mine
+            JOIN conversation c ON c.id = mine.conversation_id
+            WHERE mine.user_id = $1
+              AND ($2::bool[] IS NULL OR c.is_group = ANY($2::bool[]))
+              AND ($3::uuid[] IS NULL OR (
+                    CASE WHEN $4::bool
+                         THEN ARRAY(SELECT p.user_id FROM conversation_participant p
+                                    WHERE p.conversation_id = c.id) @> $3::uuid[]
+                         ELSE EXISTS (SELECT 1 FROM conversation_participant p
+                                      WHERE p.conversation_id = c.id
+                                        AND p.user_id = ANY($3::uuid[]))
+                    END))
+              AND (($8::bool AND c.last_message_at IS NULL)
+                   OR (($5::timestamptz[] IS NOT NULL OR $6::timestamptz IS NOT NULL
+                        OR $7::timestamptz IS NOT NULL OR NOT $8::bool)
+                       AND ($5::timestamptz[] IS NULL OR EXISTS (
+                             SELECT 1 FROM unnest($5::timestamptz[], $9::timestamptz[]) AS p(lo, hi)
+                             WHERE c.last_message_at >= p.lo AND c.last_message_at < p.hi))
+                       AND ($6::timestamptz IS NULL OR c.last_message_at >= $6)
+                       AND ($7::timestamptz IS NULL OR c.last_message_at <= $7)))
+        """
+        starts = None if last_periods is None else [p[0] for p in last_periods]
+        ends = None if last_periods is None else [p[1] for p in last_periods]
+        args = (
+            user_id, None if is_group is None else list(is_group),
+            None if participant_ids is None else list(participant_ids), all_participants,
+            starts, last_since, last_until, last_with_null, ends,
+        )
+        rows = await conn.fetch(
+            f"""
+            SELECT {_CONVERSATION} {where}
+            ORDER BY COALESCE(c.last_message_at, c.created_at) DESC, c.id DESC
+            LIMIT $10 OFFSET $11
+            """,
+            *args, limit, offset,
+        )
+        total = await conn.fetchval(f"SELECT count(*) {where}", *args)
+        return [_conversation(r) for r in rows], int(total)
+
+    async def list_messages_page(
+        self,
+        conn: asyncpg.Connection,
+        viewer_id: uuid.UUID,
+        conversation_ids: Sequence[uuid.UUID],
+        *,
+        sender_ids: Sequence[uuid.UUID] | None,
+        reader_ids: Sequence[uuid.UUID] | None,
+        sent_periods: Sequence[tuple[datetime, datetime]] | None,
+        sent_since: datetime | None,
+        sent_until: datetime | None,
+        sent_with_null: bool,
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[Message], int]:
+        """Active messages of ``conversation_ids`` in ``(sentAt, id)`` order, and the total.
+
+        Leaves out what the viewer deleted for themselves. ``reader_ids`` keeps messages one of
+        them has read (a sender has read their own). ``after`` seeks past a ``(sentAt, id)``
+        position. Each conversation is read in index order and only ``offset + limit`` rows of
+        each are merged, so the first pages and seeks cost the page, not the conversation; the
+        total is a count over the matching rows.
+        """
+        filters = """
+                  m.is_active
+                  AND NOT EXISTS (SELECT 1 FROM message_deletion d
+                                  WHERE d.message_id = m.id AND d.user_id = $1)
+                  AND ($3::uuid[] IS NULL OR m.sender_id = ANY($3::uuid[]))
+                  AND ($4::uuid[] IS NULL OR m.sender_id = ANY($4::uuid[]) OR EXISTS (
+                        SELECT 1 FROM read_marker r
+                        WHERE r.conversation_id = m.conversation_id
+                          AND r.user_id = ANY($4::uuid[]) AND r.read_up_to >= m.sent_at))
+                  AND (($8::bool AND m.sent_at IS NULL)
+                       OR (($5::timestamptz[] IS NOT NULL OR $6::timestamptz IS NOT NULL
+                            OR $7::timestamptz IS NOT NULL OR NOT $8::bool)
+                           AND ($5::timestamptz[] IS NULL OR EXISTS (
+                                 SELECT 1
+                                 FROM unnest($5::timestamptz[], $9::timestamptz[]) AS p(lo, hi)
+                                 WHERE m.sent_at >= p.lo AND m.sent_at < p.hi))
+                           AND ($6::timestamptz IS NULL OR m.sent_at >= $6)
+                           AND ($7::timestamptz IS NULL OR m.sent_at <= $7)))
+                  AND ($10::timestamptz IS NULL OR (m.sent_at, m.id) > ($10, $11::uuid))
+        """
+        starts = None if sent_periods is None else [p[0] for p in sent_periods]
+        ends = None if sent_periods is None else [p[1] for p in sent_periods]
+        args = (
+            viewer_id, list(conversation_ids),
+            None if sender_ids is None else list(sender_ids),
+            None if reader_ids is None else list(reader_ids),
+            starts, sent_since, sent_until, sent_with_null, ends,
+            None if after is None else after[0], None if after is None else after[1],
+        )
+        rows = await conn.fetch(
+            f"""
+            SELECT {_MESSAGE} FROM (
+                SELECT page.id, page.sent_at FROM unnest($2::uuid[]) AS c(id)
+                CROSS JOIN LATERAL (
+                    SELECT m.id, m.sent_at FROM message m
+                    WHERE m.conversation_id = c.id AND {filters}
+                    ORDER BY m.sent_at, m.id
+                    LIMIT $12::bigint + $13::bigint
+                ) page
+                ORDER BY page.sent_at, page.id
+                LIMIT $12 OFFSET $13
+            ) p JOIN message m ON m.id = p.id
+            ORDER BY p.sent_at, p.id
+            """,
+            *args, limit, offset,
+        )
+        total = await conn.fetchval(
+            f"SELECT count(*) FROM message m WHERE m.conversation_id = ANY($2::uuid[]) AND {filters}",
+            *args,
+        )
+        return [_message(r) for r in rows], int(total)

@@ -170,3 +170,106 @@ class NetworkingService:
         self, conn: asyncpg.Connection, user_id: uuid.UUID, *, limit: int = 25, offset: int = 0
     ) -> list[Connection]:
         return await self._store.list_connections(conn, user_id, limit=limit, offset=offset)
+
+    # --- REST API ------------------------------------------------------------------------------
+    # (appended: lookups by id, paged lists, answering by the other user, per-pair relations)
+
+    async def get_connection_for(
+        self, conn: asyncpg.Connection, user_id: uuid.UUID, connection_id: uuid.UUID
+    ) -> Connection:
+        """A connection, for one of its two users only."""
+        connection = await self._store.get_connection_by_id(conn, connection_id)
+        if connection is None:
+            raise NotFound(f"no connection {connection_id}")
+        if user_id not in (connection.user_low, connection.user_high):
+            raise Forbidden("only the connected users can see a connection")
+        return connection
+
+    async def disconnect_by_id(
+        self, conn: asyncpg.Connection, user_id: uuid.UUID, connection_id: uuid.UUID
+    ) -> Connection:
+        """Either user ends a connection."""
+        connection = await self.get_connection_for(conn, user_id, connection_id)
+        return await self.disconnect(conn, user_id, connection.other(user_id))
+
+    async def connect_directly(
+        self, conn: asyncpg.Connection, a: uuid.UUID, b: uuid.UUID
+    ) -> Connection:
+        """Connect two users without a request (an administrator's act)."""
+        if a == b:
+            raise BadRequest("cannot connect a user to themselves")
+        if await self.is_connected(conn, a, b):
+            raise Conflict("already connected")
+        return await self._store.insert_connection(conn, a, b)
+
+    async def withdraw(
+        self, conn: asyncpg.Connection, user_id: uuid.UUID, request_id: uuid.UUID
+    ) -> ConnectionRequest:
+        """Take a pending request off the table: its sender cancels it, its receiver rejects it."""
+        request = await self.get_request_for(conn, user_id, request_id)
+        if request.sender_id == user_id:
+            return await self.cancel(conn, sender=user_id, request_id=request_id)
+        return await self.reject(conn, receiver=user_id, request_id=request_id)
+
+    async def answer_from(
+        self,
+        conn: asyncpg.Connection,
+        receiver: uuid.UUID,
+        sender: uuid.UUID,
+        *,
+        accept: bool,
+    ) -> ConnectionRequest:
+        """Accept or reject the pending request ``sender`` sent ``receiver`` (404 if none)."""
+        pending = await self._store.get_pending_between(conn, receiver, sender)
+        if pending is None or pending.sender_id != sender:
+            raise NotFound("no pending connection request from that user")
+        if accept:
+            return await self.accept(conn, receiver=receiver, request_id=pending.id)
+        return await self.reject(conn, receiver=receiver, request_id=pending.id)
+
+    async def list_requests_page(
+        self,
+        conn: asyncpg.Connection,
+        user_id: uuid.UUID,
+        *,
+        statuses: list[RequestStatus] | None = None,
+        limit: int = 25,
+        offset: int = 0,
+    ) -> tuple[list[ConnectionRequest], int]:
+        """One page of the requests the user sent or received, newest first, and the total."""
+        return await self._store.list_requests_page(
+            conn, user_id, statuses=None if statuses is None else [s.value for s in statuses],
+            limit=limit, offset=offset,
+        )
+
+    async def list_connections_page(
+        self, conn: asyncpg.Connection, user_id: uuid.UUID, *, limit: int = 25, offset: int = 0
+    ) -> tuple[list[Connection], int]:
+        """One page of the user's connections, newest first, and the total."""
+        rows = await self._store.list_connections(conn, user_id, limit=limit, offset=offset)
+        return rows, await self._store.count_connections(conn, user_id)
+
+    async def relations(
+        self,
+        conn: asyncpg.Connection,
+        user_id: uuid.UUID,
+        other_ids: list[uuid.UUID] | None = None,
+    ) -> list[tuple[uuid.UUID, str, ConnectionRequest | None, Connection | None]]:
+        """The user's standing with each other user, Symphony-style.
+
+        ``ACCEPTED`` while connected; otherwise the latest request between the two decides:
+        pending is ``PENDING_INCOMING`` / ``PENDING_OUTGOING`` as the user sees it, rejected is
+        ``REJECTED``; a cancelled request, or an accepted one whose connection has since ended,
+        leaves no standing and the pair is left out.
+        """
+        standings: list[tuple[uuid.UUID, str, ConnectionRequest | None, Connection | None]] = []
+        for other, request, connection in await self._store.list_relations(
+            conn, user_id, other_ids
+        ):
+            if connection is not None:
+                standings.append((other, "ACCEPTED", request, connection))
+            elif request is not None and request.status in (
+                RequestStatus.PENDING, RequestStatus.REJECTED
+            ):
+                standings.append((other, request.seen_from(user_id), request, None))
+        return standings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 import asyncpg
 
@@ -186,3 +187,97 @@ class NetworkingStore:
             user_id, limit, offset,
         )
         return [Connection(**dict(r)) for r in rows]
+
+    # --- REST API: lookups by id, filtered pages, per-pair relations ----------------------------
+
+    async def get_connection_by_id(
+        self, conn: asyncpg.Connection, connection_id: uuid.UUID
+    ) -> Connection | None:
+        row = await conn.fetchrow(
+            f"SELECT {_CONNECTION} FROM connection WHERE id = $1", connection_id
+        )
+        return None if row is None else Connection(**dict(row))
+
+    async def list_requests_page(
+        self,
+        conn: asyncpg.Connection,
+        user_id: uuid.UUID,
+        *,
+        statuses: Sequence[str] | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[ConnectionRequest], int]:
+        """Requests the user sent or received, newest first (``statuses`` None: any), and the
+        total."""
+        where = """
+            FROM connection_request
+            WHERE (sender_id = $1 OR receiver_id = $1)
+              AND ($2::text[] IS NULL OR status = ANY($2::text[]))
+        """
+        args = (user_id, None if statuses is None else list(statuses))
+        rows = await conn.fetch(
+            f"SELECT {_REQUEST} {where} ORDER BY sent_at DESC, id LIMIT $3 OFFSET $4",
+            *args, limit, offset,
+        )
+        total = await conn.fetchval(f"SELECT count(*) {where}", *args)
+        return [_request(r) for r in rows], int(total)
+
+    async def count_connections(self, conn: asyncpg.Connection, user_id: uuid.UUID) -> int:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM connection WHERE user_low = $1 OR user_high = $1", user_id
+            )
+        )
+
+    async def list_relations(
+        self,
+        conn: asyncpg.Connection,
+        user_id: uuid.UUID,
+        other_ids: Sequence[uuid.UUID] | None,
+    ) -> list[tuple[uuid.UUID, ConnectionRequest | None, Connection | None]]:
+        """Per other user: the latest request between the two and their connection, if any.
+
+        Restricted to ``other_ids`` when given; ordered by the other user's id.
+        """
+        rows = await conn.fetch(
+            """
+            WITH latest AS (
+                SELECT DISTINCT ON (other_id) *
+                FROM (SELECT CASE WHEN sender_id = $1 THEN receiver_id ELSE sender_id END
+                                 AS other_id, r.*
+                      FROM connection_request r
+                      WHERE sender_id = $1 OR receiver_id = $1) x
+                ORDER BY other_id, sent_at DESC, id DESC
+            ), conns AS (
+                SELECT CASE WHEN user_low = $1 THEN user_high ELSE user_low END AS other_id, c.*
+                FROM connection c WHERE user_low = $1 OR user_high = $1
+            )
+            SELECT COALESCE(l.other_id, c.other_id) AS other_id,
+                   l.id AS r_id, l.sender_id, l.receiver_id, l.status, l.message,
+                   l.first_requested_at, l.sent_at, l.request_counter, l.responded_at,
+                   l.room_id, c.id AS c_id, c.user_low, c.user_high, c.connected_since
+            FROM latest l FULL JOIN conns c ON c.other_id = l.other_id
+            WHERE $2::uuid[] IS NULL OR COALESCE(l.other_id, c.other_id) = ANY($2::uuid[])
+            ORDER BY 1
+            """,
+            user_id, None if other_ids is None else list(other_ids),
+        )
+        relations: list[tuple[uuid.UUID, ConnectionRequest | None, Connection | None]] = []
+        for row in rows:
+            request = None
+            if row["r_id"] is not None:
+                request = ConnectionRequest(
+                    id=row["r_id"], sender_id=row["sender_id"], receiver_id=row["receiver_id"],
+                    status=RequestStatus(row["status"]), message=row["message"],
+                    first_requested_at=row["first_requested_at"], sent_at=row["sent_at"],
+                    request_counter=row["request_counter"], responded_at=row["responded_at"],
+                    room_id=row["room_id"],
+                )
+            connection = None
+            if row["c_id"] is not None:
+                connection = Connection(
+                    id=row["c_id"], user_low=row["user_low"], user_high=row["user_high"],
+                    connected_since=row["connected_since"],
+                )
+            relations.append((row["other_id"], request, connection))
+        return relations

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 import asyncpg
 
+from ..errors import BadRequest, NotFound
 from ..ids import clean_text
-from .models import Notification
+from .models import Device, Notification
 from .store import NotificationStore
 
 
@@ -64,3 +66,40 @@ class NotificationService:
         self, conn: asyncpg.Connection, user_id: uuid.UUID, ids: Sequence[uuid.UUID] | None = None
     ) -> int:
         return await self._store.mark_seen(conn, user_id, ids)
+
+    # --- REST API (appended) -------------------------------------------------------------------
+
+    async def list_page(
+        self,
+        conn: asyncpg.Connection,
+        user_id: uuid.UUID,
+        *,
+        oldest_first: bool = False,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> tuple[builtins.list[Notification], int]:
+        """One page of the user's notifications and the total."""
+        return await self._store.list_notifications_page(
+            conn, user_id, oldest_first=oldest_first, limit=limit, offset=offset
+        )
+
+    async def register_device(
+        self, conn: asyncpg.Connection, user_id: uuid.UUID, token: str, platform: str
+    ) -> Device:
+        """Register (or re-register) a push device of the user."""
+        token = clean_text(token, limit=4096, multiline=False).strip()
+        platform = clean_text(platform, limit=32, multiline=False).strip().lower()
+        if not token:
+            raise BadRequest("device.token is required")
+        if not platform:
+            raise BadRequest("device.platform is required")
+        return await self._store.upsert_device(conn, user_id, token, platform)
+
+    async def unregister_device(
+        self, conn: asyncpg.Connection, user_id: uuid.UUID, device_id: uuid.UUID
+    ) -> Device:
+        """Remove one of the user's devices (404 if it is not theirs)."""
+        device = await self._store.delete_device_by_id(conn, user_id, device_id)
+        if device is None:
+            raise NotFound(f"no device {device_id}")
+        return device

@@ -89,3 +89,40 @@ class NotificationStore:
             "DELETE FROM device WHERE user_id = $1 AND token = $2", user_id, token
         )
         return bool(status == "DELETE 1")
+
+    # --- REST API: sorted pages, counts, devices by id ------------------------------------------
+
+    async def list_notifications_page(
+        self,
+        conn: asyncpg.Connection,
+        user_id: uuid.UUID,
+        *,
+        oldest_first: bool,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[Notification], int]:
+        """One page of the user's notifications by ``created_at`` (newest first unless
+        ``oldest_first``), and the total."""
+        order = "created_at, id" if oldest_first else "created_at DESC, id DESC"
+        rows = await conn.fetch(
+            f"""
+            SELECT {_NOTIFICATION} FROM notification WHERE user_id = $1
+            ORDER BY {order} LIMIT $2 OFFSET $3
+            """,
+            user_id, limit, offset,
+        )
+        total = await conn.fetchval("SELECT count(*) FROM notification WHERE user_id = $1", user_id)
+        return [_notification(r) for r in rows], int(total)
+
+    async def delete_device_by_id(
+        self, conn: asyncpg.Connection, user_id: uuid.UUID, device_id: uuid.UUID
+    ) -> Device | None:
+        """Remove one of the user's devices; None if they have no such device."""
+        row = await conn.fetchrow(
+            """
+            DELETE FROM device WHERE id = $1 AND user_id = $2
+            RETURNING id, user_id, token, platform, created_at
+            """,
+            device_id, user_id,
+        )
+        return None if row is None else Device(**dict(row))

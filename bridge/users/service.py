@@ -92,3 +92,13 @@ class UserService:
 
     async def search(self, conn: asyncpg.Connection, name: str, *, limit: int = 20) -> list[NetworkUser]:
         return await self._store.search_users(conn, name, limit=limit)
+
+    async def require_all(
+        self, conn: asyncpg.Connection, user_ids: Sequence[uuid.UUID]
+    ) -> None:
+        """404 naming the first of ``user_ids`` that is not a network user."""
+        wanted = list(dict.fromkeys(user_ids))
+        found = {u.id for u in await self._store.get_users(conn, wanted)}
+        for user_id in wanted:
+            if user_id not in found:
+                raise NotFound(f"no network user {user_id}")

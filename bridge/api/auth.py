@@ -1,0 +1,226 @@
+"""JWT authentication of the REST API.
+
+Tokens are verified with the one configured algorithm: RS256 against a PEM public key, a JWKS
+(key picked by the token's ``kid``) or the public half of the bridge's own private key; or
+HS256 with the shared secret. ``jwt.decode`` is always given that single algorithm, so ``alg:
+none`` and algorithm confusion (an HS256 token "signed" with the RSA public key) fail. ``exp``
+and ``sub`` are required; ``iss`` and ``aud`` are checked when configured.
+
+The token is looked for, first found wins, in: the ``access_token`` query parameter, an
+``Authorization: Bearer`` header, the header named ``api.token_name``, the cookie named
+``api.token_name`` and, on the Symphony routes, the ``sessionToken`` header.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import jwt
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from ..config import ConfigError, JwtConfig
+from ..errors import BridgeError, Forbidden, NotFound, Unauthorized
+from ..ids import parse_uuid
+from .context import Principal, set_principal
+from .keys import KeyFile, KeyFileError, SigningKey, parse_jwks, parse_public_key, thumbprint
+
+if TYPE_CHECKING:
+    from .context import ApiContext
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+ADMIN_ROLE = "admin"
+QUERY_TOKEN = "access_token"
+SYMPHONY_HEADER = "sessionToken"
+MIN_SECRET_BYTES = 32
+
+
+def _config_error(key: str, exc: Exception) -> ConfigError:
+    return ConfigError(f"api.jwt.{key}", str(exc))
+
+
+def _public_with_kid(data: bytes) -> tuple[RSAPublicKey, str]:
+    key = parse_public_key(data)
+    return key, thumbprint(key)
+
+
+class TokenVerifier:
+    """Verifies the REST API's JWTs against the configured key material."""
+
+    def __init__(self, config: JwtConfig, signing_key: SigningKey | None = None) -> None:
+        self.algorithm = config.algorithm
+        self._config = config
+        self._secret: bytes | None = None
+        self._jwks: KeyFile[dict[str, RSAPublicKey]] | None = None
+        self._public: KeyFile[tuple[RSAPublicKey, str]] | None = None
+        self._signing = signing_key
+        if config.algorithm == "HS256":
+            if config.secret:
+                self._secret = config.secret.encode()
+                if len(self._secret) < MIN_SECRET_BYTES:
+                    log.warning("api.jwt.secret is shorter than %d bytes", MIN_SECRET_BYTES)
+            else:
+                log.warning("api.jwt.secret is not set: the REST API will refuse every token")
+            return
+        try:
+            if config.jwks_file is not None:
+                self._jwks = KeyFile(config.jwks_file, parse_jwks)
+        except KeyFileError as exc:
+            raise _config_error("jwks_file", exc) from None
+        try:
+            if config.public_key_file is not None:
+                self._public = KeyFile(config.public_key_file, _public_with_kid)
+        except KeyFileError as exc:
+            raise _config_error("public_key_file", exc) from None
+        if self._jwks is None and self._public is None and self._signing is None:
+            raise ConfigError(
+                "api.jwt.public_key_file",
+                "RS256 needs public_key_file, jwks_file or private_key_file",
+            )
+
+    @property
+    def configured(self) -> bool:
+        return self.algorithm == "RS256" or self._secret is not None
+
+    def _rsa_key(self, kid: object) -> RSAPublicKey:
+        keys: dict[str, RSAPublicKey] = {}
+        if self._signing is not None:
+            own = self._signing.current()
+            keys[own.kid] = own.public_key
+        if self._public is not None:
+            public, public_kid = self._public.get()
+            keys[public_kid] = public
+        if self._jwks is not None:
+            keys.update(self._jwks.get())
+        if isinstance(kid, str) and kid in keys:
+            return keys[kid]
+        if self._public is not None:  # a single configured key needs no kid
+            return self._public.get()[0]
+        if len(keys) == 1 and (kid is None or self._jwks is None):
+            return next(iter(keys.values()))
+        if kid is None:
+            raise Unauthorized("token has no kid and the key set holds several keys")
+        raise Unauthorized("token signed with an unknown key (kid)")
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The token's claims, or 401 saying what is wrong with it."""
+        if not self.configured:
+            raise Unauthorized("token verification is not configured (api.jwt)")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise Unauthorized("malformed token") from None
+        alg = header.get("alg")
+        if alg != self.algorithm:
+            raise Unauthorized(f"token algorithm {alg!r} is not accepted, only {self.algorithm}")
+        key: Any = self._secret if self.algorithm == "HS256" else self._rsa_key(header.get("kid"))
+        config = self._config
+        try:
+            return jwt.decode(
+                token,
+                key,
+                algorithms=[self.algorithm],
+                audience=config.audience,
+                issuer=config.issuer,
+                leeway=config.leeway,
+                options={"require": ["exp", "sub"], "verify_aud": config.audience is not None},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("token expired") from None
+        except jwt.InvalidAudienceError:
+            raise Unauthorized("token audience is not accepted") from None
+        except jwt.InvalidIssuerError:
+            raise Unauthorized("token issuer is not accepted") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise Unauthorized(f"token lacks the {exc.claim} claim") from None
+        except jwt.ImmatureSignatureError:
+            raise Unauthorized("token not valid yet") from None
+        except jwt.InvalidSignatureError:
+            raise Unauthorized("token signature does not verify") from None
+        except jwt.InvalidTokenError as exc:
+            raise Unauthorized(f"invalid token: {exc}") from None
+
+
+def find_token(request: web.Request, token_name: str, *, symphony: bool = False) -> str | None:
+    """The request's token from the first location that has one."""
+    token = request.query.get(QUERY_TOKEN)
+    if token:
+        return token
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    for candidate in (request.headers.get(token_name), request.cookies.get(token_name)):
+        if candidate:
+            return candidate
+    if symphony:
+        return request.headers.get(SYMPHONY_HEADER) or None
+    return None
+
+
+def is_admin(claims: dict[str, Any]) -> bool:
+    roles = claims.get("roles")
+    if isinstance(roles, list) and ADMIN_ROLE in roles:
+        return True
+    return claims.get("role") == ADMIN_ROLE
+
+
+def _subject(claims: dict[str, Any]) -> uuid.UUID:
+    try:
+        return parse_uuid(claims.get("sub"), "sub")
+    except BridgeError:
+        raise Unauthorized("token subject (sub) must be a network user id (UUID)") from None
+
+
+def _name(claims: dict[str, Any]) -> str | None:
+    name = claims.get("name")
+    return name if isinstance(name, str) and name.strip() else None
+
+
+async def resolve_principal(
+    ctx: ApiContext, claims: dict[str, Any], as_user: str | None
+) -> Principal:
+    """The token's user (created on first use, renamed when ``name`` changes) and who it acts as."""
+    subject = _subject(claims)
+    admin = is_admin(claims)
+    acting = subject
+    if as_user is not None:
+        if not admin:
+            raise Forbidden("only administrators may act for another user (asUserId)")
+        acting = parse_uuid(as_user, "asUserId")
+    users = ctx.services.users
+    for attempt in (1, 2):
+        try:
+            async with ctx.db.transaction() as conn:
+                await users.ensure(conn, subject, _name(claims))
+                if acting != subject and await users.find(conn, acting) is None:
+                    raise NotFound(f"no network user {acting} (asUserId)")
+            break
+        except asyncpg.UniqueViolationError:
+            if attempt == 2:  # a concurrent first request created the user: read it again
+                raise
+    return Principal(token_user_id=subject, user_id=acting, is_admin=admin)
+
+
+def auth_middleware(ctx: ApiContext, *, symphony: bool = False) -> Middleware:
+    """Authenticates every request of a sub-application (after the error middleware)."""
+    token_name = ctx.config.api.token_name
+
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        token = find_token(request, token_name, symphony=symphony)
+        if token is None:
+            raise Unauthorized("no access token")
+        claims = ctx.verifier.verify(token)
+        set_principal(request, await resolve_principal(ctx, claims, request.query.get("asUserId")))
+        return await handler(request)
+
+    return authenticate
+

@@ -1,0 +1,81 @@
+"""What the REST API's handlers share: config, pool, services, keys; per-request state."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from ..config import Config
+from ..db.database import Database
+from ..messaging.service import MessagingService
+from ..networking.service import NetworkingService
+from ..notifications.service import NotificationService
+from ..users.service import UserService
+from .keys import SigningKey, TokenVerifier
+
+
+@dataclass(frozen=True)
+class ApiServices:
+    """The domain services the REST API calls (the same instances the rest of the bridge uses)."""
+
+    users: UserService
+    messaging: MessagingService
+    networking: NetworkingService
+    notifications: NotificationService
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    config: Config
+    db: Database
+    services: ApiServices
+    verifier: TokenVerifier
+    signing_key: SigningKey | None
+    version: str
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as.
+
+    ``user_id`` is the network user the request acts for: the token's subject, or, for an
+    administrator's token with ``?asUserId=``, that user.
+    """
+
+    token_user_id: uuid.UUID
+    user_id: uuid.UUID
+    is_admin: bool
+
+
+# Per-request state, kept on the aiohttp request under these keys.
+_PRINCIPAL = "bridge.api.principal"
+_STARTED = "bridge.api.started"
+_REQUEST_ID = "bridge.api.request_id"
+
+
+def set_principal(request: web.Request, principal: Principal) -> None:
+    request[_PRINCIPAL] = principal
+
+
+def principal_of(request: web.Request) -> Principal:
+    """The authenticated principal (set by the auth middleware)."""
+    principal = request.get(_PRINCIPAL)
+    if not isinstance(principal, Principal):
+        raise RuntimeError("route served without the auth middleware")
+    return principal
+
+
+def maybe_principal(request: web.Request) -> Principal | None:
+    principal = request.get(_PRINCIPAL)
+    return principal if isinstance(principal, Principal) else None
+
+
+def set_started(request: web.Request, started: float, request_id: str) -> None:
+    request[_STARTED] = started
+    request[_REQUEST_ID] = request_id
+
+
+def started_of(request: web.Request) -> tuple[float | None, str | None]:
+    return request.get(_STARTED), request.get(_REQUEST_ID)

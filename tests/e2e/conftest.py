@@ -1,0 +1,348 @@
+"""End-to-end test bed: a real Synapse and the bridge as a real subprocess, both on loopback.
+
+Session-scoped, so the whole suite pays for one Synapse and one bridge:
+
+* ``e2e_root``: a private temporary directory (kept when a test failed, removed otherwise);
+* ``bridge_proc``: the bridge, ``python -m bridge run -c config.yaml`` with ``database: embedded``
+  (its own PostgreSQL in its data directory), after ``bridge generate-registration`` wrote the
+  tokens into its config and the registration file for Synapse;
+* ``synapse``: the installed matrix-synapse with SQLite, loading that registration file.
+
+Both run as subprocesses with their output in log files; the tail of both logs is attached to
+the report of a failing test. ``restart()`` (SIGKILL or SIGTERM, then start again on the same
+config and data) lets a test crash either of them mid-stream.
+
+Per test: ``alice`` (a logged-in mautrix ``ClientAPI``), ``appservice`` (mautrix ``IntentAPI``
+of the bridge bot, acting with the as_token) and ``inbox`` (read access to the bridge's DB).
+``bridge`` and ``homeserver`` are the session's processes, started again first if an earlier
+test left one stopped.
+
+Nothing here goes through a proxy: children get an environment without ``*_proxy`` variables
+(and without ``BRIDGE_*`` config overrides), and the in-process clients (aiohttp, urllib with
+an empty ProxyHandler) ignore the environment's proxies.
+
+``E2E_KEEP_DIR=1`` keeps the working directory (it is always kept when a test failed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+import yaml
+from mautrix.appservice import AppServiceAPI, IntentAPI
+from mautrix.appservice.state_store import ASStateStore
+from mautrix.client import ClientAPI
+from mautrix.client.state_store import MemoryStateStore
+from mautrix.types import MatrixUserIdentifier, UserIdentifier
+from mautrix.util.logging import TraceLogger
+
+from tests.e2e.bed import (
+    ALICE,
+    ALICE_PASSWORD,
+    APPSERVICE_ID,
+    BOT_LOCALPART,
+    BOT_MXID,
+    LOG_TAIL_LINES,
+    PROCESSES,
+    REPO_ROOT,
+    SERVER_NAME,
+    BridgeProcess,
+    Inbox,
+    SynapseProcess,
+    child_env,
+    free_port,
+    tail,
+)
+
+_FAILED: list[str] = []
+
+
+class MemoryASStateStore(MemoryStateStore, ASStateStore):
+    """mautrix's in-memory state store with the appservice part (registered users)."""
+
+    def __init__(self) -> None:
+        MemoryStateStore.__init__(self)
+        ASStateStore.__init__(self)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Attach the tail of both daemons' logs (since the test began) to a failing test."""
+    report = yield
+    if report.failed and item.get_closest_marker("e2e") is not None:
+        _FAILED.append(item.nodeid)
+        offsets: dict[str, int] = item.stash.get(_LOG_OFFSETS, {})
+        for proc in PROCESSES:
+            text = tail(proc.log_path, LOG_TAIL_LINES, offsets.get(proc.name, 0))
+            report.sections.append((f"{proc.name} log ({proc.log_path}), tail", text))
+    return report
+
+
+_LOG_OFFSETS = pytest.StashKey[dict[str, int]]()
+_KEPT: list[Path] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for root in _KEPT:
+        terminalreporter.write_line(f"e2e: logs and data kept in {root}")
+
+
+@pytest.fixture(autouse=True)
+def _remember_log_offsets(request: pytest.FixtureRequest) -> None:
+    request.node.stash[_LOG_OFFSETS] = {p.name: p.log_offset() for p in PROCESSES}
+
+
+# ---------------------------------------------------------------------------- session fixtures
+
+
+@pytest.fixture(scope="session")
+def e2e_root() -> Iterator[Path]:
+    """Private working directory of the session.
+
+    Kept for inspection (logs, configs, Synapse's SQLite, the bridge's data) when a test failed
+    or ``E2E_KEEP_DIR=1`` is set; removed otherwise.
+    """
+    root = Path(tempfile.mkdtemp(prefix="bridge-e2e-"))
+    # As root the embedded PostgreSQL runs as an unprivileged user that must traverse this.
+    root.chmod(0o711)
+    yield root
+    if _FAILED or os.environ.get("E2E_KEEP_DIR") == "1":
+        _KEPT.append(root)
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _run(argv: list[str], *, cwd: Path, env: dict[str, str], what: str) -> None:
+    done = subprocess.run(
+        argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+
+
+@pytest.fixture(scope="session")
+def bridge_setup(e2e_root: Path) -> tuple[BridgeProcess, Path]:
+    """The bridge's config (tokens generated by the CLI) and the registration file."""
+    bridge_dir = e2e_root / "bridge"
+    bridge_dir.mkdir()
+    bridge_dir.chmod(0o711)
+    port = free_port()
+    synapse_port = free_port()
+    config = {
+        "homeserver": {"address": f"http://127.0.0.1:{synapse_port}", "domain": SERVER_NAME},
+        "appservice": {
+            "address": f"http://127.0.0.1:{port}",
+            "hostname": "127.0.0.1",
+            "port": port,
+            "id": APPSERVICE_ID,
+            "bot_username": BOT_LOCALPART,
+            "as_token": "generate",
+            "hs_token": "generate",
+            "database": "embedded",
+            "embedded_data_dir": "data/postgres",
+            # A SIGKILLed bridge leaves its workers' lanes; a short poll picks them up quickly.
+            "inbox": {"workers": 2, "retry_delay": 0.2, "poll_interval": 0.5},
+        },
+        "bridge": {"permissions": {"*": "block", SERVER_NAME: "user"}},
+        "logging": {"level": "DEBUG"},
+    }
+    config_path = bridge_dir / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    registration = bridge_dir / "registration.yaml"
+    env = child_env(PYTHONPATH=str(REPO_ROOT))
+    _run(
+        [sys.executable, "-m", "bridge", "generate-registration",
+         "-c", str(config_path), "-r", str(registration)],
+        cwd=bridge_dir, env=env, what="bridge generate-registration",
+    )
+    config = yaml.safe_load(config_path.read_text())  # now with the generated tokens
+    bridge = BridgeProcess(
+        name="bridge",
+        argv=[sys.executable, "-m", "bridge", "run", "-c", str(config_path)],
+        cwd=bridge_dir,
+        env=env,
+        log_path=e2e_root / "bridge.log",
+        ready_url=f"http://127.0.0.1:{port}/_matrix/mau/ready",
+        config_path=config_path,
+        config=config,
+    )
+    return bridge, registration
+
+
+@pytest.fixture(scope="session")
+def synapse(e2e_root: Path, bridge_setup: tuple[BridgeProcess, Path]) -> Iterator[SynapseProcess]:
+    """Synapse on a free loopback port, SQLite, with the bridge's registration loaded."""
+    bridge, registration = bridge_setup
+    port = int(bridge.config["homeserver"]["address"].rsplit(":", 1)[1])
+    hs_dir = e2e_root / "synapse"
+    hs_dir.mkdir()
+    limit = {"per_second": 10000, "burst_count": 100000}
+    log_config = hs_dir / "log.config"
+    log_config.write_text(yaml.safe_dump({
+        "version": 1,
+        "formatters": {"precise": {
+            "format": "%(asctime)s - %(name)s - %(lineno)d - %(levelname)s - "
+                      "%(request)s - %(message)s",
+        }},
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "precise"}},
+        "loggers": {"synapse.storage.SQL": {"level": "INFO"}},
+        "root": {"level": "INFO", "handlers": ["console"]},
+        "disable_existing_loggers": False,
+    }))
+    db_path = hs_dir / "homeserver.db"
+    homeserver = {
+        "server_name": SERVER_NAME,
+        "listeners": [{
+            "port": port,
+            "bind_addresses": ["127.0.0.1"],
+            "type": "http",
+            "tls": False,
+            "x_forwarded": False,
+            "resources": [{"names": ["client"], "compress": False}],
+        }],
+        "database": {"name": "sqlite3", "args": {"database": str(db_path)}},
+        "log_config": str(log_config),
+        "media_store_path": str(hs_dir / "media_store"),
+        "signing_key_path": str(hs_dir / f"{SERVER_NAME}.signing.key"),
+        "trusted_key_servers": [],
+        "suppress_key_server_warning": True,
+        "report_stats": False,
+        "enable_registration": False,
+        "registration_shared_secret": secrets.token_urlsafe(32),
+        "macaroon_secret_key": secrets.token_urlsafe(32),
+        "form_secret": secrets.token_urlsafe(32),
+        "bcrypt_rounds": 4,  # logins in milliseconds, not a quarter second each
+        "app_service_config_files": [str(registration)],
+        "rc_message": limit,
+        "rc_registration": limit,
+        "rc_room_creation": limit,
+        "rc_joins": {"local": limit, "remote": limit},
+        "rc_joins_per_room": limit,
+        "rc_invites": {"per_room": limit, "per_user": limit, "per_issuer": limit},
+        "rc_login": {"address": limit, "account": limit, "failed_attempts": limit},
+    }
+    config_path = hs_dir / "homeserver.yaml"
+    config_path.write_text(yaml.safe_dump(homeserver, sort_keys=False))
+    env = child_env()
+    _run(
+        [sys.executable, "-m", "synapse.app.homeserver", "-c", str(config_path),
+         "--generate-keys"],
+        cwd=hs_dir, env=env, what="synapse --generate-keys",
+    )
+    proc = SynapseProcess(
+        name="synapse",
+        argv=[sys.executable, "-m", "synapse.app.homeserver", "-c", str(config_path)],
+        cwd=hs_dir,
+        env=env,
+        log_path=e2e_root / "synapse.log",
+        ready_url=f"http://127.0.0.1:{port}/health",
+        config_path=config_path,
+        port=port,
+        db_path=db_path,
+    )
+    PROCESSES.append(proc)
+    try:
+        proc.start()
+        # Synapse's own CLI (shared-secret registration), next to this interpreter.
+        script = Path(sys.executable).with_name("register_new_matrix_user")
+        register = (
+            [str(script)]
+            if script.exists()
+            else [sys.executable, "-m", "synapse._scripts.register_new_matrix_user"]
+        )
+        _run(
+            [*register, "-c", str(config_path), "-u", ALICE, "-p", ALICE_PASSWORD,
+             "--no-admin", proc.url],
+            cwd=hs_dir, env=env, what="register_new_matrix_user",
+        )
+        yield proc
+    finally:
+        proc.stop()
+        PROCESSES.remove(proc)
+
+
+@pytest.fixture(scope="session")
+def bridge_proc(
+    bridge_setup: tuple[BridgeProcess, Path], synapse: SynapseProcess
+) -> Iterator[BridgeProcess]:
+    """The running bridge (started after Synapse, stopped before it)."""
+    bridge, _ = bridge_setup
+    PROCESSES.append(bridge)
+    try:
+        bridge.start()
+        yield bridge
+    finally:
+        bridge.stop()
+        PROCESSES.remove(bridge)
+        bridge.stop_orphaned_postgres()
+
+
+@pytest.fixture
+def bridge(bridge_proc: BridgeProcess) -> BridgeProcess:
+    """The bridge, running at the start of the test (a test that crashed it restarted it)."""
+    if not bridge_proc.running():
+        bridge_proc.start()
+    return bridge_proc
+
+
+@pytest.fixture
+def homeserver(synapse: SynapseProcess) -> SynapseProcess:
+    if not synapse.running():
+        synapse.start()
+    return synapse
+
+
+# ---------------------------------------------------------------------------- per-test clients
+
+
+@pytest.fixture
+async def alice(homeserver: SynapseProcess) -> AsyncIterator[ClientAPI]:
+    """A real Matrix user, logged in with mautrix (its own device for this test)."""
+    client = ClientAPI(base_url=homeserver.url)
+    try:
+        await client.login(
+            identifier=UserIdentifier(MatrixUserIdentifier(user=ALICE)), password=ALICE_PASSWORD,
+            store_access_token=True,
+        )
+        yield client
+    finally:
+        with contextlib.suppress(Exception):
+            await client.logout()
+        await client.api.session.close()
+
+
+@pytest.fixture
+async def appservice(
+    homeserver: SynapseProcess, bridge: BridgeProcess
+) -> AsyncIterator[IntentAPI]:
+    """The bridge bot's mautrix intent: the as_token, acting as the bot (identity assertion)."""
+    api = AppServiceAPI(
+        base_url=homeserver.url,
+        bot_mxid=BOT_MXID,
+        token=bridge.as_token,
+        state_store=MemoryASStateStore(),
+        log=cast(TraceLogger, logging.getLogger("e2e.appservice")),
+    )
+    intent = IntentAPI(BOT_MXID, api, state_store=api.state_store)
+    try:
+        yield intent
+    finally:
+        await api.session.close()
+
+
+@pytest.fixture
+def inbox(bridge: BridgeProcess) -> Inbox:
+    return Inbox(bridge)
+
+
