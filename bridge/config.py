@@ -48,6 +48,7 @@ class HomeserverConfig:
 class InboxConfig:
     workers: int = 4
     batch_size: int = 100
+    lanes_per_claim: int = 16
     max_attempts: int = 3
     retry_delay: float = 1.0
     poll_interval: float = 2.0
@@ -251,6 +252,7 @@ def _parse_inbox(asr: _Reader) -> InboxConfig:
     return InboxConfig(
         workers=_positive(ib, "workers", ib.get("workers", int, 4)),
         batch_size=_positive(ib, "batch_size", ib.get("batch_size", int, 100)),
+        lanes_per_claim=_positive(ib, "lanes_per_claim", ib.get("lanes_per_claim", int, 16)),
         max_attempts=_positive(ib, "max_attempts", ib.get("max_attempts", int, 3)),
         retry_delay=_positive(ib, "retry_delay", ib.get("retry_delay", float, 1.0)),
         poll_interval=_positive(ib, "poll_interval", ib.get("poll_interval", float, 2.0)),

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import jwt
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from ..config import ConfigError, JwtConfig
@@ -34,11 +34,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
-
 ADMIN_ROLE = "admin"
-QUERY_TOKEN = "access_token"
+QUERY_TOKEN = "access_token"  # noqa: S105 (a parameter name)
 SYMPHONY_HEADER = "sessionToken"
 MIN_SECRET_BYTES = 32
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -13,7 +14,10 @@ from ..messaging.service import MessagingService
 from ..networking.service import NetworkingService
 from ..notifications.service import NotificationService
 from ..users.service import UserService
-from .keys import SigningKey, TokenVerifier
+
+if TYPE_CHECKING:
+    from .auth import TokenVerifier
+    from .keys import SigningKey
 
 
 @dataclass(frozen=True)
@@ -49,10 +53,16 @@ class Principal:
     is_admin: bool
 
 
+def _request_key(name: str, kind: type) -> Any:
+    """A typed request key where aiohttp has them (3.13+), a namespaced string before."""
+    factory = getattr(web, "RequestKey", None)
+    return factory(name, kind) if factory is not None else f"bridge.api.{name}"
+
+
 # Per-request state, kept on the aiohttp request under these keys.
-_PRINCIPAL = "bridge.api.principal"
-_STARTED = "bridge.api.started"
-_REQUEST_ID = "bridge.api.request_id"
+_PRINCIPAL = _request_key("principal", Principal)
+_STARTED = _request_key("started", float)
+_REQUEST_ID = _request_key("request_id", str)
 
 
 def set_principal(request: web.Request, principal: Principal) -> None:

@@ -21,21 +21,20 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import Enum
 from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from ..errors import BadRequest, BridgeError
 from .context import maybe_principal, set_started, started_of
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 ErrorRenderer = Callable[[int, str, str], dict[str, Any]]
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
@@ -101,10 +100,8 @@ def error_middleware(render: ErrorRenderer = seed_error) -> Middleware:
             set_started(request, started, _request_id(request))
             return await handler(request)
         except BridgeError as exc:
-            response = json_response(
-                render(exc.status, exc.message, str(exc.extra.get("detail") or _reason(exc.status))),
-                status=exc.status,
-            )
+            detail = str(exc.extra.get("detail") or _reason(exc.status))
+            response = json_response(render(exc.status, exc.message, detail), status=exc.status)
             if exc.status == 401:
                 response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
             return response

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import traceback
 from collections.abc import Callable
@@ -13,8 +11,9 @@ import asyncpg
 from ..config import InboxConfig
 from ..db.database import Database
 from .dispatch import Dispatcher
-from .events import InboxEvent, Outcome
+from .events import InboxEvent
 from .inbox_store import InboxStore
+from .workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -50,80 +49,86 @@ class InboxProcessor:
         self._store = store
         self._dispatcher = dispatcher
         self._config = config
-        self._wakeups: list[asyncio.Event] = []
-        self._tasks: list[asyncio.Task[None]] = []
-        self._stopping = False
+        self._pool = WorkerPool(
+            "inbox-worker",
+            config.workers,
+            self.run_once,
+            poll_interval=config.poll_interval,
+            seconds_until_due=self._seconds_until_due,
+            transient=(OSError, asyncpg.PostgresError, asyncpg.InterfaceError),
+        )
 
     def wake(self) -> None:
-        """New work was committed: wake every idle worker."""
-        for event in self._wakeups:
-            event.set()
+        """New work was committed: rouse an idle worker."""
+        self._pool.wake()
 
     def start(self) -> None:
-        self._stopping = False
-        for n in range(self._config.workers):
-            wakeup = asyncio.Event()
-            wakeup.set()
-            self._wakeups.append(wakeup)
-            self._tasks.append(asyncio.create_task(self._worker(wakeup), name=f"inbox-worker-{n}"))
+        self._pool.start()
 
     async def stop(self) -> None:
         """Stop the workers; a batch being processed is rolled back and redone after restart."""
-        self._stopping = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
-        self._wakeups.clear()
+        await self._pool.stop()
 
-    async def _worker(self, wakeup: asyncio.Event) -> None:
-        failures = 0
-        while not self._stopping:
-            wakeup.clear()
-            try:
-                worked = await self.run_once()
-                failures = 0
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                # The database is unreachable or refused: nothing was committed; retry later.
-                failures += 1
-                log.warning("Inbox worker: %s; retrying (failure %d)", exc, failures)
-                worked = False
-            if worked:
-                continue
-            timeout = self._config.poll_interval * min(2**failures, 16)
-            if not failures:
-                timeout = await self._idle_timeout(timeout)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wakeup.wait(), timeout)
-
-    async def _idle_timeout(self, default: float) -> float:
-        try:
-            async with self._db.acquire() as conn:
-                due = await self._store.seconds_until_due(conn)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            return default
-        return default if due is None else min(default, max(due, 0.01))
+    async def _seconds_until_due(self) -> float | None:
+        async with self._db.acquire() as conn:
+            return await self._store.seconds_until_due(conn)
 
     async def run_once(self) -> bool:
-        """Process one batch of one due lane. False when no lane was due (or all were taken)."""
+        """Process one batch from up to ``lanes_per_claim`` due lanes, each in arrival order.
+
+        False when no lane was due (or all were taken by other workers).
+        """
+        config = self._config
         async with self._db.acquire() as conn, conn.transaction():
-            claimed = await self._store.claim_lane(conn)
-            if claimed is None:
+            claimed = await self._store.claim_lanes(conn, config.lanes_per_claim)
+            if not claimed:
                 return False
-            lane, seq = claimed
-            events = await self._store.list_pending(conn, lane, self._config.batch_size)
-            retry_in = await self._apply(conn, events) if events else None
-            if retry_in is not None:
-                await self._store.postpone_lane(conn, lane, retry_in)
-            elif len(events) == self._config.batch_size:
-                await self._store.postpone_lane(conn, lane, 0)
-            elif not await self._store.release_lane(conn, lane, seq):
-                await self._store.postpone_lane(conn, lane, 0)
+            lanes = [lane for lane, _ in claimed]
+            pending = await self._store.list_pending_lanes(conn, lanes, config.batch_size)
+            retries = await self._apply_lanes(conn, pending)
+            postpone: dict[str, float] = {}
+            release: list[tuple[str, int]] = []
+            for lane, seq in claimed:
+                events = pending.get(lane, [])
+                if lane in retries:
+                    postpone[lane] = retries[lane]
+                elif len(events) == config.batch_size:
+                    postpone[lane] = 0.0  # more to do: to the back of the queue
+                else:
+                    release.append((lane, seq))
+            kept = await self._store.release_lanes(conn, release)
+            postpone.update(dict.fromkeys(kept, 0.0))
+            await self._store.postpone_lanes(conn, postpone)
         if self._after_commit is not None:
             self._after_commit()  # e.g. wake the outbox sender for what the batch queued
         return True
+
+    async def _apply_lanes(
+        self, conn: asyncpg.Connection, pending: dict[str, list[InboxEvent]]
+    ) -> dict[str, float]:
+        """Apply every lane's events; return the lanes that must wait, with their delay.
+
+        All lanes run optimistically in one savepoint; if anything fails there, each lane is
+        redone on its own, so one bad event holds up only its own room.
+        """
+        if len(pending) == 1:
+            (lane, lane_events), = pending.items()
+            retry_in = await self._apply(conn, lane_events)
+            return {} if retry_in is None else {lane: retry_in}
+        events = [ev for lane_events in pending.values() for ev in lane_events]
+        try:
+            async with conn.transaction():
+                outcomes = [await self._dispatcher.dispatch(conn, ev) for ev in events]
+                await self._store.mark_done(conn, [ev.id for ev in events], outcomes)
+            return {}
+        except Exception:
+            pass
+        retries: dict[str, float] = {}
+        for lane, lane_events in pending.items():
+            retry_in = await self._apply(conn, lane_events)
+            if retry_in is not None:
+                retries[lane] = retry_in
+        return retries
 
     async def drain(self) -> int:
         """Process until no lane is due; return the batches run. For tools and tests."""
@@ -139,7 +144,7 @@ class InboxProcessor:
                 outcomes = [await self._dispatcher.dispatch(conn, ev) for ev in events]
                 await self._store.mark_done(conn, [ev.id for ev in events], outcomes)
             return None
-        except Exception as exc:  # noqa: BLE001 - any handler failure: redo event by event
+        except Exception as exc:
             if len(events) == 1:
                 return await self._fail(conn, events[0], exc)
         for ev in events:
@@ -147,7 +152,7 @@ class InboxProcessor:
                 async with conn.transaction():
                     outcome = await self._dispatcher.dispatch(conn, ev)
                     await self._store.mark_done(conn, [ev.id], [outcome])
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 retry_in = await self._fail(conn, ev, exc)
                 if retry_in is not None:
                     return retry_in

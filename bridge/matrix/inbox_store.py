@@ -43,23 +43,26 @@ WITH fresh AS (
 SELECT count(*) FROM ins
 """
 
-_CLAIM_LANE = f"""
+_CLAIM_LANES = f"""
 SELECT lane, seq FROM (
     SELECT lane, seq FROM inbox_lane
     WHERE not_before <= now()
     ORDER BY not_before
-    LIMIT 64
+    LIMIT $1 * 4
 ) candidates
 WHERE pg_try_advisory_xact_lock({_LANE_LOCK_CLASS}, hashtext(lane))
-LIMIT 1
+LIMIT $1
 """
 
-_LIST_PENDING = """
+_LIST_PENDING_LANES = """
 SELECT id, event_id, lane, kind, event_type, sender, txn_id, event, attempts, received_at
-FROM inbox
-WHERE lane = $1 AND state = 'pending'
-ORDER BY id
-LIMIT $2
+FROM (
+    SELECT i.*, row_number() OVER (PARTITION BY i.lane ORDER BY i.id) AS n
+    FROM inbox i
+    WHERE i.lane = ANY($1::text[]) AND i.state = 'pending'
+) ranked
+WHERE n <= $2
+ORDER BY lane, id
 """
 
 _MARK_DONE = """
@@ -67,6 +70,21 @@ UPDATE inbox SET state = d.state, processed_at = now(), last_error = NULL
 FROM unnest($1::bigint[], $2::text[]) AS d(id, state)
 WHERE inbox.id = d.id
 """
+
+
+def _event(r: asyncpg.Record) -> InboxEvent:
+    return InboxEvent(
+        id=r["id"],
+        event_id=r["event_id"],
+        lane=r["lane"],
+        kind=EventKind(r["kind"]),
+        event_type=r["event_type"],
+        sender=r["sender"],
+        txn_id=r["txn_id"],
+        event=r["event"],
+        attempts=r["attempts"],
+        received_at=r["received_at"],
+    )
 
 
 class InboxStore:
@@ -104,29 +122,21 @@ class InboxStore:
         )
         return int(count)
 
-    async def claim_lane(self, conn: asyncpg.Connection) -> tuple[str, int] | None:
-        """Lock the lane due first that no other worker holds, for this DB transaction."""
-        row = await conn.fetchrow(_CLAIM_LANE)
-        return None if row is None else (row["lane"], row["seq"])
+    async def claim_lanes(self, conn: asyncpg.Connection, limit: int) -> list[tuple[str, int]]:
+        """Lock up to ``limit`` lanes due first that no other worker holds, for this DB
+        transaction; return (lane, seq) pairs."""
+        rows = await conn.fetch(_CLAIM_LANES, limit)
+        return [(r["lane"], r["seq"]) for r in rows]
 
-    async def list_pending(self, conn: asyncpg.Connection, lane: str, limit: int) -> list[InboxEvent]:
-        """The lane's pending events in arrival order."""
-        rows = await conn.fetch(_LIST_PENDING, lane, limit)
-        return [
-            InboxEvent(
-                id=r["id"],
-                event_id=r["event_id"],
-                lane=r["lane"],
-                kind=EventKind(r["kind"]),
-                event_type=r["event_type"],
-                sender=r["sender"],
-                txn_id=r["txn_id"],
-                event=r["event"],
-                attempts=r["attempts"],
-                received_at=r["received_at"],
-            )
-            for r in rows
-        ]
+    async def list_pending_lanes(
+        self, conn: asyncpg.Connection, lanes: list[str], per_lane: int
+    ) -> dict[str, list[InboxEvent]]:
+        """Up to ``per_lane`` pending events of each lane, in arrival order."""
+        rows = await conn.fetch(_LIST_PENDING_LANES, lanes, per_lane)
+        pending: dict[str, list[InboxEvent]] = {}
+        for r in rows:
+            pending.setdefault(r["lane"], []).append(_event(r))
+        return pending
 
     async def mark_done(
         self, conn: asyncpg.Connection, ids: list[int], outcomes: list[Outcome]
@@ -167,26 +177,42 @@ class InboxStore:
             error,
         )
 
-    async def postpone_lane(self, conn: asyncpg.Connection, lane: str, seconds: float) -> None:
-        """Keep the lane, due again after ``seconds`` (0: at the back of the queue)."""
+    async def postpone_lanes(self, conn: asyncpg.Connection, delays: dict[str, float]) -> None:
+        """Keep lanes, each due again after its delay in seconds (0: at the back of the queue)."""
+        if not delays:
+            return
         await conn.execute(
-            "UPDATE inbox_lane SET not_before = now() + make_interval(secs => $2) WHERE lane = $1",
-            lane,
-            seconds,
+            """
+            UPDATE inbox_lane l SET not_before = now() + make_interval(secs => d.secs)
+            FROM unnest($1::text[], $2::float8[]) AS d(lane, secs)
+            WHERE l.lane = d.lane
+            """,
+            list(delays), list(delays.values()),
         )
 
-    async def release_lane(self, conn: asyncpg.Connection, lane: str, seq: int) -> bool:
-        """Drop the lane if it has nothing pending and no intake touched it since the claim."""
-        status = await conn.execute(
+    async def release_lanes(
+        self, conn: asyncpg.Connection, claimed: list[tuple[str, int]]
+    ) -> list[str]:
+        """Drop lanes with nothing pending that no intake touched since the claim; return the
+        lanes that had to be kept."""
+        if not claimed:
+            return []
+        rows = await conn.fetch(
             """
-            DELETE FROM inbox_lane
-            WHERE lane = $1 AND seq = $2
-              AND NOT EXISTS (SELECT 1 FROM inbox WHERE lane = $1 AND state = 'pending')
+            WITH gone AS (
+                DELETE FROM inbox_lane l
+                USING unnest($1::text[], $2::bigint[]) AS c(lane, seq)
+                WHERE l.lane = c.lane AND l.seq = c.seq
+                  AND NOT EXISTS (SELECT 1 FROM inbox i
+                                  WHERE i.lane = c.lane AND i.state = 'pending')
+                RETURNING l.lane
+            )
+            SELECT c.lane FROM unnest($1::text[]) AS c(lane)
+            WHERE c.lane NOT IN (SELECT lane FROM gone)
             """,
-            lane,
-            seq,
+            [lane for lane, _ in claimed], [seq for _, seq in claimed],
         )
-        return bool(status == "DELETE 1")
+        return [r["lane"] for r in rows]
 
     async def seconds_until_due(self, conn: asyncpg.Connection) -> float | None:
         """Seconds until the next lane is due (0 if one is), None when no lane is waiting."""

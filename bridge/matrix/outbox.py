@@ -11,7 +11,6 @@ row but before the commit, the row is sent again with the same Matrix transactio
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import enum
 import logging
@@ -28,6 +27,7 @@ from ..db.database import Database
 from .inbox import describe_error
 from .intents import Intents, RoomSpec, retry_after_ms
 from .outbox_store import OutboxItem, OutboxRow, OutboxStore
+from .workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -298,68 +298,37 @@ class OutboxSender:
         self._intents = intents
         self._settings = settings
         self._on_sent = on_sent
-        self._wakeups: list[asyncio.Event] = []
-        self._tasks: list[asyncio.Task[None]] = []
-        self._stopping = False
+        self._pool = WorkerPool(
+            "outbox-worker",
+            settings.workers,
+            self.run_once,
+            poll_interval=settings.poll_interval,
+            seconds_until_due=self._seconds_until_due,
+            transient=(OSError, asyncpg.PostgresError, asyncpg.InterfaceError),
+        )
+
+    @property
+    def _stopping(self) -> bool:
+        return self._pool.stopping
 
     def wake(self) -> None:
-        """New rows were committed: wake every idle worker."""
-        for event in self._wakeups:
-            event.set()
+        """New rows were committed: rouse an idle worker."""
+        self._pool.wake()
 
     def start(self) -> None:
         """Start the workers."""
-        self._stopping = False
-        for n in range(self._settings.workers):
-            wakeup = asyncio.Event()
-            wakeup.set()
-            self._wakeups.append(wakeup)
-            self._tasks.append(asyncio.create_task(self._worker(wakeup), name=f"outbox-worker-{n}"))
+        self._pool.start()
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop the workers, letting batches in flight finish for up to ``grace`` seconds.
 
         A batch cut short is rolled back and resent later (idempotently).
         """
-        self._stopping = True
-        self.wake()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=grace)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
-        self._wakeups.clear()
+        await self._pool.stop(grace)
 
-    async def _worker(self, wakeup: asyncio.Event) -> None:
-        failures = 0
-        while not self._stopping:
-            wakeup.clear()
-            try:
-                worked = await self.run_once()
-                failures = 0
-            except Exception as exc:  # the database went away, or a bug: go on
-                failures += 1
-                log.warning("Outbox worker: %s; retrying (failure %d)", exc, failures,
-                            exc_info=not isinstance(exc, OSError | asyncpg.PostgresError))
-                worked = False
-            if worked:
-                continue
-            timeout = self._settings.poll_interval * min(2**failures, 16)
-            if not failures:
-                timeout = await self._idle_timeout(timeout)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wakeup.wait(), timeout)
-
-    async def _idle_timeout(self, default: float) -> float:
-        try:
-            async with self._db.acquire() as conn:
-                due = await self._store.seconds_until_due(conn)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            return default
-        return default if due is None else min(default, max(due, 0.01))
+    async def _seconds_until_due(self) -> float | None:
+        async with self._db.acquire() as conn:
+            return await self._store.seconds_until_due(conn)
 
     async def run_once(self) -> bool:
         """Send one batch of one due lane. False when no lane was due (or all were taken)."""

@@ -383,10 +383,6 @@ class MessagingService:
             conn, message.conversation_id, user_id, message.id, message.sent_at
         )
 
-
-def _valid_media(media: object) -> bool:
-    return isinstance(media, dict) and isinstance(media.get("url"), str) and media["url"].startswith("mxc://")
-
     # --- REST API ------------------------------------------------------------------------------
     # (appended: filtered, paged lists, leaving, and replacing a group's participants)
 
@@ -505,3 +501,7 @@ def _valid_media(media: object) -> bool:
                 conn, conversation_id, user_id, actor=actor, origin=origin
             )
         return await self.get(conn, conversation_id)
+
+
+def _valid_media(media: object) -> bool:
+    return isinstance(media, dict) and isinstance(media.get("url"), str) and media["url"].startswith("mxc://")

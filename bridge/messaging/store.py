@@ -535,7 +535,8 @@ class MessagingStore:
             *args, limit, offset,
         )
         total = await conn.fetchval(
-            f"SELECT count(*) FROM message m WHERE m.conversation_id = ANY($2::uuid[]) AND {filters}",
+            f"SELECT count(*) FROM message m "
+            f"WHERE m.conversation_id = ANY($2::uuid[]) AND {filters}",
             *args,
         )
         return [_message(r) for r in rows], int(total)
