@@ -26,6 +26,7 @@ from .matrix.intake import IntakeService
 from .matrix.intents import Intents
 from .matrix.mirror import NetworkingMirror, OutboxResults
 from .matrix.outbox import OutboxSender, OutboxSettings
+from .matrix.outbox_queue import OutboxQueue
 from .matrix.outbox_store import OutboxStore
 from .matrix.portal_store import PortalStore
 from .messaging.service import MessagingService
@@ -43,6 +44,7 @@ PROCESSOR = web.AppKey("processor", InboxProcessor)
 SENDER = web.AppKey("sender", OutboxSender)
 CONTEXT = web.AppKey("context", HandlerContext)
 INTENTS = web.AppKey("intents", Intents)
+OUTBOX = web.AppKey("outbox", OutboxQueue)
 
 
 async def init_app(
@@ -80,11 +82,12 @@ async def init_app(
     messaging = MessagingService(MessagingStore(), notifications)
     networking = NetworkingService(NetworkingStore(), notifications)
     outbox_store = OutboxStore()
+    outbox = OutboxQueue(outbox_store)
     ctx = HandlerContext(
         config=config,
         ids=MatrixIds(config),
         portals=PortalStore(),
-        outbox=outbox_store,
+        outbox=outbox,
         users=users,
         messaging=messaging,
         networking=networking,
@@ -102,12 +105,13 @@ async def init_app(
         OutboxSettings(**asdict(config.appservice.outbox)),
         on_sent=OutboxResults(ctx).sent,
     )
+    outbox.wake_with(sender.wake)
     if dispatcher is None:
         dispatcher = Dispatcher()
         register_handlers(dispatcher, ctx)
     inbox_store = InboxStore()
     processor = InboxProcessor(
-        db, inbox_store, dispatcher, config.appservice.inbox, after_commit=sender.wake
+        db, inbox_store, dispatcher, config.appservice.inbox, after_commit=outbox.flush
     )
     intake = IntakeService(db, inbox_store, processor.wake)
     appservice = AppServiceAPI(
@@ -122,6 +126,7 @@ async def init_app(
     app[SENDER] = sender
     app[CONTEXT] = ctx
     app[INTENTS] = intents
+    app[OUTBOX] = outbox
 
     async def database(_: web.Application) -> AsyncIterator[None]:
         await db.open()

@@ -212,6 +212,8 @@ def auth_middleware(ctx: ApiContext, *, symphony: bool = False) -> Middleware:
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.match_info.http_exception is not None:
+            return await handler(request)  # no such route or method: 404 / 405 before 401
         token = find_token(request, token_name, symphony=symphony)
         if token is None:
             raise Unauthorized("no access token")

@@ -76,7 +76,7 @@ class AppServiceAPI:
             raise BadRequest("malformed transaction id")
         parsed = parse_transaction(txn_id, await self._body(request))
         stored = await self._intake.receive(
-            txn_id, parsed.body_sha256, parsed.events, parsed.rejected
+            txn_id, parsed.body_sha256, parsed.events, parsed.rejected, parsed.body_text
         )
         log.debug(
             "Transaction %s: %d events (%d new), %d rejected, %d to-device (not bridged)",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,25 @@ class ParsedTransaction:
     rejected: list[RejectedEvent]
     body_sha256: bytes
     to_device_count: int
+    #: The body as text, for the database to take PDUs from; None when it can't (see below).
+    body_text: str | None = None
+
+
+# Postgres's jsonb holds neither U+0000 nor unpaired surrogates (which Python's JSON parser
+# accepts); an event carrying either is dead-lettered with the reason, never stored broken.
+_NUL_ESCAPE = "\\u0000"
+_UNSTORABLE_BODY = re.compile(rb"\\u(0000|[dD][89a-fA-F])")
+
+
+def _unstorable(text: str) -> str | None:
+    """Why the database can't store this JSON text, or None."""
+    if _NUL_ESCAPE in text:
+        return "event contains U+0000, which the database cannot store"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "event contains an unpaired UTF-16 surrogate"
+    return None
 
 
 def _canonical(value: Any) -> str:
@@ -37,38 +57,51 @@ def _is_id(value: Any, sigil: str) -> bool:
     )
 
 
+def _printable(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.isprintable() and len(value) <= 255 else None
+
+
 def _reject(raw: Any, reason: str) -> RejectedEvent:
-    canonical = _canonical(raw)
+    # ensure_ascii keeps it encodable; U+0000 and lone surrogates are replaced to fit jsonb.
+    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    canonical = re.sub(r"\\u(0000|d[89a-f][0-9a-f]{2})", r"\\ufffd", canonical)
     event_id = raw.get("event_id") if isinstance(raw, dict) else None
     room_id = raw.get("room_id") if isinstance(raw, dict) else None
     return RejectedEvent(
         dedupe_key="intake:" + hashlib.sha256(canonical.encode()).hexdigest(),
-        event_id=event_id if isinstance(event_id, str) else None,
-        room_id=room_id if isinstance(room_id, str) else None,
+        event_id=_printable(event_id),
+        room_id=_printable(room_id),
         json=canonical,
         error=reason,
     )
 
 
-def _pdu(raw: Any) -> IncomingEvent | RejectedEvent:
+def _pdu(raw: Any, index: int, body_in_db: bool) -> IncomingEvent | RejectedEvent:
     if not isinstance(raw, dict):
         return _reject(raw, "event is not a JSON object")
     if not _is_id(raw.get("event_id"), "$"):
         return _reject(raw, "event_id missing or malformed")
     event_type = raw.get("type")
-    if not isinstance(event_type, str) or not 0 < len(event_type) <= _MAX_ID_LENGTH:
+    if _printable(event_type) is None or not event_type:
         return _reject(raw, "type missing or malformed")
     if not _is_id(raw.get("room_id"), "!"):
         return _reject(raw, "room_id missing or malformed")
     if not _is_id(raw.get("sender"), "@"):
         return _reject(raw, "sender missing or malformed")
+    text = None
+    if not body_in_db:
+        text = json.dumps(raw, ensure_ascii=False)
+        problem = _unstorable(text)
+        if problem:
+            return _reject(raw, problem)
     return IncomingEvent(
         event_id=raw["event_id"],
         lane=raw["room_id"],
         kind=EventKind.PDU,
         event_type=event_type,
         sender=raw["sender"],
-        json=json.dumps(raw, ensure_ascii=False),
+        json=text,
+        index=None if text is not None else index,
     )
 
 
@@ -78,12 +111,15 @@ def _edu(
     if not isinstance(raw, dict):
         return _reject(raw, "ephemeral event is not a JSON object")
     event_type = raw.get("type")
-    if not isinstance(event_type, str) or not 0 < len(event_type) <= _MAX_ID_LENGTH:
+    if _printable(event_type) is None or not event_type:
         return _reject(raw, "ephemeral event type missing or malformed")
     room_id = raw.get("room_id")
     if room_id is not None and not _is_id(room_id, "!"):
         return _reject(raw, "ephemeral event room_id malformed")
     canonical = _canonical(raw)
+    problem = _unstorable(canonical)
+    if problem:
+        return _reject(raw, problem)
     # EDUs have no id. Key them by transaction (id and body) and content, so a resend of the
     # same transaction stores nothing twice, while the same content in a later transaction is
     # kept, even under a reused id (Synapse on SQLite restarts its ids with other bodies).
@@ -92,13 +128,13 @@ def _edu(
     ).hexdigest()[:40]
     occurrence = seen.get(digest, 0)
     seen[digest] = occurrence + 1
-    sender = raw.get("sender")
+    sender = _printable(raw.get("sender"))
     return IncomingEvent(
         event_id=f"edu:{digest}:{occurrence}",
         lane=room_id or "",
         kind=EventKind.EDU,
         event_type=event_type,
-        sender=sender if isinstance(sender, str) else None,
+        sender=sender,
         json=canonical,
     )
 
@@ -136,8 +172,16 @@ def parse_transaction(txn_id: str, raw_body: bytes) -> ParsedTransaction:
     body_sha256 = hashlib.sha256(raw_body).digest()
     events: list[IncomingEvent] = []
     rejected: list[RejectedEvent] = []
-    for raw in pdus:
-        item = _pdu(raw)
+    # The database parses the body once and takes each PDU from it, unless the body is not
+    # UTF-8 (JSON may be UTF-16/32) or holds an escape it can't store somewhere.
+    body_text: str | None = None
+    if not _UNSTORABLE_BODY.search(raw_body):
+        try:
+            body_text = raw_body.decode("utf-8")
+        except UnicodeDecodeError:
+            body_text = None
+    for index, raw in enumerate(pdus):
+        item = _pdu(raw, index, body_text is not None)
         (events if isinstance(item, IncomingEvent) else rejected).append(item)  # type: ignore[arg-type]
     seen: dict[str, int] = {}
     for raw in edus:
@@ -148,4 +192,5 @@ def parse_transaction(txn_id: str, raw_body: bytes) -> ParsedTransaction:
         rejected=rejected,
         body_sha256=body_sha256,
         to_device_count=len(to_device),
+        body_text=body_text if any(e.index is not None for e in events) else None,
     )

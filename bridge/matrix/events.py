@@ -22,14 +22,19 @@ class Outcome(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class IncomingEvent:
-    """A well-formed event of a transaction, ready to be stored in the inbox."""
+    """A well-formed event of a transaction, ready to be stored in the inbox.
+
+    Its JSON is either ``json``, or (``json`` None) element ``index`` of the transaction body's
+    ``events`` list, which the database takes from the body itself: no re-serialising.
+    """
 
     event_id: str
     lane: str
     kind: EventKind
     event_type: str
     sender: str | None
-    json: str
+    json: str | None
+    index: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

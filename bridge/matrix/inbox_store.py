@@ -14,12 +14,16 @@ WITH fresh AS (
     SELECT NOT EXISTS (
         SELECT 1 FROM appservice_txn WHERE txn_id = $1 AND body_sha256 = $2
     ) AS yes
+), body AS (
+    SELECT $15::text::jsonb -> 'events' AS events
 ), ins AS (
     INSERT INTO inbox (event_id, lane, kind, event_type, sender, txn_id, event)
-    SELECT u.event_id, u.lane, u.kind, u.event_type, u.sender, $1, u.event::jsonb
-    FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
-         WITH ORDINALITY AS u(event_id, lane, kind, event_type, sender, event, ord),
-         fresh
+    SELECT u.event_id, u.lane, u.kind, u.event_type, u.sender, $1,
+           COALESCE(u.event::jsonb, body.events -> u.idx)
+    FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+                $16::int[])
+         WITH ORDINALITY AS u(event_id, lane, kind, event_type, sender, event, idx, ord),
+         fresh, body
     WHERE fresh.yes
     ORDER BY u.ord
     ON CONFLICT (event_id) DO NOTHING
@@ -97,8 +101,11 @@ class InboxStore:
         body_sha256: bytes,
         events: list[IncomingEvent],
         rejected: list[RejectedEvent],
+        body_text: str | None = None,
     ) -> int:
         """Store a transaction's events and rejects atomically; return how many were new.
+
+        Events without their own JSON are element ``index`` of ``body_text``'s ``events``.
 
         Events already in the inbox (same event id) and a transaction already received with the
         same body are skipped, so resends and concurrent duplicates store nothing twice.
@@ -119,6 +126,8 @@ class InboxStore:
             [r.room_id for r in rejected],
             [r.json for r in rejected],
             [r.error for r in rejected],
+            body_text,
+            [e.index for e in events],
         )
         return int(count)
 

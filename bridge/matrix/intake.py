@@ -32,13 +32,14 @@ class IntakeService:
         body_sha256: bytes,
         events: list[IncomingEvent],
         rejected: list[RejectedEvent],
+        body_text: str | None = None,
     ) -> int:
         """Commit the transaction's events (and rejects) atomically; return how many were new."""
         for attempt in range(_DEADLOCK_RETRIES + 1):
             try:
                 async with self._db.acquire() as conn:
                     stored = await self._store.insert_transaction(
-                        conn, txn_id, body_sha256, events, rejected
+                        conn, txn_id, body_sha256, events, rejected, body_text
                     )
                 break
             except asyncpg.DeadlockDetectedError:

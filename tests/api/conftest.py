@@ -46,7 +46,8 @@ def _rsa_key() -> RsaKey:
     return RsaKey(
         private,
         private.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         ),
         private.public_key().public_bytes(
@@ -105,7 +106,7 @@ def services() -> ApiServices:
 class Api:
     """An HTTP client of the mounted API, with helpers to make users and sign their tokens."""
 
-    client: TestClient
+    client: TestClient[Any, Any]
     db: Database
     services: ApiServices
     token_for: Callable[..., str] = field(default=hs_token)
@@ -139,10 +140,11 @@ class Api:
 
 async def serve(
     aiohttp_client: Any, config: Config, db: Database, services: ApiServices
-) -> TestClient:
+) -> TestClient[Any, Any]:
     app = web.Application()
     mount_api(app, config, db, services)
-    return await aiohttp_client(app)
+    client: TestClient[Any, Any] = await aiohttp_client(app)
+    return client
 
 
 @pytest.fixture

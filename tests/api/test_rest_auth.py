@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import os
 import time
@@ -14,6 +16,7 @@ import jwt
 import pytest
 from jwt.algorithms import RSAAlgorithm
 
+from bridge.api import ApiServices
 from bridge.api.app import api_apps
 from bridge.api.keys import thumbprint
 from bridge.config import ConfigError
@@ -22,7 +25,6 @@ from tests.api.conftest import (
     SECRET,
     TOKEN_NAME,
     Api,
-    ApiServices,
     RsaKey,
     api_config,
     assert_error,
@@ -36,7 +38,9 @@ from tests.api.conftest import (
 CONVERSATIONS = "/messaging-api/v1/conversations"
 
 
-async def get(api: Api, token: str | None = None, path: str = CONVERSATIONS, **kw: Any) -> tuple[int, Any]:
+async def get(
+    api: Api, token: str | None = None, path: str = CONVERSATIONS, **kw: Any
+) -> tuple[int, Any]:
     headers = kw.pop("headers", {})
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
@@ -121,45 +125,54 @@ async def test_audience_and_issuer_checked(strict: Api) -> None:
     sub = uuid.uuid4()
     good = hs_token(sub, aud="bridge-api", iss="https://idp.example")
     assert (await get(strict, good))[0] == 200
-    assert_error(*await get(strict, hs_token(sub, aud="other", iss="https://idp.example")),
-                 401, "audience")
-    assert_error(*await get(strict, hs_token(sub, aud="bridge-api", iss="https://evil")),
-                 401, "issuer")
+    assert_error(
+        *await get(strict, hs_token(sub, aud="other", iss="https://idp.example")), 401, "audience"
+    )
+    assert_error(
+        *await get(strict, hs_token(sub, aud="bridge-api", iss="https://evil")), 401, "issuer"
+    )
     assert_error(*await get(strict, hs_token(sub, iss="https://idp.example")), 401, "aud")
 
 
 # --- RS256: PEM, JWKS, rotation, confusion --------------------------------------------------------
 
 
-async def rs_api(aiohttp_client: Any, db: Database, services: ApiServices, **jwt_config: Any) -> Api:
+async def rs_api(
+    aiohttp_client: Any, db: Database, services: ApiServices, **jwt_config: Any
+) -> Api:
     config = api_config(algorithm="RS256", **{k: str(v) for k, v in jwt_config.items()})
     return Api(await serve(aiohttp_client, config, db, services), db, services)
 
 
 async def test_rs256_public_key_file(
-    aiohttp_client: Any, db: Database, services: ApiServices, tmp_path: Path,
+    aiohttp_client: Any,
+    db: Database,
+    services: ApiServices,
+    tmp_path: Path,
     rsa_keys: tuple[RsaKey, RsaKey],
 ) -> None:
     key, other = rsa_keys
-    api = await rs_api(aiohttp_client, db, services,
-                       public_key_file=write(tmp_path / "pub.pem", key.public_pem))
+    api = await rs_api(
+        aiohttp_client, db, services, public_key_file=write(tmp_path / "pub.pem", key.public_pem)
+    )
     assert (await get(api, rs_token(uuid.uuid4(), key)))[0] == 200
     assert_error(*await get(api, rs_token(uuid.uuid4(), other)), 401, "signature")
 
 
 async def test_hs256_token_signed_with_the_public_key_is_refused(
-    aiohttp_client: Any, db: Database, services: ApiServices, tmp_path: Path,
+    aiohttp_client: Any,
+    db: Database,
+    services: ApiServices,
+    tmp_path: Path,
     rsa_keys: tuple[RsaKey, RsaKey],
 ) -> None:
     """Algorithm confusion: the public key used as an HMAC secret."""
     key, _ = rsa_keys
-    api = await rs_api(aiohttp_client, db, services,
-                       public_key_file=write(tmp_path / "pub.pem", key.public_pem))
+    api = await rs_api(
+        aiohttp_client, db, services, public_key_file=write(tmp_path / "pub.pem", key.public_pem)
+    )
     header = b64({"alg": "HS256", "typ": "JWT"})
     payload = b64(claims(uuid.uuid4()))
-    import hashlib
-    import hmac
-
     signature = hmac.new(key.public_pem, f"{header}.{payload}".encode(), hashlib.sha256).digest()
     forged = f"{header}.{payload}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
     assert_error(*await get(api, forged), 401, "'HS256' is not accepted")
@@ -189,7 +202,10 @@ def rewrite(path: Path, text: str) -> None:
 
 
 async def test_jwks_kid_selection_and_rotation_without_restart(
-    aiohttp_client: Any, db: Database, services: ApiServices, tmp_path: Path,
+    aiohttp_client: Any,
+    db: Database,
+    services: ApiServices,
+    tmp_path: Path,
     rsa_keys: tuple[RsaKey, RsaKey],
 ) -> None:
     old, new = rsa_keys
@@ -216,7 +232,10 @@ async def test_jwks_kid_selection_and_rotation_without_restart(
 
 
 async def test_public_key_file_is_reloaded(
-    aiohttp_client: Any, db: Database, services: ApiServices, tmp_path: Path,
+    aiohttp_client: Any,
+    db: Database,
+    services: ApiServices,
+    tmp_path: Path,
     rsa_keys: tuple[RsaKey, RsaKey],
 ) -> None:
     old, new = rsa_keys
@@ -229,12 +248,16 @@ async def test_public_key_file_is_reloaded(
 
 
 async def test_private_key_verifies_its_own_tokens(
-    aiohttp_client: Any, db: Database, services: ApiServices, tmp_path: Path,
+    aiohttp_client: Any,
+    db: Database,
+    services: ApiServices,
+    tmp_path: Path,
     rsa_keys: tuple[RsaKey, RsaKey],
 ) -> None:
     key, other = rsa_keys
-    api = await rs_api(aiohttp_client, db, services,
-                       private_key_file=write(tmp_path / "key.pem", key.private_pem))
+    api = await rs_api(
+        aiohttp_client, db, services, private_key_file=write(tmp_path / "key.pem", key.private_pem)
+    )
     kid = thumbprint(key.private.public_key())
     assert (await get(api, rs_token(uuid.uuid4(), key, kid=kid)))[0] == 200
     assert_error(*await get(api, rs_token(uuid.uuid4(), other, kid=kid)), 401, "signature")
@@ -251,8 +274,9 @@ def test_bad_key_configuration_fails_fast(
         api_apps(api_config(algorithm="RS256", jwks_file=str(broken)), db, services)
     assert bad.value.key == "api.jwt.jwks_file"
     with pytest.raises(ConfigError) as absent:
-        api_apps(api_config(algorithm="RS256", public_key_file=str(tmp_path / "nope.pem")),
-                 db, services)
+        api_apps(
+            api_config(algorithm="RS256", public_key_file=str(tmp_path / "nope.pem")), db, services
+        )
     assert absent.value.key == "api.jwt.public_key_file"
 
 
@@ -263,17 +287,22 @@ async def test_token_locations_in_order(api: Api) -> None:
     good, bad = hs_token(uuid.uuid4()), "bad.token.value"
     client = api.client
     # Query first: a good query token wins over a bad bearer, and a bad one loses to nothing.
-    resp = await client.get(CONVERSATIONS, params={"access_token": good},
-                            headers={"Authorization": f"Bearer {bad}"})
+    resp = await client.get(
+        CONVERSATIONS, params={"access_token": good}, headers={"Authorization": f"Bearer {bad}"}
+    )
     assert resp.status == 200
-    resp = await client.get(CONVERSATIONS, params={"access_token": bad},
-                            headers={"Authorization": f"Bearer {good}"})
+    resp = await client.get(
+        CONVERSATIONS, params={"access_token": bad}, headers={"Authorization": f"Bearer {good}"}
+    )
     assert resp.status == 401
     # Then the bearer, then the named header, then the cookie.
-    resp = await client.get(CONVERSATIONS, headers={"Authorization": f"Bearer {good}",
-                                                    TOKEN_NAME: bad})
+    resp = await client.get(
+        CONVERSATIONS, headers={"Authorization": f"Bearer {good}", TOKEN_NAME: bad}
+    )
     assert resp.status == 200
-    resp = await client.get(CONVERSATIONS, headers={TOKEN_NAME: good, "Cookie": f"{TOKEN_NAME}={bad}"})
+    resp = await client.get(
+        CONVERSATIONS, headers={TOKEN_NAME: good, "Cookie": f"{TOKEN_NAME}={bad}"}
+    )
     assert resp.status == 200
     resp = await client.get(CONVERSATIONS, headers={"Cookie": f"{TOKEN_NAME}={good}"})
     assert resp.status == 200
@@ -290,7 +319,7 @@ async def test_session_token_header_only_on_symphony_routes(api: Api) -> None:
     assert resp.status == 401
 
 
-# --- the token's user ------------------------------------------------------------------------------
+# --- the token's user ---------------------------------------------------------------------------
 
 
 async def test_user_created_on_first_call_and_renamed(api: Api) -> None:
@@ -308,11 +337,13 @@ async def test_acting_for_another_user_needs_admin(api: Api) -> None:
     ann, bob = uuid.uuid4(), await api.person("Bob")
     status, body = await api.call("GET", CONVERSATIONS, ann, params={"asUserId": str(bob)})
     assert_error(status, body, 403, "administrators")
-    status, body = await api.call("GET", CONVERSATIONS, ann, params={"asUserId": str(bob)},
-                                  admin=True)
+    status, body = await api.call(
+        "GET", CONVERSATIONS, ann, params={"asUserId": str(bob)}, admin=True
+    )
     assert status == 200 and body["userId"] == str(bob)
-    status, body = await api.call("GET", CONVERSATIONS, ann, params={"asUserId": str(uuid.uuid4())},
-                                  admin=True)
+    status, body = await api.call(
+        "GET", CONVERSATIONS, ann, params={"asUserId": str(uuid.uuid4())}, admin=True
+    )
     assert_error(status, body, 404, "asUserId")
     # `role: admin` counts as well.
     token = hs_token(ann, role="admin")

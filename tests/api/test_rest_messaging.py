@@ -12,16 +12,18 @@ CONV = "/messaging-api/v1/conversations"
 MSG = "/messaging-api/v1/messages"
 
 
-async def direct(api: Api, a: uuid.UUID, b: uuid.UUID) -> dict[str, Any]:
-    status, body = await api.call("POST", CONV, a, json={"isGroup": False,
-                                                         "participantIds": [str(a), str(b)]})
+async def direct(api: Api, a: uuid.UUID, b: uuid.UUID) -> Any:
+    status, body = await api.call(
+        "POST", CONV, a, json={"isGroup": False, "participantIds": [str(a), str(b)]}
+    )
     assert status == 201, body
     return body["conversation"]
 
 
-async def post(api: Api, user: uuid.UUID, conversation: str, content: str, **extra: Any) -> dict[str, Any]:
-    status, body = await api.call("POST", MSG, user, json={"conversationId": conversation,
-                                                           "content": content, **extra})
+async def post(api: Api, user: uuid.UUID, conversation: str, content: str, **extra: Any) -> Any:
+    status, body = await api.call(
+        "POST", MSG, user, json={"conversationId": conversation, "content": content, **extra}
+    )
     assert status == 201, body
     return body["message"]
 
@@ -32,7 +34,10 @@ async def post(api: Api, user: uuid.UUID, conversation: str, content: str, **ext
 async def test_create_direct_conversation_envelope(api: Api) -> None:
     ann, bob = uuid.uuid4(), await api.person("Bob")
     status, body = await api.call(
-        "POST", CONV, ann, json={"isGroup": False, "participantIds": [str(ann), str(bob)]},
+        "POST",
+        CONV,
+        ann,
+        json={"isGroup": False, "participantIds": [str(ann), str(bob)]},
         params={"requestId": "req-1"},
     )
     assert status == 201
@@ -43,12 +48,13 @@ async def test_create_direct_conversation_envelope(api: Api) -> None:
     assert isinstance(body["elapsedMs"], int) and body["appVersion"]
     conversation = body["conversation"]
     assert conversation["isGroup"] is False
-    assert conversation["participantIds"] == [str(ann), str(bob)]
+    assert sorted(conversation["participantIds"]) == sorted([str(ann), str(bob)])
     assert conversation["lastMessageAt"] is None and conversation["isActive"] is True
     assert conversation["_owner"] == str(ann)
     # Prevent a duplicate 1:1, naming the existing one.
-    status, dup = await api.call("POST", CONV, bob, json={"isGroup": False,
-                                                          "participantIds": [str(bob), str(ann)]})
+    status, dup = await api.call(
+        "POST", CONV, bob, json={"isGroup": False, "participantIds": [str(bob), str(ann)]}
+    )
     assert_error(status, dup, 409, conversation["id"])
 
 
@@ -60,13 +66,18 @@ async def test_create_conversation_validation(api: Api) -> None:
         ({"isGroup": False, "participantIds": [str(ann), "nope"]}, 400, "UUID"),
         ({"isGroup": True, "participantIds": [str(ann), str(bob)]}, 400, "three"),
         ({"isGroup": False, "participantIds": [str(ann), str(bob), str(cat)]}, 400, "two"),
-        ({"isGroup": False, "participantIds": [str(ann), str(uuid.uuid4())]}, 404, "no network user"),
+        (
+            {"isGroup": False, "participantIds": [str(ann), str(uuid.uuid4())]},
+            404,
+            "no network user",
+        ),
         ({"isGroup": "yes", "participantIds": [str(ann), str(bob)]}, 400, "isGroup"),
     ]
     for payload, expected, fragment in cases:
         assert_error(*await api.call("POST", CONV, ann, json=payload), expected, fragment)
-    status, body = await api.call("POST", CONV, ann, data="{not json",
-                                  headers={"Content-Type": "application/json"})
+    status, body = await api.call(
+        "POST", CONV, ann, data="{not json", headers={"Content-Type": "application/json"}
+    )
     assert_error(status, body, 400, "JSON")
     assert_error(*await api.call("POST", CONV, ann, json=[1, 2]), 400, "object")
 
@@ -82,23 +93,35 @@ async def test_only_participants_see_a_conversation(api: Api) -> None:
 
 
 async def test_group_update_and_leave(api: Api) -> None:
-    ann, bob, cat, dan = (uuid.uuid4(), await api.person("Bob"), await api.person("Cat"),
-                          await api.person("Dan"))
-    status, body = await api.call("POST", CONV, ann, json={
-        "isGroup": True, "participantIds": [str(ann), str(bob), str(cat)], "title": "Team"})
+    ann, bob, cat, dan = (
+        uuid.uuid4(),
+        await api.person("Bob"),
+        await api.person("Cat"),
+        await api.person("Dan"),
+    )
+    status, body = await api.call(
+        "POST",
+        CONV,
+        ann,
+        json={"isGroup": True, "participantIds": [str(ann), str(bob), str(cat)], "title": "Team"},
+    )
     assert status == 201
     group = body["conversation"]
     assert group["title"] == "Team" and len(group["participantIds"]) == 3
     path = f"{CONV}/{group['id']}"
-    status, body = await api.call("PATCH", path, ann, json={
-        "participantIds": [str(ann), str(bob), str(dan)], "topic": "Q3"})
+    status, body = await api.call(
+        "PATCH", path, ann, json={"participantIds": [str(ann), str(bob), str(dan)], "topic": "Q3"}
+    )
     assert status == 200, body
     assert set(body["conversation"]["participantIds"]) == {str(ann), str(bob), str(dan)}
     assert body["conversation"]["topic"] == "Q3" and body["action"] == "update"
     assert_error(*await api.call("PATCH", path, cat, json={"title": "x"}), 403)
     assert_error(*await api.call("PATCH", path, ann, json={"isGroup": False}), 409, "isGroup")
-    assert_error(*await api.call("PATCH", path, ann, json={"lastMessageAt": "2024-01-01"}), 400,
-                 "nothing to update")
+    assert_error(
+        *await api.call("PATCH", path, ann, json={"lastMessageAt": "2024-01-01"}),
+        400,
+        "nothing to update",
+    )
     status, body = await api.call("DELETE", path, bob)
     assert status == 200 and body["conversation"]["isActive"] is False
     status, body = await api.call("GET", path, ann)
@@ -109,8 +132,11 @@ async def test_group_update_and_leave(api: Api) -> None:
 async def test_direct_conversation_cannot_change_or_be_left(api: Api) -> None:
     ann, bob, cat = uuid.uuid4(), await api.person("Bob"), await api.person("Cat")
     path = f"{CONV}/{(await direct(api, ann, bob))['id']}"
-    assert_error(*await api.call("PATCH", path, ann, json={"participantIds": [str(ann), str(cat)]}),
-                 409, "1:1")
+    assert_error(
+        *await api.call("PATCH", path, ann, json={"participantIds": [str(ann), str(cat)]}),
+        409,
+        "1:1",
+    )
     assert_error(*await api.call("DELETE", path, ann), 409, "1:1")
 
 
@@ -118,8 +144,9 @@ async def test_list_conversations_filters(api: Api) -> None:
     ann, bob, cat = uuid.uuid4(), await api.person("Bob"), await api.person("Cat")
     one = await direct(api, ann, bob)
     two = await direct(api, ann, cat)
-    _, body = await api.call("POST", CONV, ann, json={
-        "isGroup": True, "participantIds": [str(ann), str(bob), str(cat)]})
+    _, body = await api.call(
+        "POST", CONV, ann, json={"isGroup": True, "participantIds": [str(ann), str(bob), str(cat)]}
+    )
     group = body["conversation"]
     await post(api, ann, one["id"], "hello")  # `one` is now the most recently active
 
@@ -136,7 +163,10 @@ async def test_list_conversations_filters(api: Api) -> None:
     assert set(await ids(participantIds=str(bob))) == {one["id"], group["id"]}
     assert await ids(participantIds=[str(bob), str(cat)]) == [group["id"]]
     assert set(await ids(participantIds=[str(bob), str(cat)], participantIds_op="overlap")) == {
-        one["id"], two["id"], group["id"]}
+        one["id"],
+        two["id"],
+        group["id"],
+    }
     assert await ids(participantIds="null") == []
     assert set(await ids(lastMessageAt="null")) == {two["id"], group["id"]}
     assert await ids(lastMessageAt="$today") == [one["id"]]
@@ -158,7 +188,9 @@ async def test_list_conversations_filters(api: Api) -> None:
 async def test_create_and_get_message(api: Api) -> None:
     ann, bob, eve = uuid.uuid4(), await api.person("Bob"), uuid.uuid4()
     conversation = await direct(api, ann, bob)
-    message = await post(api, ann, conversation["id"], "hi <b>", formattedContent="<b>hi</b><script>")
+    message = await post(
+        api, ann, conversation["id"], "hi <b>", formattedContent="<b>hi</b><script>"
+    )
     assert message["senderUserId"] == str(ann) and message["readBy"] == [str(ann)]
     assert message["conversationId"] == conversation["id"] and message["isActive"] is True
     assert message["content"] == "hi <b>" and message["formattedContent"] == "<b>hi</b>"
@@ -171,24 +203,48 @@ async def test_create_and_get_message(api: Api) -> None:
     assert_error(*await api.call("GET", f"{MSG}/{uuid.uuid4()}", ann), 404)
     # Validation and authorisation.
     cid = conversation["id"]
-    assert_error(*await api.call("POST", MSG, eve, json={"conversationId": cid, "content": "x"}),
-                 403, "participants")
+    assert_error(
+        *await api.call("POST", MSG, eve, json={"conversationId": cid, "content": "x"}),
+        403,
+        "participants",
+    )
     assert_error(*await api.call("POST", MSG, ann, json={"content": "x"}), 400, "conversationId")
     assert_error(*await api.call("POST", MSG, ann, json={"conversationId": cid}), 400, "content")
-    assert_error(*await api.call("POST", MSG, ann, json={"conversationId": cid, "content": 5}),
-                 400, "content")
-    assert_error(*await api.call("POST", MSG, ann, json={
-        "conversationId": cid, "content": "x", "senderUserId": str(bob)}), 403, "senderUserId")
+    assert_error(
+        *await api.call("POST", MSG, ann, json={"conversationId": cid, "content": 5}),
+        400,
+        "content",
+    )
+    assert_error(
+        *await api.call(
+            "POST", MSG, ann, json={"conversationId": cid, "content": "x", "senderUserId": str(bob)}
+        ),
+        403,
+        "senderUserId",
+    )
 
 
 async def test_admin_posts_as_another_sender_and_backdates(api: Api) -> None:
     admin, ann, bob = uuid.uuid4(), uuid.uuid4(), await api.person("Bob")
     conversation = await direct(api, ann, bob)
     when = "2024-05-01T10:00:00+00:00"
-    message = (await api.call("POST", MSG, admin, admin=True, json={
-        "conversationId": conversation["id"], "content": "imported",
-        "senderUserId": str(bob), "sentAt": when}))[1]["message"]
-    assert message["senderUserId"] == str(bob) and message["sentAt"] == "2024-05-01T10:00:00.000000Z"
+    message = (
+        await api.call(
+            "POST",
+            MSG,
+            admin,
+            admin=True,
+            json={
+                "conversationId": conversation["id"],
+                "content": "imported",
+                "senderUserId": str(bob),
+                "sentAt": when,
+            },
+        )
+    )[1]["message"]
+    assert (
+        message["senderUserId"] == str(bob) and message["sentAt"] == "2024-05-01T10:00:00.000000Z"
+    )
     # A user's sentAt is ignored: the server stamps it.
     mine = await post(api, ann, conversation["id"], "now", sentAt=when)
     assert mine["sentAt"] > "2025"
@@ -224,8 +280,9 @@ async def test_edit_read_and_delete(api: Api) -> None:
     assert anns["messages"] == []
     assert_error(*await api.call("PATCH", path, ann, json={"content": "again"}), 409, "deleted")
     other = await post(api, ann, conversation["id"], "second")
-    status, body = await api.call("PATCH", f"{MSG}/{other['id']}", bob,
-                                  json={"deletedFor": [str(bob)]})
+    status, body = await api.call(
+        "PATCH", f"{MSG}/{other['id']}", bob, json={"deletedFor": [str(bob)]}
+    )
     assert status == 200 and body["message"]["deletedFor"] == [str(bob)]
 
 
@@ -238,9 +295,18 @@ async def test_list_messages_order_filters_and_paging(api: Api) -> None:
     sent = []
     for n in range(6):  # alternating senders, one day apart, in conversation ab
         sender = ann if n % 2 == 0 else bob
-        _, body = await api.call("POST", MSG, admin, admin=True, json={
-            "conversationId": ab, "content": f"m{n}", "senderUserId": str(sender),
-            "sentAt": (base + timedelta(days=n)).isoformat()})
+        _, body = await api.call(
+            "POST",
+            MSG,
+            admin,
+            admin=True,
+            json={
+                "conversationId": ab,
+                "content": f"m{n}",
+                "senderUserId": str(sender),
+                "sentAt": (base + timedelta(days=n)).isoformat(),
+            },
+        )
         sent.append(body["message"])
     in_ac = await post(api, cat, ac, "now")
 
@@ -268,18 +334,25 @@ async def test_list_messages_order_filters_and_paging(api: Api) -> None:
     await api.call("PATCH", f"{MSG}/{sent[2]['id']}", bob, json={"readBy": [str(bob)]})
     assert await contents(conversationId=ab, readBy=str(bob)) == ["m0", "m1", "m2", "m3", "m5"]
     # Paging.
-    status, body = await api.call("GET", MSG, ann, params={
-        "conversationId": ab, "pageNumber": "2", "pageRowCount": "4"})
+    _, body = await api.call(
+        "GET", MSG, ann, params={"conversationId": ab, "pageNumber": "2", "pageRowCount": "4"}
+    )
     assert [m["content"] for m in body["messages"]] == ["m4", "m5"]
-    assert body["paging"] == {"pageNumber": 2, "pageRowCount": 4, "totalRowCount": 6,
-                              "pageCount": 2}
-    status, body = await api.call("GET", MSG, ann, params={"conversationId": ab, "pageNumber": "0",
-                                                           "pageRowCount": "1"})
+    assert body["paging"] == {
+        "pageNumber": 2,
+        "pageRowCount": 4,
+        "totalRowCount": 6,
+        "pageCount": 2,
+    }
+    _, body = await api.call(
+        "GET", MSG, ann, params={"conversationId": ab, "pageNumber": "0", "pageRowCount": "1"}
+    )
     assert len(body["messages"]) == 6 and body["paging"]["pageNumber"] == 0
     # Seek past a message.
     assert await contents(conversationId=ab, afterMessageId=sent[3]["id"]) == ["m4", "m5"]
-    assert await contents(conversationId=ab, afterMessageId=sent[3]["id"],
-                          pageRowCount="1") == ["m4"]
+    assert await contents(conversationId=ab, afterMessageId=sent[3]["id"], pageRowCount="1") == [
+        "m4"
+    ]
     # Not a participant of a named conversation: 403; of none: an empty list.
     eve = uuid.uuid4()
     assert_error(*await api.call("GET", MSG, eve, params={"conversationId": ab}), 403)

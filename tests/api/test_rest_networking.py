@@ -105,10 +105,14 @@ async def test_list_requests_by_status(api: Api) -> None:
     assert await statuses(status=["pending", "accepted"]) == ["accepted", "pending"]
     assert await statuses(status="null") == []
     assert_error(*await api.call("GET", REQ, ann, params={"status": "lost"}), 400, "status")
-    status, body = await api.call("GET", REQ, ann, params={"pageRowCount": "2"})
+    _, body = await api.call("GET", REQ, ann, params={"pageRowCount": "2"})
     assert body["rowCount"] == 2
-    assert body["paging"] == {"pageNumber": 1, "pageRowCount": 2, "totalRowCount": 3,
-                              "pageCount": 2}
+    assert body["paging"] == {
+        "pageNumber": 1,
+        "pageRowCount": 2,
+        "totalRowCount": 3,
+        "pageCount": 2,
+    }
     assert (await api.call("GET", REQ, bob))[1]["rowCount"] == 1
 
 
@@ -119,6 +123,7 @@ async def test_direct_connections_are_for_administrators(api: Api) -> None:
     status, body = await api.call("POST", CONN, ann, json=payload, admin=True)
     assert status == 201 and body["connection"]["isActive"] is True
     assert_error(*await api.call("POST", CONN, ann, json=payload, admin=True), 409)
-    assert_error(*await api.call("POST", CONN, ann, json={"userId1": str(bob)}, admin=True),
-                 400, "userId2")
+    assert_error(
+        *await api.call("POST", CONN, ann, json={"userId1": str(bob)}, admin=True), 400, "userId2"
+    )
     assert (await api.call("GET", CONN, cat))[1]["rowCount"] == 1

@@ -10,21 +10,26 @@ import jwt
 from aiohttp import web
 from aiohttp.web_urldispatcher import PrefixedSubAppResource
 
+from bridge.api import ApiServices
 from bridge.api.app import api_apps
 from bridge.api.keys import thumbprint
 from bridge.api.openapi import build_openapi
 from bridge.cli_token import mint_token
 from bridge.db.database import Database
-from tests.api.conftest import Api, ApiServices, RsaKey, api_config, assert_error, serve, write
+from tests.api.conftest import Api, RsaKey, api_config, assert_error, serve, write
 
 
 async def test_public_key_of_the_signing_key(
-    aiohttp_client: Any, db: Database, services: ApiServices, tmp_path: Path,
+    aiohttp_client: Any,
+    db: Database,
+    services: ApiServices,
+    tmp_path: Path,
     rsa_keys: tuple[RsaKey, RsaKey],
 ) -> None:
     key, _ = rsa_keys
-    config = api_config(algorithm="RS256",
-                        private_key_file=str(write(tmp_path / "key.pem", key.private_pem)))
+    config = api_config(
+        algorithm="RS256", private_key_file=str(write(tmp_path / "key.pem", key.private_pem))
+    )
     client = await serve(aiohttp_client, config, db, services)
     resp = await client.get("/auth-api/publickey")
     assert resp.status == 200
@@ -53,6 +58,7 @@ def routes_of(app: web.Application) -> set[tuple[str, str]]:
     for resource in app.router.resources():
         assert isinstance(resource, PrefixedSubAppResource)
         for route in resource._app.router.routes():
+            assert route.resource is not None
             found.add((route.method.lower(), route.resource.canonical))
     return found
 
@@ -81,5 +87,6 @@ async def test_openapi_is_served_without_a_token(api: Api) -> None:
     document = await resp.json()
     assert document["openapi"].startswith("3.0")
     assert "/messaging-api/v1/messages" in document["paths"]
-    assert document["components"]["securitySchemes"]["headerToken"]["name"] == \
-        "linkedin-access-token"
+    assert (
+        document["components"]["securitySchemes"]["headerToken"]["name"] == "linkedin-access-token"
+    )

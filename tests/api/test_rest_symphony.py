@@ -11,8 +11,9 @@ POD = "/pod/v1/connection"
 
 
 async def pod(api: Api, method: str, verb: str, user: uuid.UUID, **kw: Any) -> tuple[int, Any]:
-    resp = await api.client.request(method, f"{POD}/{verb}", headers={
-        "sessionToken": hs_token(user)}, **kw)
+    resp = await api.client.request(
+        method, f"{POD}/{verb}", headers={"sessionToken": hs_token(user)}, **kw
+    )
     return resp.status, await resp.json()
 
 
@@ -34,14 +35,21 @@ async def test_invite_accept_and_list(api: Api) -> None:
     assert body["requestCounter"] == 2 and body["firstRequestedAt"] == first
 
     status, body = await pod(api, "GET", "list", bob)
-    assert status == 200 and body == [{"userId": str(ann), "status": "PENDING_INCOMING",
-                                       "firstRequestedAt": first,
-                                       "updatedAt": body[0]["updatedAt"], "requestCounter": 2}]
+    assert status == 200 and body == [
+        {
+            "userId": str(ann),
+            "status": "PENDING_INCOMING",
+            "firstRequestedAt": first,
+            "updatedAt": body[0]["updatedAt"],
+            "requestCounter": 2,
+        }
+    ]
     assert (await pod(api, "GET", "list", ann))[1][0]["status"] == "PENDING_OUTGOING"
     assert (await pod(api, "GET", "list", ann, params={"status": "ACCEPTED"}))[1] == []
 
-    assert_symphony_error(*await pod(api, "POST", "accept", ann, json={"userId": str(bob)}),
-                          404, "no pending")
+    assert_symphony_error(
+        *await pod(api, "POST", "accept", ann, json={"userId": str(bob)}), 404, "no pending"
+    )
     status, body = await pod(api, "POST", "accept", bob, json={"userId": str(ann)})
     assert status == 200 and body["status"] == "ACCEPTED" and body["userId"] == str(ann)
     for user, other in ((ann, bob), (bob, ann)):
@@ -58,23 +66,34 @@ async def test_reject_all_and_user_ids(api: Api) -> None:
     assert status == 200 and body["status"] == "REJECTED"
     everything = (await pod(api, "GET", "list", ann, params={"status": "ALL"}))[1]
     assert sorted((c["userId"], c["status"]) for c in everything) == sorted(
-        [(str(bob), "REJECTED"), (str(cat), "PENDING_INCOMING")])
-    only_cat = (await pod(api, "GET", "list", ann, params={"status": "ALL",
-                                                           "userIds": f"{cat}, {uuid.uuid4()}"}))[1]
+        [(str(bob), "REJECTED"), (str(cat), "PENDING_INCOMING")]
+    )
+    only_cat = (
+        await pod(
+            api, "GET", "list", ann, params={"status": "ALL", "userIds": f"{cat}, {uuid.uuid4()}"}
+        )
+    )[1]
     assert [c["userId"] for c in only_cat] == [str(cat)]
-    assert (await pod(api, "GET", "list", ann, params={"status": "REJECTED"}))[1][0]["userId"] == str(bob)
+    assert (await pod(api, "GET", "list", ann, params={"status": "REJECTED"}))[1][0][
+        "userId"
+    ] == str(bob)
 
 
 async def test_symphony_errors(api: Api) -> None:
     ann = uuid.uuid4()
     resp = await api.client.get(f"{POD}/list")
     assert_symphony_error(resp.status, await resp.json(), 401, "no access token")
-    assert_symphony_error(*await pod(api, "GET", "list", ann, params={"status": "LOST"}), 400,
-                          "status")
+    assert_symphony_error(
+        *await pod(api, "GET", "list", ann, params={"status": "LOST"}), 400, "status"
+    )
     assert_symphony_error(*await pod(api, "POST", "create", ann, json={}), 400, "userId")
-    assert_symphony_error(*await pod(api, "POST", "create", ann,
-                                     json={"userId": str(uuid.uuid4())}), 404, "no network user")
-    assert_symphony_error(*await pod(api, "GET", "list", ann, params={"userIds": "x"}), 400,
-                          "userIds")
+    assert_symphony_error(
+        *await pod(api, "POST", "create", ann, json={"userId": str(uuid.uuid4())}),
+        404,
+        "no network user",
+    )
+    assert_symphony_error(
+        *await pod(api, "GET", "list", ann, params={"userIds": "x"}), 400, "userIds"
+    )
     assert_symphony_error(*await pod(api, "DELETE", "list", ann), 405)
     assert_symphony_error(*await pod(api, "GET", "nothing", ann), 404)

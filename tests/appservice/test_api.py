@@ -428,3 +428,36 @@ async def test_health(client: TestClient, conn: asyncpg.Connection) -> None:
     resp = await client.get("/_matrix/mau/ready")
     assert resp.status == 503
     assert (await resp.json())["ok"] is False
+
+
+async def test_unstorable_characters_are_dead_lettered_not_500(
+    client: TestClient, conn: asyncpg.Connection
+) -> None:
+    """jsonb holds neither U+0000 nor lone surrogates; such events are kept aside, with the reason."""
+    nul = message(1) | {"content": {"body": "a\u0000b"}}
+    lone = '{"event_id":"$s","type":"m.room.message","room_id":"!r:localhost","sender":"@a:localhost","content":{"body":"\\ud800"}}'
+    bad_type = message(3) | {"type": "m.\u0000evil"}
+    body = '{"events":[' + ",".join([json.dumps(nul), lone, json.dumps(bad_type), json.dumps(message(4))]) + "]}"
+    resp = await client.put(f"{TXN}/nul", data=body.encode(), headers=AUTH)
+    assert resp.status == 200, await resp.text()
+    assert await inbox_ids(conn) == ["$event4"]
+    errors = sorted(r["error"] for r in await conn.fetch("SELECT error FROM dead_letter"))
+    assert errors == [
+        "event contains U+0000, which the database cannot store",
+        "event contains an unpaired UTF-16 surrogate",
+        "type missing or malformed",
+    ]
+    # An emoji (a valid surrogate pair when escaped) goes through the fast path untouched.
+    emoji = '{"events":[{"event_id":"$e","type":"m.room.message","room_id":"!r:localhost","sender":"@a:localhost","content":{"body":"\\ud83d\\ude00 ok"}}]}'
+    resp = await client.put(f"{TXN}/emoji", data=emoji.encode(), headers=AUTH)
+    assert resp.status == 200
+    stored = await conn.fetchval("SELECT event FROM inbox WHERE event_id = '$e'")
+    assert json.loads(stored)["content"]["body"] == "\U0001F600 ok"
+
+
+async def test_stored_pdu_is_the_event_as_sent(client: TestClient, conn: asyncpg.Connection) -> None:
+    event = message(7) | {"unsigned": {"age": 12}, "content": {"body": "héllo ✓", "formatted_body": "<b>x</b>"}}
+    resp = await client.put(f"{TXN}/exact", json={"events": [message(6), event]}, headers=AUTH)
+    assert resp.status == 200
+    stored = await conn.fetchval("SELECT event FROM inbox WHERE event_id = '$event7'")
+    assert json.loads(stored) == event

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -14,22 +16,34 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
 import asyncpg
+import yaml
 from mautrix.api import Method
 from mautrix.api import Path as ApiPath
 from mautrix.appservice import IntentAPI
 from mautrix.client import ClientAPI
-from mautrix.errors import MatrixConnectionError, MatrixRequestError
-from mautrix.types import EventType, MessageType, RoomID, TextMessageEventContent, UserID
+from mautrix.errors import MatrixConnectionError, MatrixRequestError, MNotFound
+from mautrix.types import (
+    EventType,
+    MessageType,
+    PaginationDirection,
+    RoomAlias,
+    RoomID,
+    TextMessageEventContent,
+    UserID,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVER_NAME = "localhost"
@@ -39,8 +53,8 @@ BOT_MXID = UserID(f"@{BOT_LOCALPART}:{SERVER_NAME}")
 ALICE = "alice"
 ALICE_PASSWORD = "alice-password"
 
-#: The state a processed m.room.message ends in. Every event type is ignored for now; once a
-#: handler bridges messages, this becomes "processed".
+#: The state a processed m.room.message ends in, in a room of alice's that is neither a portal
+#: nor a management room (see ``portal_room``): the bridge keeps it and marks it ignored.
 MESSAGE_DONE_STATE = "ignored"
 
 #: Bounds for waiting on processes. Generous: the machine may be slow and shared.
@@ -394,8 +408,10 @@ class Inbox:
 async def portal_room(alice: ClientAPI, bot: IntentAPI, name: str) -> RoomID:
     """A private room of alice's that the bridge bot has joined, so Synapse pushes its events.
 
-    The bot does not answer invites by itself (yet): the test joins it through the
-    application-service API, as the bridge would.
+    Not a portal in the bridge's sense (no conversation behind it): its messages are kept in
+    the inbox and marked ignored. The bridge answers the invite with a join of its own through
+    its outbox; the test joins the bot at once through the application-service API, so that it
+    is in the room before the first message (a second join is a no-op).
     """
     room_id = await alice.create_room(name=name, invitees=[BOT_MXID])
     await bot.join_room(room_id, max_retries=0)
@@ -606,3 +622,210 @@ def assert_once_in_order(delivery: Delivery, sent: list[str]) -> list[str]:
     assert all(r["processed_at"] is not None for r in delivery.rows)
     assert all(r["attempts"] == 0 for r in delivery.rows)
     return delivered
+
+
+# ---------------------------------------------------------------------------- the network side
+#
+# The network's data lives in the bridge's own database. Tests set it up as an operator would
+# (``bridge users add``) where that works, and otherwise write the rows the services would.
+
+GHOST_PREFIX = "_pn_"
+ALIAS_PREFIX = "_pn_conv_"
+
+
+def ghost_of(network_user_id: uuid.UUID | str) -> UserID:
+    """The ghost MXID of a network user (the default ``username_template``)."""
+    return UserID(f"@{GHOST_PREFIX}{network_user_id}:{SERVER_NAME}")
+
+
+def portal_alias(conversation_id: uuid.UUID | str) -> RoomAlias:
+    """The portal alias of a conversation (the default ``alias_template``)."""
+    return RoomAlias(f"#{ALIAS_PREFIX}{conversation_id}:{SERVER_NAME}")
+
+
+#: ``bridge users add`` starts the embedded PostgreSQL itself, so it refuses while the bridge
+#: holds its data directory; after the first refusal the bed writes the rows directly.
+_CLI_REFUSAL = "in use by another bridge process"
+
+
+class Network:
+    """Operators' and network users' doings, on the bridge's database (and CLI)."""
+
+    def __init__(self, bridge: BridgeProcess, inbox: Inbox) -> None:
+        self._bridge = bridge
+        self._inbox = inbox
+
+    #: How the last network user was made: "cli" or "db" (the CLI refused). Session-wide.
+    how_users_are_added: str | None = None
+
+    async def add_user(self, name: str, avatar: str | None = None) -> uuid.UUID:
+        """A new network user (not linked to Matrix): ``bridge users add``, else a row."""
+        if Network.how_users_are_added != "db":
+            made = await asyncio.to_thread(self._cli_add_user, name, avatar)
+            if made is not None:
+                Network.how_users_are_added = "cli"
+                return made
+            Network.how_users_are_added = "db"
+        user_id = uuid.uuid4()
+        await self._inbox.fetch(
+            "INSERT INTO network_user (id, display_name, avatar_url) VALUES ($1, $2, $3)",
+            user_id, name, avatar,
+        )
+        return user_id
+
+    def _cli_add_user(self, name: str, avatar: str | None) -> uuid.UUID | None:
+        argv = [sys.executable, "-m", "bridge", "users", "add",
+                "-c", str(self._bridge.config_path), "--name", name]
+        if avatar:
+            argv += ["--avatar", avatar]
+        done = subprocess.run(
+            argv, cwd=self._bridge.cwd, env=self._bridge.env, capture_output=True, text=True,
+            timeout=120, check=False,
+        )
+        if done.returncode == 0:
+            return uuid.UUID(done.stdout.strip().splitlines()[-1])
+        if _CLI_REFUSAL in done.stdout + done.stderr:
+            return None
+        raise RuntimeError(f"bridge users add failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+
+    async def identity_of(self, matrix_user_id: str, name: str | None = None) -> uuid.UUID:
+        """The network identity of a Matrix user, made now if the bridge has not made it yet."""
+        async with self._inbox.connect() as conn:
+            await conn.execute(
+                """
+                INSERT INTO network_user (id, display_name, matrix_user_id) VALUES ($1, $2, $3)
+                ON CONFLICT (matrix_user_id) DO NOTHING
+                """,
+                uuid.uuid4(), name or matrix_user_id[1:].split(":", 1)[0], matrix_user_id,
+            )
+            return await conn.fetchval(
+                "SELECT id FROM network_user WHERE matrix_user_id = $1", matrix_user_id
+            )
+
+    async def find_identity(self, matrix_user_id: str) -> uuid.UUID | None:
+        return await self._inbox.fetchval(
+            "SELECT id FROM network_user WHERE matrix_user_id = $1", matrix_user_id
+        )
+
+    async def connect(self, a: uuid.UUID, b: uuid.UUID) -> None:
+        """Make two network users connections of each other."""
+        low, high = sorted((a, b))
+        await self._inbox.fetch(
+            "INSERT INTO connection (id, user_low, user_high) VALUES ($1, $2, $3)",
+            uuid.uuid4(), low, high,
+        )
+
+    async def group(
+        self, created_by: uuid.UUID, participants: list[uuid.UUID], *, title: str, topic: str
+    ) -> uuid.UUID:
+        """A group conversation made on the network (no portal room yet)."""
+        conversation_id = uuid.uuid4()
+        async with self._inbox.connect() as conn, conn.transaction():
+            await conn.execute(
+                """
+                INSERT INTO conversation (id, is_group, title, topic, created_by)
+                VALUES ($1, true, $2, $3, $4)
+                """,
+                conversation_id, title, topic, created_by,
+            )
+            await conn.executemany(
+                "INSERT INTO conversation_participant (conversation_id, user_id) VALUES ($1, $2)",
+                [(conversation_id, u) for u in participants],
+            )
+        return conversation_id
+
+
+# ---------------------------------------------------------------------------- more Matrix users
+
+
+def _shared_secret(homeserver: SynapseProcess) -> str:
+    config = yaml.safe_load(homeserver.config_path.read_text())
+    return str(config["registration_shared_secret"])
+
+
+async def register_user(homeserver: SynapseProcess, localpart: str, password: str) -> ClientAPI:
+    """A new Matrix user, registered with Synapse's shared secret; a logged-in client."""
+    url = f"{homeserver.url}/_synapse/admin/v1/register"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url) as resp:
+            resp.raise_for_status()
+            nonce = (await resp.json())["nonce"]
+        mac = hmac.new(_shared_secret(homeserver).encode(), digestmod=hashlib.sha1)
+        for part in (nonce, localpart, password):
+            mac.update(part.encode())
+            mac.update(b"\x00")
+        mac.update(b"notadmin")
+        body = {"nonce": nonce, "username": localpart, "password": password, "admin": False,
+                "mac": mac.hexdigest()}
+        async with session.post(url, json=body) as resp:
+            if resp.status != 200:
+                raise AssertionError(f"registering {localpart}: {resp.status} {await resp.text()}")
+            registered = await resp.json()
+    return ClientAPI(
+        mxid=UserID(registered["user_id"]), base_url=homeserver.url,
+        token=registered["access_token"],
+    )
+
+
+# ---------------------------------------------------------------------------- what a client sees
+
+
+async def membership_of(client: ClientAPI, room_id: RoomID, user_id: str) -> str | None:
+    """``user_id``'s membership in the room as ``client`` sees it (None: never a member)."""
+    try:
+        content = await client.get_state_event(room_id, EventType.ROOM_MEMBER, user_id)
+    except MNotFound:
+        return None
+    return str(content.membership.value)
+
+
+async def wait_membership(
+    client: ClientAPI, room_id: RoomID, user_id: str, membership: str, *, within: float = 30
+) -> None:
+    seen: list[str | None] = [None]
+
+    async def reached() -> bool:
+        seen[0] = await membership_of(client, room_id, user_id)
+        return seen[0] == membership
+
+    await wait_until(
+        reached, within=within,
+        what=lambda: f"{user_id} to be {membership} in {room_id} (is {seen[0]})",
+    )
+
+
+async def notices(client: ClientAPI, room_id: RoomID, sender: str = BOT_MXID) -> list[str]:
+    """Bodies of the ``m.notice`` messages from ``sender`` in the room, oldest first."""
+    page = await client.get_messages(room_id, PaginationDirection.BACKWARD, limit=100)
+    bodies = [
+        str(event.content.body)
+        for event in page.events
+        if event.type == EventType.ROOM_MESSAGE
+        and event.sender == sender
+        and getattr(event.content, "msgtype", None) == MessageType.NOTICE
+    ]
+    return list(reversed(bodies))
+
+
+async def wait_notice(
+    client: ClientAPI,
+    room_id: RoomID,
+    matches: Callable[[str], bool],
+    *,
+    after: int = 0,
+    within: float = 30,
+    what: str = "a notice",
+) -> tuple[str, int]:
+    """The first bot notice from index ``after`` on that ``matches``; (its body, its index)."""
+    seen: list[str] = []
+
+    async def found() -> tuple[str, int] | None:
+        seen[:] = await notices(client, room_id)
+        for index, body in enumerate(seen[after:], start=after):
+            if matches(body):
+                return body, index
+        return None
+
+    return await wait_until(
+        found, within=within, what=lambda: f"{what} in {room_id} (notices so far: {seen})"
+    )

@@ -13,7 +13,9 @@ the report of a failing test. ``restart()`` (SIGKILL or SIGTERM, then start agai
 config and data) lets a test crash either of them mid-stream.
 
 Per test: ``alice`` (a logged-in mautrix ``ClientAPI``), ``appservice`` (mautrix ``IntentAPI``
-of the bridge bot, acting with the as_token) and ``inbox`` (read access to the bridge's DB).
+of the bridge bot, acting with the as_token), ``inbox`` (read access to the bridge's DB),
+``network`` (network users, connections and conversations, set up in the bridge's DB) and
+``new_matrix_user`` (registers a fresh Matrix user, for a scenario that needs one with no history).
 ``bridge`` and ``homeserver`` are the session's processes, started again first if an earlier
 test left one stopped.
 
@@ -34,7 +36,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -59,9 +61,11 @@ from tests.e2e.bed import (
     SERVER_NAME,
     BridgeProcess,
     Inbox,
+    Network,
     SynapseProcess,
     child_env,
     free_port,
+    register_user,
     tail,
 )
 
@@ -346,3 +350,30 @@ def inbox(bridge: BridgeProcess) -> Inbox:
     return Inbox(bridge)
 
 
+
+
+@pytest.fixture
+def network(bridge: BridgeProcess, inbox: Inbox) -> Network:
+    return Network(bridge, inbox)
+
+
+@pytest.fixture
+async def new_matrix_user(
+    homeserver: SynapseProcess,
+) -> AsyncIterator[Callable[[str], Awaitable[ClientAPI]]]:
+    """Registers a fresh Matrix user (``<prefix>-<random>``) and returns its logged-in client."""
+    clients: list[ClientAPI] = []
+
+    async def make(prefix: str) -> ClientAPI:
+        localpart = f"{prefix}-{secrets.token_hex(4)}"
+        client = await register_user(homeserver, localpart, secrets.token_urlsafe(12))
+        clients.append(client)
+        return client
+
+    try:
+        yield make
+    finally:
+        for client in clients:
+            with contextlib.suppress(Exception):
+                await client.logout()
+            await client.api.session.close()
