@@ -40,6 +40,7 @@ class KeyFile(Generic[T]):
         self._parse = parse
         self._stamp: tuple[int, int, int] | None = None
         self._value: T | None = None
+        self._failure: str | None = None
         self.get()  # fail fast: the file must be good at start
 
     def get(self) -> T:
@@ -47,13 +48,16 @@ class KeyFile(Generic[T]):
             st = os.stat(self.path)
             stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
             if stamp != self._stamp:
+                self._stamp = stamp  # a bad version is tried once, not on every request
                 value = self._parse(self.path.read_bytes())
-                self._stamp, self._value = stamp, value
+                self._value, self._failure = value, None
                 log.info("Loaded key file %s", self.path)
         except (OSError, ValueError) as exc:
             if self._value is None:
                 raise KeyFileError(f"{self.path}: {exc}") from None
-            log.warning("Keeping the previous keys: cannot load %s: %s", self.path, exc)
+            if str(exc) != self._failure:
+                self._failure = str(exc)
+                log.warning("Keeping the previous keys: cannot load %s: %s", self.path, exc)
         assert self._value is not None
         return self._value
 

@@ -13,6 +13,15 @@ import asyncpg
 log = logging.getLogger(__name__)
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Release a connection to the pool without asyncpg's reset round trip.
+
+    The bridge keeps no session state (no LISTEN, SET, cursors or session-level advisory
+    locks: only transaction-scoped ones), so the default ``RESET ALL; UNLISTEN *; ...`` query
+    on every release would only cost a round trip. An open transaction is still rolled back.
+    """
+
+
 async def init_connection(conn: asyncpg.Connection) -> None:
     for typename in ("json", "jsonb"):
         await conn.set_type_codec(
@@ -41,6 +50,7 @@ class Database:
             min_size=self._min_size,
             max_size=self._max_size,
             init=init_connection,
+            reset=_keep_session,
             command_timeout=60,
             server_settings={"application_name": "bridge"},
         )

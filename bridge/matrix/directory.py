@@ -33,14 +33,12 @@ class BridgeDirectory:
 
     @contextlib.asynccontextmanager
     async def _locked(self, key: str) -> AsyncIterator[None]:
-        async with self._db.acquire() as conn:
-            await conn.execute("SELECT pg_advisory_lock($1, hashtext($2))", _QUERY_LOCK_CLASS, key)
-            try:
-                yield
-            finally:
-                await conn.execute(
-                    "SELECT pg_advisory_unlock($1, hashtext($2))", _QUERY_LOCK_CLASS, key
-                )
+        # Transaction-scoped: released however the block ends, even if the task is cancelled.
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))", _QUERY_LOCK_CLASS, key
+            )
+            yield
 
     async def query_user(self, user_id: str) -> bool:
         network_id = self._ctx.ids.network_user_of(user_id)
