@@ -69,7 +69,7 @@ async def init_app(
     )
     session = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=config.appservice.outbox.request_timeout),
-        connector=aiohttp.TCPConnector(ssl=None if config.homeserver.verify_ssl else False),
+        connector=aiohttp.TCPConnector(ssl=config.homeserver.verify_ssl),
     )
     intents = Intents(
         session,
@@ -114,9 +114,7 @@ async def init_app(
         db, inbox_store, dispatcher, config.appservice.inbox, after_commit=outbox.flush
     )
     intake = IntakeService(db, inbox_store, processor.wake)
-    appservice = AppServiceAPI(
-        config, intake, directory or BridgeDirectory(db, ctx, intents)
-    )
+    appservice = AppServiceAPI(config, intake, directory or BridgeDirectory(db, ctx, intents))
     app.add_routes(appservice.routes())
     app.add_routes(Health(db).routes())
 

@@ -61,7 +61,10 @@ async def serve(config: Config, *, migrate: bool) -> None:
             await site.start()
             log.info(
                 "Bridge %s listening on %s:%d as %s",
-                __version__, config.appservice.hostname, config.appservice.port, config.bot_mxid,
+                __version__,
+                config.appservice.hostname,
+                config.appservice.port,
+                config.bot_mxid,
             )
             ping = asyncio.create_task(ping_homeserver(app[INTENTS], config.appservice.id))
             await stop.wait()
@@ -78,7 +81,7 @@ async def ping_homeserver(intents: Intents, appservice_id: str) -> None:
             duration = await intents.ping_homeserver(appservice_id)
     except asyncio.CancelledError:
         raise
-    except Exception as exc:  # noqa: BLE001 - the homeserver may be down or older; carry on
+    except Exception as exc:
         log.warning("Could not ping the homeserver (it will still reach us): %s", exc)
         return
     log.info("Homeserver ping round trip: %d ms", duration)
@@ -127,7 +130,7 @@ async def _users(config: Config, args: argparse.Namespace) -> list[str]:
                 if args.users_command == "add":
                     user = await users.create(conn, args.name, args.avatar)
                     return [str(user.id)]
-                listed = await users.list(conn, limit=args.limit)
+                listed = await users.list_users(conn, limit=args.limit)
                 return [
                     f"{u.id}\t{u.display_name}\t{u.matrix_user_id or '-'}\t{u.avatar_url or '-'}"
                     for u in listed
@@ -158,7 +161,10 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bridge", description=__doc__)
     parser.add_argument(
-        "-c", "--config", type=Path, default=Path("config.yaml"),
+        "-c",
+        "--config",
+        type=Path,
+        default=Path("config.yaml"),
         help="config file (default: config.yaml)",
     )
     # Sub-commands take -c too; SUPPRESS keeps their default from hiding the top-level value.
@@ -169,17 +175,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", parents=[common], help="run the bridge (the default)")
     run.add_argument(
-        "--no-migrate", action="store_true",
+        "--no-migrate",
+        action="store_true",
         help="refuse to start on an out-of-date schema instead of migrating it",
     )
     run.set_defaults(func=_cmd_run)
 
     reg = sub.add_parser(
-        "generate-registration", parents=[common],
+        "generate-registration",
+        parents=[common],
         help="fill in missing tokens and write the homeserver's registration file",
     )
     reg.add_argument(
-        "-r", "--registration", type=Path, default=Path("registration.yaml"),
+        "-r",
+        "--registration",
+        type=Path,
+        default=Path("registration.yaml"),
         help="registration file to write (default: registration.yaml)",
     )
     reg.set_defaults(func=_cmd_generate_registration)

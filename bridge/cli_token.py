@@ -65,8 +65,13 @@ def cmd_mint_token(args: argparse.Namespace) -> int:
         raise ConfigError("--ttl", "must be a positive number of seconds")
     print(
         mint_token(
-            config, subject, name=args.name, admin=args.admin, ttl=args.ttl,
-            audience=args.aud, issuer=args.iss,
+            config,
+            subject,
+            name=args.name,
+            admin=args.admin,
+            ttl=args.ttl,
+            audience=args.aud,
+            issuer=args.iss,
         )
     )
     return 0

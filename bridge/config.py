@@ -113,7 +113,7 @@ class JwtConfig:
 @dataclass(frozen=True)
 class ApiConfig:
     enabled: bool = True
-    token_name: str = "access_token"
+    token_name: str = "access_token"  # noqa: S105 - a parameter name, not a secret
     jwt: JwtConfig = field(default_factory=JwtConfig)
 
 
@@ -182,7 +182,9 @@ class _Reader:
             raise ConfigError(self.key(name), "must be a mapping")
         return _Reader(value, f"{self.key(name)}.")
 
-    def get(self, name: str, kind: type[T], default: T | None = None, *, required: bool = False) -> T:
+    def get(
+        self, name: str, kind: type[T], default: T | None = None, *, required: bool = False
+    ) -> T:
         value = self._data.get(name)
         if value is None:
             if required or default is None:
@@ -193,7 +195,9 @@ class _Reader:
         if kind is int and isinstance(value, bool):
             raise ConfigError(self.key(name), "must be an integer")
         if not isinstance(value, kind):
-            raise ConfigError(self.key(name), f"must be {kind.__name__}, got {type(value).__name__}")
+            raise ConfigError(
+                self.key(name), f"must be {kind.__name__}, got {type(value).__name__}"
+            )
         return value
 
     def optional(self, name: str, kind: type[T]) -> T | None:
@@ -331,7 +335,9 @@ def _parse_bridge(root: _Reader) -> BridgeSettings:
         raise ConfigError(br.key("protocol_id"), "may only contain a-z, 0-9 and _.-")
     return BridgeSettings(
         username_template=_check_template(
-            br.key("username_template"), br.get("username_template", str, "_pn_{userid}"), "{userid}"
+            br.key("username_template"),
+            br.get("username_template", str, "_pn_{userid}"),
+            "{userid}",
         ),
         alias_template=_check_template(
             br.key("alias_template"),

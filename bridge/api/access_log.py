@@ -21,6 +21,12 @@ class RedactingAccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.logger.info(
             '%s "%s %s HTTP/%d.%d" %d %s %.3fs',
-            request.remote, request.method, redact(request.path_qs), request.version.major,
-            request.version.minor, response.status, response.body_length, time,
+            request.remote,
+            request.method,
+            redact(request.path_qs),
+            request.version.major,
+            request.version.minor,
+            response.status,
+            response.body_length,
+            time,
         )

@@ -222,4 +222,3 @@ def auth_middleware(ctx: ApiContext, *, symphony: bool = False) -> Middleware:
         return await handler(request)
 
     return authenticate
-

@@ -65,9 +65,7 @@ class Filters:
             self.applied.append({"name": name, "values": list(values)})
         return values
 
-    def _values(
-        self, name: str, parse: Callable[[str], T]
-    ) -> tuple[list[T] | None, bool]:
+    def _values(self, name: str, parse: Callable[[str], T]) -> tuple[list[T] | None, bool]:
         raw = self._raw(name)
         if not raw:
             return None, False

@@ -72,17 +72,25 @@ class MessagingApi:
         last = f.dates("lastMessageAt")
         async with self._db.transaction() as conn:
             rows, total = await self._messaging.list_conversations_page(
-                conn, me, is_group=is_group, participant_ids=participants,
+                conn,
+                me,
+                is_group=is_group,
+                participant_ids=participants,
                 all_participants=every,
                 last_periods=last.periods if last else None,
                 last_since=last.since if last else None,
                 last_until=last.until if last else None,
                 last_with_null=last.with_null if last else False,
-                limit=page.limit, offset=page.offset,
+                limit=page.limit,
+                offset=page.offset,
             )
         return self._env.ok(
-            request, data_name="conversations", data=[render.conversation(c) for c in rows],
-            action="list", paging=page.describe(total), filters=f.applied,
+            request,
+            data_name="conversations",
+            data=[render.conversation(c) for c in rows],
+            action="list",
+            paging=page.describe(total),
+            filters=f.applied,
         )
 
     async def create_conversation(self, request: web.Request) -> web.Response:
@@ -114,8 +122,11 @@ class MessagingApi:
                         extra={"detail": str(created.id)},
                     )
         return self._env.ok(
-            request, data_name="conversation", data=render.conversation(created),
-            action="create", status=201,
+            request,
+            data_name="conversation",
+            data=render.conversation(created),
+            action="create",
+            status=201,
         )
 
     async def get_conversation(self, request: web.Request) -> web.Response:
@@ -124,7 +135,9 @@ class MessagingApi:
         async with self._db.transaction() as conn:
             conversation = await self._messaging.get_for(conn, me, conversation_id)
         return self._env.ok(
-            request, data_name="conversation", data=render.conversation(conversation),
+            request,
+            data_name="conversation",
+            data=render.conversation(conversation),
             action="get",
         )
 
@@ -153,7 +166,9 @@ class MessagingApi:
                     conn, me, conversation_id, participants, origin=ORIGIN
                 )
         return self._env.ok(
-            request, data_name="conversation", data=render.conversation(conversation),
+            request,
+            data_name="conversation",
+            data=render.conversation(conversation),
             action="update",
         )
 
@@ -180,16 +195,26 @@ class MessagingApi:
         after = parse_uuid(after_raw, "afterMessageId") if after_raw is not None else None
         async with self._db.transaction() as conn:
             rows, total = await self._messaging.list_messages_page(
-                conn, me, conversations, sender_ids=senders, reader_ids=readers,
+                conn,
+                me,
+                conversations,
+                sender_ids=senders,
+                reader_ids=readers,
                 sent_periods=sent.periods if sent else None,
                 sent_since=sent.since if sent else None,
                 sent_until=sent.until if sent else None,
                 sent_with_null=sent.with_null if sent else False,
-                after_message_id=after, limit=page.limit, offset=page.offset,
+                after_message_id=after,
+                limit=page.limit,
+                offset=page.offset,
             )
         return self._env.ok(
-            request, data_name="messages", data=[render.message(m, me) for m in rows],
-            action="list", paging=page.describe(total), filters=f.applied,
+            request,
+            data_name="messages",
+            data=[render.message(m, me) for m in rows],
+            action="list",
+            paging=page.describe(total),
+            filters=f.applied,
         )
 
     async def create_message(self, request: web.Request) -> web.Response:
@@ -217,8 +242,11 @@ class MessagingApi:
             message = await self._messaging.post(conn, sender, conversation_id, new, origin=ORIGIN)
         assert message is not None  # None only for a replayed Matrix event
         return self._env.ok(
-            request, data_name="message", data=render.message(message, principal.user_id),
-            action="create", status=201,
+            request,
+            data_name="message",
+            data=render.message(message, principal.user_id),
+            action="create",
+            status=201,
         )
 
     async def get_message(self, request: web.Request) -> web.Response:
@@ -264,9 +292,7 @@ class MessagingApi:
         async with self._db.transaction() as conn:
             message = await self._messaging.get_message_for(conn, me, message_id)
             if message.sender_id == me:
-                message = await self._messaging.delete(
-                    conn, message_id, actor=me, origin=ORIGIN
-                )
+                message = await self._messaging.delete(conn, message_id, actor=me, origin=ORIGIN)
             else:
                 message = await self._messaging.delete_for(conn, me, message_id)
         return self._env.ok(

@@ -54,8 +54,11 @@ class NetworkingApi:
                 conn, me, limit=page.limit, offset=page.offset
             )
         return self._env.ok(
-            request, data_name="connections", data=[render.connection(c) for c in rows],
-            action="list", paging=page.describe(total),
+            request,
+            data_name="connections",
+            data=[render.connection(c) for c in rows],
+            action="list",
+            paging=page.describe(total),
         )
 
     async def create_connection(self, request: web.Request) -> web.Response:
@@ -68,7 +71,10 @@ class NetworkingApi:
             await self._users.require_all(conn, [first, second])
             created = await self._networking.connect_directly(conn, first, second)
         return self._env.ok(
-            request, data_name="connection", data=render.connection(created), action="create",
+            request,
+            data_name="connection",
+            data=render.connection(created),
+            action="create",
             status=201,
         )
 
@@ -101,9 +107,12 @@ class NetworkingApi:
                 conn, me, statuses=statuses, limit=page.limit, offset=page.offset
             )
         return self._env.ok(
-            request, data_name="connectionRequests",
-            data=[render.connection_request(r) for r in rows], action="list",
-            paging=page.describe(total), filters=f.applied,
+            request,
+            data_name="connectionRequests",
+            data=[render.connection_request(r) for r in rows],
+            action="list",
+            paging=page.describe(total),
+            filters=f.applied,
         )
 
     async def create_request(self, request: web.Request) -> web.Response:
@@ -120,8 +129,11 @@ class NetworkingApi:
                 conn, me, receiver, message=b.text(body, "message")
             )
         return self._env.ok(
-            request, data_name="connectionRequest", data=render.connection_request(sent),
-            action="create", status=201 if created else 200,
+            request,
+            data_name="connectionRequest",
+            data=render.connection_request(sent),
+            action="create",
+            status=201 if created else 200,
         )
 
     async def get_request(self, request: web.Request) -> web.Response:
@@ -130,7 +142,9 @@ class NetworkingApi:
         async with self._db.transaction() as conn:
             found = await self._networking.get_request_for(conn, me, request_id)
         return self._env.ok(
-            request, data_name="connectionRequest", data=render.connection_request(found),
+            request,
+            data_name="connectionRequest",
+            data=render.connection_request(found),
             action="get",
         )
 
@@ -149,7 +163,9 @@ class NetworkingApi:
             else:
                 answered = await self._networking.reject(conn, receiver=me, request_id=request_id)
         return self._env.ok(
-            request, data_name="connectionRequest", data=render.connection_request(answered),
+            request,
+            data_name="connectionRequest",
+            data=render.connection_request(answered),
             action="update",
         )
 
@@ -160,6 +176,8 @@ class NetworkingApi:
         async with self._db.transaction() as conn:
             withdrawn = await self._networking.withdraw(conn, me, request_id)
         return self._env.ok(
-            request, data_name="connectionRequest",
-            data=render.connection_request(withdrawn), action="delete",
+            request,
+            data_name="connectionRequest",
+            data=render.connection_request(withdrawn),
+            action="delete",
         )

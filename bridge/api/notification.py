@@ -16,8 +16,11 @@ DEFAULT_LIMIT = 20
 DEFAULT_KIND = "announcement"
 #: ``sortBy`` values: oldest first?
 _SORTS = {
-    "createdat": True, "createdat:asc": True, "+createdat": True,
-    "-createdat": False, "createdat:desc": False,
+    "createdat": True,
+    "createdat:asc": True,
+    "+createdat": True,
+    "-createdat": False,
+    "createdat:desc": False,
 }
 
 
@@ -45,7 +48,10 @@ class NotificationApi:
         async with self._db.transaction() as conn:
             registered = await self._notifications.register_device(conn, me, token, platform)
         return self._env.ok(
-            request, data_name="device", data=render.device(registered), action="create",
+            request,
+            data_name="device",
+            data=render.device(registered),
+            action="create",
             status=201,
         )
 
@@ -61,7 +67,10 @@ class NotificationApi:
     async def list_notifications(self, request: web.Request) -> web.Response:
         me = principal_of(request).user_id
         page = parse_page(
-            request.query, number_name="page", rows_name="limit", default_rows=DEFAULT_LIMIT,
+            request.query,
+            number_name="page",
+            rows_name="limit",
+            default_rows=DEFAULT_LIMIT,
             allow_all=False,
         )
         sort = single(request.query, "sortBy")
@@ -73,8 +82,11 @@ class NotificationApi:
                 conn, me, oldest_first=oldest_first, limit=page.limit, offset=page.offset
             )
         return self._env.ok(
-            request, data_name="notifications", data=[render.notification(n) for n in rows],
-            action="list", paging=page.describe(total),
+            request,
+            data_name="notifications",
+            data=[render.notification(n) for n in rows],
+            action="list",
+            paging=page.describe(total),
         )
 
     async def send_notification(self, request: web.Request) -> web.Response:
@@ -92,12 +104,20 @@ class NotificationApi:
         async with self._db.transaction() as conn:
             await self._users.require_all(conn, recipients)
             created = await self._notifications.notify(
-                conn, recipients, kind=kind or DEFAULT_KIND, title=title,
-                body=b.text(spec, "body") or "", payload=b.mapping(spec, "payload"),
+                conn,
+                recipients,
+                kind=kind or DEFAULT_KIND,
+                title=title,
+                body=b.text(spec, "body") or "",
+                payload=b.mapping(spec, "payload"),
             )
         return self._env.ok(
-            request, data_name="notifications", data=[render.notification(n) for n in created],
-            action="create", status=201, paging=None,
+            request,
+            data_name="notifications",
+            data=[render.notification(n) for n in created],
+            action="create",
+            status=201,
+            paging=None,
         )
 
     async def mark_seen(self, request: web.Request) -> web.Response:
@@ -108,6 +128,8 @@ class NotificationApi:
         async with self._db.transaction() as conn:
             count = await self._notifications.mark_seen(conn, me, ids)
         return self._env.ok(
-            request, data_name="seen", data={"notificationIds": ids, "seenCount": count},
+            request,
+            data_name="seen",
+            data={"notificationIds": ids, "seenCount": count},
             action="update",
         )

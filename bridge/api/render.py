@@ -135,8 +135,10 @@ def user_connection(
     """Symphony's ``UserConnection``: the standing with ``other``, times in epoch ms."""
     first = request.first_requested_at if request else link.connected_since if link else None
     updated = (
-        link.connected_since if link is not None
-        else (request.responded_at or request.sent_at) if request is not None
+        link.connected_since
+        if link is not None
+        else (request.responded_at or request.sent_at)
+        if request is not None
         else None
     )
     return {
@@ -146,4 +148,3 @@ def user_connection(
         "updatedAt": epoch_ms(updated) if updated else None,
         "requestCounter": request.request_counter if request else 0,
     }
-

@@ -63,11 +63,13 @@ class SymphonyApi:
             other_ids = [parse_uuid(p, "userIds") for p in parts]
         async with self._db.transaction() as conn:
             standings = await self._networking.relations(conn, me, other_ids)
-        return json_response([
-            render.user_connection(other, status, request_, link)
-            for other, status, request_, link in standings
-            if status in wanted
-        ])
+        return json_response(
+            [
+                render.user_connection(other, status, request_, link)
+                for other, status, request_, link in standings
+                if status in wanted
+            ]
+        )
 
     async def create(self, request: web.Request) -> web.Response:
         """Invite ``userId`` to connect (answers with the standing as the inviter sees it)."""

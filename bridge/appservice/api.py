@@ -80,7 +80,11 @@ class AppServiceAPI:
         )
         log.debug(
             "Transaction %s: %d events (%d new), %d rejected, %d to-device (not bridged)",
-            txn_id, len(parsed.events), stored, len(parsed.rejected), parsed.to_device_count,
+            txn_id,
+            len(parsed.events),
+            stored,
+            len(parsed.rejected),
+            parsed.to_device_count,
         )
         return web.json_response({})
 

@@ -44,7 +44,8 @@ async def current_revision(conn: asyncpg.Connection) -> str | None:
     exists = await conn.fetchval("SELECT to_regclass('public.alembic_version') IS NOT NULL")
     if not exists:
         return None
-    return await conn.fetchval("SELECT version_num FROM alembic_version LIMIT 1")
+    value = await conn.fetchval("SELECT version_num FROM alembic_version LIMIT 1")
+    return None if value is None else str(value)
 
 
 async def upgrade(dsn: str) -> None:
@@ -67,7 +68,9 @@ async def check_schema(conn: asyncpg.Connection) -> str:
             f"the database is at revision {current}, unknown to this version of the bridge "
             "(written by a newer version?); refusing to run"
         )
-    raise SchemaError(f"the database is at revision {current}, head is {head}; run `bridge migrate`")
+    raise SchemaError(
+        f"the database is at revision {current}, head is {head}; run `bridge migrate`"
+    )
 
 
 async def ensure_schema(dsn: str, *, migrate: bool) -> str:

@@ -40,7 +40,9 @@ class MatrixDelivery:
         """The user's ghost, with its profile queued the first time (or when it changed)."""
         ghost = self.ctx.ids.ghost(user.id)
         known = await self.ctx.portals.get_ghost(conn, ghost)
-        name = self.ctx.config.bridge.displayname_template.replace("{displayname}", user.display_name)
+        name = self.ctx.config.bridge.displayname_template.replace(
+            "{displayname}", user.display_name
+        )
         if known is None or known.displayname != name:
             profile: dict[str, Any] = {"displayname": name}
             if user.avatar_url and user.avatar_url.startswith("mxc://"):
@@ -64,7 +66,11 @@ class MatrixDelivery:
         return ghosts, matrix_users
 
     async def _conv(
-        self, conn: asyncpg.Connection, conversation_id: uuid.UUID, sender: str, action: str,
+        self,
+        conn: asyncpg.Connection,
+        conversation_id: uuid.UUID,
+        sender: str,
+        action: str,
         **payload: Any,
     ) -> int:
         portal = await self.ctx.portals.get_portal_by_conversation(conn, conversation_id)
@@ -99,7 +105,10 @@ class MatrixDelivery:
         if not matrix_users:
             return  # nobody in Matrix yet: the portal is made on demand (alias query)
         await self.ctx.outbox.enqueue(
-            conn, conversation_lane(conversation.id), self.ctx.ids.bot, "create_room",
+            conn,
+            conversation_lane(conversation.id),
+            self.ctx.ids.bot,
+            "create_room",
             {
                 "conversation_id": str(conversation.id),
                 "name": conversation.title,
@@ -114,8 +123,12 @@ class MatrixDelivery:
             await self._conv(conn, conversation.id, ghost, "join")
 
     async def participants_changed(
-        self, conn: asyncpg.Connection, conversation: Conversation,
-        added: Sequence[uuid.UUID], removed: Sequence[uuid.UUID], origin: Origin,
+        self,
+        conn: asyncpg.Connection,
+        conversation: Conversation,
+        added: Sequence[uuid.UUID],
+        removed: Sequence[uuid.UUID],
+        origin: Origin,
     ) -> None:
         if origin is not Origin.NETWORK:
             return
@@ -131,8 +144,14 @@ class MatrixDelivery:
         for ghost in gone_ghosts:
             await self._conv(conn, conversation.id, ghost, "leave")
         for user_id in gone_matrix:
-            await self._conv(conn, conversation.id, bot, "kick", user_id=user_id,
-                             reason="Removed from the conversation on the network.")
+            await self._conv(
+                conn,
+                conversation.id,
+                bot,
+                "kick",
+                user_id=user_id,
+                reason="Removed from the conversation on the network.",
+            )
 
     async def message_posted(self, conn: asyncpg.Connection, message: Message) -> None:
         if message.origin is not Origin.NETWORK:
@@ -146,14 +165,19 @@ class MatrixDelivery:
             content["format"] = "org.matrix.custom.html"
             content["formatted_body"] = message.formatted_content
         if message.media:
-            content.update({k: v for k, v in message.media.items() if k in ("url", "info", "filename")})
+            content.update(
+                {k: v for k, v in message.media.items() if k in ("url", "info", "filename")}
+            )
         mentioned = [self.ctx.ids.ghost(u) for u in message.mentions]
         for user in await self.ctx.users.get_many(conn, message.mentions):
             if user.matrix_user_id:
                 mentioned[mentioned.index(self.ctx.ids.ghost(user.id))] = user.matrix_user_id
         content["m.mentions"] = {"user_ids": mentioned} if mentioned else {}
-        payload: dict[str, Any] = {"event_type": "m.room.message", "content": content,
-                                   "message_id": str(message.id)}
+        payload: dict[str, Any] = {
+            "event_type": "m.room.message",
+            "content": content,
+            "message_id": str(message.id),
+        }
         if message.reply_to_message_id is not None:
             target = await self.ctx.messaging.get_message(conn, message.reply_to_message_id)
             pointer = "/content/m.relates_to/m.in_reply_to/event_id"
@@ -169,8 +193,12 @@ class MatrixDelivery:
         new: dict[str, Any] = {"msgtype": message.msgtype, "body": message.content}
         if message.formatted_content:
             new.update(format="org.matrix.custom.html", formatted_body=message.formatted_content)
-        content = {**new, "body": f"* {message.content}", "m.new_content": new,
-                   "m.relates_to": {"rel_type": "m.replace", "event_id": message.event_id}}
+        content = {
+            **new,
+            "body": f"* {message.content}",
+            "m.new_content": new,
+            "m.relates_to": {"rel_type": "m.replace", "event_id": message.event_id},
+        }
         content.pop("formatted_body", None)
         content.pop("format", None)
         payload: dict[str, Any] = {"event_type": "m.room.message", "content": content}
@@ -201,13 +229,20 @@ class MatrixDelivery:
             return
         ghost = await self._ghost(conn, sender)
         await self.ctx.outbox.enqueue(
-            conn, f"request:{request.id}", ghost, "create_room",
-            {"invite": [receiver.matrix_user_id], "is_direct": True,
-             "connection_request_id": str(request.id),
-             **({"topic": request.message} if request.message else {})},
+            conn,
+            f"request:{request.id}",
+            ghost,
+            "create_room",
+            {
+                "invite": [receiver.matrix_user_id],
+                "is_direct": True,
+                "connection_request_id": str(request.id),
+                **({"topic": request.message} if request.message else {}),
+            },
         )
         await self._tell(
-            conn, receiver.matrix_user_id,
+            conn,
+            receiver.matrix_user_id,
             f"{sender.display_name} wants to connect"
             + (f': "{request.message}"' if request.message else "")
             + f". Join their chat to accept, leave it to reject, or send `accept {request.id}`"
@@ -234,5 +269,9 @@ class MatrixDelivery:
             user = await self.ctx.users.find(conn, notification.user_id)
             if user is None or user.matrix_user_id is None:
                 continue
-            body = f"{notification.title}: {notification.body}" if notification.body else notification.title
+            body = (
+                f"{notification.title}: {notification.body}"
+                if notification.body
+                else notification.title
+            )
             await self._tell(conn, user.matrix_user_id, body)

@@ -62,14 +62,15 @@ class BridgeDirectory:
             "{displayname}", user.display_name
         )
         # A ghost row without registered_at only has a profile queued in the outbox so far.
-        fresh = ghost is None or ghost.registered_at is None
+        known_name = known_avatar = None
+        if ghost is not None and ghost.registered_at is not None:
+            known_name, known_avatar = ghost.displayname, ghost.avatar_url
         profile: dict[str, str | None] = {}
-        if fresh or ghost.displayname != displayname:
+        if known_name != displayname:
             profile["displayname"] = displayname
-        if user.avatar_url and user.avatar_url.startswith("mxc://") and (
-            fresh or ghost.avatar_url != user.avatar_url
-        ):
-            profile["avatar_url"] = user.avatar_url
+        avatar = user.avatar_url
+        if avatar and avatar.startswith("mxc://") and known_avatar != avatar:
+            profile["avatar_url"] = avatar
         await self._intents.set_profile(user_id, profile)  # registers the ghost first
         async with self._db.transaction() as conn:
             await self._ctx.portals.upsert_ghost(
@@ -97,9 +98,7 @@ class BridgeDirectory:
                 return portal.room_id
             members = await self._ctx.users.get_many(conn, conversation.participant_ids)
         ghosts = [await self.ensure_ghost(u.id) for u in members if not u.is_matrix_user]
-        matrix_users = [
-            u.matrix_user_id for u in members if u.matrix_user_id is not None
-        ]
+        matrix_users = [u.matrix_user_id for u in members if u.matrix_user_id is not None]
         spec = RoomSpec(
             name=conversation.title,
             topic=conversation.topic,

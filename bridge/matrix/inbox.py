@@ -112,7 +112,7 @@ class InboxProcessor:
         redone on its own, so one bad event holds up only its own room.
         """
         if len(pending) == 1:
-            (lane, lane_events), = pending.items()
+            ((lane, lane_events),) = pending.items()
             retry_in = await self._apply(conn, lane_events)
             return {} if retry_in is None else {lane: retry_in}
         events = [ev for lane_events in pending.values() for ev in lane_events]
@@ -121,8 +121,8 @@ class InboxProcessor:
                 outcomes = [await self._dispatcher.dispatch(conn, ev) for ev in events]
                 await self._store.mark_done(conn, [ev.id for ev in events], outcomes)
             return {}
-        except Exception:
-            pass
+        except Exception as exc:  # any handler failure: redo lane by lane
+            log.debug("A batch of %d lanes failed (%s); redoing lane by lane", len(pending), exc)
         retries: dict[str, float] = {}
         for lane, lane_events in pending.items():
             retry_in = await self._apply(conn, lane_events)
@@ -167,13 +167,21 @@ class InboxProcessor:
         if attempts >= self._config.max_attempts:
             log.error(
                 "Dead-lettering %s (%s in %s) after %d attempts: %s",
-                event.event_id, event.event_type, event.lane, attempts, exc,
+                event.event_id,
+                event.event_type,
+                event.lane,
+                attempts,
+                exc,
             )
             await self._store.dead_letter(conn, event, attempts, error)
             return None
         log.warning(
             "Processing %s (%s) failed (attempt %d of %d): %s",
-            event.event_id, event.event_type, attempts, self._config.max_attempts, exc,
+            event.event_id,
+            event.event_type,
+            attempts,
+            self._config.max_attempts,
+            exc,
         )
         await self._store.record_failure(conn, event.id, attempts, error)
         return float(self._config.retry_delay * 2 ** (attempts - 1))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from .events import EventKind, IncomingEvent, InboxEvent, Outcome, RejectedEvent
+from .events import EventKind, InboxEvent, IncomingEvent, Outcome, RejectedEvent
 
 # Any constant works: the advisory lock namespace (first key) for inbox lanes.
 _LANE_LOCK_CLASS = 0x696E62  # "inb"
@@ -15,15 +15,18 @@ WITH fresh AS (
         SELECT 1 FROM appservice_txn WHERE txn_id = $1 AND body_sha256 = $2
     ) AS yes
 ), body AS (
-    SELECT $15::text::jsonb -> 'events' AS events
+    -- Each PDU as the homeserver sent it: the body is parsed once, each element taken once.
+    SELECT e.pos - 1 AS idx, e.event
+    FROM jsonb_array_elements($15::text::jsonb -> 'events') WITH ORDINALITY AS e(event, pos)
 ), ins AS (
     INSERT INTO inbox (event_id, lane, kind, event_type, sender, txn_id, event)
     SELECT u.event_id, u.lane, u.kind, u.event_type, u.sender, $1,
-           COALESCE(u.event::jsonb, body.events -> u.idx)
+           COALESCE(u.event::jsonb, body.event)
     FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
                 $16::int[])
-         WITH ORDINALITY AS u(event_id, lane, kind, event_type, sender, event, idx, ord),
-         fresh, body
+         WITH ORDINALITY AS u(event_id, lane, kind, event_type, sender, event, idx, ord)
+         LEFT JOIN body ON body.idx = u.idx
+         CROSS JOIN fresh
     WHERE fresh.yes
     ORDER BY u.ord
     ON CONFLICT (event_id) DO NOTHING
@@ -196,7 +199,8 @@ class InboxStore:
             FROM unnest($1::text[], $2::float8[]) AS d(lane, secs)
             WHERE l.lane = d.lane
             """,
-            list(delays), list(delays.values()),
+            list(delays),
+            list(delays.values()),
         )
 
     async def release_lanes(
@@ -219,7 +223,8 @@ class InboxStore:
             SELECT c.lane FROM unnest($1::text[]) AS c(lane)
             WHERE c.lane NOT IN (SELECT lane FROM gone)
             """,
-            [lane for lane, _ in claimed], [seq for _, seq in claimed],
+            [lane for lane, _ in claimed],
+            [seq for _, seq in claimed],
         )
         return [r["lane"] for r in rows]
 

@@ -169,9 +169,7 @@ class HomeserverStateStore(ASStateStore):
     async def get_power_levels(self, room_id: RoomID) -> PowerLevelStateEventContent | None:
         return None
 
-    async def set_power_levels(
-        self, room_id: RoomID, content: PowerLevelStateEventContent
-    ) -> None:
+    async def set_power_levels(self, room_id: RoomID, content: PowerLevelStateEventContent) -> None:
         return None
 
     async def has_create_cached(self, room_id: RoomID) -> bool:
@@ -332,9 +330,7 @@ class Intents:
         )
         return str(event_id)
 
-    async def invite(
-        self, user_id: str, room_id: str, invitee: str, reason: str | None
-    ) -> None:
+    async def invite(self, user_id: str, room_id: str, invitee: str, reason: str | None) -> None:
         """Invite ``invitee``; one already in the room counts as done."""
         intent = await self._ready(user_id)
         await self._as_member(
@@ -416,4 +412,3 @@ class Intents:
         """
         intent = self.intent(self.bot_mxid)
         return int(await intent.appservice_ping(appservice_id, txn_id=f"bridge-start-{id(self)}"))
-

@@ -30,7 +30,9 @@ class NetworkingMirror:
         if receiver.matrix_user_id is None:
             await self._matrix_asked_network(conn, request, request.room_id)
         else:
-            await self._network_asked_matrix(conn, request, request.room_id, receiver.matrix_user_id)
+            await self._network_asked_matrix(
+                conn, request, request.room_id, receiver.matrix_user_id
+            )
 
     async def _matrix_asked_network(
         self, conn: asyncpg.Connection, request: ConnectionRequest, room_id: str
@@ -56,13 +58,21 @@ class NetworkingMirror:
         if request.status is RequestStatus.ACCEPTED:
             await self._start(conn, request, room_id)
         elif request.status is RequestStatus.CANCELLED:
-            await self.ctx.act(conn, room_id, ghost, "kick", user_id=user_id,
-                               reason="The connection request was withdrawn.")
+            await self.ctx.act(
+                conn,
+                room_id,
+                ghost,
+                "kick",
+                user_id=user_id,
+                reason="The connection request was withdrawn.",
+            )
             await self.ctx.act(conn, room_id, ghost, "leave")
         elif request.status is RequestStatus.REJECTED:
             await self.ctx.act(conn, room_id, ghost, "leave")
 
-    async def _start(self, conn: asyncpg.Connection, request: ConnectionRequest, room_id: str) -> bool:
+    async def _start(
+        self, conn: asyncpg.Connection, request: ConnectionRequest, room_id: str
+    ) -> bool:
         """The 1:1 conversation of the pair, bridged to the request's room; True if new."""
         conversation, _ = await self.ctx.messaging.open_direct(
             conn, request.sender_id, request.receiver_id, origin=Origin.MATRIX
@@ -94,4 +104,6 @@ class OutboxResults:
         elif row.action == "send" and isinstance(payload.get("message_id"), str):
             event_id = result.get("event_id")
             if isinstance(event_id, str):
-                await self.ctx.messaging.set_event_id(conn, uuid.UUID(payload["message_id"]), event_id)
+                await self.ctx.messaging.set_event_id(
+                    conn, uuid.UUID(payload["message_id"]), event_id
+                )

@@ -82,8 +82,15 @@ class OutboxSettings:
     request_timeout: float = 60.0
 
     def __post_init__(self) -> None:
-        for name in ("workers", "batch_size", "max_attempts", "retry_delay", "max_retry_delay",
-                     "poll_interval", "request_timeout"):
+        for name in (
+            "workers",
+            "batch_size",
+            "max_attempts",
+            "retry_delay",
+            "max_retry_delay",
+            "poll_interval",
+            "request_timeout",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"outbox.{name} must be positive")
 
@@ -412,8 +419,12 @@ class OutboxSender:
                 if portal is None:
                     raise Undeliverable(f"room {room_id} or its alias has another conversation")
                 if portal != room_id:
-                    log.warning("Conversation %s got portal %s meanwhile; room %s is unused",
-                                conversation_id, portal, room_id)
+                    log.warning(
+                        "Conversation %s got portal %s meanwhile; room %s is unused",
+                        conversation_id,
+                        portal,
+                        room_id,
+                    )
                     result = {"room_id": portal}
             await self._store.mark_sent(conn, row.id, result)
             if self._on_sent is not None:
@@ -474,13 +485,19 @@ class OutboxSender:
         match row.action:
             case Action.SEND:
                 event_id = await it.send(
-                    user, room, _str(payload, "event_type"), _obj(payload, "content") or {},
+                    user,
+                    room,
+                    _str(payload, "event_type"),
+                    _obj(payload, "content") or {},
                     matrix_txn_id(row),
                 )
                 return {"event_id": event_id, "room_id": room}
             case Action.REDACT:
                 event_id = await it.redact(
-                    user, room, _str(payload, "event_id"), _opt_str(payload, "reason"),
+                    user,
+                    room,
+                    _str(payload, "event_id"),
+                    _opt_str(payload, "reason"),
                     matrix_txn_id(row),
                 )
                 return {"event_id": event_id, "room_id": room}
@@ -489,7 +506,10 @@ class OutboxSender:
                 if not isinstance(state_key, str):
                     raise InvalidPayload("payload.state_key must be a string")
                 event_id = await it.set_state(
-                    user, room, _str(payload, "event_type"), state_key,
+                    user,
+                    room,
+                    _str(payload, "event_type"),
+                    state_key,
                     _obj(payload, "content") or {},
                 )
                 return {"event_id": event_id, "room_id": room}
@@ -531,20 +551,39 @@ class OutboxSender:
             wait_ms = retry_after_ms(exc)
             wait = settings.backoff(row.attempts + 1) if wait_ms is None else wait_ms / 1000
             wait = min(wait, settings.max_retry_delay)
-            log.info("Outbox row %d (%s in %s) rate limited; lane waits %.3f s",
-                     row.id, row.action, row.lane, wait)
+            log.info(
+                "Outbox row %d (%s in %s) rate limited; lane waits %.3f s",
+                row.id,
+                row.action,
+                row.lane,
+                wait,
+            )
             await self._store.record_failure(conn, row.id, row.attempts, error)
             return _Failed(wait)
         attempts = row.attempts + 1
         if kind is _Kind.TRANSIENT and attempts < settings.max_attempts:
             wait = settings.backoff(attempts)
-            log.warning("Outbox row %d (%s in %s) failed (attempt %d of %d), retry in %.1f s: %s",
-                        row.id, row.action, row.lane, attempts, settings.max_attempts, wait,
-                        _short_error(exc))
+            log.warning(
+                "Outbox row %d (%s in %s) failed (attempt %d of %d), retry in %.1f s: %s",
+                row.id,
+                row.action,
+                row.lane,
+                attempts,
+                settings.max_attempts,
+                wait,
+                _short_error(exc),
+            )
             await self._store.record_failure(conn, row.id, attempts, error)
             return _Failed(wait)
-        log.error("Dead-lettering outbox row %d (%s as %s in %s) after %d attempt(s): %s",
-                  row.id, row.action, row.sender, row.lane, attempts, _short_error(exc))
+        log.error(
+            "Dead-lettering outbox row %d (%s as %s in %s) after %d attempt(s): %s",
+            row.id,
+            row.action,
+            row.sender,
+            row.lane,
+            attempts,
+            _short_error(exc),
+        )
         await self._store.dead_letter(conn, row.id, attempts, error, room_id)
         return _Failed(None, self._report(row, room_id, exc))
 

@@ -55,7 +55,9 @@ class PortalStore:
             INSERT INTO portal (room_id, conversation_id, alias) VALUES ($1, $2, $3)
             ON CONFLICT DO NOTHING
             """,
-            room_id, conversation_id, alias,
+            room_id,
+            conversation_id,
+            alias,
         )
         return bool(status == "INSERT 0 1")
 
@@ -89,25 +91,34 @@ class PortalStore:
                 registered_at = COALESCE(ghost.registered_at, EXCLUDED.registered_at),
                 profile_synced_at = now()
             """,
-            user_id, network_user_id, displayname, avatar_url, registered,
+            user_id,
+            network_user_id,
+            displayname,
+            avatar_url,
+            registered,
         )
 
     async def get_management_room(self, conn: asyncpg.Connection, user_id: str) -> str | None:
-        return await conn.fetchval(
+        value = await conn.fetchval(
             "SELECT room_id FROM management_room WHERE user_id = $1", user_id
         )
+        return None if value is None else str(value)
 
     async def is_management_room(self, conn: asyncpg.Connection, room_id: str) -> str | None:
         """The user whose management room this is, or None."""
-        return await conn.fetchval(
+        value = await conn.fetchval(
             "SELECT user_id FROM management_room WHERE room_id = $1", room_id
         )
+        return None if value is None else str(value)
 
-    async def set_management_room(self, conn: asyncpg.Connection, user_id: str, room_id: str) -> None:
+    async def set_management_room(
+        self, conn: asyncpg.Connection, user_id: str, room_id: str
+    ) -> None:
         await conn.execute(
             """
             INSERT INTO management_room (user_id, room_id) VALUES ($1, $2)
             ON CONFLICT (user_id) DO UPDATE SET room_id = EXCLUDED.room_id, created_at = now()
             """,
-            user_id, room_id,
+            user_id,
+            room_id,
         )

@@ -77,8 +77,14 @@ class MessagingService:
             raise BadRequest("a direct conversation needs two different users")
         key = direct_key(a, b)
         created = await self._store.insert_conversation(
-            conn, uuid.uuid4(), is_group=False, title=None, topic=None, created_by=a,
-            direct_key=key, participant_ids=[a, b],
+            conn,
+            uuid.uuid4(),
+            is_group=False,
+            title=None,
+            topic=None,
+            created_by=a,
+            direct_key=key,
+            participant_ids=[a, b],
         )
         if created is None:
             existing = await self._store.get_direct_conversation(conn, key)
@@ -101,9 +107,14 @@ class MessagingService:
     ) -> Conversation:
         members = list(dict.fromkeys([creator, *participant_ids]))
         conversation = await self._store.insert_conversation(
-            conn, conversation_id or uuid.uuid4(), is_group=True,
-            title=self._title(title), topic=self._title(topic, limit=4096),
-            created_by=creator, direct_key=None, participant_ids=members,
+            conn,
+            conversation_id or uuid.uuid4(),
+            is_group=True,
+            title=self._title(title),
+            topic=self._title(topic, limit=4096),
+            created_by=creator,
+            direct_key=None,
+            participant_ids=members,
         )
         assert conversation is not None
         for listener in self._listeners:
@@ -235,12 +246,23 @@ class MessagingService:
             if target is None or target.conversation_id != conversation_id:
                 reply_to = None  # a reply to something outside the conversation is a plain message
         formatted = sanitize_html(new.formatted_content) if new.formatted_content else None
-        mentions = tuple(u for u in new.mentions if u in conversation.participant_ids and u != sender)
+        mentions = tuple(
+            u for u in new.mentions if u in conversation.participant_ids and u != sender
+        )
         message = await self._store.insert_message(
-            conn, uuid.uuid4(), conversation_id=conversation_id, sender_id=sender,
-            content=content, formatted_content=formatted, msgtype=new.msgtype, media=new.media,
-            reply_to_message_id=reply_to, mentions=mentions, sent_at=new.sent_at or _now(),
-            origin=origin, event_id=new.event_id,
+            conn,
+            uuid.uuid4(),
+            conversation_id=conversation_id,
+            sender_id=sender,
+            content=content,
+            formatted_content=formatted,
+            msgtype=new.msgtype,
+            media=new.media,
+            reply_to_message_id=reply_to,
+            mentions=mentions,
+            sent_at=new.sent_at or _now(),
+            origin=origin,
+            event_id=new.event_id,
         )
         if message is None:
             return None
@@ -254,19 +276,30 @@ class MessagingService:
     ) -> None:
         others = [u for u in conversation.participant_ids if u != message.sender_id]
         preview = message.content[:200]
-        payload = {"conversationId": str(conversation.id), "messageId": str(message.id),
-                   "senderUserId": str(message.sender_id)}
+        payload = {
+            "conversationId": str(conversation.id),
+            "messageId": str(message.id),
+            "senderUserId": str(message.sender_id),
+        }
         mentioned = [u for u in others if u in message.mentions]
         if mentioned:
             await self._notifications.notify(
-                conn, mentioned, kind="mention", title="You were mentioned", body=preview,
+                conn,
+                mentioned,
+                kind="mention",
+                title="You were mentioned",
+                body=preview,
                 payload=payload,
             )
         rest = [u for u in others if u not in message.mentions]
         if rest:
             await self._notifications.notify(
-                conn, rest, kind="message",
-                title=conversation.title or "New message", body=preview, payload=payload,
+                conn,
+                rest,
+                kind="message",
+                title=conversation.title or "New message",
+                body=preview,
+                payload=payload,
             )
 
     async def get_message(self, conn: asyncpg.Connection, message_id: uuid.UUID) -> Message:
@@ -306,7 +339,11 @@ class MessagingService:
             raise BadRequest("message content is empty")
         formatted = sanitize_html(formatted_content) if formatted_content else None
         updated = await self._store.update_message_content(
-            conn, message_id, content=text, formatted_content=formatted, edited_at=_now(),
+            conn,
+            message_id,
+            content=text,
+            formatted_content=formatted,
+            edited_at=_now(),
             edit_event_id=edit_event_id,
         )
         if updated is not None:
@@ -346,8 +383,13 @@ class MessagingService:
         await self._store.set_message_event_id(conn, message_id, event_id)
 
     async def list_messages(
-        self, conn: asyncpg.Connection, viewer: uuid.UUID, conversation_id: uuid.UUID,
-        *, limit: int = 25, offset: int = 0,
+        self,
+        conn: asyncpg.Connection,
+        viewer: uuid.UUID,
+        conversation_id: uuid.UUID,
+        *,
+        limit: int = 25,
+        offset: int = 0,
     ) -> list[Message]:
         await self.get_for(conn, viewer, conversation_id)
         return await self._store.list_messages(
@@ -357,8 +399,13 @@ class MessagingService:
     # --- reactions and receipts -----------------------------------------------------------------
 
     async def react(
-        self, conn: asyncpg.Connection, user_id: uuid.UUID, message_id: uuid.UUID, key: str,
-        *, event_id: str | None = None,
+        self,
+        conn: asyncpg.Connection,
+        user_id: uuid.UUID,
+        message_id: uuid.UUID,
+        key: str,
+        *,
+        event_id: str | None = None,
     ) -> Reaction | None:
         await self.get_message_for(conn, user_id, message_id)
         key = clean_text(key, limit=64, multiline=False)
@@ -417,9 +464,17 @@ class MessagingService:
     ) -> tuple[list[Conversation], int]:
         """One page of a user's conversations (most recent first) and the matching total."""
         return await self._store.list_conversations_page(
-            conn, user_id, is_group=is_group, participant_ids=participant_ids,
-            all_participants=all_participants, last_periods=last_periods, last_since=last_since,
-            last_until=last_until, last_with_null=last_with_null, limit=limit, offset=offset,
+            conn,
+            user_id,
+            is_group=is_group,
+            participant_ids=participant_ids,
+            all_participants=all_participants,
+            last_periods=last_periods,
+            last_since=last_since,
+            last_until=last_until,
+            last_with_null=last_with_null,
+            limit=limit,
+            offset=offset,
         )
 
     async def list_messages_page(
@@ -449,9 +504,18 @@ class MessagingService:
             anchor = await self.get_message_for(conn, viewer, after_message_id)
             after = (anchor.sent_at, anchor.id)
         return await self._store.list_messages_page(
-            conn, viewer, visible, sender_ids=sender_ids, reader_ids=reader_ids,
-            sent_periods=sent_periods, sent_since=sent_since, sent_until=sent_until,
-            sent_with_null=sent_with_null, after=after, limit=limit, offset=offset,
+            conn,
+            viewer,
+            visible,
+            sender_ids=sender_ids,
+            reader_ids=reader_ids,
+            sent_periods=sent_periods,
+            sent_since=sent_since,
+            sent_until=sent_until,
+            sent_with_null=sent_with_null,
+            after=after,
+            limit=limit,
+            offset=offset,
         )
 
     async def leave(
@@ -466,9 +530,7 @@ class MessagingService:
         conversation = await self.get_for(conn, user_id, conversation_id)
         if not conversation.is_group:
             raise Conflict("a 1:1 conversation cannot be left")
-        await self.remove_participant(
-            conn, conversation_id, user_id, actor=user_id, origin=origin
-        )
+        await self.remove_participant(conn, conversation_id, user_id, actor=user_id, origin=origin)
         return conversation
 
     async def set_participants(
@@ -504,4 +566,8 @@ class MessagingService:
 
 
 def _valid_media(media: object) -> bool:
-    return isinstance(media, dict) and isinstance(media.get("url"), str) and media["url"].startswith("mxc://")
+    return (
+        isinstance(media, dict)
+        and isinstance(media.get("url"), str)
+        and media["url"].startswith("mxc://")
+    )

@@ -75,7 +75,13 @@ class MessagingStore:
             )
             SELECT id FROM c
             """,
-            conversation_id, is_group, title, topic, created_by, direct_key, list(participant_ids),
+            conversation_id,
+            is_group,
+            title,
+            topic,
+            created_by,
+            direct_key,
+            list(participant_ids),
         )
         if row is None:
             return None
@@ -117,7 +123,9 @@ class MessagingStore:
             UPDATE conversation SET title = COALESCE($2, title), topic = COALESCE($3, topic)
             WHERE id = $1
             """,
-            conversation_id, title, topic,
+            conversation_id,
+            title,
+            topic,
         )
 
     async def add_participants(
@@ -131,7 +139,8 @@ class MessagingStore:
             ON CONFLICT DO NOTHING
             RETURNING user_id
             """,
-            conversation_id, list(user_ids),
+            conversation_id,
+            list(user_ids),
         )
         return [r["user_id"] for r in rows]
 
@@ -140,7 +149,8 @@ class MessagingStore:
     ) -> bool:
         status = await conn.execute(
             "DELETE FROM conversation_participant WHERE conversation_id = $1 AND user_id = $2",
-            conversation_id, user_id,
+            conversation_id,
+            user_id,
         )
         return bool(status == "DELETE 1")
 
@@ -153,7 +163,8 @@ class MessagingStore:
                 SELECT EXISTS (SELECT 1 FROM conversation_participant
                                WHERE conversation_id = $1 AND user_id = $2)
                 """,
-                conversation_id, user_id,
+                conversation_id,
+                user_id,
             )
         )
 
@@ -170,7 +181,9 @@ class MessagingStore:
             ORDER BY COALESCE(c.last_message_at, c.created_at) DESC, c.id DESC
             LIMIT $2 OFFSET $3
             """,
-            user_id, limit, offset,
+            user_id,
+            limit,
+            offset,
         )
         return [_conversation(r) for r in rows]
 
@@ -214,8 +227,18 @@ class MessagingStore:
             )
             SELECT id FROM m
             """,
-            message_id, conversation_id, sender_id, content, formatted_content, msgtype,
-            media, reply_to_message_id, list(mentions), sent_at, origin.value, event_id,
+            message_id,
+            conversation_id,
+            sender_id,
+            content,
+            formatted_content,
+            msgtype,
+            media,
+            reply_to_message_id,
+            list(mentions),
+            sent_at,
+            origin.value,
+            event_id,
         )
         if row is None:
             return None
@@ -248,7 +271,7 @@ class MessagingStore:
         edited_at: datetime,
         edit_event_id: str | None,
     ) -> Message | None:
-        """Replace the content; ``editedAt`` set, ``recordVersion`` + 1. None for a replayed edit."""
+        """Replace the content: ``editedAt`` set, ``recordVersion`` + 1; None for a replay."""
         row = await conn.fetchrow(
             """
             WITH e AS (
@@ -264,7 +287,11 @@ class MessagingStore:
             WHERE id = $1 AND is_active AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM e))
             RETURNING id
             """,
-            message_id, content, formatted_content, edited_at, edit_event_id,
+            message_id,
+            content,
+            formatted_content,
+            edited_at,
+            edit_event_id,
         )
         if row is None:
             return None
@@ -286,7 +313,8 @@ class MessagingStore:
     ) -> None:
         await conn.execute(
             "UPDATE message SET event_id = $2 WHERE id = $1 AND event_id IS NULL",
-            message_id, event_id,
+            message_id,
+            event_id,
         )
 
     async def insert_deletion(
@@ -295,7 +323,8 @@ class MessagingStore:
         await conn.execute(
             "INSERT INTO message_deletion (message_id, user_id) VALUES ($1, $2) "
             "ON CONFLICT DO NOTHING",
-            message_id, user_id,
+            message_id,
+            user_id,
         )
 
     async def list_messages(
@@ -317,7 +346,10 @@ class MessagingStore:
             ORDER BY m.sent_at, m.id
             LIMIT $3 OFFSET $4
             """,
-            conversation_id, viewer_id, limit, offset,
+            conversation_id,
+            viewer_id,
+            limit,
+            offset,
         )
         return [_message(r) for r in rows]
 
@@ -339,7 +371,11 @@ class MessagingStore:
             ON CONFLICT DO NOTHING
             RETURNING id, message_id, user_id, key, event_id, created_at
             """,
-            reaction_id, message_id, user_id, key, event_id,
+            reaction_id,
+            message_id,
+            user_id,
+            key,
+            event_id,
         )
         return None if row is None else Reaction(**dict(row))
 
@@ -355,7 +391,9 @@ class MessagingStore:
         )
         return None if row is None else Reaction(**dict(row))
 
-    async def list_reactions(self, conn: asyncpg.Connection, message_id: uuid.UUID) -> list[Reaction]:
+    async def list_reactions(
+        self, conn: asyncpg.Connection, message_id: uuid.UUID
+    ) -> list[Reaction]:
         rows = await conn.fetch(
             """
             SELECT id, message_id, user_id, key, event_id, created_at FROM reaction
@@ -383,7 +421,10 @@ class MessagingStore:
                 updated_at = now()
             WHERE read_marker.read_up_to < EXCLUDED.read_up_to
             """,
-            conversation_id, user_id, message_id, read_up_to,
+            conversation_id,
+            user_id,
+            message_id,
+            read_up_to,
         )
         return bool(status == "INSERT 0 1")
 
@@ -449,9 +490,15 @@ class MessagingStore:
         starts = None if last_periods is None else [p[0] for p in last_periods]
         ends = None if last_periods is None else [p[1] for p in last_periods]
         args = (
-            user_id, None if is_group is None else list(is_group),
-            None if participant_ids is None else list(participant_ids), all_participants,
-            starts, last_since, last_until, last_with_null, ends,
+            user_id,
+            None if is_group is None else list(is_group),
+            None if participant_ids is None else list(participant_ids),
+            all_participants,
+            starts,
+            last_since,
+            last_until,
+            last_with_null,
+            ends,
         )
         rows = await conn.fetch(
             f"""
@@ -459,7 +506,9 @@ class MessagingStore:
             ORDER BY COALESCE(c.last_message_at, c.created_at) DESC, c.id DESC
             LIMIT $10 OFFSET $11
             """,
-            *args, limit, offset,
+            *args,
+            limit,
+            offset,
         )
         total = await conn.fetchval(f"SELECT count(*) {where}", *args)
         return [_conversation(r) for r in rows], int(total)
@@ -513,11 +562,17 @@ class MessagingStore:
         starts = None if sent_periods is None else [p[0] for p in sent_periods]
         ends = None if sent_periods is None else [p[1] for p in sent_periods]
         args = (
-            viewer_id, list(conversation_ids),
+            viewer_id,
+            list(conversation_ids),
             None if sender_ids is None else list(sender_ids),
             None if reader_ids is None else list(reader_ids),
-            starts, sent_since, sent_until, sent_with_null, ends,
-            None if after is None else after[0], None if after is None else after[1],
+            starts,
+            sent_since,
+            sent_until,
+            sent_with_null,
+            ends,
+            None if after is None else after[0],
+            None if after is None else after[1],
         )
         rows = await conn.fetch(
             f"""
@@ -534,7 +589,9 @@ class MessagingStore:
             ) p JOIN message m ON m.id = p.id
             ORDER BY p.sent_at, p.id
             """,
-            *args, limit, offset,
+            *args,
+            limit,
+            offset,
         )
         total = await conn.fetchval(
             f"SELECT count(*) FROM message m "

@@ -23,7 +23,9 @@ class NetworkingListener(Protocol):
         self, conn: asyncpg.Connection, request: ConnectionRequest, created: bool
     ) -> None: ...
 
-    async def request_answered(self, conn: asyncpg.Connection, request: ConnectionRequest) -> None: ...
+    async def request_answered(
+        self, conn: asyncpg.Connection, request: ConnectionRequest
+    ) -> None: ...
 
     async def disconnected(self, conn: asyncpg.Connection, connection: Connection) -> None: ...
 
@@ -66,8 +68,12 @@ class NetworkingService:
         )
         if created:
             await self._notifications.notify(
-                conn, [receiver], kind="connection_request", title="New connection request",
-                body=text or "", payload={"requestId": str(request.id), "senderUserId": str(sender)},
+                conn,
+                [receiver],
+                kind="connection_request",
+                title="New connection request",
+                body=text or "",
+                payload={"requestId": str(request.id), "senderUserId": str(sender)},
             )
         for listener in self._listeners:
             await listener.request_sent(conn, request, created)
@@ -114,8 +120,11 @@ class NetworkingService:
         await self._store.insert_connection(conn, request.sender_id, request.receiver_id)
         answered = await self._answer(conn, request_id, RequestStatus.ACCEPTED)
         await self._notifications.notify(
-            conn, [request.sender_id], kind="connection_accepted",
-            title="Connection request accepted", body="",
+            conn,
+            [request.sender_id],
+            kind="connection_accepted",
+            title="Connection request accepted",
+            body="",
             payload={"requestId": str(request.id), "userId": str(receiver)},
         )
         return answered
@@ -159,8 +168,14 @@ class NetworkingService:
         return await self._store.get_request_by_room(conn, room_id)
 
     async def list_requests(
-        self, conn: asyncpg.Connection, user_id: uuid.UUID, *, incoming: bool | None = None,
-        status: RequestStatus | None = None, limit: int = 25, offset: int = 0,
+        self,
+        conn: asyncpg.Connection,
+        user_id: uuid.UUID,
+        *,
+        incoming: bool | None = None,
+        status: RequestStatus | None = None,
+        limit: int = 25,
+        offset: int = 0,
     ) -> list[ConnectionRequest]:
         return await self._store.list_requests(
             conn, user_id, incoming=incoming, status=status, limit=limit, offset=offset
@@ -238,8 +253,11 @@ class NetworkingService:
     ) -> tuple[list[ConnectionRequest], int]:
         """One page of the requests the user sent or received, newest first, and the total."""
         return await self._store.list_requests_page(
-            conn, user_id, statuses=None if statuses is None else [s.value for s in statuses],
-            limit=limit, offset=offset,
+            conn,
+            user_id,
+            statuses=None if statuses is None else [s.value for s in statuses],
+            limit=limit,
+            offset=offset,
         )
 
     async def list_connections_page(
@@ -269,7 +287,8 @@ class NetworkingService:
             if connection is not None:
                 standings.append((other, "ACCEPTED", request, connection))
             elif request is not None and request.status in (
-                RequestStatus.PENDING, RequestStatus.REJECTED
+                RequestStatus.PENDING,
+                RequestStatus.REJECTED,
             ):
                 standings.append((other, request.seen_from(user_id), request, None))
         return standings

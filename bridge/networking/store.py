@@ -52,7 +52,11 @@ class NetworkingStore:
                           room_id = COALESCE(connection_request.room_id, EXCLUDED.room_id)
             RETURNING {_REQUEST}, (xmax = 0) AS created
             """,
-            request_id, sender_id, receiver_id, message, room_id,
+            request_id,
+            sender_id,
+            receiver_id,
+            message,
+            room_id,
         )
         data = dict(row)
         created = bool(data.pop("created"))
@@ -98,7 +102,8 @@ class NetworkingStore:
     ) -> None:
         await conn.execute(
             "UPDATE connection_request SET room_id = $2 WHERE id = $1 AND room_id IS NULL",
-            request_id, room_id,
+            request_id,
+            room_id,
         )
 
     async def set_request_status(
@@ -111,7 +116,8 @@ class NetworkingStore:
             WHERE id = $1 AND status = 'pending'
             RETURNING {_REQUEST}
             """,
-            request_id, status.value,
+            request_id,
+            status.value,
         )
         return None if row is None else _request(row)
 
@@ -134,7 +140,11 @@ class NetworkingStore:
             ORDER BY sent_at DESC, id
             LIMIT $4 OFFSET $5
             """,
-            user_id, incoming, None if status is None else status.value, limit, offset,
+            user_id,
+            incoming,
+            None if status is None else status.value,
+            limit,
+            offset,
         )
         return [_request(r) for r in rows]
 
@@ -154,7 +164,8 @@ class NetworkingStore:
             SELECT {_CONNECTION} FROM connection WHERE user_low = $1 AND user_high = $2
             LIMIT 1
             """,
-            low, high,
+            low,
+            high,
         )
         return Connection(**dict(row))
 
@@ -171,7 +182,10 @@ class NetworkingStore:
         self, conn: asyncpg.Connection, a: uuid.UUID, b: uuid.UUID
     ) -> Connection | None:
         row = await conn.fetchrow(
-            f"DELETE FROM connection WHERE user_low = $1 AND user_high = $2 RETURNING {_CONNECTION}",
+            f"""
+            DELETE FROM connection WHERE user_low = $1 AND user_high = $2
+            RETURNING {_CONNECTION}
+            """,
             *_pair(a, b),
         )
         return None if row is None else Connection(**dict(row))
@@ -184,7 +198,9 @@ class NetworkingStore:
             SELECT {_CONNECTION} FROM connection WHERE user_low = $1 OR user_high = $1
             ORDER BY connected_since DESC, id LIMIT $2 OFFSET $3
             """,
-            user_id, limit, offset,
+            user_id,
+            limit,
+            offset,
         )
         return [Connection(**dict(r)) for r in rows]
 
@@ -217,7 +233,9 @@ class NetworkingStore:
         args = (user_id, None if statuses is None else list(statuses))
         rows = await conn.fetch(
             f"SELECT {_REQUEST} {where} ORDER BY sent_at DESC, id LIMIT $3 OFFSET $4",
-            *args, limit, offset,
+            *args,
+            limit,
+            offset,
         )
         total = await conn.fetchval(f"SELECT count(*) {where}", *args)
         return [_request(r) for r in rows], int(total)
@@ -260,23 +278,31 @@ class NetworkingStore:
             WHERE $2::uuid[] IS NULL OR COALESCE(l.other_id, c.other_id) = ANY($2::uuid[])
             ORDER BY 1
             """,
-            user_id, None if other_ids is None else list(other_ids),
+            user_id,
+            None if other_ids is None else list(other_ids),
         )
         relations: list[tuple[uuid.UUID, ConnectionRequest | None, Connection | None]] = []
         for row in rows:
             request = None
             if row["r_id"] is not None:
                 request = ConnectionRequest(
-                    id=row["r_id"], sender_id=row["sender_id"], receiver_id=row["receiver_id"],
-                    status=RequestStatus(row["status"]), message=row["message"],
-                    first_requested_at=row["first_requested_at"], sent_at=row["sent_at"],
-                    request_counter=row["request_counter"], responded_at=row["responded_at"],
+                    id=row["r_id"],
+                    sender_id=row["sender_id"],
+                    receiver_id=row["receiver_id"],
+                    status=RequestStatus(row["status"]),
+                    message=row["message"],
+                    first_requested_at=row["first_requested_at"],
+                    sent_at=row["sent_at"],
+                    request_counter=row["request_counter"],
+                    responded_at=row["responded_at"],
                     room_id=row["room_id"],
                 )
             connection = None
             if row["c_id"] is not None:
                 connection = Connection(
-                    id=row["c_id"], user_low=row["user_low"], user_high=row["user_high"],
+                    id=row["c_id"],
+                    user_low=row["user_low"],
+                    user_high=row["user_high"],
                     connected_since=row["connected_since"],
                 )
             relations.append((row["other_id"], request, connection))

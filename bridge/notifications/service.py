@@ -55,7 +55,12 @@ class NotificationService:
         return created
 
     async def list(
-        self, conn: asyncpg.Connection, user_id: uuid.UUID, *, limit: int = 20, offset: int = 0,
+        self,
+        conn: asyncpg.Connection,
+        user_id: uuid.UUID,
+        *,
+        limit: int = 20,
+        offset: int = 0,
         unseen_only: bool = False,
     ) -> list[Notification]:
         return await self._store.list_notifications(

@@ -39,12 +39,21 @@ class NotificationStore:
             SELECT gen_random_uuid(), u, $2, $3, $4, $5 FROM unnest($1::uuid[]) AS u
             RETURNING {_NOTIFICATION}
             """,
-            list(user_ids), kind, title, body, payload,
+            list(user_ids),
+            kind,
+            title,
+            body,
+            payload,
         )
         return [_notification(r) for r in rows]
 
     async def list_notifications(
-        self, conn: asyncpg.Connection, user_id: uuid.UUID, *, limit: int, offset: int = 0,
+        self,
+        conn: asyncpg.Connection,
+        user_id: uuid.UUID,
+        *,
+        limit: int,
+        offset: int = 0,
         unseen_only: bool = False,
     ) -> list[Notification]:
         rows = await conn.fetch(
@@ -54,7 +63,10 @@ class NotificationStore:
             ORDER BY created_at DESC, id DESC
             LIMIT $2 OFFSET $3
             """,
-            user_id, limit, offset, unseen_only,
+            user_id,
+            limit,
+            offset,
+            unseen_only,
         )
         return [_notification(r) for r in rows]
 
@@ -67,7 +79,8 @@ class NotificationStore:
             UPDATE notification SET seen_at = now()
             WHERE user_id = $1 AND seen_at IS NULL AND ($2::uuid[] IS NULL OR id = ANY($2::uuid[]))
             """,
-            user_id, None if ids is None else list(ids),
+            user_id,
+            None if ids is None else list(ids),
         )
         return int(status.split()[-1])
 
@@ -80,7 +93,9 @@ class NotificationStore:
             ON CONFLICT (user_id, token) DO UPDATE SET platform = EXCLUDED.platform
             RETURNING id, user_id, token, platform, created_at
             """,
-            user_id, token, platform,
+            user_id,
+            token,
+            platform,
         )
         return Device(**dict(row))
 
@@ -109,7 +124,9 @@ class NotificationStore:
             SELECT {_NOTIFICATION} FROM notification WHERE user_id = $1
             ORDER BY {order} LIMIT $2 OFFSET $3
             """,
-            user_id, limit, offset,
+            user_id,
+            limit,
+            offset,
         )
         total = await conn.fetchval("SELECT count(*) FROM notification WHERE user_id = $1", user_id)
         return [_notification(r) for r in rows], int(total)
@@ -123,6 +140,7 @@ class NotificationStore:
             DELETE FROM device WHERE id = $1 AND user_id = $2
             RETURNING id, user_id, token, platform, created_at
             """,
-            device_id, user_id,
+            device_id,
+            user_id,
         )
         return None if row is None else Device(**dict(row))

@@ -35,8 +35,12 @@ class UserService:
         self._store = store
 
     async def create(
-        self, conn: asyncpg.Connection, display_name: str, avatar_url: str | None = None,
-        *, user_id: uuid.UUID | None = None,
+        self,
+        conn: asyncpg.Connection,
+        display_name: str,
+        avatar_url: str | None = None,
+        *,
+        user_id: uuid.UUID | None = None,
     ) -> NetworkUser:
         """Create a network-native user."""
         return await self._store.insert_user(
@@ -60,9 +64,7 @@ class UserService:
         if existing is not None:
             return existing
         name = display_name or matrix_user_id[1:].split(":", 1)[0]
-        return await self._store.insert_matrix_user(
-            conn, uuid.uuid4(), matrix_user_id, _name(name)
-        )
+        return await self._store.insert_matrix_user(conn, uuid.uuid4(), matrix_user_id, _name(name))
 
     async def get_many(
         self, conn: asyncpg.Connection, user_ids: Sequence[uuid.UUID]
@@ -87,15 +89,17 @@ class UserService:
             return updated
         return user
 
-    async def list(self, conn: asyncpg.Connection, *, limit: int = 100, offset: int = 0) -> list[NetworkUser]:
+    async def list_users(
+        self, conn: asyncpg.Connection, *, limit: int = 100, offset: int = 0
+    ) -> list[NetworkUser]:
         return await self._store.list_users(conn, limit=limit, offset=offset)
 
-    async def search(self, conn: asyncpg.Connection, name: str, *, limit: int = 20) -> list[NetworkUser]:
+    async def search(
+        self, conn: asyncpg.Connection, name: str, *, limit: int = 20
+    ) -> list[NetworkUser]:
         return await self._store.search_users(conn, name, limit=limit)
 
-    async def require_all(
-        self, conn: asyncpg.Connection, user_ids: Sequence[uuid.UUID]
-    ) -> None:
+    async def require_all(self, conn: asyncpg.Connection, user_ids: Sequence[uuid.UUID]) -> None:
         """404 naming the first of ``user_ids`` that is not a network user."""
         wanted = list(dict.fromkeys(user_ids))
         found = {u.id for u in await self._store.get_users(conn, wanted)}

@@ -31,7 +31,10 @@ class UserStore:
             VALUES ($1, $2, $3, $4)
             RETURNING {_COLUMNS}
             """,
-            user_id, display_name, avatar_url, matrix_user_id,
+            user_id,
+            display_name,
+            avatar_url,
+            matrix_user_id,
         )
         return _user(row)
 
@@ -73,7 +76,9 @@ class UserStore:
             SELECT {_COLUMNS} FROM network_user WHERE matrix_user_id = $2
             LIMIT 1
             """,
-            user_id, matrix_user_id, name,
+            user_id,
+            matrix_user_id,
+            name,
         )
         return _user(row)
 
@@ -93,7 +98,9 @@ class UserStore:
             WHERE id = $1
             RETURNING {_COLUMNS}
             """,
-            user_id, display_name, avatar_url,
+            user_id,
+            display_name,
+            avatar_url,
         )
         return None if row is None else _user(row)
 
@@ -102,7 +109,8 @@ class UserStore:
     ) -> list[NetworkUser]:
         rows = await conn.fetch(
             f"SELECT {_COLUMNS} FROM network_user ORDER BY created_at, id LIMIT $1 OFFSET $2",
-            limit, offset,
+            limit,
+            offset,
         )
         return [_user(r) for r in rows]
 
@@ -110,13 +118,16 @@ class UserStore:
         self, conn: asyncpg.Connection, name: str, *, limit: int
     ) -> list[NetworkUser]:
         """Users whose display name contains ``name`` (case-insensitive)."""
-        pattern = "%" + name.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        pattern = (
+            "%" + name.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        )
         rows = await conn.fetch(
             f"""
             SELECT {_COLUMNS} FROM network_user
             WHERE lower(display_name) LIKE $1
             ORDER BY display_name, id LIMIT $2
             """,
-            pattern, limit,
+            pattern,
+            limit,
         )
         return [_user(r) for r in rows]

@@ -39,10 +39,16 @@ class CommandHandler:
     def __init__(self, ctx: HandlerContext) -> None:
         self.ctx = ctx
         self._commands: dict[str, Command] = {
-            "help": self._help, "whoami": self._whoami, "connect": self._connect,
-            "requests": self._requests, "accept": self._accept, "reject": self._reject,
-            "cancel": self._cancel, "connections": self._connections,
-            "disconnect": self._disconnect, "notifications": self._notifications,
+            "help": self._help,
+            "whoami": self._whoami,
+            "connect": self._connect,
+            "requests": self._requests,
+            "accept": self._accept,
+            "reject": self._reject,
+            "cancel": self._cancel,
+            "connections": self._connections,
+            "disconnect": self._disconnect,
+            "notifications": self._notifications,
             "seen": self._seen,
         }
 
@@ -111,15 +117,20 @@ class CommandHandler:
         if await self.ctx.users.find(conn, other) is None:
             raise CommandError(f"no network user {other}")
         message = " ".join(args[1:]) or None
-        request, created = await self.ctx.networking.send_request(conn, me.id, other, message=message)
+        request, created = await self.ctx.networking.send_request(
+            conn, me.id, other, message=message
+        )
         if request.status is RequestStatus.ACCEPTED:
-            return f"They had asked you already: you are now connected with {await self._name(conn, other)}."
+            name = await self._name(conn, other)
+            return f"They had asked you already: you are now connected with {name}."
         if created:
             return f"Connection request {request.id} sent to {await self._name(conn, other)}."
         return f"Connection request {request.id} sent again ({request.request_counter} times)."
 
     async def _requests(self, conn: asyncpg.Connection, me: NetworkUser, args: list[str]) -> str:
-        pending = await self.ctx.networking.list_requests(conn, me.id, status=RequestStatus.PENDING, limit=50)
+        pending = await self.ctx.networking.list_requests(
+            conn, me.id, status=RequestStatus.PENDING, limit=50
+        )
         if not pending:
             return "No pending connection requests."
         lines = []
@@ -158,7 +169,9 @@ class CommandHandler:
         await self.ctx.networking.disconnect(conn, me.id, other)
         return f"Disconnected from {await self._name(conn, other)}."
 
-    async def _notifications(self, conn: asyncpg.Connection, me: NetworkUser, args: list[str]) -> str:
+    async def _notifications(
+        self, conn: asyncpg.Connection, me: NetworkUser, args: list[str]
+    ) -> str:
         items = await self.ctx.notifications.list(conn, me.id, limit=10)
         if not items:
             return "No notifications."

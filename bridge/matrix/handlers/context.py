@@ -46,18 +46,27 @@ class HandlerContext:
         await self.send(conn, room_id, self.ids.bot, {"msgtype": "m.notice", "body": text})
 
     async def send(
-        self, conn: asyncpg.Connection, room_id: str, sender: str, content: dict[str, Any],
+        self,
+        conn: asyncpg.Connection,
+        room_id: str,
+        sender: str,
+        content: dict[str, Any],
         event_type: str = "m.room.message",
     ) -> int:
         return await self.outbox.enqueue(
-            conn, room_id, sender, "send",
+            conn,
+            room_id,
+            sender,
+            "send",
             {"room_id": room_id, "event_type": event_type, "content": content},
         )
 
     async def act(
         self, conn: asyncpg.Connection, room_id: str, sender: str, action: str, **payload: Any
     ) -> int:
-        return await self.outbox.enqueue(conn, room_id, sender, action, {"room_id": room_id, **payload})
+        return await self.outbox.enqueue(
+            conn, room_id, sender, action, {"room_id": room_id, **payload}
+        )
 
     async def matrix_user(
         self, conn: asyncpg.Connection, user_id: str, displayname: str | None = None

@@ -35,7 +35,10 @@ class MembershipHandler:
         if membership == "invite" and self.ctx.ids.is_bridged(target):
             if not self.ctx.allowed(sender):
                 await self.ctx.act(
-                    conn, room_id, target, "leave",
+                    conn,
+                    room_id,
+                    target,
+                    "leave",
                     reason="Your server is not allowed to use this bridge.",
                 )
                 return Outcome.PROCESSED
@@ -58,7 +61,11 @@ class MembershipHandler:
         return Outcome.PROCESSED
 
     async def _ghost_invited(
-        self, conn: asyncpg.Connection, room_id: str, sender: str, ghost: str,
+        self,
+        conn: asyncpg.Connection,
+        room_id: str,
+        sender: str,
+        ghost: str,
         content: dict[str, Any],
     ) -> Outcome:
         network_id = self.ctx.ids.network_user_of(ghost)
@@ -70,7 +77,9 @@ class MembershipHandler:
         inviter = await self.ctx.matrix_user(conn, sender)
         portal = await self.ctx.portals.get_portal_by_room(conn, room_id)
         if portal is not None:
-            return await self._invited_to_portal(conn, portal.conversation_id, room_id, inviter.id, ghost, network_id)
+            return await self._invited_to_portal(
+                conn, portal.conversation_id, room_id, inviter.id, ghost, network_id
+            )
         if not content.get("is_direct"):
             conversation = await self.ctx.messaging.create_group(
                 conn, inviter.id, [network_id], origin=Origin.MATRIX
@@ -91,7 +100,8 @@ class MembershipHandler:
         if request.status.value == "accepted":  # they had asked us: now connected
             return await self._open_direct(conn, room_id, sender, inviter.id, ghost, network_id)
         await self._tell(
-            conn, sender,
+            conn,
+            sender,
             f"{other.display_name} is not a connection of yours yet: connection request "
             f"{request.id} is pending (sent {request.request_counter} time(s)). "
             f"{other.display_name} will join the chat when they accept.",
@@ -100,8 +110,13 @@ class MembershipHandler:
         return Outcome.PROCESSED
 
     async def _invited_to_portal(
-        self, conn: asyncpg.Connection, conversation_id: uuid.UUID, room_id: str,
-        inviter: uuid.UUID, ghost: str, network_id: uuid.UUID,
+        self,
+        conn: asyncpg.Connection,
+        conversation_id: uuid.UUID,
+        room_id: str,
+        inviter: uuid.UUID,
+        ghost: str,
+        network_id: uuid.UUID,
     ) -> Outcome:
         try:
             await self.ctx.messaging.add_participants(
@@ -114,8 +129,13 @@ class MembershipHandler:
         return Outcome.PROCESSED
 
     async def _open_direct(
-        self, conn: asyncpg.Connection, room_id: str, sender: str, inviter: uuid.UUID,
-        ghost: str, network_id: uuid.UUID,
+        self,
+        conn: asyncpg.Connection,
+        room_id: str,
+        sender: str,
+        inviter: uuid.UUID,
+        ghost: str,
+        network_id: uuid.UUID,
     ) -> Outcome:
         conversation, _ = await self.ctx.messaging.open_direct(
             conn, inviter, network_id, origin=Origin.MATRIX
@@ -123,7 +143,10 @@ class MembershipHandler:
         existing = await self.ctx.portals.get_portal_by_conversation(conn, conversation.id)
         if existing is not None and existing.room_id != room_id:
             await self.ctx.act(
-                conn, room_id, ghost, "leave",
+                conn,
+                room_id,
+                ghost,
+                "leave",
                 reason="You already have a chat with this user; you were invited there again.",
             )
             await self.ctx.act(conn, existing.room_id, ghost, "invite", user_id=sender)
@@ -139,14 +162,27 @@ class MembershipHandler:
             await self.ctx.notice(conn, room_id, text)
             return
         await self.ctx.outbox.enqueue(
-            conn, f"management:{user_id}", self.ctx.ids.bot, "create_room",
-            {"management_for": user_id, "invite": [user_id], "is_direct": True,
-             "name": "Network bridge", "initial_notice": text + "\n\n" + HELP_TEXT},
+            conn,
+            f"management:{user_id}",
+            self.ctx.ids.bot,
+            "create_room",
+            {
+                "management_for": user_id,
+                "invite": [user_id],
+                "is_direct": True,
+                "name": "Network bridge",
+                "initial_notice": text + "\n\n" + HELP_TEXT,
+            },
         )
 
     async def _member_changed(
-        self, conn: asyncpg.Connection, room_id: str, sender: str, target: str,
-        membership: str, content: dict[str, Any],
+        self,
+        conn: asyncpg.Connection,
+        room_id: str,
+        sender: str,
+        target: str,
+        membership: str,
+        content: dict[str, Any],
     ) -> Outcome:
         portal = await self.ctx.portals.get_portal_by_room(conn, room_id)
         if portal is None:
@@ -187,7 +223,9 @@ class MembershipHandler:
         if user is None:
             return Outcome.IGNORED
         if user.id == request.receiver_id:
-            answer = self.ctx.networking.accept if membership == "join" else self.ctx.networking.reject
+            answer = (
+                self.ctx.networking.accept if membership == "join" else self.ctx.networking.reject
+            )
             await answer(conn, receiver=user.id, request_id=request.id)
         elif user.id == request.sender_id and membership == "leave":
             await self.ctx.networking.cancel(conn, sender=user.id, request_id=request.id)

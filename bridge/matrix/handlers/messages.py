@@ -43,7 +43,8 @@ class RoomEventHandlers:
             return None
         if not self.ctx.allowed(sender):
             await self.ctx.notice(
-                conn, portal.room_id,
+                conn,
+                portal.room_id,
                 f"{sender}: your server is not allowed to use this bridge; "
                 "your message was not delivered.",
             )
@@ -74,8 +75,13 @@ class RoomEventHandlers:
             return Outcome.PROCESSED
 
     async def _post(
-        self, conn: asyncpg.Connection, conversation_id: uuid.UUID, sender: uuid.UUID,
-        content: dict[str, Any], relation: dict[str, Any], event: InboxEvent,
+        self,
+        conn: asyncpg.Connection,
+        conversation_id: uuid.UUID,
+        sender: uuid.UUID,
+        content: dict[str, Any],
+        relation: dict[str, Any],
+        event: InboxEvent,
     ) -> Outcome:
         reply_to = None
         in_reply_to = relation.get("m.in_reply_to")
@@ -83,26 +89,37 @@ class RoomEventHandlers:
             target = await self.ctx.messaging.find_by_event(conn, in_reply_to["event_id"])
             reply_to = target.id if target else None
         msgtype = content.get("msgtype", "m.text")
-        media = None
+        media: dict[str, Any] | None = None
         if msgtype in _MEDIA_MSGTYPES:
             media = {k: content[k] for k in ("url", "info", "filename") if k in content}
         formatted = None
-        if content.get("format") == "org.matrix.custom.html" and isinstance(content.get("formatted_body"), str):
+        if content.get("format") == "org.matrix.custom.html" and isinstance(
+            content.get("formatted_body"), str
+        ):
             formatted = content["formatted_body"]
         mentions = await self._mentions(conn, content)
         ts = event.event.get("origin_server_ts")
         await self.ctx.messaging.post(
-            conn, sender, conversation_id,
+            conn,
+            sender,
+            conversation_id,
             NewMessage(
-                content=content["body"], msgtype=msgtype if isinstance(msgtype, str) else "m.text",
-                formatted_content=formatted, media=media, reply_to_message_id=reply_to,
-                mentions=mentions, event_id=event.event_id, sent_at=_timestamp(ts),
+                content=content["body"],
+                msgtype=msgtype if isinstance(msgtype, str) else "m.text",
+                formatted_content=formatted,
+                media=media,
+                reply_to_message_id=reply_to,
+                mentions=mentions,
+                event_id=event.event_id,
+                sent_at=_timestamp(ts),
             ),
             origin=Origin.MATRIX,
         )
         return Outcome.PROCESSED
 
-    async def _mentions(self, conn: asyncpg.Connection, content: dict[str, Any]) -> tuple[uuid.UUID, ...]:
+    async def _mentions(
+        self, conn: asyncpg.Connection, content: dict[str, Any]
+    ) -> tuple[uuid.UUID, ...]:
         mentions = content.get("m.mentions")
         user_ids = mentions.get("user_ids") if isinstance(mentions, dict) else None
         if not isinstance(user_ids, list):
@@ -116,19 +133,32 @@ class RoomEventHandlers:
         return tuple(found)
 
     async def _edit(
-        self, conn: asyncpg.Connection, sender: uuid.UUID, content: dict[str, Any],
-        relation: dict[str, Any], edit_event_id: str,
+        self,
+        conn: asyncpg.Connection,
+        sender: uuid.UUID,
+        content: dict[str, Any],
+        relation: dict[str, Any],
+        edit_event_id: str,
     ) -> Outcome:
         new = content.get("m.new_content")
         original = relation.get("event_id")
-        if not isinstance(new, dict) or not isinstance(new.get("body"), str) or not isinstance(original, str):
+        if (
+            not isinstance(new, dict)
+            or not isinstance(new.get("body"), str)
+            or not isinstance(original, str)
+        ):
             return Outcome.IGNORED
         message = await self.ctx.messaging.find_by_event(conn, original)
         if message is None:
             return Outcome.IGNORED
-        formatted = new.get("formatted_body") if new.get("format") == "org.matrix.custom.html" else None
+        formatted = (
+            new.get("formatted_body") if new.get("format") == "org.matrix.custom.html" else None
+        )
         await self.ctx.messaging.edit(
-            conn, sender, message.id, content=new["body"],
+            conn,
+            sender,
+            message.id,
+            content=new["body"],
             formatted_content=formatted if isinstance(formatted, str) else None,
             edit_event_id=edit_event_id,
         )
@@ -207,9 +237,13 @@ class RoomEventHandlers:
         if portal is None or not self.ctx.allowed(ev["sender"]):
             return Outcome.IGNORED
         if ev["type"] == "m.room.name" and isinstance(content.get("name"), str):
-            await self.ctx.messaging.update(conn, portal.conversation_id, actor=None, title=content["name"])
+            await self.ctx.messaging.update(
+                conn, portal.conversation_id, actor=None, title=content["name"]
+            )
         elif ev["type"] == "m.room.topic" and isinstance(content.get("topic"), str):
-            await self.ctx.messaging.update(conn, portal.conversation_id, actor=None, topic=content["topic"])
+            await self.ctx.messaging.update(
+                conn, portal.conversation_id, actor=None, topic=content["topic"]
+            )
         else:
             return Outcome.IGNORED
         return Outcome.PROCESSED
