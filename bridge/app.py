@@ -8,6 +8,7 @@ from dataclasses import asdict
 import aiohttp
 from aiohttp import web
 
+from .api import ApiServices, mount_api
 from .appservice.api import AppServiceAPI
 from .appservice.directory import Directory
 from .appservice.health import Health
@@ -117,6 +118,15 @@ async def init_app(
     appservice = AppServiceAPI(config, intake, directory or BridgeDirectory(db, ctx, intents))
     app.add_routes(appservice.routes())
     app.add_routes(Health(db).routes())
+    if config.api.enabled:
+        mount_api(
+            app,
+            config,
+            db,
+            ApiServices(
+                users=users, messaging=messaging, networking=networking, notifications=notifications
+            ),
+        )
 
     app[CONFIG] = config
     app[DATABASE] = db

@@ -15,7 +15,9 @@ from pathlib import Path
 from aiohttp import web
 
 from . import __version__
+from .api import RedactingAccessLogger
 from .app import INTENTS, init_app
+from .cli_token import add_parser as add_mint_token_parser
 from .config import Config, ConfigError, load_config
 from .db.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from .db.schema import SchemaError, ensure_schema
@@ -54,7 +56,9 @@ async def serve(config: Config, *, migrate: bool) -> None:
         revision = await ensure_schema(dsn, migrate=migrate)
         log.info("Database schema at revision %s", revision)
         app = await init_app(config, dsn)
-        runner = web.AppRunner(app, access_log=log.getChild("access"))
+        runner = web.AppRunner(
+            app, access_log=log.getChild("access"), access_log_class=RedactingAccessLogger
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, config.appservice.hostname, config.appservice.port)
@@ -210,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     lst = users_sub.add_parser("list", parents=[common], help="list network users")
     lst.add_argument("--limit", type=int, default=1000)
     lst.set_defaults(func=_cmd_users)
+
+    add_mint_token_parser(sub, common)
     return parser
 
 

@@ -100,7 +100,9 @@ class FakeHomeserver:
     def __init__(
         self, *, as_token: str, domain: str = "localhost", bot_localpart: str = "_pn_bot",
         namespace_prefix: str = "_pn_",
+        room_version: str = "12",
     ) -> None:
+        self.room_version = room_version
         self.as_token = as_token
         self.domain = domain
         self.bot = f"@{bot_localpart}:{domain}"
@@ -178,6 +180,7 @@ class FakeHomeserver:
         r = app.router
         r.add_get("/_matrix/client/versions", self._versions)
         r.add_get(f"{CS}/account/whoami", self._whoami)
+        r.add_get(f"{CS}/capabilities", self._capabilities)
         r.add_post(f"{CS}/register", self._register)
         r.add_post(f"{CS}/createRoom", self._create_room)
         r.add_get(f"{CS}/directory/room/{{alias}}", self._resolve_alias)
@@ -331,9 +334,21 @@ class FakeHomeserver:
         self.registered.add(user_id)
         return web.json_response({"user_id": user_id})
 
+    async def _capabilities(self, request: web.Request) -> web.Response:
+        return web.json_response({"capabilities": {"m.room_versions": {
+            "default": self.room_version, "available": {"11": "stable", "12": "stable"}}}})
+
     async def _create_room(self, request: web.Request) -> web.Response:
         call = self._call(request)
         body: dict[str, Any] = call.body
+        version = str(body.get("room_version") or self.room_version)
+        users = (body.get("power_level_content_override") or {}).get("users") or {}
+        # As Synapse: from v12 the creator's power is implied and must not be listed; before
+        # it, an override replacing `users` without the creator strips the creator's power.
+        if version.isdigit() and int(version) >= 12 and call.user_id in users:
+            raise MatrixError(400, "M_BAD_JSON", f"Creator user {call.user_id} must not appear in content.users")
+        if users and not (version.isdigit() and int(version) >= 12) and users.get(call.user_id) != 100:
+            self.violations.append(f"room v{version} created without its creator at power 100")
         alias = None
         if body.get("room_alias_name"):
             alias = f"#{body['room_alias_name']}:{self.domain}"

@@ -242,6 +242,7 @@ class Intents:
             client_session=session,
             default_retry_count=0,
         )
+        self._room_version: str | None = None
 
     @property
     def bot_mxid(self) -> str:
@@ -379,6 +380,7 @@ class Intents:
         bridge's alone).
         """
         intent = await self._ready(user_id)
+        power_levels = await self._power_levels_for(intent, user_id, spec)
         # mautrix's state-store update iterates these if passed at all, even as None.
         optional: dict[str, Any] = {}
         if spec.initial_state:
@@ -393,7 +395,7 @@ class Intents:
                 invitees=[UserID(u) for u in spec.invite],
                 room_version=cast(Any, spec.room_version),
                 creation_content=spec.creation_content,
-                power_level_override=spec.power_levels,
+                power_level_override=power_levels,
                 **optional,
             )
         except MRoomInUse:
@@ -412,3 +414,38 @@ class Intents:
         """
         intent = self.intent(self.bot_mxid)
         return int(await intent.appservice_ping(appservice_id, txn_id=f"bridge-start-{id(self)}"))
+
+    async def _power_levels_for(
+        self, intent: IntentAPI, creator: str, spec: RoomSpec
+    ) -> dict[str, Any] | None:
+        """The power-level override, fitted to the room version.
+
+        From room version 12 the creator's power is implied and may not be listed (Synapse
+        refuses the room); before it, an override's ``users`` replaces the whole map, so the
+        creator must be listed at 100 or it loses its power.
+        """
+        if not spec.power_levels or "users" not in spec.power_levels:
+            return spec.power_levels
+        version = spec.room_version or await self._default_room_version(intent)
+        users = {k: v for k, v in spec.power_levels["users"].items() if k != creator}
+        if not creators_have_implicit_power(version):
+            users[creator] = 100
+        return {**spec.power_levels, "users": users}
+
+    async def _default_room_version(self, intent: IntentAPI) -> str:
+        if self._room_version is None:
+            try:
+                caps = await intent.api.request(Method.GET, Path.v3.capabilities)
+                version = caps["capabilities"]["m.room_versions"]["default"]
+                self._room_version = str(version)
+            except (MatrixRequestError, KeyError, TypeError):
+                self._room_version = "1"  # unknown: list the creator, which every version allows
+        return self._room_version
+
+
+def creators_have_implicit_power(room_version: str) -> bool:
+    """Whether room creators have infinite, unlisted power (room version 12 and its draft)."""
+    if room_version.isdigit():
+        return int(room_version) >= 12
+    return room_version.startswith("org.matrix.hydra.")
+

@@ -37,8 +37,8 @@ from mautrix.client import ClientAPI
 from mautrix.errors import MatrixConnectionError, MatrixRequestError, MNotFound
 from mautrix.types import (
     EventType,
+    MemberStateEventContent,
     MessageType,
-    PaginationDirection,
     RoomAlias,
     RoomID,
     TextMessageEventContent,
@@ -698,14 +698,16 @@ class Network:
                 """,
                 uuid.uuid4(), name or matrix_user_id[1:].split(":", 1)[0], matrix_user_id,
             )
-            return await conn.fetchval(
+            user_id: uuid.UUID = await conn.fetchval(
                 "SELECT id FROM network_user WHERE matrix_user_id = $1", matrix_user_id
             )
+            return user_id
 
     async def find_identity(self, matrix_user_id: str) -> uuid.UUID | None:
-        return await self._inbox.fetchval(
+        user_id: uuid.UUID | None = await self._inbox.fetchval(
             "SELECT id FROM network_user WHERE matrix_user_id = $1", matrix_user_id
         )
+        return user_id
 
     async def connect(self, a: uuid.UUID, b: uuid.UUID) -> None:
         """Make two network users connections of each other."""
@@ -776,6 +778,7 @@ async def membership_of(client: ClientAPI, room_id: RoomID, user_id: str) -> str
         content = await client.get_state_event(room_id, EventType.ROOM_MEMBER, user_id)
     except MNotFound:
         return None
+    assert isinstance(content, MemberStateEventContent)
     return str(content.membership.value)
 
 
@@ -794,17 +797,25 @@ async def wait_membership(
     )
 
 
+async def timeline(client: ClientAPI, room_id: RoomID, limit: int = 100) -> list[dict[str, Any]]:
+    """The room's latest ``limit`` events as ``client`` sees them (``/messages``), oldest first."""
+    page = await client.api.request(
+        Method.GET, ApiPath.v3.rooms[room_id].messages,
+        query_params={"dir": "b", "limit": str(limit)},
+    )
+    assert isinstance(page, dict)
+    return list(reversed(page.get("chunk") or []))
+
+
 async def notices(client: ClientAPI, room_id: RoomID, sender: str = BOT_MXID) -> list[str]:
     """Bodies of the ``m.notice`` messages from ``sender`` in the room, oldest first."""
-    page = await client.get_messages(room_id, PaginationDirection.BACKWARD, limit=100)
-    bodies = [
-        str(event.content.body)
-        for event in page.events
-        if event.type == EventType.ROOM_MESSAGE
-        and event.sender == sender
-        and getattr(event.content, "msgtype", None) == MessageType.NOTICE
+    return [
+        str(event["content"]["body"])
+        for event in await timeline(client, room_id)
+        if event.get("type") == EventType.ROOM_MESSAGE.t
+        and event.get("sender") == sender
+        and (event.get("content") or {}).get("msgtype") == MessageType.NOTICE.value
     ]
-    return list(reversed(bodies))
 
 
 async def wait_notice(

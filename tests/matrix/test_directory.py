@@ -112,3 +112,23 @@ async def test_thirdparty_lookups_find_network_users(client: TestClient, dsn: st
     assert (await resp.json())[0]["fields"] == {"conversationid": str(conv)}
     resp = await client.get(f"/_matrix/app/v1/thirdparty/user?userid=@_pn_{bob}:localhost", headers=AUTH)
     assert (await resp.json())[0]["userid"] == f"@_pn_{bob}:localhost"
+
+
+@pytest.mark.parametrize("room_version", ["11", "12"])
+async def test_portal_power_levels_fit_the_room_version(
+    room_version: str, aiohttp_server: Any, dsn: str, aiohttp_client: Any
+) -> None:
+    """v12 creators are implied (listing them is refused); before v12 they must be listed."""
+    fake = FakeHomeserver(as_token=AS_TOKEN, room_version=room_version)
+    server = await aiohttp_server(fake.app())
+    fake.url = str(server.make_url("")).rstrip("/")
+    config = parse_config(config_data(homeserver__address=fake.url))
+    client = await aiohttp_client(await init_app(config, dsn))
+    bob, _, conv = await seed(client, dsn)
+    resp = await client.get(f"/_matrix/app/v1/rooms/%23_pn_conv_{conv}:localhost", headers=AUTH)
+    assert resp.status == 200
+    (call,) = fake.calls_to("/createRoom")
+    users = call.body["power_level_content_override"]["users"]
+    assert users[f"@_pn_{bob}:localhost"] == 50
+    assert ("@_pn_bot:localhost" in users) is (room_version == "11")
+    assert fake.violations == []
