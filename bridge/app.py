@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import asdict
 
 import aiohttp
 from aiohttp import web
@@ -26,7 +25,7 @@ from .matrix.inbox_store import InboxStore
 from .matrix.intake import IntakeService
 from .matrix.intents import Intents
 from .matrix.mirror import NetworkingMirror, OutboxResults
-from .matrix.outbox import OutboxSender, OutboxSettings
+from .matrix.outbox import OutboxSender
 from .matrix.outbox_queue import OutboxQueue
 from .matrix.outbox_store import OutboxStore
 from .matrix.portal_store import PortalStore
@@ -103,7 +102,7 @@ async def init_app(
         db,
         outbox_store,
         intents,
-        OutboxSettings(**asdict(config.appservice.outbox)),
+        config.appservice.outbox,
         on_sent=OutboxResults(ctx).sent,
     )
     outbox.wake_with(sender.wake)

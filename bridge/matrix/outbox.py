@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 from mautrix.errors import IntentError, MatrixRequestError
 
+from ..config import OutboxConfig
 from ..db.database import Database
 from .inbox import describe_error
 from .intents import Intents, RoomSpec, retry_after_ms
@@ -69,35 +70,14 @@ def matrix_txn_id(row: OutboxRow) -> str:
     return f"bridge-outbox-{row.id}-{micros}"
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxSettings:
-    """Tuning of the outbox sender (config section ``appservice.outbox``)."""
+#: Tuning of the sender: the config section ``appservice.outbox`` (validated when loaded).
+OutboxSettings = OutboxConfig
 
-    workers: int = 4
-    batch_size: int = 20
-    max_attempts: int = 12
-    retry_delay: float = 2.0
-    max_retry_delay: float = 300.0
-    poll_interval: float = 2.0
-    request_timeout: float = 60.0
 
-    def __post_init__(self) -> None:
-        for name in (
-            "workers",
-            "batch_size",
-            "max_attempts",
-            "retry_delay",
-            "max_retry_delay",
-            "poll_interval",
-            "request_timeout",
-        ):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"outbox.{name} must be positive")
-
-    def backoff(self, attempts: int) -> float:
-        """The wait after the ``attempts``-th failure: doubling from ``retry_delay``, capped."""
-        exponent = min(max(attempts - 1, 0), 32)
-        return float(min(self.retry_delay * 2**exponent, self.max_retry_delay))
+def backoff(settings: OutboxSettings, attempts: int) -> float:
+    """The wait after the ``attempts``-th failure: doubling from ``retry_delay``, capped."""
+    exponent = min(max(attempts - 1, 0), 32)
+    return float(min(settings.retry_delay * 2**exponent, settings.max_retry_delay))
 
 
 #: Called in the DB transaction that marks a row sent, with the homeserver's result.
@@ -549,7 +529,7 @@ class OutboxSender:
         settings = self._settings
         if kind is _Kind.RATE_LIMITED:
             wait_ms = retry_after_ms(exc)
-            wait = settings.backoff(row.attempts + 1) if wait_ms is None else wait_ms / 1000
+            wait = backoff(settings, row.attempts + 1) if wait_ms is None else wait_ms / 1000
             wait = min(wait, settings.max_retry_delay)
             log.info(
                 "Outbox row %d (%s in %s) rate limited; lane waits %.3f s",
@@ -562,7 +542,7 @@ class OutboxSender:
             return _Failed(wait)
         attempts = row.attempts + 1
         if kind is _Kind.TRANSIENT and attempts < settings.max_attempts:
-            wait = settings.backoff(attempts)
+            wait = backoff(settings, attempts)
             log.warning(
                 "Outbox row %d (%s in %s) failed (attempt %d of %d), retry in %.1f s: %s",
                 row.id,
