@@ -96,6 +96,8 @@ class InboxProcessor:
                     postpone[lane] = 0.0  # more to do: to the back of the queue
                 else:
                     release.append((lane, seq))
+            if len(claimed) > 1:
+                await self._store.lock_lanes(conn, sorted(lanes))
             kept = await self._store.release_lanes(conn, release)
             postpone.update(dict.fromkeys(kept, 0.0))
             await self._store.postpone_lanes(conn, postpone)

@@ -189,6 +189,14 @@ class InboxStore:
             error,
         )
 
+    async def lock_lanes(self, conn: asyncpg.Connection, lanes: list[str]) -> None:
+        """Row-lock lanes in name order, the order intake upserts them in, before changing
+        them: two transactions taking the same lanes in different orders would deadlock."""
+        await conn.execute(
+            "SELECT 1 FROM inbox_lane WHERE lane = ANY($1::text[]) ORDER BY lane FOR UPDATE",
+            lanes,
+        )
+
     async def postpone_lanes(self, conn: asyncpg.Connection, delays: dict[str, float]) -> None:
         """Keep lanes, each due again after its delay in seconds (0: at the back of the queue)."""
         if not delays:
