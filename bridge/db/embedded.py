@@ -15,9 +15,6 @@ import errno
 import fcntl
 import logging
 import os
-import pwd
-import re
-import select
 import shlex
 import shutil
 import signal
@@ -25,31 +22,45 @@ import stat
 import subprocess
 import tempfile
 import threading
-import time
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO
 from urllib.parse import quote
 
+from .pg_host import (
+    DEFAULT_OS_USER,
+    LOG_TAIL_LINES,
+    EmbeddedPostgresError,
+    OsIdentity,
+    PidFile,
+    check_reachable,
+    child_env,
+    last_lines,
+    looks_like_postmaster,
+    make_parent_dirs,
+    permits,
+    pid_alive,
+    read_pidfile,
+    resolve_identity,
+    server_processes_in,
+    validate_data_dir_path,
+    wait_for_exit,
+)
+
 __all__ = ["DEFAULT_OS_USER", "EmbeddedPostgres", "EmbeddedPostgresError", "postgres_bin_dir"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OS_USER = "bridge-postgres"
-"""OS user that runs PostgreSQL when the bridge runs as root and no ``os_user`` is given."""
 
 _SUPERUSER = "postgres"
 _DEFAULT_PORT = 5432
 _MAX_SOCKET_PATH_BYTES = 100
 _TEMP_SOCKET_PREFIX = "bridge-pg-"
-_LOG_TAIL_LINES = 40
 _START_TIMEOUT_S = 60
 _STOP_TIMEOUT_S = 60
 _COMMAND_TIMEOUT_S = 180.0
-_PSQL_CONNECT_TIMEOUT_S = 10
 _LOG_ROTATE_BYTES = 16 * 1024 * 1024
 _SETTINGS_FILE = "bridge.conf"
 _INCLUDE_LINE = f"include_if_exists = '{_SETTINGS_FILE}'"
@@ -57,11 +68,8 @@ _LOG_FILE = "postgres.log"
 _SOCKET_SUBDIR = "run"
 _REQUIRED_BINARIES = ("initdb", "pg_ctl", "postgres", "psql")
 
-# Characters that pg_ctl cannot pass through its `/bin/sh -c "exec ... -D \"<dir>\""` command line.
-_SHELL_UNSAFE = frozenset('"\\$`\n\r\0')
 # Characters that break libpq's comma-separated host list or the unix_socket_directories list.
 _SOCKET_UNSAFE = frozenset(",\"'\\")
-_OS_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,30}$")
 
 _SERVER_SETTINGS: tuple[tuple[str, str], ...] = (
     # No TCP at all; the socket directory is private and the socket itself owner-only.
@@ -81,33 +89,6 @@ _SERVER_SETTINGS: tuple[tuple[str, str], ...] = (
     ("log_timezone", "'UTC'"),
     ("log_line_prefix", "'%m [%p] '"),
 )
-
-
-class EmbeddedPostgresError(RuntimeError):
-    """Raised when the embedded PostgreSQL cluster cannot be set up, started or stopped."""
-
-
-@dataclass(frozen=True)
-class _Identity:
-    """OS identity that PostgreSQL commands run as."""
-
-    uid: int
-    gid: int
-    name: str
-    home: str
-    switch: bool  # True when we run as root and must drop privileges for every command
-
-
-@dataclass(frozen=True)
-class _PidFile:
-    """The parts of ``postmaster.pid`` that matter here (see PostgreSQL's pidfile.h)."""
-
-    pid: int
-    data_dir: str | None
-    port: int | None
-    socket_dir: str | None
-    listen_address: str | None
-    status: str | None
 
 
 def postgres_bin_dir() -> Path:
@@ -147,7 +128,7 @@ class EmbeddedPostgres:
         self._lock_path = self._data_dir.with_name(self._data_dir.name + ".lock")
         self._mutex = threading.RLock()
         self._lock_fd: int | None = None
-        self._identity: _Identity | None = None
+        self._identity: OsIdentity | None = None
         self._bin_dir: Path | None = None
         self._socket_dir: Path | None = None
         self._port = _DEFAULT_PORT
@@ -164,11 +145,11 @@ class EmbeddedPostgres:
         with self._mutex:
             if self._dsn is not None and self._server_alive():
                 return self._dsn
-            _validate_data_dir_path(self._data_dir)
+            validate_data_dir_path(self._data_dir)
             self._bin_dir = self._bin_dir or _locate_binaries()
-            self._identity = self._identity or _resolve_identity(self._os_user)
+            self._identity = self._identity or resolve_identity(self._os_user)
             try:
-                _make_parent_dirs(self._data_dir, self._identity)
+                make_parent_dirs(self._data_dir, self._identity)
             except OSError as exc:
                 raise EmbeddedPostgresError(
                     f"cannot create {self._data_dir.parent}: {exc}"
@@ -195,7 +176,7 @@ class EmbeddedPostgres:
             if self._lock_fd is None:
                 return
             try:
-                pidfile = _read_pidfile(self._pidfile_path)
+                pidfile = read_pidfile(self._pidfile_path)
                 if pidfile is not None and self._owns_postmaster(pidfile):
                     self._pg_ctl_stop()
                 else:
@@ -215,7 +196,7 @@ class EmbeddedPostgres:
     @property
     def postmaster_pid(self) -> int | None:
         """PID from ``postmaster.pid`` if it is a live postmaster of this data dir, else None."""
-        pidfile = _read_pidfile(self._pidfile_path)
+        pidfile = read_pidfile(self._pidfile_path)
         if pidfile is None or not self._owns_postmaster(pidfile):
             return None
         return pidfile.pid
@@ -261,7 +242,7 @@ class EmbeddedPostgres:
     def _abort_start(self) -> None:
         """Undo a failed start: stop a server we may have left running, release the lock."""
         try:
-            pidfile = _read_pidfile(self._pidfile_path)
+            pidfile = read_pidfile(self._pidfile_path)
             if pidfile is not None and self._owns_postmaster(pidfile):
                 self._pg_ctl_stop()
             self._remove_temp_socket_dir()
@@ -332,7 +313,7 @@ class EmbeddedPostgres:
             what="initdb",
         )
 
-    def _adoptable_postmaster(self) -> _PidFile | None:
+    def _adoptable_postmaster(self) -> PidFile | None:
         """Return the running postmaster to adopt, cleaning up after a dead one.
 
         A live postmaster for this data directory that is not ready, listens on TCP, or whose
@@ -341,7 +322,7 @@ class EmbeddedPostgres:
         pidfile_path = self._pidfile_path
         if not pidfile_path.exists():
             return None
-        pidfile = _read_pidfile(pidfile_path)
+        pidfile = read_pidfile(pidfile_path)
         if pidfile is None or not self._owns_postmaster(pidfile):
             self._remove_stale_pidfile(pidfile)
             return None
@@ -366,7 +347,7 @@ class EmbeddedPostgres:
         self._remove_temp_socket_dir()
         return None
 
-    def _adopt(self, pidfile: _PidFile) -> None:
+    def _adopt(self, pidfile: PidFile) -> None:
         """Take over a running postmaster left behind by a previous (killed) owner."""
         assert pidfile.socket_dir is not None and pidfile.port is not None
         log.warning(
@@ -482,18 +463,18 @@ class EmbeddedPostgres:
         return f".{self._data_dir.name}.initdb-"
 
     def _server_alive(self) -> bool:
-        pidfile = _read_pidfile(self._pidfile_path)
+        pidfile = read_pidfile(self._pidfile_path)
         return pidfile is not None and self._owns_postmaster(pidfile)
 
-    def _owns_postmaster(self, pidfile: _PidFile) -> bool:
+    def _owns_postmaster(self, pidfile: PidFile) -> bool:
         """True if ``pidfile`` names a live postmaster serving this data directory."""
-        if not _pid_alive(pidfile.pid) or pidfile.data_dir is None:
+        if not pid_alive(pidfile.pid) or pidfile.data_dir is None:
             return False
         try:
             same_dir = os.path.samefile(pidfile.data_dir, self._data_dir)
         except OSError:
             return False
-        return same_dir and _looks_like_postmaster(pidfile.pid)
+        return same_dir and looks_like_postmaster(pidfile.pid)
 
     def _kill_orphaned_server_processes(self) -> None:
         """SIGKILL server processes of a dead postmaster that still run in the data dir.
@@ -502,7 +483,7 @@ class EmbeddedPostgres:
         the old shared memory a new postmaster refuses to start. Called with the lock held
         and no live postmaster, so every such process is an orphan; crash recovery follows.
         """
-        orphans = _server_processes_in(self._data_dir)
+        orphans = server_processes_in(self._data_dir)
         if not orphans:
             return
         log.warning(
@@ -516,12 +497,12 @@ class EmbeddedPostgres:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        if not _wait_for_exit(orphans, _STOP_TIMEOUT_S):
+        if not wait_for_exit(orphans, _STOP_TIMEOUT_S):
             raise EmbeddedPostgresError(
                 f"orphaned PostgreSQL processes {orphans} of {self._data_dir} did not exit"
             )
 
-    def _remove_stale_pidfile(self, pidfile: _PidFile | None) -> None:
+    def _remove_stale_pidfile(self, pidfile: PidFile | None) -> None:
         """Delete a ``postmaster.pid`` whose process is gone (or is something else now)."""
         log.warning(
             "removing stale postmaster.pid in %s (pid %s is not a running postmaster); "
@@ -660,12 +641,12 @@ class EmbeddedPostgres:
         if not identity.switch:
             return
         for target in dirs:
-            _check_reachable(target, identity)
+            check_reachable(target, identity)
         for target in searchable:
-            _check_reachable(target, identity)
+            check_reachable(target, identity)
             for name in _REQUIRED_BINARIES:
                 binary = target / name
-                if not _permits(binary.stat(), identity, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
+                if not permits(binary.stat(), identity, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
                     raise EmbeddedPostgresError(
                         f"{binary} is not executable by PostgreSQL's OS user {identity.name!r}"
                     )
@@ -711,7 +692,7 @@ class EmbeddedPostgres:
         assert self._bin_dir is not None
         return self._bin_dir
 
-    def _ident(self) -> _Identity:
+    def _ident(self) -> OsIdentity:
         assert self._identity is not None
         return self._identity
 
@@ -730,7 +711,7 @@ class EmbeddedPostgres:
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
-                    env=_child_env(identity),
+                    env=child_env(identity),
                     cwd="/",
                     timeout=timeout,
                     check=False,
@@ -756,7 +737,7 @@ class EmbeddedPostgres:
     def _failure(self, what: str, args: list[str], reason: str, output: str) -> str:
         parts = [f"{what} {reason}: {shlex.join(args)}"]
         if output.strip():
-            parts.append(f"--- output ---\n{_last_lines(output)}")
+            parts.append(f"--- output ---\n{last_lines(output)}")
         log_tail = _tail_file(self._log_path)
         if log_tail:
             parts.append(f"--- last lines of {self._log_path} ---\n{log_tail}")
@@ -774,247 +755,6 @@ def _locate_binaries() -> Path:
             f"PostgreSQL binaries {missing} not found in {bin_dir}; is pgserver installed?"
         )
     return bin_dir
-
-
-def _resolve_identity(os_user: str | None) -> _Identity:
-    """Decide which OS user runs PostgreSQL (creating it when running as root)."""
-    if os.geteuid() != 0:
-        entry = _getpwuid(os.geteuid())
-        return _Identity(os.geteuid(), os.getegid(), entry[0], entry[1], switch=False)
-    name = os_user or DEFAULT_OS_USER
-    if not _OS_USER_RE.match(name):
-        raise EmbeddedPostgresError(f"invalid OS user name for PostgreSQL: {name!r}")
-    pw = _ensure_os_user(name)
-    if pw.pw_uid == 0:
-        raise EmbeddedPostgresError(
-            f"OS user {name!r} has uid 0; PostgreSQL must run as an unprivileged user"
-        )
-    return _Identity(pw.pw_uid, pw.pw_gid, name, pw.pw_dir, switch=True)
-
-
-def _getpwuid(uid: int) -> tuple[str, str]:
-    try:
-        pw = pwd.getpwuid(uid)
-    except KeyError:
-        return str(uid), os.environ.get("HOME", "/")
-    return pw.pw_name, pw.pw_dir
-
-
-def _ensure_os_user(name: str) -> pwd.struct_passwd:
-    """Return the passwd entry of ``name``, creating a system user if needed."""
-    try:
-        return pwd.getpwnam(name)
-    except KeyError:
-        pass
-    shell = "/usr/sbin/nologin" if os.path.exists("/usr/sbin/nologin") else "/usr/bin/false"
-    candidates = ("/usr/sbin/useradd", "/sbin/useradd", "/usr/bin/useradd")
-    useradd = next((p for p in candidates if os.path.exists(p)), "useradd")
-    cmd = [useradd, "--system", "--no-create-home", "--shell", shell, name]
-    log.info("creating system user %s for embedded PostgreSQL", name)
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise EmbeddedPostgresError(
-            f"cannot create OS user {name!r} ({shlex.join(cmd)}): {exc}; create it manually"
-        ) from exc
-    try:
-        return pwd.getpwnam(name)  # also covers losing a creation race (exit status 9)
-    except KeyError:
-        raise EmbeddedPostgresError(
-            f"cannot create OS user {name!r}: {shlex.join(cmd)} exited with "
-            f"{proc.returncode}: {_last_lines(proc.stdout + proc.stderr)}"
-        ) from None
-
-
-def _child_env(identity: _Identity) -> dict[str, str]:
-    """Environment for PostgreSQL commands: no inherited PG* variables, C locale."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env["LC_ALL"] = "C"
-    env["PGCONNECT_TIMEOUT"] = str(_PSQL_CONNECT_TIMEOUT_S)
-    if identity.switch:
-        env.update(HOME=identity.home, USER=identity.name, LOGNAME=identity.name)
-    return env
-
-
-def _validate_data_dir_path(data_dir: Path) -> None:
-    bad = sorted(_SHELL_UNSAFE.intersection(str(data_dir)))
-    if bad:
-        raise EmbeddedPostgresError(
-            f"data directory path {str(data_dir)!r} contains characters pg_ctl cannot handle: "
-            f"{bad!r}"
-        )
-    if data_dir.parent == data_dir:
-        raise EmbeddedPostgresError("the data directory cannot be the filesystem root")
-
-
-def _make_parent_dirs(data_dir: Path, identity: _Identity) -> None:
-    """Create missing ancestors; as root make the ones we create traversable (0755)."""
-    missing: list[Path] = []
-    for parent in [data_dir.parent, *data_dir.parent.parents]:
-        if parent.exists():
-            break
-        missing.append(parent)
-    for parent in reversed(missing):
-        try:
-            parent.mkdir(mode=0o755)
-        except FileExistsError:
-            continue
-        if identity.switch:
-            os.chmod(parent, 0o755)  # noqa: S103 (umask may have stripped o+x; we created it)
-
-
-def _check_reachable(target: Path, identity: _Identity) -> None:
-    """Raise naming the first directory on the way to ``target`` the user cannot search."""
-    chains = [target]
-    real = Path(os.path.realpath(target))
-    if real != target:
-        chains.append(real)
-    for path in chains:
-        for directory in [*reversed(path.parents), path]:
-            try:
-                st = directory.stat()
-            except OSError as exc:
-                raise EmbeddedPostgresError(f"cannot inspect {directory}: {exc}") from exc
-            if not _permits(st, identity, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
-                raise EmbeddedPostgresError(
-                    f"PostgreSQL runs as the unprivileged OS user {identity.name!r} "
-                    f"(uid {identity.uid}, gid {identity.gid}), which cannot reach {target}: "
-                    f"directory {directory} (owner uid {st.st_uid}, gid {st.st_gid}, mode "
-                    f"{stat.S_IMODE(st.st_mode):04o}) is not searchable by that user. Grant "
-                    f"search permission (e.g. `chmod o+x {directory}`, or group {identity.gid} "
-                    "with g+x) or put the data directory somewhere that user can reach."
-                )
-
-
-def _permits(st: os.stat_result, identity: _Identity, user: int, group: int, other: int) -> bool:
-    """Classic owner/group/other permission check (supplementary groups are dropped)."""
-    if st.st_uid == identity.uid:
-        return bool(st.st_mode & user)
-    if st.st_gid == identity.gid:
-        return bool(st.st_mode & group)
-    return bool(st.st_mode & other)
-
-
-def _read_pidfile(path: Path) -> _PidFile | None:
-    """Parse ``postmaster.pid``; ``None`` if missing or without a valid pid line."""
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise EmbeddedPostgresError(f"cannot read {path}: {exc}") from exc
-    try:
-        pid = int(lines[0].strip())
-    except ValueError:
-        return None
-    if pid <= 0:
-        return None
-
-    def line(number: int) -> str | None:
-        return lines[number - 1].strip() if len(lines) >= number else None
-
-    port_text = line(4)
-    return _PidFile(
-        pid=pid,
-        data_dir=line(2) or None,
-        port=int(port_text) if port_text and port_text.isdigit() else None,
-        socket_dir=line(5) or None,
-        listen_address=line(6),
-        status=line(8),
-    )
-
-
-def _pid_alive(pid: int) -> bool:
-    """True if ``pid`` is a running (non-zombie) process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        if _have_proc():
-            return False
-        return _signal_zero(pid)
-    except OSError:
-        return _signal_zero(pid)
-    state = data[data.rfind(b")") + 2 :][:1]
-    return state not in (b"Z", b"X", b"x")
-
-
-def _signal_zero(pid: int) -> bool:
-    """Existence check without /proc (cannot tell zombies apart)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _have_proc() -> bool:
-    return os.path.exists("/proc/self/stat")
-
-
-def _server_processes_in(data_dir: Path) -> list[int]:
-    """PIDs of live ``postgres`` processes whose working directory is ``data_dir``."""
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return []
-    real = os.path.realpath(data_dir)
-    found: list[int] = []
-    for entry in entries:
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            if os.readlink(f"/proc/{entry}/cwd") != real:
-                continue
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                argv0 = fh.read().split(b"\0", 1)[0]
-        except OSError:
-            continue
-        # The postmaster shows its executable path, children a "postgres: ..." title.
-        if os.path.basename(argv0).startswith(b"postgres") and _pid_alive(int(entry)):
-            found.append(int(entry))
-    return found
-
-
-def _wait_for_exit(pids: Iterable[int], timeout: float) -> bool:
-    """Wait until all ``pids`` have exited (zombies count as exited); False on timeout."""
-    deadline = time.monotonic() + timeout
-    for pid in pids:
-        if not _wait_for_pid_exit(pid, deadline):
-            return False
-    return True
-
-
-def _wait_for_pid_exit(pid: int, deadline: float) -> bool:
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    except (OSError, AttributeError):  # no pidfd support: fall back to polling
-        while _pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return not _pid_alive(pid)
-    try:
-        poller = select.poll()
-        poller.register(pidfd, select.POLLIN)
-        poller.poll(max(0, int((deadline - time.monotonic()) * 1000)))
-    finally:
-        os.close(pidfd)
-    return not _pid_alive(pid)
-
-
-def _looks_like_postmaster(pid: int) -> bool:
-    """True if ``pid``'s command line is a ``postgres`` executable (not a backend title)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            argv0 = fh.read().split(b"\0", 1)[0]
-    except FileNotFoundError:
-        return not _have_proc()
-    except OSError:
-        return True  # no /proc (or hidepid): rely on the data-directory check alone
-    return os.path.basename(argv0) == b"postgres"
 
 
 def _read_lock_holder(fd: int) -> str:
@@ -1092,11 +832,7 @@ def _read_all(fh: IO[bytes]) -> str:
     return fh.read().decode(errors="replace")
 
 
-def _last_lines(text: str, count: int = _LOG_TAIL_LINES) -> str:
-    return "\n".join(text.rstrip("\n").splitlines()[-count:])
-
-
-def _tail_file(path: Path, count: int = _LOG_TAIL_LINES) -> str:
+def _tail_file(path: Path, count: int = LOG_TAIL_LINES) -> str:
     """Last ``count`` lines of a (possibly large) text file, or ``""``."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -1107,4 +843,4 @@ def _tail_file(path: Path, count: int = _LOG_TAIL_LINES) -> str:
             data = fh.read()
     except OSError:
         return ""
-    return _last_lines(data.decode(errors="replace"), count)
+    return last_lines(data.decode(errors="replace"), count)
