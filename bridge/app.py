@@ -106,6 +106,7 @@ async def init_app(
         on_sent=OutboxResults(ctx).sent,
     )
     outbox.wake_with(sender.wake)
+    db.after_commit(outbox.flush)  # REST changes, and anything else in db.transaction()
     if dispatcher is None:
         dispatcher = Dispatcher()
         register_handlers(dispatcher, ctx)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -37,6 +37,12 @@ class Database:
         self._min_size = min_size
         self._max_size = max_size
         self._pool: asyncpg.Pool | None = None
+        self._after_commit: list[Callable[[], None]] = []
+
+    def after_commit(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` after every transaction of :meth:`transaction` commits (e.g. to wake
+        the outbox sender for rows the transaction queued)."""
+        self._after_commit.append(hook)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -69,3 +75,5 @@ class Database:
         """One DB transaction: committed on normal exit, rolled back on an exception."""
         async with self.pool.acquire() as conn, conn.transaction():
             yield conn
+        for hook in self._after_commit:
+            hook()

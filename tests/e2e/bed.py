@@ -37,6 +37,7 @@ from mautrix.client import ClientAPI
 from mautrix.errors import MatrixConnectionError, MatrixRequestError, MNotFound
 from mautrix.types import (
     EventType,
+    FilterID,
     MemberStateEventContent,
     MessageType,
     RoomAlias,
@@ -340,7 +341,7 @@ class SynapseProcess(ManagedProcess):
         with self.db() as db:
             marks = ",".join("?" * len(event_ids))
             rows = db.execute(
-                f"SELECT event_id, stream_ordering FROM events WHERE event_id IN ({marks})",  # noqa: S608
+                f"SELECT event_id, stream_ordering FROM events WHERE event_id IN ({marks})",
                 event_ids,
             ).fetchall()
         return {event_id: int(ordering) for event_id, ordering in rows}
@@ -839,4 +840,132 @@ async def wait_notice(
 
     return await wait_until(
         found, within=within, what=lambda: f"{what} in {room_id} (notices so far: {seen})"
+    )
+
+
+# ---------------------------------------------------------------------------- the REST API
+
+
+@dataclass
+class RestReply:
+    """A REST API answer: the HTTP status and the decoded JSON body."""
+
+    status: int
+    body: Any
+
+    def data(self, name: str) -> Any:
+        """The envelope's payload ``name`` (``conversation``, ``messages``, ...), on a 2xx."""
+        assert 200 <= self.status < 300, f"HTTP {self.status}: {self.body}"
+        assert isinstance(self.body, dict) and self.body.get("dataName") == name, self.body
+        return self.body[name]
+
+
+class RestApi:
+    """The bridge's REST API over real HTTP, as network users call it (HS256 JWTs).
+
+    Tokens are minted with the shared secret of the bed's bridge config (``api.jwt.secret``);
+    ``sub`` is the network user id. Use it as an async context manager (one HTTP session).
+    """
+
+    def __init__(self, bridge: BridgeProcess) -> None:
+        self.base_url = bridge.url
+        self._secret = str(bridge.config["api"]["jwt"]["secret"])
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> RestApi:
+        self._session = aiohttp.ClientSession(trust_env=False)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def token(
+        self, user_id: uuid.UUID | str, *, name: str | None = None, admin: bool = False,
+        lifetime: float = 600,
+    ) -> str:
+        import jwt  # PyJWT, a dependency of the bridge
+
+        now = int(time.time())
+        claims: dict[str, Any] = {"sub": str(user_id), "iat": now, "exp": now + int(lifetime)}
+        if name is not None:
+            claims["name"] = name
+        if admin:
+            claims["roles"] = ["admin"]
+        return str(jwt.encode(claims, self._secret, algorithm="HS256"))
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        as_user: uuid.UUID | str | None,
+        json_body: Any = None,
+        params: dict[str, str] | None = None,
+        admin: bool = False,
+    ) -> RestReply:
+        """``method path`` with ``as_user``'s bearer token (none when ``as_user`` is None)."""
+        assert self._session is not None, "use RestApi as an async context manager"
+        headers = {}
+        if as_user is not None:
+            headers["Authorization"] = f"Bearer {self.token(as_user, admin=admin)}"
+        async with self._session.request(
+            method, f"{self.base_url}{path}", headers=headers, json=json_body, params=params,
+            timeout=aiohttp.ClientTimeout(total=30),
+        ) as resp:
+            text = await resp.text()
+            try:
+                body: Any = json.loads(text) if text else None
+            except ValueError:
+                body = text
+            return RestReply(resp.status, body)
+
+    async def get(self, path: str, *, as_user: uuid.UUID | str | None, **kw: Any) -> RestReply:
+        return await self.call("GET", path, as_user=as_user, **kw)
+
+    async def post(self, path: str, body: Any, *, as_user: uuid.UUID | str | None,
+                   **kw: Any) -> RestReply:
+        return await self.call("POST", path, as_user=as_user, json_body=body, **kw)
+
+    async def patch(self, path: str, body: Any, *, as_user: uuid.UUID | str | None,
+                    **kw: Any) -> RestReply:
+        return await self.call("PATCH", path, as_user=as_user, json_body=body, **kw)
+
+    async def delete(self, path: str, *, as_user: uuid.UUID | str | None, **kw: Any) -> RestReply:
+        return await self.call("DELETE", path, as_user=as_user, **kw)
+
+
+# ---------------------------------------------------------------------------- what a client syncs
+
+
+async def invite_of(client: ClientAPI, room_id: str) -> dict[str, Any] | None:
+    """The client's own ``m.room.member`` invite event in ``room_id``, from an initial ``/sync``
+    limited to that room (stripped state), or None while the client has no invite to it.
+
+    Synapse caches a non-empty ``/sync`` answer for a while (``sync_response_cache_duration``,
+    2 minutes by default) under the request's parameters, the ``filter`` among them: each call
+    sends an inline filter of its own, so that it reads the present state.
+    """
+    inline = {
+        "room": {"rooms": [room_id], "timeline": {"limit": 1}},
+        "presence": {"types": []},
+        "account_data": {"not_types": [f"e2e.nocache.{secrets.token_hex(8)}"]},
+    }
+    sync = await client.sync(timeout=0, filter_id=FilterID(json.dumps(inline)))
+    room = ((sync.get("rooms") or {}).get("invite") or {}).get(room_id)
+    if room is None:
+        return None
+    for event in (room.get("invite_state") or {}).get("events") or []:
+        if event.get("type") == EventType.ROOM_MEMBER.t and event.get("state_key") == client.mxid:
+            return dict(event)
+    return None
+
+
+async def wait_invite(client: ClientAPI, room_id: str, *, within: float = 30) -> dict[str, Any]:
+    """Poll ``/sync`` until the client is invited to ``room_id``; its invite event."""
+    async def invited() -> dict[str, Any] | None:
+        return await invite_of(client, room_id)
+
+    return await wait_until(
+        invited, within=within, what=f"{client.mxid}'s invite to {room_id} in its sync"
     )

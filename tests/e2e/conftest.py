@@ -14,8 +14,9 @@ config and data) lets a test crash either of them mid-stream.
 
 Per test: ``alice`` (a logged-in mautrix ``ClientAPI``), ``appservice`` (mautrix ``IntentAPI``
 of the bridge bot, acting with the as_token), ``inbox`` (read access to the bridge's DB),
-``network`` (network users, connections and conversations, set up in the bridge's DB) and
-``new_matrix_user`` (registers a fresh Matrix user, for a scenario that needs one with no history).
+``network`` (network users, connections and conversations, set up in the bridge's DB),
+``new_matrix_user`` (registers a fresh Matrix user, for a scenario that needs one with no history)
+and ``rest`` (the bridge's REST API over HTTP, with HS256 tokens minted from the config's secret).
 ``bridge`` and ``homeserver`` are the session's processes, started again first if an earlier
 test left one stopped.
 
@@ -62,6 +63,7 @@ from tests.e2e.bed import (
     BridgeProcess,
     Inbox,
     Network,
+    RestApi,
     SynapseProcess,
     child_env,
     free_port,
@@ -159,6 +161,8 @@ def bridge_setup(e2e_root: Path) -> tuple[BridgeProcess, Path]:
             "inbox": {"workers": 2, "retry_delay": 0.2, "poll_interval": 0.5},
         },
         "bridge": {"permissions": {"*": "block", SERVER_NAME: "user"}},
+        # The REST API's tokens: HS256 with a shared secret, minted by the tests (RestApi).
+        "api": {"jwt": {"algorithm": "HS256", "secret": secrets.token_urlsafe(48)}},
         "logging": {"level": "DEBUG"},
     }
     config_path = bridge_dir / "config.yaml"
@@ -350,11 +354,16 @@ def inbox(bridge: BridgeProcess) -> Inbox:
     return Inbox(bridge)
 
 
-
-
 @pytest.fixture
 def network(bridge: BridgeProcess, inbox: Inbox) -> Network:
     return Network(bridge, inbox)
+
+
+@pytest.fixture
+async def rest(bridge: BridgeProcess) -> AsyncIterator[RestApi]:
+    """The bridge's REST API over HTTP, with tokens minted for any network user."""
+    async with RestApi(bridge) as api:
+        yield api
 
 
 @pytest.fixture
