@@ -240,7 +240,7 @@ class MatrixDelivery:
                 **({"topic": request.message} if request.message else {}),
             },
         )
-        await self._tell(
+        await self.ctx.tell(
             conn,
             receiver.matrix_user_id,
             f"{sender.display_name} wants to connect"
@@ -254,11 +254,6 @@ class MatrixDelivery:
 
     async def disconnected(self, conn: asyncpg.Connection, connection: Connection) -> None:
         return None
-
-    async def _tell(self, conn: asyncpg.Connection, user_id: str, text: str) -> None:
-        room_id = await self.ctx.portals.get_management_room(conn, user_id)
-        if room_id is not None:
-            await self.ctx.notice(conn, room_id, text)
 
     # --- notifications ---------------------------------------------------------------------------
 
@@ -274,4 +269,4 @@ class MatrixDelivery:
                 if notification.body
                 else notification.title
             )
-            await self._tell(conn, user.matrix_user_id, body)
+            await self.ctx.tell(conn, user.matrix_user_id, body)

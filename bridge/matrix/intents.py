@@ -448,4 +448,3 @@ def creators_have_implicit_power(room_version: str) -> bool:
     if room_version.isdigit():
         return int(room_version) >= 12
     return room_version.startswith("org.matrix.hydra.")
-

@@ -45,6 +45,32 @@ class HandlerContext:
         """An m.notice from the bot (through the outbox, in the caller's transaction)."""
         await self.send(conn, room_id, self.ids.bot, {"msgtype": "m.notice", "body": text})
 
+    async def tell(
+        self, conn: asyncpg.Connection, user_id: str, text: str, *, open_with: str | None = None
+    ) -> None:
+        """A notice to a Matrix user in their management room.
+
+        If they have none: with ``open_with``, the bot opens one (a direct room, created through
+        the outbox) whose first notice is ``open_with``; without it, nothing is sent.
+        """
+        room_id = await self.portals.get_management_room(conn, user_id)
+        if room_id is not None:
+            await self.notice(conn, room_id, text)
+        elif open_with is not None:
+            await self.outbox.enqueue(
+                conn,
+                f"management:{user_id}",
+                self.ids.bot,
+                "create_room",
+                {
+                    "management_for": user_id,
+                    "invite": [user_id],
+                    "is_direct": True,
+                    "name": "Network bridge",
+                    "initial_notice": open_with,
+                },
+            )
+
     async def send(
         self,
         conn: asyncpg.Connection,

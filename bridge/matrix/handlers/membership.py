@@ -91,7 +91,7 @@ class MembershipHandler:
             return await self._open_direct(conn, room_id, sender, inviter.id, ghost, network_id)
         reason = content.get("reason") if isinstance(content.get("reason"), str) else None
         try:
-            request, created = await self.ctx.networking.send_request(
+            request, _ = await self.ctx.networking.send_request(
                 conn, inviter.id, network_id, message=reason, room_id=room_id
             )
         except BridgeError as exc:
@@ -99,14 +99,12 @@ class MembershipHandler:
             return Outcome.PROCESSED
         if request.status.value == "accepted":  # they had asked us: now connected
             return await self._open_direct(conn, room_id, sender, inviter.id, ghost, network_id)
-        await self._tell(
-            conn,
-            sender,
+        text = (
             f"{other.display_name} is not a connection of yours yet: connection request "
             f"{request.id} is pending (sent {request.request_counter} time(s)). "
-            f"{other.display_name} will join the chat when they accept.",
+            f"{other.display_name} will join the chat when they accept."
         )
-        del created
+        await self.ctx.tell(conn, sender, text, open_with=f"{text}\n\n{HELP_TEXT}")
         return Outcome.PROCESSED
 
     async def _invited_to_portal(
@@ -154,26 +152,6 @@ class MembershipHandler:
         await self.ctx.portals.insert_portal(conn, room_id, conversation.id, None)
         await self.ctx.act(conn, room_id, ghost, "join")
         return Outcome.PROCESSED
-
-    async def _tell(self, conn: asyncpg.Connection, user_id: str, text: str) -> None:
-        """A notice in the user's management room, opening one if they have none."""
-        room_id = await self.ctx.portals.get_management_room(conn, user_id)
-        if room_id is not None:
-            await self.ctx.notice(conn, room_id, text)
-            return
-        await self.ctx.outbox.enqueue(
-            conn,
-            f"management:{user_id}",
-            self.ctx.ids.bot,
-            "create_room",
-            {
-                "management_for": user_id,
-                "invite": [user_id],
-                "is_direct": True,
-                "name": "Network bridge",
-                "initial_notice": text + "\n\n" + HELP_TEXT,
-            },
-        )
 
     async def _member_changed(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -249,9 +250,7 @@ class RoomEventHandlers:
         return Outcome.PROCESSED
 
 
-def _timestamp(value: object) -> Any:
-    from datetime import UTC, datetime
-
+def _timestamp(value: object) -> datetime | None:
     if isinstance(value, int) and value > 0:
         return datetime.fromtimestamp(value / 1000, UTC)
     return None
