@@ -42,6 +42,7 @@ from .pg_host import (
     make_parent_dirs,
     permits,
     pid_alive,
+    reachable_binaries,
     read_pidfile,
     resolve_identity,
     server_processes_in,
@@ -146,8 +147,8 @@ class EmbeddedPostgres:
             if self._dsn is not None and self._server_alive():
                 return self._dsn
             validate_data_dir_path(self._data_dir)
-            self._bin_dir = self._bin_dir or _locate_binaries()
             self._identity = self._identity or resolve_identity(self._os_user)
+            self._bin_dir = self._bin_dir or reachable_binaries(_locate_binaries(), self._identity)
             try:
                 make_parent_dirs(self._data_dir, self._identity)
             except OSError as exc:

@@ -4,14 +4,17 @@ and its processes and ``postmaster.pid``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pwd
 import re
 import select
 import shlex
+import shutil
 import stat
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -299,3 +302,48 @@ def looks_like_postmaster(pid: int) -> bool:
 
 def last_lines(text: str, count: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.rstrip("\n").splitlines()[-count:])
+
+
+#: Where a root-run bridge keeps a copy of the PostgreSQL installation its OS user can reach.
+BINARY_CACHE = Path("/var/cache/bridge-postgres")
+
+
+def reachable_binaries(bin_dir: Path, identity: OsIdentity) -> Path:
+    """The PostgreSQL ``bin`` directory the OS user can run.
+
+    That is ``bin_dir`` itself, unless the bridge runs as root and the installation sits where
+    PostgreSQL's unprivileged user cannot reach it (a virtualenv under a private directory,
+    e.g. a checkout in a 0700 temporary directory). Then the whole installation (bin, lib,
+    share: it is relocatable) is copied once into a root-owned cache and run from there.
+    """
+    if not identity.switch:
+        return bin_dir
+    try:
+        check_reachable(bin_dir, identity)
+        return bin_dir
+    except EmbeddedPostgresError:
+        pass
+    install = bin_dir.resolve().parent
+    postgres = (bin_dir / "postgres").stat()
+    key = hashlib.sha256(
+        f"{install}:{postgres.st_size}:{postgres.st_mtime_ns}".encode()
+    ).hexdigest()[:16]
+    target = BINARY_CACHE / key
+    if not (target / ".complete").is_file():
+        BINARY_CACHE.mkdir(mode=0o755, parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=BINARY_CACHE))
+        try:
+            copy = staging / "install"
+            shutil.copytree(install, copy, symlinks=True)
+            copy.chmod(0o755)
+            (copy / ".complete").touch()
+            try:
+                copy.rename(target)
+            except OSError:
+                if not (target / ".complete").is_file():  # not a concurrent copy: a real error
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        log.info("copied the PostgreSQL installation to %s for OS user %s", target, identity.name)
+    check_reachable(target / "bin", identity)
+    return target / "bin"

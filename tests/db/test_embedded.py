@@ -490,3 +490,28 @@ def test_long_data_dir_path_uses_a_short_private_socket_dir(
 
     pg.stop()
     assert not socket_dir.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs PostgreSQL as another OS user")
+def test_unreachable_installation_is_run_from_a_reachable_copy() -> None:
+    """A virtualenv under a private (0700) directory: its binaries are copied where the user can
+    reach them, and they run."""
+    from bridge.db.embedded import postgres_bin_dir
+    from bridge.db.pg_host import BINARY_CACHE, reachable_binaries, resolve_identity
+
+    private = Path(tempfile.mkdtemp(prefix="bridge-private-"))
+    try:
+        private.chmod(0o700)
+        install = private / "pginstall"
+        shutil.copytree(postgres_bin_dir().parent, install, symlinks=True)
+        identity = resolve_identity(None)
+        found = reachable_binaries(install / "bin", identity)
+        assert found.parent.parent == BINARY_CACHE
+        assert reachable_binaries(install / "bin", identity) == found  # copied once, reused
+        version = subprocess.run(
+            [str(found / "postgres"), "--version"], capture_output=True, text=True,
+            user=identity.uid, group=identity.gid, extra_groups=[], check=True, timeout=30,
+        )
+        assert "PostgreSQL" in version.stdout
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
