@@ -314,7 +314,9 @@ def reachable_binaries(bin_dir: Path, identity: OsIdentity) -> Path:
     That is ``bin_dir`` itself, unless the bridge runs as root and the installation sits where
     PostgreSQL's unprivileged user cannot reach it (a virtualenv under a private directory,
     e.g. a checkout in a 0700 temporary directory). Then the whole installation (bin, lib,
-    share: it is relocatable) is copied once into a root-owned cache and run from there.
+    share: it is relocatable) is copied once into a root-owned cache and run from there,
+    together with the wheel's bundled libraries (``<package>.libs``, found through the
+    binaries' relative rpath), laid out as in site-packages.
     """
     if not identity.switch:
         return bin_dir
@@ -328,14 +330,20 @@ def reachable_binaries(bin_dir: Path, identity: OsIdentity) -> Path:
     key = hashlib.sha256(
         f"{install}:{postgres.st_size}:{postgres.st_mtime_ns}".encode()
     ).hexdigest()[:16]
+    package = install.parent  # site-packages/<package>/<install>
+    libs = package.parent / f"{package.name}.libs"
     target = BINARY_CACHE / key
+    copied_bin = target / package.name / install.name / "bin"
     if not (target / ".complete").is_file():
         BINARY_CACHE.mkdir(mode=0o755, parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=BINARY_CACHE))
         try:
             copy = staging / "install"
-            shutil.copytree(install, copy, symlinks=True)
-            copy.chmod(0o755)
+            shutil.copytree(install, copy / package.name / install.name, symlinks=True)
+            if libs.is_dir():
+                shutil.copytree(libs, copy / libs.name, symlinks=True)
+            for directory in (copy, copy / package.name):
+                directory.chmod(0o755)
             (copy / ".complete").touch()
             try:
                 copy.rename(target)
@@ -345,5 +353,5 @@ def reachable_binaries(bin_dir: Path, identity: OsIdentity) -> Path:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         log.info("copied the PostgreSQL installation to %s for OS user %s", target, identity.name)
-    check_reachable(target / "bin", identity)
-    return target / "bin"
+    check_reachable(copied_bin, identity)
+    return copied_bin

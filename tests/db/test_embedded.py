@@ -502,16 +502,26 @@ def test_unreachable_installation_is_run_from_a_reachable_copy() -> None:
     private = Path(tempfile.mkdtemp(prefix="bridge-private-"))
     try:
         private.chmod(0o700)
-        install = private / "pginstall"
-        shutil.copytree(postgres_bin_dir().parent, install, symlinks=True)
+        # Laid out as in site-packages: the package, and the wheel's bundled libraries.
+        package = postgres_bin_dir().parent.parent
+        install = private / package.name / "pginstall"
+        shutil.copytree(package / "pginstall", install, symlinks=True)
+        libs = package.parent / f"{package.name}.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, private / libs.name, symlinks=True)
         identity = resolve_identity(None)
         found = reachable_binaries(install / "bin", identity)
-        assert found.parent.parent == BINARY_CACHE
+        assert BINARY_CACHE in found.parents
         assert reachable_binaries(install / "bin", identity) == found  # copied once, reused
         version = subprocess.run(
             [str(found / "postgres"), "--version"], capture_output=True, text=True,
             user=identity.uid, group=identity.gid, extra_groups=[], check=True, timeout=30,
         )
         assert "PostgreSQL" in version.stdout
+        # initdb loads the bundled libraries too (the copy must keep their relative place).
+        subprocess.run(
+            [str(found / "initdb"), "--version"], capture_output=True, text=True,
+            user=identity.uid, group=identity.gid, extra_groups=[], check=True, timeout=30,
+        )
     finally:
         shutil.rmtree(private, ignore_errors=True)
