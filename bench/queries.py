@@ -222,13 +222,13 @@ def _load_sql(z: Sizes) -> list[str]:
         # Hidden by one participant (the sender): 10,000 anywhere, 500 in the first big group
         # hidden by the heavy user.
         """
-        INSERT INTO message_deletion (message_id, user_id, deleted_at)
-        SELECT id, sender_id, sent_at FROM message ORDER BY id LIMIT 10000
+        INSERT INTO message_deletion (message_id, user_id, deleted_at, conversation_id)
+        SELECT id, sender_id, sent_at, conversation_id FROM message ORDER BY id LIMIT 10000
         ON CONFLICT DO NOTHING
         """,
         f"""
-        INSERT INTO message_deletion (message_id, user_id, deleted_at)
-        SELECT id, md5('u0')::uuid, sent_at FROM message
+        INSERT INTO message_deletion (message_id, user_id, deleted_at, conversation_id)
+        SELECT id, md5('u0')::uuid, sent_at, conversation_id FROM message
         WHERE conversation_id = md5('c0')::uuid ORDER BY id LIMIT {min(500, z.big_size // 20)}
         ON CONFLICT DO NOTHING
         """,

@@ -206,7 +206,7 @@ class MessagingStore:
         origin: Origin,
         event_id: str | None,
     ) -> Message | None:
-        """Insert a message and move the conversation's ``last_message_at``.
+        """Insert a message; move the conversation's ``last_message_at``, count it active.
 
         None when a message with the same ``event_id`` exists already (a replayed event).
         """
@@ -222,7 +222,8 @@ class MessagingStore:
                 ON CONFLICT (event_id) DO NOTHING
                 RETURNING id, conversation_id, sent_at
             ), c AS (
-                UPDATE conversation SET last_message_at = GREATEST(last_message_at, m.sent_at)
+                UPDATE conversation SET last_message_at = GREATEST(last_message_at, m.sent_at),
+                                        message_count = message_count + 1
                 FROM m WHERE conversation.id = m.conversation_id
             )
             SELECT id FROM m
@@ -298,15 +299,26 @@ class MessagingStore:
         return await self.get_message(conn, message_id)
 
     async def deactivate_message(self, conn: asyncpg.Connection, message_id: uuid.UUID) -> bool:
-        """Delete for everyone: the message stays as a tombstone (``isActive`` false)."""
-        status = await conn.execute(
-            """
-            UPDATE message SET is_active = false, record_version = record_version + 1
-            WHERE id = $1 AND is_active
-            """,
-            message_id,
+        """Delete for everyone: the message stays as a tombstone (``isActive`` false).
+
+        The conversation's active-message count goes down in the same statement.
+        """
+        return bool(
+            await conn.fetchval(
+                """
+                WITH m AS (
+                    UPDATE message SET is_active = false, record_version = record_version + 1
+                    WHERE id = $1 AND is_active
+                    RETURNING conversation_id
+                ), c AS (
+                    UPDATE conversation SET message_count = message_count - 1
+                    FROM m WHERE conversation.id = m.conversation_id
+                )
+                SELECT EXISTS (SELECT 1 FROM m)
+                """,
+                message_id,
+            )
         )
-        return bool(status == "UPDATE 1")
 
     async def set_message_event_id(
         self, conn: asyncpg.Connection, message_id: uuid.UUID, event_id: str
@@ -320,9 +332,13 @@ class MessagingStore:
     async def insert_deletion(
         self, conn: asyncpg.Connection, message_id: uuid.UUID, user_id: uuid.UUID
     ) -> None:
+        """Hide a message from one user (deleted for themselves)."""
         await conn.execute(
-            "INSERT INTO message_deletion (message_id, user_id) VALUES ($1, $2) "
-            "ON CONFLICT DO NOTHING",
+            """
+            INSERT INTO message_deletion (message_id, user_id, conversation_id)
+            SELECT $1, $2, conversation_id FROM message WHERE id = $1
+            ON CONFLICT DO NOTHING
+            """,
             message_id,
             user_id,
         )
