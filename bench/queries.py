@@ -66,6 +66,7 @@ from bench.common import (
     stats,
     workdir,
 )
+from bridge.api.cursor import encode as encode_cursor
 from bridge.cli_token import mint_token
 from bridge.config import parse_config
 from bridge.db.database import init_connection
@@ -206,8 +207,10 @@ def _load_sql(z: Sizes) -> list[str]:
         JOIN parts p ON p.c = g.c AND p.ord = g.i % m.n
         """,
         """
-        UPDATE conversation c SET last_message_at = x.at
-        FROM (SELECT conversation_id, max(sent_at) AS at FROM message GROUP BY 1) x
+        UPDATE conversation c SET last_message_at = x.at, message_count = x.active
+        FROM (SELECT conversation_id, max(sent_at) AS at, count(*) FILTER (WHERE is_active)
+                  AS active
+              FROM message GROUP BY 1) x
         WHERE c.id = x.conversation_id
         """,
         # Half the participants of each conversation read up to its latest message.
@@ -296,6 +299,40 @@ async def load(dsn: str, z: Sizes) -> dict[str, Any]:
         data["anchor_sent_at"] = await conn.fetchval(
             "SELECT sent_at FROM message WHERE id = $1", data["anchor_id"]
         )
+        # Where the cursor calls start: the last row before each list's last page.
+        last_msg_at = ((data["visible"] - 1) // 25) * 25 - 1
+        data["last_messages_after"] = tuple(
+            await conn.fetchrow(
+                """
+                SELECT sent_at, id FROM message m
+                WHERE m.conversation_id = md5('c0')::uuid AND m.is_active
+                  AND NOT EXISTS (SELECT 1 FROM message_deletion d
+                                  WHERE d.message_id = m.id AND d.user_id = md5('u0')::uuid)
+                ORDER BY sent_at, id OFFSET $1 LIMIT 1
+                """,
+                last_msg_at,
+            )
+        )
+        data["last_conversations_after"] = tuple(
+            await conn.fetchrow(
+                """
+                SELECT COALESCE(c.last_message_at, c.created_at) AS at, c.id
+                FROM conversation_participant p JOIN conversation c ON c.id = p.conversation_id
+                WHERE p.user_id = md5('u0')::uuid
+                ORDER BY at DESC, c.id DESC OFFSET $1 LIMIT 1
+                """,
+                ((z.heavy_conversations - 1) // 25) * 25 - 1,
+            )
+        )
+        data["last_notifications_after"] = tuple(
+            await conn.fetchrow(
+                """
+                SELECT created_at, id FROM notification WHERE user_id = md5('u0')::uuid
+                ORDER BY created_at DESC, id DESC OFFSET $1 LIMIT 1
+                """,
+                ((z.heavy_notifications - 1) // 20) * 20 - 1,
+            )
+        )
         return data
     finally:
         await conn.close()
@@ -324,6 +361,7 @@ class Call:
     offset: int
     conversation: uuid.UUID | None = None
     after: uuid.UUID | None = None
+    cursor_at: tuple[Any, uuid.UUID] | None = None  # a keyset cursor call's position
 
 
 _BARE_MESSAGES = """
@@ -344,6 +382,17 @@ SELECT c.id, c.is_group, c.title, c.topic, c.created_by, c.created_at, c.last_me
 FROM conversation_participant p JOIN conversation c ON c.id = p.conversation_id
 WHERE p.user_id = $1
 ORDER BY COALESCE(c.last_message_at, c.created_at) DESC, c.id DESC LIMIT $2 OFFSET $3
+"""
+_BARE_CONVERSATIONS_KEYSET = """
+SELECT c.id, c.is_group, c.title, c.topic, c.created_by, c.created_at, c.last_message_at
+FROM conversation_participant p JOIN conversation c ON c.id = p.conversation_id
+WHERE p.user_id = $1 AND (COALESCE(c.last_message_at, c.created_at), c.id) < ($2, $3)
+ORDER BY COALESCE(c.last_message_at, c.created_at) DESC, c.id DESC LIMIT $4
+"""
+_BARE_NOTIFICATIONS_KEYSET = """
+SELECT id, user_id, kind, title, body, payload, created_at, seen_at
+FROM notification WHERE user_id = $1 AND (created_at, id) < ($2, $3)
+ORDER BY created_at DESC, id DESC LIMIT $4
 """
 _BARE_NOTIFICATIONS = """
 SELECT id, user_id, kind, title, body, payload, created_at, seen_at
@@ -424,6 +473,39 @@ def calls(z: Sizes, data: dict[str, Any]) -> list[Call]:
         big,
         data["anchor_id"],
     )
+
+    def by_cursor(service: str, name: str, position: tuple[Any, uuid.UUID]) -> Call:
+        kind = {"messages": "messages", "conversations": "conversations"}.get(
+            service, "notifications-"
+        )
+        q = {"cursor": encode_cursor(kind, position)}
+        if service == "messages":
+            q |= {"conversationId": str(big), "pageRowCount": "25"}
+            bare = (_BARE_SEEK, (big, *position, 25))
+        elif service == "conversations":
+            q |= {"pageRowCount": "25"}
+            bare = (_BARE_CONVERSATIONS_KEYSET, (heavy, *position, 25))
+        else:
+            q |= {"limit": "20"}
+            bare = (_BARE_NOTIFICATIONS_KEYSET, (heavy, *position, 20))
+        limit = 20 if service == "notifications" else 25
+        return Call(
+            name,
+            heavy,
+            path={
+                "messages": "/messaging-api/v1/messages",
+                "conversations": "/messaging-api/v1/conversations",
+            }.get(service, "/notification-api/notifications"),
+            query=q,
+            bare_sql=bare[0],
+            bare_args=bare[1],
+            service=service,
+            limit=limit,
+            offset=0,
+            conversation=big if service == "messages" else None,
+            cursor_at=position,
+        )
+
     return [
         messages(1, "messages of a conversation, page 1"),
         messages(deep_msg_page, f"messages of a conversation, page {deep_msg_page}"),
@@ -439,6 +521,26 @@ def calls(z: Sizes, data: dict[str, Any]) -> list[Call]:
             heavy, notif_last, f"notifications of the heavy user, page {notif_last} (last)"
         ),
         notifications(typical, 1, "notifications of a typical user, page 1"),
+        by_cursor(
+            "messages",
+            f"messages of a conversation, by cursor to page {deep_msg_page}",
+            (data["anchor_sent_at"], data["anchor_id"]),
+        ),
+        by_cursor(
+            "messages",
+            f"messages of a conversation, by cursor to page {last_msg_page} (last)",
+            data["last_messages_after"],
+        ),
+        by_cursor(
+            "conversations",
+            f"conversations of the heavy user, by cursor to page {conv_last} (last)",
+            data["last_conversations_after"],
+        ),
+        by_cursor(
+            "notifications",
+            f"notifications of the heavy user, by cursor to page {notif_last} (last)",
+            data["last_notifications_after"],
+        ),
     ]
 
 
@@ -542,6 +644,7 @@ async def explain(dsn: str, call: Call) -> list[dict[str, Any]]:
                 call.user,
                 [call.conversation] if call.conversation else None,
                 after_message_id=call.after,
+                after=call.cursor_at,
                 limit=call.limit,
                 offset=call.offset,
             )
@@ -549,6 +652,7 @@ async def explain(dsn: str, call: Call) -> list[dict[str, Any]]:
             await messaging.list_conversations_page(
                 rec,
                 call.user,
+                after=call.cursor_at,
                 limit=call.limit,
                 offset=call.offset,
             )
@@ -556,6 +660,7 @@ async def explain(dsn: str, call: Call) -> list[dict[str, Any]]:
             await notifications.list_page(
                 rec,
                 call.user,
+                after=call.cursor_at,
                 limit=call.limit,
                 offset=call.offset,
             )

@@ -195,7 +195,9 @@ async def resolve_principal(
     users = ctx.services.users
     for attempt in (1, 2):
         try:
-            async with ctx.db.transaction() as conn:
+            # No transaction of its own: on the usual path this is one read (the user exists,
+            # named as the token says); a first use or a rename is one statement.
+            async with ctx.db.acquire() as conn:
                 await users.ensure(conn, subject, _name(claims))
                 if acting != subject and await users.find(conn, acting) is None:
                     raise NotFound(f"no network user {acting} (asUserId)")

@@ -144,7 +144,7 @@ class Envelope:
         data: dict[str, Any] | list[dict[str, Any]],
         action: str,
         status: int = 200,
-        paging: dict[str, int] | None = None,
+        paging: dict[str, int | str | None] | None = None,
         filters: list[dict[str, Any]] | None = None,
     ) -> web.Response:
         started, request_id = started_of(request)

@@ -9,14 +9,24 @@ from aiohttp import web
 from ..errors import BadRequest, Conflict, Forbidden
 from ..ids import parse_uuid
 from ..messaging.models import NewMessage, Origin
+from ..messaging.queries import DateRange
 from . import body as b
 from . import render
 from .context import ApiContext, Principal, principal_of
+from .cursor import next_cursor, parse_cursor
 from .envelope import Envelope
-from .filters import Filters
+from .filters import DateFilter, Filters
 from .paging import parse_page, single
 
 ORIGIN = Origin.NETWORK
+#: Cursor kinds of the two lists.
+CONVERSATIONS, MESSAGES = "conversations", "messages"
+
+
+def _range(dates: DateFilter | None) -> DateRange | None:
+    if dates is None:
+        return None
+    return DateRange(dates.periods, dates.since, dates.until, dates.with_null)
 
 
 def _path_id(request: web.Request, name: str) -> uuid.UUID:
@@ -70,26 +80,31 @@ class MessagingApi:
         if participants == [] and participants_null:
             every = False  # participantIds=null: conversations without participants, i.e. none
         last = f.dates("lastMessageAt")
-        async with self._db.transaction() as conn:
-            rows, total = await self._messaging.list_conversations_page(
+        after = parse_cursor(request.query, CONVERSATIONS, number_name="pageNumber")
+        async with self._db.acquire() as conn:
+            found = await self._messaging.list_conversations_page(
                 conn,
                 me,
                 is_group=is_group,
                 participant_ids=participants,
                 all_participants=every,
-                last_periods=last.periods if last else None,
-                last_since=last.since if last else None,
-                last_until=last.until if last else None,
-                last_with_null=last.with_null if last else False,
+                last_message=_range(last),
+                after=after,
                 limit=page.limit,
                 offset=page.offset,
             )
+        tail = found.rows[-1] if found.rows else None
+        position = (tail.last_message_at or tail.created_at, tail.id) if tail else None
         return self._env.ok(
             request,
             data_name="conversations",
-            data=[render.conversation(c) for c in rows],
+            data=[render.conversation(c) for c in found.rows],
             action="list",
-            paging=page.describe(total),
+            paging=page.describe_keyset(
+                found.total,
+                next_cursor(CONVERSATIONS, found.more, position),
+                by_cursor=after is not None,
+            ),
             filters=f.applied,
         )
 
@@ -192,28 +207,34 @@ class MessagingApi:
         readers = f.ids("readBy")
         sent = f.dates("sentAt")
         after_raw = single(request.query, "afterMessageId")
-        after = parse_uuid(after_raw, "afterMessageId") if after_raw is not None else None
-        async with self._db.transaction() as conn:
-            rows, total = await self._messaging.list_messages_page(
+        after = parse_cursor(request.query, MESSAGES, number_name="pageNumber")
+        if after_raw is not None and after is not None:
+            raise BadRequest("give either cursor or afterMessageId, not both")
+        after_id = parse_uuid(after_raw, "afterMessageId") if after_raw is not None else None
+        async with self._db.acquire() as conn:
+            found = await self._messaging.list_messages_page(
                 conn,
                 me,
                 conversations,
                 sender_ids=senders,
                 reader_ids=readers,
-                sent_periods=sent.periods if sent else None,
-                sent_since=sent.since if sent else None,
-                sent_until=sent.until if sent else None,
-                sent_with_null=sent.with_null if sent else False,
-                after_message_id=after,
+                sent=_range(sent),
+                after_message_id=after_id,
+                after=after,
                 limit=page.limit,
                 offset=page.offset,
             )
+        tail = found.rows[-1] if found.rows else None
         return self._env.ok(
             request,
             data_name="messages",
-            data=[render.message(m, me) for m in rows],
+            data=[render.message(m, me) for m in found.rows],
             action="list",
-            paging=page.describe(total),
+            paging=page.describe_keyset(
+                found.total,
+                next_cursor(MESSAGES, found.more, (tail.sent_at, tail.id) if tail else None),
+                by_cursor=after is not None,
+            ),
             filters=f.applied,
         )
 

@@ -9,6 +9,7 @@ from ..ids import clean_text, parse_uuid
 from . import body as b
 from . import render
 from .context import ApiContext, principal_of
+from .cursor import next_cursor, parse_cursor
 from .envelope import Envelope
 from .paging import parse_page, single
 
@@ -77,16 +78,28 @@ class NotificationApi:
         if sort is not None and sort.lower() not in _SORTS:
             raise BadRequest("sortBy must be createdAt (oldest first) or -createdAt (newest first)")
         oldest_first = _SORTS[sort.lower()] if sort is not None else False
-        async with self._db.transaction() as conn:
-            rows, total = await self._notifications.list_page(
-                conn, me, oldest_first=oldest_first, limit=page.limit, offset=page.offset
+        kind = "notifications+" if oldest_first else "notifications-"
+        after = parse_cursor(request.query, kind, number_name="page")
+        async with self._db.acquire() as conn:
+            found = await self._notifications.list_page(
+                conn,
+                me,
+                oldest_first=oldest_first,
+                after=after,
+                limit=page.limit,
+                offset=page.offset,
             )
+        tail = found.rows[-1] if found.rows else None
         return self._env.ok(
             request,
             data_name="notifications",
-            data=[render.notification(n) for n in rows],
+            data=[render.notification(n) for n in found.rows],
             action="list",
-            paging=page.describe(total),
+            paging=page.describe_keyset(
+                found.total,
+                next_cursor(kind, found.more, (tail.created_at, tail.id) if tail else None),
+                by_cursor=after is not None,
+            ),
         )
 
     async def send_notification(self, request: web.Request) -> web.Response:

@@ -127,6 +127,21 @@ SCHEMAS: dict[str, Any] = {
             k: {"type": "integer"}
             for k in ("pageNumber", "pageRowCount", "totalRowCount", "pageCount")
         }
+        | {
+            "pageNumber": {
+                "type": "integer",
+                "nullable": True,
+                "description": "null for a page asked for by cursor",
+            },
+            "nextCursor": {
+                "type": "string",
+                "nullable": True,
+                "description": (
+                    "lists of conversations, messages and notifications: pass as cursor= for "
+                    "the next page; null when no rows follow"
+                ),
+            },
+        }
     ),
     "Envelope": _obj(
         {
@@ -206,6 +221,13 @@ PAGING = (
         "rows per page",
     ),
 )
+CURSOR = _query(
+    "cursor",
+    {"type": "string"},
+    "paging.nextCursor of the previous page: the next page, as fast at any depth (pageNumber "
+    "skips rows: deep pages cost their depth); replaces pageNumber; totalRowCount stays the "
+    "whole list's",
+)
 _DATE_HELP = (
     "a date, an ISO 8601 instant, null, $today, $ltoday, $week, $lweek, $month, "
     "$leq-<date> (max), $lin-<date> (min); repeat for several"
@@ -247,6 +269,7 @@ OPS: tuple[Op, ...] = (
         "messaging",
         (
             *PAGING,
+            CURSOR,
             _query("isGroup", {"type": "string", "enum": ["true", "false", "null"]}, "", many=True),
             _id_filter("participantIds"),
             _query(
@@ -321,11 +344,16 @@ OPS: tuple[Op, ...] = (
         "messaging",
         (
             *PAGING,
+            CURSOR,
             _id_filter("conversationId"),
             _id_filter("senderUserId"),
             _id_filter("readBy"),
             _query("sentAt", {"type": "string"}, _DATE_HELP, many=True),
-            _query("afterMessageId", _ID, "seek: only messages after this one"),
+            _query(
+                "afterMessageId",
+                _ID,
+                "seek: only messages after this one (totalRowCount counts those)",
+            ),
         ),
         data=("messages", "Message"),
         many=True,
@@ -537,6 +565,7 @@ OPS: tuple[Op, ...] = (
                 {"type": "string", "enum": ["createdAt", "-createdAt"]},
                 "oldest or (default) newest first",
             ),
+            CURSOR,
         ),
         data=("notifications", "Notification"),
         many=True,

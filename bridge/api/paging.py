@@ -1,5 +1,7 @@
 """``pageNumber`` / ``pageRowCount`` paging (and the notification service's ``page`` / ``limit``).
 
+Every page also returns ``nextCursor`` (see :mod:`bridge.api.cursor`), the cheap way to page deep.
+
 ``pageNumber`` starts at 1 (the default); ``pageRowCount`` defaults to 25 and may be 1 to
 :data:`MAX_ROWS`. ``pageNumber=0`` asks for every row: it returns at most :data:`MAX_ROWS` rows
 (``totalRowCount`` tells whether there are more). Anything else is a 400.
@@ -34,7 +36,7 @@ class Page:
     def offset(self) -> int:
         return 0 if self.number == 0 else (self.number - 1) * self.rows
 
-    def describe(self, total: int) -> dict[str, int]:
+    def describe(self, total: int) -> dict[str, int | str | None]:
         """The envelope's ``paging`` object."""
         size = self.limit
         return {
@@ -43,6 +45,17 @@ class Page:
             "totalRowCount": total,
             "pageCount": math.ceil(total / size) if total else 0,
         }
+
+    def describe_keyset(
+        self, total: int, next_cursor: str | None, *, by_cursor: bool
+    ) -> dict[str, int | str | None]:
+        """``paging`` of a list with cursors: ``nextCursor`` (null when no rows follow), and
+        ``pageNumber`` null for a page a cursor asked for (its number is not known)."""
+        paging = self.describe(total)
+        if by_cursor:
+            paging["pageNumber"] = None
+        paging["nextCursor"] = next_cursor
+        return paging
 
 
 def single(query: MultiMapping[str], name: str) -> str | None:

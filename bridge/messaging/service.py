@@ -14,6 +14,7 @@ from ..ids import clean_text
 from ..notifications.service import NotificationService
 from .html import sanitize_html
 from .models import Conversation, Message, NewMessage, Origin, Reaction
+from .queries import DateRange, MessagingQueries, Page, Position
 from .store import MessagingStore
 
 MAX_CONTENT = 64 * 1024
@@ -59,8 +60,14 @@ class MessagingListener(Protocol):
 
 
 class MessagingService:
-    def __init__(self, store: MessagingStore, notifications: NotificationService) -> None:
+    def __init__(
+        self,
+        store: MessagingStore,
+        notifications: NotificationService,
+        queries: MessagingQueries | None = None,
+    ) -> None:
         self._store = store
+        self._queries = queries or MessagingQueries()
         self._notifications = notifications
         self._listeners: list[MessagingListener] = []
 
@@ -455,24 +462,21 @@ class MessagingService:
         is_group: Sequence[bool] | None = None,
         participant_ids: Sequence[uuid.UUID] | None = None,
         all_participants: bool = True,
-        last_periods: Sequence[tuple[datetime, datetime]] | None = None,
-        last_since: datetime | None = None,
-        last_until: datetime | None = None,
-        last_with_null: bool = False,
+        last_message: DateRange | None = None,
+        after: Position | None = None,
         limit: int = 25,
         offset: int = 0,
-    ) -> tuple[list[Conversation], int]:
-        """One page of a user's conversations (most recent first) and the matching total."""
-        return await self._store.list_conversations_page(
+    ) -> Page[Conversation]:
+        """One page of a user's conversations (most recent first), the matching total and
+        whether more follow. ``after`` is a keyset position (a cursor)."""
+        return await self._queries.list_conversations_page(
             conn,
             user_id,
             is_group=is_group,
             participant_ids=participant_ids,
             all_participants=all_participants,
-            last_periods=last_periods,
-            last_since=last_since,
-            last_until=last_until,
-            last_with_null=last_with_null,
+            last_message=last_message,
+            after=after,
             limit=limit,
             offset=offset,
         )
@@ -485,35 +489,34 @@ class MessagingService:
         *,
         sender_ids: Sequence[uuid.UUID] | None = None,
         reader_ids: Sequence[uuid.UUID] | None = None,
-        sent_periods: Sequence[tuple[datetime, datetime]] | None = None,
-        sent_since: datetime | None = None,
-        sent_until: datetime | None = None,
-        sent_with_null: bool = False,
+        sent: DateRange | None = None,
         after_message_id: uuid.UUID | None = None,
+        after: Position | None = None,
         limit: int = 25,
         offset: int = 0,
-    ) -> tuple[list[Message], int]:
-        """One page of the messages the viewer may read, oldest first, and the matching total.
+    ) -> Page[Message]:
+        """One page of the messages the viewer may read, oldest first, the matching total and
+        whether more follow.
 
         ``conversation_ids`` None means all of the viewer's conversations; each one named must
-        be theirs. ``after_message_id`` (a message the viewer can see) seeks past it.
+        be theirs. ``after_message_id`` (a message the viewer can see) seeks past it, and the
+        total counts the messages after it; ``after`` (a cursor's position) seeks past a
+        ``(sentAt, id)`` position, and the total counts the whole list.
         """
         visible = await self.visible_conversation_ids(conn, viewer, conversation_ids)
-        after = None
+        count_after = False
         if after_message_id is not None:
             anchor = await self.get_message_for(conn, viewer, after_message_id)
-            after = (anchor.sent_at, anchor.id)
-        return await self._store.list_messages_page(
+            after, count_after = (anchor.sent_at, anchor.id), True
+        return await self._queries.list_messages_page(
             conn,
             viewer,
             visible,
             sender_ids=sender_ids,
             reader_ids=reader_ids,
-            sent_periods=sent_periods,
-            sent_since=sent_since,
-            sent_until=sent_until,
-            sent_with_null=sent_with_null,
+            sent=sent,
             after=after,
+            count_after=count_after,
             limit=limit,
             offset=offset,
         )

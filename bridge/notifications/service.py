@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import builtins
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 import asyncpg
@@ -12,6 +12,7 @@ import asyncpg
 from ..errors import BadRequest, NotFound
 from ..ids import clean_text
 from .models import Device, Notification
+from .queries import NotificationPage, NotificationQueries
 from .store import NotificationStore
 
 
@@ -21,7 +22,10 @@ class NotificationListener(Protocol):
 
 
 class NotificationService:
-    def __init__(self, store: NotificationStore) -> None:
+    def __init__(
+        self, store: NotificationStore, queries: NotificationQueries | None = None
+    ) -> None:
+        self._queries = queries or NotificationQueries()
         self._store = store
         self._listeners: list[NotificationListener] = []
 
@@ -80,12 +84,14 @@ class NotificationService:
         user_id: uuid.UUID,
         *,
         oldest_first: bool = False,
+        after: tuple[datetime, uuid.UUID] | None = None,
         limit: int = 20,
         offset: int = 0,
-    ) -> tuple[builtins.list[Notification], int]:
-        """One page of the user's notifications and the total."""
-        return await self._store.list_notifications_page(
-            conn, user_id, oldest_first=oldest_first, limit=limit, offset=offset
+    ) -> NotificationPage:
+        """One page of the user's notifications, the total and whether more follow; ``after``
+        is a keyset position (a cursor)."""
+        return await self._queries.list_notifications_page(
+            conn, user_id, oldest_first=oldest_first, after=after, limit=limit, offset=offset
         )
 
     async def register_device(

@@ -105,31 +105,7 @@ class NotificationStore:
         )
         return bool(status == "DELETE 1")
 
-    # --- REST API: sorted pages, counts, devices by id ------------------------------------------
-
-    async def list_notifications_page(
-        self,
-        conn: asyncpg.Connection,
-        user_id: uuid.UUID,
-        *,
-        oldest_first: bool,
-        limit: int,
-        offset: int,
-    ) -> tuple[list[Notification], int]:
-        """One page of the user's notifications by ``created_at`` (newest first unless
-        ``oldest_first``), and the total."""
-        order = "created_at, id" if oldest_first else "created_at DESC, id DESC"
-        rows = await conn.fetch(
-            f"""
-            SELECT {_NOTIFICATION} FROM notification WHERE user_id = $1
-            ORDER BY {order} LIMIT $2 OFFSET $3
-            """,
-            user_id,
-            limit,
-            offset,
-        )
-        total = await conn.fetchval("SELECT count(*) FROM notification WHERE user_id = $1", user_id)
-        return [_notification(r) for r in rows], int(total)
+    # --- REST API: devices by id ----------------------------------------------------------------
 
     async def delete_device_by_id(
         self, conn: asyncpg.Connection, user_id: uuid.UUID, device_id: uuid.UUID

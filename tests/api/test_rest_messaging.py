@@ -343,6 +343,7 @@ async def test_list_messages_order_filters_and_paging(api: Api) -> None:
         "pageRowCount": 4,
         "totalRowCount": 6,
         "pageCount": 2,
+        "nextCursor": None,
     }
     _, body = await api.call(
         "GET", MSG, ann, params={"conversationId": ab, "pageNumber": "0", "pageRowCount": "1"}

@@ -71,6 +71,8 @@ async def test_send_list_and_mark_seen(api: Api) -> None:
     status, body = await api.call("GET", NOTE, ann, params={"limit": "2"})
     assert status == 200
     assert [n["title"] for n in body["notifications"]] == ["n2", "n1"]
+    cursor = body["paging"].pop("nextCursor")
+    assert isinstance(cursor, str) and cursor
     assert body["paging"] == {
         "pageNumber": 1,
         "pageRowCount": 2,
