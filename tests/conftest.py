@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import shutil
 import tempfile
@@ -60,13 +61,13 @@ def template_database(pg_server: EmbeddedPostgres) -> str:
     return TEMPLATE_DB
 
 
-@pytest.fixture
-async def dsn(pg_server: EmbeddedPostgres, template_database: str) -> AsyncIterator[str]:
-    """A fresh database at schema head for one test."""
+@contextlib.asynccontextmanager
+async def fresh_database(pg_server: EmbeddedPostgres, template: str) -> AsyncIterator[str]:
+    """A new database copied from ``template``, dropped afterwards; yields its DSN."""
     name = f"test_{next(_counter)}"
     admin = await asyncpg.connect(pg_server.dsn)
     try:
-        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {template_database}")
+        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
     finally:
         await admin.close()
     yield with_database(pg_server.dsn, name)
@@ -75,6 +76,20 @@ async def dsn(pg_server: EmbeddedPostgres, template_database: str) -> AsyncItera
         await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def dsn(pg_server: EmbeddedPostgres, template_database: str) -> AsyncIterator[str]:
+    """A fresh database at schema head for one test."""
+    async with fresh_database(pg_server, template_database) as fresh:
+        yield fresh
+
+
+@pytest.fixture
+async def other_dsn(pg_server: EmbeddedPostgres, template_database: str) -> AsyncIterator[str]:
+    """A second fresh database, for tests that compare two runs."""
+    async with fresh_database(pg_server, template_database) as fresh:
+        yield fresh
 
 
 @pytest.fixture

@@ -120,7 +120,7 @@ class InboxProcessor:
         events = [ev for lane_events in pending.values() for ev in lane_events]
         try:
             async with conn.transaction():
-                outcomes = [await self._dispatcher.dispatch(conn, ev) for ev in events]
+                outcomes = await self._dispatcher.dispatch_many(conn, events)
                 await self._store.mark_done(conn, [ev.id for ev in events], outcomes)
             return {}
         except Exception as exc:  # any handler failure: redo lane by lane
@@ -143,7 +143,7 @@ class InboxProcessor:
         """Apply a batch; return seconds until the lane is due again if an event must wait."""
         try:
             async with conn.transaction():
-                outcomes = [await self._dispatcher.dispatch(conn, ev) for ev in events]
+                outcomes = await self._dispatcher.dispatch_many(conn, events)
                 await self._store.mark_done(conn, [ev.id for ev in events], outcomes)
             return None
         except Exception as exc:

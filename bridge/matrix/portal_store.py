@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,7 +27,32 @@ class Ghost:
     registered_at: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class RoomRole:
+    """What a room is to the bridge: a portal (its conversation), a management room (its
+    owner), or neither."""
+
+    conversation_id: uuid.UUID | None
+    management_of: str | None
+
+
 class PortalStore:
+    async def room_roles(
+        self, conn: asyncpg.Connection, room_ids: Sequence[str]
+    ) -> dict[str, RoomRole]:
+        """Each room's role, in one query; rooms that are neither are left out."""
+        rows = await conn.fetch(
+            """
+            SELECT r.room_id, p.conversation_id, mr.user_id AS management_of
+            FROM unnest($1::text[]) AS r(room_id)
+                 LEFT JOIN portal p ON p.room_id = r.room_id
+                 LEFT JOIN management_room mr ON mr.room_id = r.room_id
+            WHERE p.room_id IS NOT NULL OR mr.room_id IS NOT NULL
+            """,
+            list(room_ids),
+        )
+        return {r["room_id"]: RoomRole(r["conversation_id"], r["management_of"]) for r in rows}
+
     async def get_portal_by_room(self, conn: asyncpg.Connection, room_id: str) -> Portal | None:
         row = await conn.fetchrow(
             "SELECT room_id, conversation_id, alias, created_at FROM portal WHERE room_id = $1",

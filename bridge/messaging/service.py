@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -11,7 +12,7 @@ import asyncpg
 
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..ids import clean_text
-from ..notifications.service import NotificationService
+from ..notifications.service import NotificationService, Notify
 from .html import sanitize_html
 from .models import Conversation, Message, NewMessage, Origin, Reaction
 from .queries import DateRange, MessagingQueries, Page, Position
@@ -22,6 +23,7 @@ MAX_TITLE = 255
 MSGTYPES = frozenset(
     {"m.text", "m.notice", "m.emote", "m.image", "m.file", "m.audio", "m.video", "m.location"}
 )
+HTML_FORMAT = "org.matrix.custom.html"
 MEDIA_MSGTYPES = frozenset({"m.image", "m.file", "m.audio", "m.video"})
 
 
@@ -139,6 +141,11 @@ class MessagingService:
     ) -> Conversation | None:
         return await self._store.get_conversation(conn, conversation_id)
 
+    async def find_many(
+        self, conn: asyncpg.Connection, conversation_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, Conversation]:
+        return await self._store.get_conversations(conn, conversation_ids)
+
     async def get_for(
         self, conn: asyncpg.Connection, viewer: uuid.UUID, conversation_id: uuid.UUID
     ) -> Conversation:
@@ -238,6 +245,25 @@ class MessagingService:
     ) -> Message | None:
         """Post a message; None if its Matrix event was already taken (a replay)."""
         conversation = await self.get(conn, conversation_id)
+        reply_to = new.reply_to_message_id
+        if reply_to is not None:
+            target = await self._store.get_message(conn, reply_to)
+            if target is None or target.conversation_id != conversation_id:
+                reply_to = None  # a reply to something outside the conversation is a plain message
+        message = self.prepare(
+            conversation, sender, replace(new, reply_to_message_id=reply_to), origin
+        )
+        (posted,) = await self.post_many(conn, [(conversation, message)])
+        return posted
+
+    def prepare(
+        self, conversation: Conversation, sender: uuid.UUID, new: NewMessage, origin: Origin
+    ) -> Message:
+        """The message ``sender`` posts, validated and sanitised, not yet stored.
+
+        ``new.reply_to_message_id`` must be in the conversation (the caller checks). Raises
+        the error the sender gets when the message cannot be posted. No database access.
+        """
         if sender not in conversation.participant_ids:
             raise Forbidden("only participants can post to this conversation")
         if new.msgtype not in MSGTYPES:
@@ -247,67 +273,53 @@ class MessagingService:
             raise BadRequest("message content is empty")
         if new.msgtype in MEDIA_MSGTYPES and not _valid_media(new.media):
             raise BadRequest("media messages need an mxc:// url")
-        reply_to = new.reply_to_message_id
-        if reply_to is not None:
-            target = await self._store.get_message(conn, reply_to)
-            if target is None or target.conversation_id != conversation_id:
-                reply_to = None  # a reply to something outside the conversation is a plain message
         formatted = sanitize_html(new.formatted_content) if new.formatted_content else None
         mentions = tuple(
             u for u in new.mentions if u in conversation.participant_ids and u != sender
         )
-        message = await self._store.insert_message(
-            conn,
-            uuid.uuid4(),
-            conversation_id=conversation_id,
+        return Message(
+            id=uuid.uuid4(),
+            conversation_id=conversation.id,
             sender_id=sender,
             content=content,
+            format=None if formatted is None else HTML_FORMAT,
             formatted_content=formatted,
             msgtype=new.msgtype,
             media=new.media,
-            reply_to_message_id=reply_to,
+            reply_to_message_id=new.reply_to_message_id,
             mentions=mentions,
             sent_at=new.sent_at or _now(),
+            edited_at=None,
+            is_active=True,
+            record_version=1,
             origin=origin,
             event_id=new.event_id,
         )
-        if message is None:
-            return None
-        await self._notify_message(conn, conversation, message)
-        for listener in self._listeners:
-            await listener.message_posted(conn, message)
-        return message
 
-    async def _notify_message(
-        self, conn: asyncpg.Connection, conversation: Conversation, message: Message
-    ) -> None:
-        others = [u for u in conversation.participant_ids if u != message.sender_id]
-        preview = message.content[:200]
-        payload = {
-            "conversationId": str(conversation.id),
-            "messageId": str(message.id),
-            "senderUserId": str(message.sender_id),
-        }
-        mentioned = [u for u in others if u in message.mentions]
-        if mentioned:
-            await self._notifications.notify(
-                conn,
-                mentioned,
-                kind="mention",
-                title="You were mentioned",
-                body=preview,
-                payload=payload,
-            )
-        rest = [u for u in others if u not in message.mentions]
-        if rest:
-            await self._notifications.notify(
-                conn,
-                rest,
-                kind="message",
-                title=conversation.title or "New message",
-                body=preview,
-                payload=payload,
-            )
+    async def post_many(
+        self, conn: asyncpg.Connection, messages: Sequence[tuple[Conversation, Message]]
+    ) -> list[Message | None]:
+        """Store prepared messages, notify the other participants, tell the listeners; each
+        result is the message, or None where its Matrix event was already taken (a replay).
+
+        A few statements for the whole batch, whatever its size.
+        """
+        inserted = await self._store.insert_messages(conn, [m for _, m in messages])
+        posted = [m if m.id in inserted else None for _, m in messages]
+        await self._notifications.notify_many(
+            conn,
+            [
+                request
+                for conversation, message in messages
+                if message.id in inserted
+                for request in _message_notifications(conversation, message)
+            ],
+        )
+        for message in posted:
+            if message is not None:
+                for listener in self._listeners:
+                    await listener.message_posted(conn, message)
+        return posted
 
     async def get_message(self, conn: asyncpg.Connection, message_id: uuid.UUID) -> Message:
         message = await self._store.get_message(conn, message_id)
@@ -574,3 +586,24 @@ def _valid_media(media: object) -> bool:
         and isinstance(media.get("url"), str)
         and media["url"].startswith("mxc://")
     )
+
+
+def _message_notifications(conversation: Conversation, message: Message) -> list[Notify]:
+    """A message's notifications: a mention for those it mentions, a message for the rest."""
+    others = [u for u in conversation.participant_ids if u != message.sender_id]
+    preview = message.content[:200]
+    payload = {
+        "conversationId": str(conversation.id),
+        "messageId": str(message.id),
+        "senderUserId": str(message.sender_id),
+    }
+    mentioned = tuple(u for u in others if u in message.mentions)
+    rest = tuple(u for u in others if u not in message.mentions)
+    requests = []
+    if mentioned:
+        requests.append(Notify(mentioned, "mention", "You were mentioned", preview, payload))
+    if rest:
+        requests.append(
+            Notify(rest, "message", conversation.title or "New message", preview, payload)
+        )
+    return requests

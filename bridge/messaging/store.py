@@ -95,6 +95,15 @@ class MessagingStore:
         )
         return None if row is None else _conversation(row)
 
+    async def get_conversations(
+        self, conn: asyncpg.Connection, conversation_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, Conversation]:
+        rows = await conn.fetch(
+            f"SELECT {_CONVERSATION} FROM conversation c WHERE c.id = ANY($1::uuid[])",
+            list(conversation_ids),
+        )
+        return {r["id"]: _conversation(r) for r in rows}
+
     async def get_direct_conversation(
         self, conn: asyncpg.Connection, direct_key: str
     ) -> Conversation | None:
@@ -189,61 +198,52 @@ class MessagingStore:
 
     # --- messages -----------------------------------------------------------------------------
 
-    async def insert_message(
-        self,
-        conn: asyncpg.Connection,
-        message_id: uuid.UUID,
-        *,
-        conversation_id: uuid.UUID,
-        sender_id: uuid.UUID,
-        content: str,
-        formatted_content: str | None,
-        msgtype: str,
-        media: dict[str, object] | None,
-        reply_to_message_id: uuid.UUID | None,
-        mentions: Sequence[uuid.UUID],
-        sent_at: datetime,
-        origin: Origin,
-        event_id: str | None,
-    ) -> Message | None:
-        """Insert a message; move the conversation's ``last_message_at``, count it active.
-
-        None when a message with the same ``event_id`` exists already (a replayed event).
-        """
-        row = await conn.fetchrow(
+    async def insert_messages(
+        self, conn: asyncpg.Connection, messages: Sequence[Message]
+    ) -> set[uuid.UUID]:
+        """Insert messages in one statement; move each conversation's ``last_message_at`` and
+        count them active. Return the ids inserted: a message whose ``event_id`` exists
+        already (a replayed event) is skipped."""
+        rows = await conn.fetch(
             """
             WITH m AS (
                 INSERT INTO message (id, conversation_id, sender_id, content, format,
                                      formatted_content, msgtype, media, reply_to_message_id,
                                      mentions, sent_at, origin, event_id)
-                VALUES ($1, $2, $3, $4, CASE WHEN $5::text IS NULL THEN NULL
-                                             ELSE 'org.matrix.custom.html' END,
-                        $5, $6, $7, $8, $9, $10, $11, $12)
+                SELECT u.id, u.conversation_id, u.sender_id, u.content, u.format,
+                       u.formatted_content, u.msgtype, u.media::jsonb, u.reply_to,
+                       u.mentions::uuid[], u.sent_at, u.origin, u.event_id
+                FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
+                            $6::text[], $7::text[], $8::text[], $9::uuid[], $10::text[],
+                            $11::timestamptz[], $12::text[], $13::text[])
+                     AS u(id, conversation_id, sender_id, content, format, formatted_content,
+                          msgtype, media, reply_to, mentions, sent_at, origin, event_id)
                 ON CONFLICT (event_id) DO NOTHING
                 RETURNING id, conversation_id, sent_at
             ), c AS (
-                UPDATE conversation SET last_message_at = GREATEST(last_message_at, m.sent_at),
-                                        message_count = message_count + 1
-                FROM m WHERE conversation.id = m.conversation_id
+                UPDATE conversation SET last_message_at = GREATEST(last_message_at, s.at),
+                                        message_count = message_count + s.n
+                FROM (SELECT conversation_id, max(sent_at) AS at, count(*) AS n
+                      FROM m GROUP BY conversation_id) s
+                WHERE conversation.id = s.conversation_id
             )
             SELECT id FROM m
             """,
-            message_id,
-            conversation_id,
-            sender_id,
-            content,
-            formatted_content,
-            msgtype,
-            media,
-            reply_to_message_id,
-            list(mentions),
-            sent_at,
-            origin.value,
-            event_id,
+            [m.id for m in messages],
+            [m.conversation_id for m in messages],
+            [m.sender_id for m in messages],
+            [m.content for m in messages],
+            [m.format for m in messages],
+            [m.formatted_content for m in messages],
+            [m.msgtype for m in messages],
+            [None if m.media is None else json.dumps(m.media) for m in messages],
+            [m.reply_to_message_id for m in messages],
+            ["{" + ",".join(map(str, m.mentions)) + "}" for m in messages],
+            [m.sent_at for m in messages],
+            [m.origin.value for m in messages],
+            [m.event_id for m in messages],
         )
-        if row is None:
-            return None
-        return await self.get_message(conn, message_id)
+        return {r["id"] for r in rows}
 
     async def get_message(self, conn: asyncpg.Connection, message_id: uuid.UUID) -> Message | None:
         row = await conn.fetchrow(f"SELECT {_MESSAGE} FROM message m WHERE m.id = $1", message_id)

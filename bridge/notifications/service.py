@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import builtins
+import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -11,9 +14,20 @@ import asyncpg
 
 from ..errors import BadRequest, NotFound
 from ..ids import clean_text
-from .models import Device, Notification
+from .models import Device, NewNotification, Notification
 from .queries import NotificationPage, NotificationQueries
 from .store import NotificationStore
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """A request to notify ``user_ids`` (each once) of one thing."""
+
+    user_ids: tuple[uuid.UUID, ...]
+    kind: str
+    title: str
+    body: str
+    payload: dict[str, Any] = field(default_factory=dict)
 
 
 class NotificationListener(Protocol):
@@ -43,17 +57,35 @@ class NotificationService:
         payload: dict[str, Any] | None = None,
     ) -> list[Notification]:
         """Create a notification for each user (deduplicated), in the caller's transaction."""
-        unique = list(dict.fromkeys(user_ids))
-        if not unique:
-            return []
-        created = await self._store.insert_notifications(
-            conn,
-            unique,
-            kind=kind,
-            title=clean_text(title, limit=255, multiline=False),
-            body=clean_text(body, limit=2000),
-            payload=payload or {},
+        return await self.notify_many(
+            conn, [Notify(tuple(user_ids), kind, title, body, payload or {})]
         )
+
+    async def notify_many(
+        self, conn: asyncpg.Connection, requests: Sequence[Notify]
+    ) -> builtins.list[Notification]:
+        """Create the notifications of several requests in one statement."""
+        drafts: builtins.list[NewNotification] = []
+        for request in requests:
+            users = list(dict.fromkeys(request.user_ids))
+            if not users:
+                continue
+            title = clean_text(request.title, limit=255, multiline=False)
+            body = clean_text(request.body, limit=2000)
+            payload_json = json.dumps(request.payload, separators=(",", ":"))
+            drafts.extend(
+                NewNotification(
+                    uuid.uuid4(), user, request.kind, title, body, request.payload, payload_json
+                )
+                for user in users
+            )
+        if not drafts:
+            return []
+        created_at = await self._store.insert_notifications(conn, drafts)
+        created = [
+            Notification(d.id, d.user_id, d.kind, d.title, d.body, d.payload, created_at, None)
+            for d in drafts
+        ]
         for listener in self._listeners:
             await listener.notified(conn, created)
         return created

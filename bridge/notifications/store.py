@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from datetime import datetime
 
 import asyncpg
 
-from .models import Device, Notification
+from .models import Device, NewNotification, Notification
 
 _NOTIFICATION = "id, user_id, kind, title, body, payload, created_at, seen_at"
 
@@ -23,29 +23,27 @@ def _notification(row: asyncpg.Record) -> Notification:
 
 class NotificationStore:
     async def insert_notifications(
-        self,
-        conn: asyncpg.Connection,
-        user_ids: Sequence[uuid.UUID],
-        *,
-        kind: str,
-        title: str,
-        body: str,
-        payload: dict[str, Any],
-    ) -> list[Notification]:
-        """One notification per user, in one statement."""
-        rows = await conn.fetch(
-            f"""
-            INSERT INTO notification (id, user_id, kind, title, body, payload)
-            SELECT gen_random_uuid(), u, $2, $3, $4, $5 FROM unnest($1::uuid[]) AS u
-            RETURNING {_NOTIFICATION}
+        self, conn: asyncpg.Connection, notifications: Sequence[NewNotification]
+    ) -> datetime:
+        """Insert every notification in one statement; return their ``created_at``."""
+        created_at: datetime = await conn.fetchval(
+            """
+            WITH ins AS (
+                INSERT INTO notification (id, user_id, kind, title, body, payload)
+                SELECT u.id, u.user_id, u.kind, u.title, u.body, u.payload::jsonb
+                FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+                            $6::text[]) AS u(id, user_id, kind, title, body, payload)
+            )
+            SELECT now()
             """,
-            list(user_ids),
-            kind,
-            title,
-            body,
-            payload,
+            [n.id for n in notifications],
+            [n.user_id for n in notifications],
+            [n.kind for n in notifications],
+            [n.title for n in notifications],
+            [n.body for n in notifications],
+            [n.payload_json for n in notifications],
         )
-        return [_notification(r) for r in rows]
+        return created_at
 
     async def list_notifications(
         self,

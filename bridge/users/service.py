@@ -76,6 +76,11 @@ class UserService:
     ) -> NetworkUser | None:
         return await self._store.get_by_matrix_id(conn, matrix_user_id)
 
+    async def find_matrix_users(
+        self, conn: asyncpg.Connection, matrix_user_ids: Sequence[str]
+    ) -> dict[str, NetworkUser]:
+        return await self._store.get_by_matrix_ids(conn, matrix_user_ids)
+
     async def ensure(
         self, conn: asyncpg.Connection, user_id: uuid.UUID, display_name: str | None
     ) -> NetworkUser:

@@ -59,6 +59,16 @@ class UserStore:
         )
         return None if row is None else _user(row)
 
+    async def get_by_matrix_ids(
+        self, conn: asyncpg.Connection, matrix_user_ids: Sequence[str]
+    ) -> dict[str, NetworkUser]:
+        """The network identities of those Matrix users that have one, by Matrix user id."""
+        rows = await conn.fetch(
+            f"SELECT {_COLUMNS} FROM network_user WHERE matrix_user_id = ANY($1::text[])",
+            list(matrix_user_ids),
+        )
+        return {r["matrix_user_id"]: _user(r) for r in rows}
+
     async def insert_matrix_user(
         self, conn: asyncpg.Connection, user_id: uuid.UUID, matrix_user_id: str, name: str
     ) -> NetworkUser:

@@ -15,7 +15,7 @@ import pytest
 from bridge.config import Config, InboxConfig
 from bridge.db.database import Database
 from bridge.matrix.delivery import MatrixDelivery
-from bridge.matrix.dispatch import Dispatcher
+from bridge.matrix.dispatch import BatchHandler, Dispatcher, Handler
 from bridge.matrix.events import EventKind, IncomingEvent
 from bridge.matrix.handlers import register_handlers
 from bridge.matrix.handlers.context import HandlerContext
@@ -59,8 +59,15 @@ class RecordingOutbox:
         return [p["content"]["body"] for _, _, p in self.of("send") if p["content"].get("msgtype") == "m.notice"]
 
 
+class OneByOne(Dispatcher):
+    """A dispatcher that ignores batch handlers: every event through its own handler."""
+
+    def register(self, event_type: str, handler: Handler, *, batch: BatchHandler | None = None) -> None:
+        super().register(event_type, handler)
+
+
 class Bridge:
-    def __init__(self, db: Database, config: Config) -> None:
+    def __init__(self, db: Database, config: Config, *, batch: bool = True) -> None:
         self.db = db
         self.outbox = RecordingOutbox()
         notifications = NotificationService(NotificationStore())
@@ -78,8 +85,9 @@ class Bridge:
         self.messaging.add_listener(delivery)
         self.networking.add_listener(delivery)
         notifications.add_listener(delivery)
-        dispatcher = Dispatcher()
+        dispatcher = Dispatcher() if batch else OneByOne()
         register_handlers(dispatcher, self.ctx)
+        self.dispatcher = dispatcher
         self.processor = InboxProcessor(db, InboxStore(), dispatcher, InboxConfig(max_attempts=1))
         self.intake = IntakeService(db, InboxStore(), lambda: None)
 

@@ -6,13 +6,14 @@ from ..dispatch import Dispatcher
 from .commands import CommandHandler
 from .context import HandlerContext
 from .membership import MembershipHandler
+from .message_batch import MessageBatch
 from .messages import RoomEventHandlers
 
 
 def register_handlers(dispatcher: Dispatcher, ctx: HandlerContext) -> None:
     room = RoomEventHandlers(ctx, CommandHandler(ctx))
     dispatcher.register("m.room.member", MembershipHandler(ctx))
-    dispatcher.register("m.room.message", room.message)
+    dispatcher.register("m.room.message", room.message, batch=MessageBatch(ctx, room))
     dispatcher.register("m.room.redaction", room.redaction)
     dispatcher.register("m.reaction", room.reaction)
     dispatcher.register("m.receipt", room.receipt)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,9 +21,55 @@ log = logging.getLogger(__name__)
 _MEDIA_MSGTYPES = {"m.image", "m.file", "m.audio", "m.video"}
 
 
-def _relation(content: dict[str, Any]) -> dict[str, Any]:
+def relation_of(content: dict[str, Any]) -> dict[str, Any]:
     relates = content.get("m.relates_to")
     return relates if isinstance(relates, dict) else {}
+
+
+def reply_target(relation: dict[str, Any]) -> str | None:
+    """The event id a message replies to, if it is a reply."""
+    in_reply_to = relation.get("m.in_reply_to")
+    if isinstance(in_reply_to, dict) and isinstance(in_reply_to.get("event_id"), str):
+        return str(in_reply_to["event_id"])
+    return None
+
+
+def mentioned_users(content: dict[str, Any]) -> list[str]:
+    """The Matrix user ids a message's ``m.mentions`` names (at most 50)."""
+    mentions = content.get("m.mentions")
+    user_ids = mentions.get("user_ids") if isinstance(mentions, dict) else None
+    if not isinstance(user_ids, list):
+        return []
+    return [u for u in user_ids[:50] if isinstance(u, str)]
+
+
+def new_message(
+    event: InboxEvent,
+    content: dict[str, Any],
+    *,
+    reply_to: uuid.UUID | None,
+    mentions: Sequence[uuid.UUID],
+) -> NewMessage:
+    """What an ``m.room.message`` with a string ``body`` posts to the network."""
+    msgtype = content.get("msgtype", "m.text")
+    media: dict[str, Any] | None = None
+    if msgtype in _MEDIA_MSGTYPES:
+        media = {k: content[k] for k in ("url", "info", "filename") if k in content}
+    formatted = None
+    if content.get("format") == "org.matrix.custom.html" and isinstance(
+        content.get("formatted_body"), str
+    ):
+        formatted = content["formatted_body"]
+    return NewMessage(
+        content=content["body"],
+        msgtype=msgtype if isinstance(msgtype, str) else "m.text",
+        formatted_content=formatted,
+        media=media,
+        reply_to_message_id=reply_to,
+        mentions=tuple(mentions),
+        event_id=event.event_id,
+        sent_at=_timestamp(event.event.get("origin_server_ts")),
+    )
 
 
 class RoomEventHandlers:
@@ -66,7 +113,7 @@ class RoomEventHandlers:
         if found is None:
             return Outcome.IGNORED
         conversation_id, sender = found
-        relation = _relation(content)
+        relation = relation_of(content)
         try:
             if relation.get("rel_type") == "m.replace":
                 return await self._edit(conn, sender, content, relation, event.event_id)
@@ -85,53 +132,23 @@ class RoomEventHandlers:
         event: InboxEvent,
     ) -> Outcome:
         reply_to = None
-        in_reply_to = relation.get("m.in_reply_to")
-        if isinstance(in_reply_to, dict) and isinstance(in_reply_to.get("event_id"), str):
-            target = await self.ctx.messaging.find_by_event(conn, in_reply_to["event_id"])
+        target_event = reply_target(relation)
+        if target_event is not None:
+            target = await self.ctx.messaging.find_by_event(conn, target_event)
             reply_to = target.id if target else None
-        msgtype = content.get("msgtype", "m.text")
-        media: dict[str, Any] | None = None
-        if msgtype in _MEDIA_MSGTYPES:
-            media = {k: content[k] for k in ("url", "info", "filename") if k in content}
-        formatted = None
-        if content.get("format") == "org.matrix.custom.html" and isinstance(
-            content.get("formatted_body"), str
-        ):
-            formatted = content["formatted_body"]
-        mentions = await self._mentions(conn, content)
-        ts = event.event.get("origin_server_ts")
+        mentions = []
+        for user_id in mentioned_users(content):
+            network_id = await self.ctx.participant_of(conn, user_id)
+            if network_id is not None:
+                mentions.append(network_id)
         await self.ctx.messaging.post(
             conn,
             sender,
             conversation_id,
-            NewMessage(
-                content=content["body"],
-                msgtype=msgtype if isinstance(msgtype, str) else "m.text",
-                formatted_content=formatted,
-                media=media,
-                reply_to_message_id=reply_to,
-                mentions=mentions,
-                event_id=event.event_id,
-                sent_at=_timestamp(ts),
-            ),
+            new_message(event, content, reply_to=reply_to, mentions=mentions),
             origin=Origin.MATRIX,
         )
         return Outcome.PROCESSED
-
-    async def _mentions(
-        self, conn: asyncpg.Connection, content: dict[str, Any]
-    ) -> tuple[uuid.UUID, ...]:
-        mentions = content.get("m.mentions")
-        user_ids = mentions.get("user_ids") if isinstance(mentions, dict) else None
-        if not isinstance(user_ids, list):
-            return ()
-        found: list[uuid.UUID] = []
-        for user_id in user_ids[:50]:
-            if isinstance(user_id, str):
-                network_id = await self.ctx.participant_of(conn, user_id)
-                if network_id is not None:
-                    found.append(network_id)
-        return tuple(found)
 
     async def _edit(
         self,
@@ -183,7 +200,7 @@ class RoomEventHandlers:
         return Outcome.PROCESSED
 
     async def reaction(self, conn: asyncpg.Connection, event: InboxEvent) -> Outcome:
-        relation = _relation(event.event.get("content") or {})
+        relation = relation_of(event.event.get("content") or {})
         if relation.get("rel_type") != "m.annotation":
             return Outcome.IGNORED
         target, key = relation.get("event_id"), relation.get("key")
