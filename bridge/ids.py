@@ -40,6 +40,9 @@ def is_room_id(value: object) -> bool:
 
 def clean_text(value: str, *, limit: int, multiline: bool = True) -> str:
     """Strip control characters (keeping newlines and tabs where allowed) and cap the length."""
+    probe = value.replace("\n", " ").replace("\t", " ") if multiline else value
+    if probe.isprintable():  # the usual case, checked in C
+        return value[:limit]
     allowed = "\n\t" if multiline else ""
     cleaned = "".join(ch for ch in value if ch.isprintable() or ch in allowed)
     return cleaned[:limit]

@@ -19,19 +19,6 @@ class Notification:
 
 
 @dataclass(frozen=True, slots=True)
-class NewNotification:
-    """A notification ready to insert: cleaned text, its payload already serialised."""
-
-    id: uuid.UUID
-    user_id: uuid.UUID
-    kind: str
-    title: str
-    body: str
-    payload: dict[str, Any]
-    payload_json: str
-
-
-@dataclass(frozen=True, slots=True)
 class Device:
     id: uuid.UUID
     user_id: uuid.UUID

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import builtins
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import asyncpg
 
 from ..errors import BadRequest, NotFound
 from ..ids import clean_text
-from .models import Device, NewNotification, Notification
+from .models import Device, Notification
 from .queries import NotificationPage, NotificationQueries
 from .store import NotificationStore
 
@@ -65,27 +64,23 @@ class NotificationService:
         self, conn: asyncpg.Connection, requests: Sequence[Notify]
     ) -> builtins.list[Notification]:
         """Create the notifications of several requests in one statement."""
-        drafts: builtins.list[NewNotification] = []
+        now = datetime.now(UTC)
+        created: builtins.list[Notification] = []
         for request in requests:
             users = list(dict.fromkeys(request.user_ids))
             if not users:
                 continue
             title = clean_text(request.title, limit=255, multiline=False)
             body = clean_text(request.body, limit=2000)
-            payload_json = json.dumps(request.payload, separators=(",", ":"))
-            drafts.extend(
-                NewNotification(
-                    uuid.uuid4(), user, request.kind, title, body, request.payload, payload_json
+            created.extend(
+                Notification(
+                    uuid.uuid4(), user, request.kind, title, body, request.payload, now, None
                 )
                 for user in users
             )
-        if not drafts:
+        if not created:
             return []
-        created_at = await self._store.insert_notifications(conn, drafts)
-        created = [
-            Notification(d.id, d.user_id, d.kind, d.title, d.body, d.payload, created_at, None)
-            for d in drafts
-        ]
+        await self._store.insert_notifications(conn, created)
         for listener in self._listeners:
             await listener.notified(conn, created)
         return created

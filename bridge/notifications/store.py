@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 
 import asyncpg
 
-from .models import Device, NewNotification, Notification
+from .models import Device, Notification
 
 _NOTIFICATION = "id, user_id, kind, title, body, payload, created_at, seen_at"
 
@@ -23,27 +22,29 @@ def _notification(row: asyncpg.Record) -> Notification:
 
 class NotificationStore:
     async def insert_notifications(
-        self, conn: asyncpg.Connection, notifications: Sequence[NewNotification]
-    ) -> datetime:
-        """Insert every notification in one statement; return their ``created_at``."""
-        created_at: datetime = await conn.fetchval(
+        self, conn: asyncpg.Connection, notifications: Sequence[Notification]
+    ) -> None:
+        """Insert every notification in one statement."""
+        payloads: dict[int, str] = {}  # a payload shared by several is serialised once
+        for n in notifications:
+            if id(n.payload) not in payloads:
+                payloads[id(n.payload)] = json.dumps(n.payload, separators=(",", ":"))
+        await conn.execute(
             """
-            WITH ins AS (
-                INSERT INTO notification (id, user_id, kind, title, body, payload)
-                SELECT u.id, u.user_id, u.kind, u.title, u.body, u.payload::jsonb
-                FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
-                            $6::text[]) AS u(id, user_id, kind, title, body, payload)
-            )
-            SELECT now()
+            INSERT INTO notification (id, user_id, kind, title, body, payload, created_at)
+            SELECT u.id, u.user_id, u.kind, u.title, u.body, u.payload::jsonb, u.created_at
+            FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                        $7::timestamptz[])
+                 AS u(id, user_id, kind, title, body, payload, created_at)
             """,
             [n.id for n in notifications],
             [n.user_id for n in notifications],
             [n.kind for n in notifications],
             [n.title for n in notifications],
             [n.body for n in notifications],
-            [n.payload_json for n in notifications],
+            [payloads[id(n.payload)] for n in notifications],
+            [n.created_at for n in notifications],
         )
-        return created_at
 
     async def list_notifications(
         self,
