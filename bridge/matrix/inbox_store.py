@@ -79,12 +79,15 @@ WHERE inbox.id = d.id
 """
 
 
+_KINDS = {kind.value: kind for kind in EventKind}
+
+
 def _event(r: asyncpg.Record) -> InboxEvent:
     return InboxEvent(
         id=r["id"],
         event_id=r["event_id"],
         lane=r["lane"],
-        kind=EventKind(r["kind"]),
+        kind=_KINDS[r["kind"]],
         event_type=r["event_type"],
         sender=r["sender"],
         txn_id=r["txn_id"],
@@ -153,7 +156,7 @@ class InboxStore:
     async def mark_done(
         self, conn: asyncpg.Connection, ids: list[int], outcomes: list[Outcome]
     ) -> None:
-        await conn.execute(_MARK_DONE, ids, [o.value for o in outcomes])
+        await conn.execute(_MARK_DONE, ids, list(outcomes))  # StrEnum members are text
 
     async def record_failure(
         self, conn: asyncpg.Connection, event_id: int, attempts: int, error: str

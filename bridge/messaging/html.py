@@ -65,14 +65,16 @@ def _filter(element: str, attribute: str, value: str) -> str | None:
     return value
 
 
+_CLEANER = nh3.Cleaner(
+    tags=_TAGS,
+    clean_content_tags={"mx-reply", "script", "style"},
+    attributes=_ATTRIBUTES,
+    attribute_filter=_filter,
+    url_schemes=_SCHEMES,
+    link_rel="noopener noreferrer",
+)
+
+
 def sanitize_html(html: str) -> str:
     """Keep only the spec's tags, attributes and URL schemes; drop reply fallbacks."""
-    return nh3.clean(
-        html[:MAX_HTML],
-        tags=_TAGS,
-        clean_content_tags={"mx-reply", "script", "style"},
-        attributes=_ATTRIBUTES,
-        attribute_filter=_filter,
-        url_schemes=_SCHEMES,
-        link_rel="noopener noreferrer",
-    )
+    return _CLEANER.clean(html[:MAX_HTML])

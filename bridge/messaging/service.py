@@ -13,6 +13,7 @@ import asyncpg
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..ids import clean_text
 from ..notifications.service import NotificationService, Notify
+from ..uuid7 import uuid7
 from .html import sanitize_html
 from .models import Conversation, Message, NewMessage, Origin, Reaction
 from .queries import DateRange, MessagingQueries, Page, Position
@@ -278,7 +279,7 @@ class MessagingService:
             u for u in new.mentions if u in conversation.participant_ids and u != sender
         )
         return Message(
-            id=uuid.uuid4(),
+            id=uuid7(),
             conversation_id=conversation.id,
             sender_id=sender,
             content=content,

@@ -13,6 +13,7 @@ import asyncpg
 
 from ..errors import BadRequest, NotFound
 from ..ids import clean_text
+from ..uuid7 import uuid7
 from .models import Device, Notification
 from .queries import NotificationPage, NotificationQueries
 from .store import NotificationStore
@@ -65,22 +66,21 @@ class NotificationService:
     ) -> builtins.list[Notification]:
         """Create the notifications of several requests in one statement."""
         now = datetime.now(UTC)
-        created: builtins.list[Notification] = []
+        groups: builtins.list[builtins.list[Notification]] = []
         for request in requests:
             users = list(dict.fromkeys(request.user_ids))
             if not users:
                 continue
             title = clean_text(request.title, limit=255, multiline=False)
             body = clean_text(request.body, limit=2000)
-            created.extend(
-                Notification(
-                    uuid.uuid4(), user, request.kind, title, body, request.payload, now, None
-                )
-                for user in users
+            kind, payload = request.kind, request.payload
+            groups.append(
+                [Notification(uuid7(), u, kind, title, body, payload, now, None) for u in users]
             )
-        if not created:
+        if not groups:
             return []
-        await self._store.insert_notifications(conn, created)
+        await self._store.insert_notifications(conn, groups)
+        created = [n for group in groups for n in group]
         for listener in self._listeners:
             await listener.notified(conn, created)
         return created

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import asyncpg
 
@@ -20,30 +20,38 @@ def _notification(row: asyncpg.Record) -> Notification:
     return Notification(**data)
 
 
+def _uuid_array(ids: Iterable[uuid.UUID]) -> str:
+    """A Postgres array literal of uuids: one text parameter instead of an array of many."""
+    return "{" + ",".join(map(str, ids)) + "}"
+
+
 class NotificationStore:
     async def insert_notifications(
-        self, conn: asyncpg.Connection, notifications: Sequence[Notification]
+        self, conn: asyncpg.Connection, groups: Sequence[Sequence[Notification]]
     ) -> None:
-        """Insert every notification in one statement."""
-        payloads: dict[int, str] = {}  # a payload shared by several is serialised once
-        for n in notifications:
-            if id(n.payload) not in payloads:
-                payloads[id(n.payload)] = json.dumps(n.payload, separators=(",", ":"))
+        """Insert notifications in one statement. Each group shares its kind, title, body,
+        payload and time (one notice to several users), which are sent once per group."""
+        groups = [g for g in groups if g]
         await conn.execute(
             """
+            WITH g AS MATERIALIZED (
+                SELECT g.ids::uuid[] AS ids, g.users::uuid[] AS users, g.kind, g.title, g.body,
+                       g.payload::jsonb AS payload, g.created_at
+                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                            $6::text[], $7::timestamptz[])
+                     AS g(ids, users, kind, title, body, payload, created_at)
+            )
             INSERT INTO notification (id, user_id, kind, title, body, payload, created_at)
-            SELECT u.id, u.user_id, u.kind, u.title, u.body, u.payload::jsonb, u.created_at
-            FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
-                        $7::timestamptz[])
-                 AS u(id, user_id, kind, title, body, payload, created_at)
+            SELECT n.id, n.user_id, g.kind, g.title, g.body, g.payload, g.created_at
+            FROM g CROSS JOIN LATERAL unnest(g.ids, g.users) AS n(id, user_id)
             """,
-            [n.id for n in notifications],
-            [n.user_id for n in notifications],
-            [n.kind for n in notifications],
-            [n.title for n in notifications],
-            [n.body for n in notifications],
-            [payloads[id(n.payload)] for n in notifications],
-            [n.created_at for n in notifications],
+            [_uuid_array(n.id for n in g) for g in groups],
+            [_uuid_array(n.user_id for n in g) for g in groups],
+            [g[0].kind for g in groups],
+            [g[0].title for g in groups],
+            [g[0].body for g in groups],
+            [json.dumps(g[0].payload, separators=(",", ":")) for g in groups],
+            [g[0].created_at for g in groups],
         )
 
     async def list_notifications(
