@@ -591,20 +591,23 @@ def _valid_media(media: object) -> bool:
 
 def _message_notifications(conversation: Conversation, message: Message) -> list[Notify]:
     """A message's notifications: a mention for those it mentions, a message for the rest."""
-    others = [u for u in conversation.participant_ids if u != message.sender_id]
+    sender, mentions = message.sender_id, message.mentions
     preview = message.content[:200]
     payload = {
         "conversationId": str(conversation.id),
         "messageId": str(message.id),
-        "senderUserId": str(message.sender_id),
+        "senderUserId": str(sender),
     }
-    mentioned = tuple(u for u in others if u in message.mentions)
-    rest = tuple(u for u in others if u not in message.mentions)
+    title = conversation.title or "New message"
+    if not mentions:  # the usual case
+        rest = tuple(u for u in conversation.participant_ids if u != sender)
+        return [Notify(rest, "message", title, preview, payload)] if rest else []
+    others = [u for u in conversation.participant_ids if u != sender]
+    mentioned = tuple(u for u in others if u in mentions)
+    rest = tuple(u for u in others if u not in mentions)
     requests = []
     if mentioned:
         requests.append(Notify(mentioned, "mention", "You were mentioned", preview, payload))
     if rest:
-        requests.append(
-            Notify(rest, "message", conversation.title or "New message", preview, payload)
-        )
+        requests.append(Notify(rest, "message", title, preview, payload))
     return requests

@@ -28,3 +28,20 @@ def test_ids_carry_the_time_and_sort_by_it() -> None:
 def test_ids_do_not_repeat() -> None:
     ids = {uuid7() for _ in range(100_000)}
     assert len(ids) == 100_000
+
+
+def test_a_forked_child_draws_its_own_numbers() -> None:
+    import os
+
+    uuid7()  # the parent has numbers in its pool
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next id and leave at once
+        os.write(write, uuid7().bytes)
+        os._exit(0)
+    os.close(write)
+    child = uuid.UUID(bytes=os.read(read, 16))
+    os.close(read)
+    os.waitpid(pid, 0)
+    parent = uuid7()
+    assert (child.int & ((1 << 74) - 1)) != (parent.int & ((1 << 74) - 1))
