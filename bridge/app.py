@@ -14,6 +14,7 @@ from .appservice.health import Health
 from .appservice.middleware import matrix_errors
 from .config import Config
 from .db.database import Database
+from .matrix.backlog import Backlog
 from .matrix.delivery import MatrixDelivery
 from .matrix.directory import BridgeDirectory
 from .matrix.dispatch import Dispatcher
@@ -111,10 +112,12 @@ async def init_app(
         dispatcher = Dispatcher()
         register_handlers(dispatcher, ctx)
     inbox_store = InboxStore()
+    inbox_config = config.appservice.inbox
+    backlog = Backlog(inbox_config.max_backlog, inbox_config.max_hold)
     processor = InboxProcessor(
-        db, inbox_store, dispatcher, config.appservice.inbox, after_commit=outbox.flush
+        db, inbox_store, dispatcher, inbox_config, after_commit=outbox.flush, backlog=backlog
     )
-    intake = IntakeService(db, inbox_store, processor.wake)
+    intake = IntakeService(db, inbox_store, processor.wake, backlog)
     appservice = AppServiceAPI(config, intake, directory or BridgeDirectory(db, ctx, intents))
     app.add_routes(appservice.routes())
     app.add_routes(Health(db).routes())

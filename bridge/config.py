@@ -49,6 +49,8 @@ class InboxConfig:
     workers: int = 4
     batch_size: int = 100
     lanes_per_claim: int = 16
+    max_backlog: int = 20_000
+    max_hold: float = 30.0
     max_attempts: int = 3
     retry_delay: float = 1.0
     poll_interval: float = 2.0
@@ -253,10 +255,20 @@ def _parse_homeserver(root: _Reader) -> HomeserverConfig:
 
 def _parse_inbox(asr: _Reader) -> InboxConfig:
     ib = asr.section("inbox", required=False)
+    max_backlog = ib.get("max_backlog", int, 20_000)
+    if max_backlog < 0:
+        raise ConfigError(ib.key("max_backlog"), "must be 0 (no limit) or a positive number")
+    max_hold = ib.get("max_hold", float, 30.0)
+    if not 0 < max_hold <= 50:
+        raise ConfigError(
+            ib.key("max_hold"), "must be more than 0 and at most 50 (the homeserver waits 60 s)"
+        )
     return InboxConfig(
         workers=_positive(ib, "workers", ib.get("workers", int, 4)),
         batch_size=_positive(ib, "batch_size", ib.get("batch_size", int, 100)),
         lanes_per_claim=_positive(ib, "lanes_per_claim", ib.get("lanes_per_claim", int, 16)),
+        max_backlog=max_backlog,
+        max_hold=max_hold,
         max_attempts=_positive(ib, "max_attempts", ib.get("max_attempts", int, 3)),
         retry_delay=_positive(ib, "retry_delay", ib.get("retry_delay", float, 1.0)),
         poll_interval=_positive(ib, "poll_interval", ib.get("poll_interval", float, 2.0)),

@@ -10,6 +10,7 @@ import asyncpg
 
 from ..config import InboxConfig
 from ..db.database import Database
+from .backlog import Backlog
 from .dispatch import Dispatcher
 from .events import InboxEvent
 from .inbox_store import InboxStore
@@ -43,8 +44,11 @@ class InboxProcessor:
         config: InboxConfig,
         *,
         after_commit: Callable[[], None] | None = None,
+        backlog: Backlog | None = None,
     ) -> None:
         self._after_commit = after_commit
+        self._backlog = backlog
+        self._backlog_counted = False  # the backlog's first count is read from the database
         self._db = db
         self._store = store
         self._dispatcher = dispatcher
@@ -80,12 +84,17 @@ class InboxProcessor:
         """
         config = self._config
         async with self._db.acquire() as conn, conn.transaction():
+            if self._backlog is not None and not self._backlog_counted:
+                self._backlog.reset(await self._store.count_pending(conn))
+                self._backlog_counted = True
             claimed = await self._store.claim_lanes(conn, config.lanes_per_claim)
             if not claimed:
+                if self._backlog is not None and self._backlog.pending:
+                    self._backlog.reset(await self._store.count_pending(conn))
                 return False
             lanes = [lane for lane, _ in claimed]
             pending = await self._store.list_pending_lanes(conn, lanes, config.batch_size)
-            retries = await self._apply_lanes(conn, pending)
+            retries, finished = await self._apply_lanes(conn, pending)
             postpone: dict[str, float] = {}
             release: list[tuple[str, int]] = []
             for lane, seq in claimed:
@@ -101,36 +110,41 @@ class InboxProcessor:
             kept = await self._store.release_lanes(conn, release)
             postpone.update(dict.fromkeys(kept, 0.0))
             await self._store.postpone_lanes(conn, postpone)
+        if self._backlog is not None:
+            self._backlog.finished(finished)
         if self._after_commit is not None:
             self._after_commit()  # e.g. wake the outbox sender for what the batch queued
         return True
 
     async def _apply_lanes(
         self, conn: asyncpg.Connection, pending: dict[str, list[InboxEvent]]
-    ) -> dict[str, float]:
-        """Apply every lane's events; return the lanes that must wait, with their delay.
+    ) -> tuple[dict[str, float], int]:
+        """Apply every lane's events; return the lanes that must wait, with their delay, and
+        how many events are finished (processed, ignored or dead).
 
         All lanes run optimistically in one savepoint; if anything fails there, each lane is
         redone on its own, so one bad event holds up only its own room.
         """
         if len(pending) == 1:
             ((lane, lane_events),) = pending.items()
-            retry_in = await self._apply(conn, lane_events)
-            return {} if retry_in is None else {lane: retry_in}
+            retry_in, finished = await self._apply(conn, lane_events)
+            return ({} if retry_in is None else {lane: retry_in}), finished
         events = [ev for lane_events in pending.values() for ev in lane_events]
         try:
             async with conn.transaction():
                 outcomes = await self._dispatcher.dispatch_many(conn, events)
                 await self._store.mark_done(conn, [ev.id for ev in events], outcomes)
-            return {}
+            return {}, len(events)
         except Exception as exc:  # any handler failure: redo lane by lane
             log.debug("A batch of %d lanes failed (%s); redoing lane by lane", len(pending), exc)
         retries: dict[str, float] = {}
+        finished = 0
         for lane, lane_events in pending.items():
-            retry_in = await self._apply(conn, lane_events)
+            retry_in, done = await self._apply(conn, lane_events)
+            finished += done
             if retry_in is not None:
                 retries[lane] = retry_in
-        return retries
+        return retries, finished
 
     async def drain(self) -> int:
         """Process until no lane is due; return the batches run. For tools and tests."""
@@ -139,16 +153,21 @@ class InboxProcessor:
             batches += 1
         return batches
 
-    async def _apply(self, conn: asyncpg.Connection, events: list[InboxEvent]) -> float | None:
-        """Apply a batch; return seconds until the lane is due again if an event must wait."""
+    async def _apply(
+        self, conn: asyncpg.Connection, events: list[InboxEvent]
+    ) -> tuple[float | None, int]:
+        """Apply a batch; return seconds until the lane is due again if an event must wait
+        (None if not), and how many events are finished."""
         try:
             async with conn.transaction():
                 outcomes = await self._dispatcher.dispatch_many(conn, events)
                 await self._store.mark_done(conn, [ev.id for ev in events], outcomes)
-            return None
+            return None, len(events)
         except Exception as exc:
             if len(events) == 1:
-                return await self._fail(conn, events[0], exc)
+                retry_in = await self._fail(conn, events[0], exc)
+                return retry_in, int(retry_in is None)
+        finished = 0
         for ev in events:
             try:
                 async with conn.transaction():
@@ -157,8 +176,9 @@ class InboxProcessor:
             except Exception as exc:
                 retry_in = await self._fail(conn, ev, exc)
                 if retry_in is not None:
-                    return retry_in
-        return None
+                    return retry_in, finished
+            finished += 1
+        return None, finished
 
     async def _fail(
         self, conn: asyncpg.Connection, event: InboxEvent, exc: Exception

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import asyncpg
 
 from ..db.database import Database
+from .backlog import Backlog
 from .events import IncomingEvent, RejectedEvent
 from .inbox_store import InboxStore
 
@@ -21,10 +22,17 @@ _DEADLOCK_RETRIES = 3
 class IntakeService:
     """Stores transactions in the inbox and wakes the workers."""
 
-    def __init__(self, db: Database, store: InboxStore, on_new_events: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        store: InboxStore,
+        on_new_events: Callable[[], None],
+        backlog: Backlog | None = None,
+    ) -> None:
         self._db = db
         self._store = store
         self._on_new_events = on_new_events
+        self._backlog = backlog
 
     async def receive(
         self,
@@ -34,7 +42,11 @@ class IntakeService:
         rejected: list[RejectedEvent],
         body_text: str | None = None,
     ) -> int:
-        """Commit the transaction's events (and rejects) atomically; return how many were new."""
+        """Commit the transaction's events (and rejects) atomically; return how many were new.
+
+        With a backlog over its limit, return only once processing has caught up (or the
+        backlog's longest hold has passed): the events are committed either way.
+        """
         for attempt in range(_DEADLOCK_RETRIES + 1):
             try:
                 async with self._db.acquire() as conn:
@@ -51,5 +63,9 @@ class IntakeService:
                 "Transaction %s: %d malformed event(s) dead-lettered", txn_id, len(rejected)
             )
         if stored:
+            if self._backlog is not None:
+                self._backlog.added(stored)
             self._on_new_events()
+        if self._backlog is not None:
+            await self._backlog.wait_for_room()
         return stored
