@@ -60,7 +60,9 @@ def _setup_logging() -> None:
     setup_logging(LoggingConfig(level="INFO", format="text"))
 
 
-def bridge_config(hs_token: str, port: int, workers: int | None) -> Any:
+def bridge_config(
+    hs_token: str, port: int, workers: int | None, max_backlog: int | None = None
+) -> Any:
     """A minimal valid bridge config (as in the test suite), with the bridge's defaults."""
     from bridge.config import parse_config
 
@@ -74,8 +76,15 @@ def bridge_config(hs_token: str, port: int, workers: int | None) -> Any:
         "hs_token": hs_token,
         "database": "embedded",
     }
+    inbox: dict[str, Any] = {}
     if workers:
-        appservice["inbox"] = {"workers": workers}
+        inbox["workers"] = workers
+    if workers == 0:
+        inbox["max_backlog"] = 0  # nothing processes here: no back-pressure either
+    elif max_backlog is not None:
+        inbox["max_backlog"] = max_backlog
+    if inbox:
+        appservice["inbox"] = inbox
     return parse_config(
         {
             "homeserver": {"address": UNUSED_HOMESERVER, "domain": "localhost"},
@@ -100,7 +109,8 @@ async def _serve(runner: web.AppRunner, port: int, stop: asyncio.Event) -> None:
 async def run_bridge(args: argparse.Namespace, hs_token: str, stop: asyncio.Event) -> None:
     from bridge.app import init_app
 
-    app = await init_app(bridge_config(hs_token, args.port, args.workers), args.dsn)
+    config = bridge_config(hs_token, args.port, args.workers, args.max_backlog)
+    app = await init_app(config, args.dsn)
     if args.workers == 0:
         # Diagnostic variant "intake only": leave out init_app's background workers (inbox
         # workers and outbox sender), so events are stored and never processed. Not a
@@ -228,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dsn", help="asyncpg DSN (bridge, floor)")
     parser.add_argument(
         "--workers", type=int, help="bridge: appservice.inbox.workers (0: no workers, intake only)"
+    )
+    parser.add_argument(
+        "--max-backlog", type=int, help="bridge: appservice.inbox.max_backlog (0: no back-pressure)"
     )
     args = parser.parse_args(argv)
     if args.kind in ("bridge", "floor") and not args.dsn:
