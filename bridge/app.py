@@ -30,6 +30,7 @@ from .matrix.outbox import OutboxSender
 from .matrix.outbox_queue import OutboxQueue
 from .matrix.outbox_store import OutboxStore
 from .matrix.portal_store import PortalStore
+from .matrix.retention import Retention
 from .messaging.service import MessagingService
 from .messaging.store import MessagingStore
 from .networking.service import NetworkingService
@@ -118,6 +119,7 @@ async def init_app(
         db, inbox_store, dispatcher, inbox_config, after_commit=outbox.flush, backlog=backlog
     )
     intake = IntakeService(db, inbox_store, processor.wake, backlog)
+    retention = Retention(db, inbox_store, outbox_store, inbox_config.keep_days)
     appservice = AppServiceAPI(config, intake, directory or BridgeDirectory(db, ctx, intents))
     app.add_routes(appservice.routes())
     app.add_routes(Health(db).routes())
@@ -151,7 +153,9 @@ async def init_app(
     async def workers(_: web.Application) -> AsyncIterator[None]:
         processor.start()
         sender.start()
+        retention.start()
         yield
+        await retention.stop()
         await processor.stop()
         await sender.stop()
 

@@ -51,6 +51,7 @@ class InboxConfig:
     lanes_per_claim: int = 16
     max_backlog: int = 20_000
     max_hold: float = 30.0
+    keep_days: float = 7.0
     max_attempts: int = 3
     retry_delay: float = 1.0
     poll_interval: float = 2.0
@@ -258,6 +259,9 @@ def _parse_inbox(asr: _Reader) -> InboxConfig:
     max_backlog = ib.get("max_backlog", int, 20_000)
     if max_backlog < 0:
         raise ConfigError(ib.key("max_backlog"), "must be 0 (no limit) or a positive number")
+    keep_days = ib.get("keep_days", float, 7.0)
+    if keep_days < 0:
+        raise ConfigError(ib.key("keep_days"), "must be 0 (keep forever) or more")
     max_hold = ib.get("max_hold", float, 30.0)
     if not 0 < max_hold <= 50:
         raise ConfigError(
@@ -269,6 +273,7 @@ def _parse_inbox(asr: _Reader) -> InboxConfig:
         lanes_per_claim=_positive(ib, "lanes_per_claim", ib.get("lanes_per_claim", int, 16)),
         max_backlog=max_backlog,
         max_hold=max_hold,
+        keep_days=keep_days,
         max_attempts=_positive(ib, "max_attempts", ib.get("max_attempts", int, 3)),
         retry_delay=_positive(ib, "retry_delay", ib.get("retry_delay", float, 1.0)),
         poll_interval=_positive(ib, "poll_interval", ib.get("poll_interval", float, 2.0)),

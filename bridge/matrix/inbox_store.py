@@ -247,6 +247,40 @@ class InboxStore:
         )
         return None if value is None else max(float(value), 0.0)
 
+    async def purge_finished(self, conn: asyncpg.Connection, keep_days: float, limit: int) -> int:
+        """Delete up to ``limit`` finished events received more than ``keep_days`` ago, oldest
+        first; return how many went. Pending events of any age stay; dead ones are kept in
+        ``dead_letter``."""
+        status = await conn.execute(
+            """
+            DELETE FROM inbox WHERE id IN (
+                SELECT id FROM inbox
+                WHERE state <> 'pending' AND received_at < now() - make_interval(secs => $1)
+                ORDER BY id LIMIT $2
+            )
+            """,
+            keep_days * 86400,
+            limit,
+        )
+        return int(status.split()[-1])
+
+    async def purge_transactions(
+        self, conn: asyncpg.Connection, keep_days: float, limit: int
+    ) -> int:
+        """Delete up to ``limit`` transaction records older than ``keep_days``."""
+        status = await conn.execute(
+            """
+            DELETE FROM appservice_txn WHERE ctid IN (
+                SELECT ctid FROM appservice_txn
+                WHERE received_at < now() - make_interval(secs => $1)
+                ORDER BY received_at LIMIT $2
+            )
+            """,
+            keep_days * 86400,
+            limit,
+        )
+        return int(status.split()[-1])
+
     async def count_pending(self, conn: asyncpg.Connection) -> int:
         return int(await conn.fetchval("SELECT count(*) FROM inbox WHERE state = 'pending'"))
 

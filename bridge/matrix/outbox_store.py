@@ -134,6 +134,22 @@ LIMIT 1
 class OutboxStore:
     """The outbox tables. Methods take the connection (and so the DB transaction) to act in."""
 
+    async def purge_finished(self, conn: asyncpg.Connection, keep_days: float, limit: int) -> int:
+        """Delete up to ``limit`` sent actions queued more than ``keep_days`` ago, oldest first;
+        return how many went. Dead ones stay: the bridge checks for them before retrying."""
+        status = await conn.execute(
+            """
+            DELETE FROM outbox WHERE id IN (
+                SELECT id FROM outbox
+                WHERE state = 'sent' AND created_at < now() - make_interval(secs => $1)
+                ORDER BY id LIMIT $2
+            )
+            """,
+            keep_days * 86400,
+            limit,
+        )
+        return int(status.split()[-1])
+
     async def enqueue(
         self,
         conn: asyncpg.Connection,

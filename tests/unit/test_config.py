@@ -43,6 +43,7 @@ def test_example_config_loads_but_refuses_placeholder_tokens() -> None:
         ({"appservice__inbox__retry_delay": "soon"}, "appservice.inbox.retry_delay", "float"),
         ({"appservice__inbox__max_backlog": -1}, "appservice.inbox.max_backlog", "0 (no limit)"),
         ({"appservice__inbox__max_hold": 0}, "appservice.inbox.max_hold", "more than 0"),
+        ({"appservice__inbox__keep_days": -1}, "appservice.inbox.keep_days", "keep forever"),
         ({"appservice__inbox__max_hold": 60}, "appservice.inbox.max_hold", "homeserver waits 60 s"),
         ({"api__jwt__algorithm": "none"}, "api.jwt.algorithm", "HS256 or RS256"),
         ({"logging__level": "LOUD"}, "logging.level", "DEBUG"),

@@ -1,0 +1,93 @@
+"""Retention: what is past its time goes, chunk by chunk; what may still matter stays."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+
+import asyncpg
+import pytest
+
+from bridge.db.database import Database
+from bridge.db.embedded import EmbeddedPostgres
+from bridge.db.schema import alembic_config
+from bridge.matrix import retention as retention_module
+from bridge.matrix.inbox_store import InboxStore
+from bridge.matrix.intake import IntakeService
+from bridge.matrix.outbox_store import OutboxStore
+from bridge.matrix.retention import Retention
+from tests.conftest import with_database
+from tests.matrix.test_inbox import Effects, db, incoming, processor, setup_effects  # noqa: F401
+
+
+async def _age(conn: asyncpg.Connection, table: str, column: str, where: str, days: int) -> None:
+    await conn.execute(f"UPDATE {table} SET {column} = {column} - make_interval(days => {days}) WHERE {where}")
+
+
+async def test_old_finished_rows_go_and_everything_else_stays(
+    db: Database, conn: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    monkeypatch.setattr(retention_module, "_CHUNK", 3)  # several chunks per table
+    await setup_effects(conn)
+    intake = IntakeService(db, InboxStore(), lambda: None)
+    await intake.receive("old", hashlib.sha256(b"old").digest(), [incoming(n) for n in range(10)], [])
+    await processor(db, Effects()).drain()
+    await intake.receive("new", hashlib.sha256(b"new").digest(), [incoming(n) for n in range(10, 14)], [])
+    await processor(db, Effects()).drain()
+    await intake.receive("waiting", hashlib.sha256(b"w").digest(), [incoming(99, room="!b:localhost")], [])
+    await _age(conn, "inbox", "received_at", "event_id <> ALL(ARRAY['$e10','$e11','$e12','$e13'])", 8)
+    await _age(conn, "appservice_txn", "received_at", "txn_id IN ('old', 'waiting')", 8)
+    async with db.transaction() as c:
+        store = OutboxStore()
+        sent, dead, queued = [await store.enqueue(c, "!a:localhost", "@bot:localhost", "send", {"n": n}) for n in range(3)]
+    await conn.execute("UPDATE outbox SET state = 'sent', sent_at = now() WHERE id = $1", sent)
+    await conn.execute("UPDATE outbox SET state = 'dead' WHERE id = $1", dead)
+    await _age(conn, "outbox", "created_at", "true", 8)
+
+    deleted = await Retention(db, InboxStore(), OutboxStore(), keep_days=7).purge()
+
+    assert deleted == 10 + 2 + 1
+    remaining = {r["event_id"]: r["state"] for r in await conn.fetch("SELECT event_id, state FROM inbox")}
+    assert remaining == {"$e10": "processed", "$e11": "processed", "$e12": "processed",
+                         "$e13": "processed", "$e99": "pending"}  # recent, or not yet processed
+    assert [r[0] for r in await conn.fetch("SELECT txn_id FROM appservice_txn")] == ["new"]
+    assert {r["id"] for r in await conn.fetch("SELECT id FROM outbox")} == {dead, queued}
+    assert await conn.fetchval("SELECT count(*) FROM effects") == 14  # domain rows untouched
+    # A recent transaction, resent, is still known: nothing is stored twice.
+    assert await intake.receive("new", hashlib.sha256(b"new").digest(), [incoming(n) for n in range(10, 14)], []) == 0
+
+
+async def test_keeping_forever_starts_no_purge(db: Database) -> None:  # noqa: F811
+    keep = Retention(db, InboxStore(), OutboxStore(), keep_days=0)
+    keep.start()
+    assert keep._task is None
+    purging = Retention(db, InboxStore(), OutboxStore(), keep_days=7)
+    purging.start()
+    assert purging._task is not None
+    await purging.stop()
+    assert purging._task is None
+
+
+async def test_revision_0004_moves_the_indexes_and_back(pg_server: EmbeddedPostgres) -> None:
+    from alembic import command
+
+    name = f"migration_0004_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(pg_server.dsn)
+    await admin.execute(f"CREATE DATABASE {name}")
+    dsn = with_database(pg_server.dsn, name)
+    try:
+        await asyncio.to_thread(command.upgrade, alembic_config(dsn), "0004")
+        conn = await asyncpg.connect(dsn)
+        try:
+            names = "('inbox_processed_at_idx', 'appservice_txn_received_idx')"
+            indexes = {r[0] for r in await conn.fetch(f"SELECT indexname FROM pg_indexes WHERE indexname IN {names}")}
+            assert indexes == {"appservice_txn_received_idx"}
+            await asyncio.to_thread(command.downgrade, alembic_config(dsn), "0003")
+            indexes = {r[0] for r in await conn.fetch(f"SELECT indexname FROM pg_indexes WHERE indexname IN {names}")}
+            assert indexes == {"inbox_processed_at_idx"}
+        finally:
+            await conn.close()
+    finally:
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        await admin.close()
