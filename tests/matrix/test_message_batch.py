@@ -194,3 +194,23 @@ async def test_a_replayed_run_adds_nothing(batched: Bridge, conn: asyncpg.Connec
     after = [await conn.fetchval(q) for q in _COUNTS]
     assert before == after == [10, 15]
     assert await conn.fetchval("SELECT sum(message_count) FROM conversation") == 10
+
+
+async def test_edits_and_replies_reuse_the_lookups_and_a_command_looks_again(batched: Bridge, conn: asyncpg.Connection) -> None:
+    await _world(batched)
+    await _statements(batched, _events(_plain_run(2, "warm"), 500))
+    run = _plain_run(6, "base")
+    for i, target in enumerate(run[:3]):
+        run.append({**text(target["room_id"], ALICE, f"* edit {i}", **{
+            "m.new_content": {"msgtype": "m.text", "body": f"edited {i}"},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": target["event_id"]}}), "event_id": f"$edit{i}"})
+        run.append({**text(target["room_id"], ALICE, f"re {i}", **{
+            "m.relates_to": {"m.in_reply_to": {"event_id": target["event_id"]}}}), "event_id": f"$re{i}"})
+        run.append({**text(GROUP, ALICE, f"after {i}"), "event_id": f"$after{i}"})
+    lookups = [q for q in await _statements(batched, _events(run, 1_000)) if "management_of" in q]
+    assert len(lookups) == 1
+    assert await conn.fetchval("SELECT count(*) FROM message WHERE content LIKE 'edited %'") == 3
+    assert await conn.fetchval("SELECT count(*) FROM message WHERE reply_to_message_id IS NOT NULL") == 3
+    commands = [{**text(MGMT, ALICE, "whoami"), "event_id": "$cmd"}, *_plain_run(2, "later")]
+    lookups = [q for q in await _statements(batched, _events(commands, 2_000)) if "management_of" in q]
+    assert len(lookups) == 2

@@ -7,11 +7,13 @@ message in Python and stores them all (messages, ``lastMessageAt``, counts, noti
 two statements. Anything else (a management command, an edit, a reply, a sender the bridge
 does not know yet or may not serve, a message the rules refuse) goes through the per-event
 handler at its place in the run, after the plain messages before it are stored; the lookups
-are then made again for the rest of the run, since such an event may have changed them.
+are made again for the rest of the run after an event that may have changed them (a command,
+a new user).
 """
 
 from __future__ import annotations
 
+import enum
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,8 +37,12 @@ class _Lookup:
     conversations: dict[uuid.UUID, Conversation]
 
 
-#: The per-event handler decides this event (it may have effects beyond a posted message).
-_ONE_BY_ONE = None
+class _Fallback(enum.Enum):
+    """The per-event handler decides this event (it may have effects beyond a posted message);
+    after it, the lookups still hold (ONE_BY_ONE) or must be made again (LOOK_AGAIN)."""
+
+    ONE_BY_ONE = "one by one"
+    LOOK_AGAIN = "one by one, then look again"
 
 
 class MessageBatch:
@@ -49,13 +55,16 @@ class MessageBatch:
     ) -> list[Outcome]:
         """Apply a run of ``m.room.message`` events in order; one outcome per event."""
         outcomes: list[Outcome] = []
+        lookup: _Lookup | None = None
         while len(outcomes) < len(events):
             rest = events[len(outcomes) :]
-            lookup = await self._lookup(conn, rest)
+            if lookup is None:
+                lookup = await self._lookup(conn, rest)
             posts: list[tuple[Conversation, Message]] = []
+            decided: tuple[Conversation, Message] | Outcome | _Fallback | None = None
             for event in rest:
                 decided = self._plain(lookup, event)
-                if decided is _ONE_BY_ONE:
+                if isinstance(decided, _Fallback):
                     break
                 if isinstance(decided, Outcome):
                     outcomes.append(decided)
@@ -64,8 +73,10 @@ class MessageBatch:
                     outcomes.append(Outcome.PROCESSED)
             if posts:
                 await self.ctx.messaging.post_many(conn, posts)
-            if len(outcomes) < len(events):
+            if isinstance(decided, _Fallback):
                 outcomes.append(await self._room.message(conn, events[len(outcomes)]))
+                if decided is _Fallback.LOOK_AGAIN:
+                    lookup = None
         return outcomes
 
     async def _lookup(self, conn: asyncpg.Connection, events: Sequence[InboxEvent]) -> _Lookup:
@@ -84,8 +95,8 @@ class MessageBatch:
 
     def _plain(
         self, lookup: _Lookup, event: InboxEvent
-    ) -> tuple[Conversation, Message] | Outcome | None:
-        """The message to post; an outcome decided without effects; or ``_ONE_BY_ONE``.
+    ) -> tuple[Conversation, Message] | Outcome | _Fallback:
+        """The message to post; an outcome decided without effects; or a fallback.
 
         Mirrors ``RoomEventHandlers.message``, which decides every case sent back to it.
         """
@@ -96,16 +107,19 @@ class MessageBatch:
         sender = ev["sender"]
         role = lookup.rooms.get(ev["room_id"])
         if role is not None and role.management_of == sender:
-            return _ONE_BY_ONE  # a command
+            return _Fallback.LOOK_AGAIN  # a command may change rooms, users, participants
         if self.ctx.ids.is_bridged(sender) or role is None or role.conversation_id is None:
             return Outcome.IGNORED  # our own echo, or not a portal
         user = lookup.users.get(sender)
         conversation = lookup.conversations.get(role.conversation_id)
-        if not self.ctx.allowed(sender) or user is None or conversation is None:
-            return _ONE_BY_ONE  # a notice to send, or a user to create
+        if not self.ctx.allowed(sender):
+            return _Fallback.ONE_BY_ONE  # a notice to send
+        if user is None or conversation is None:
+            return _Fallback.LOOK_AGAIN  # a user to create
+
         relation = relation_of(content)
         if relation.get("rel_type") == "m.replace" or "m.in_reply_to" in relation:
-            return _ONE_BY_ONE
+            return _Fallback.ONE_BY_ONE  # an edit or a reply: changes no lookup
         mentions = []
         for mentioned in mentioned_users(content):
             network_id = self.ctx.ids.network_user_of(mentioned)
@@ -117,5 +131,5 @@ class MessageBatch:
         try:
             message = self.ctx.messaging.prepare(conversation, user.id, new, Origin.MATRIX)
         except BridgeError:
-            return _ONE_BY_ONE  # refused: the per-event handler tells the room why
+            return _Fallback.ONE_BY_ONE  # refused: the per-event handler tells the room why
         return conversation, message
