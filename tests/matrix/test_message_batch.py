@@ -214,3 +214,13 @@ async def test_edits_and_replies_reuse_the_lookups_and_a_command_looks_again(bat
     commands = [{**text(MGMT, ALICE, "whoami"), "event_id": "$cmd"}, *_plain_run(2, "later")]
     lookups = [q for q in await _statements(batched, _events(commands, 2_000)) if "management_of" in q]
     assert len(lookups) == 2
+
+
+async def test_a_long_run_is_stored_in_parts(batched: Bridge, conn: asyncpg.Connection) -> None:
+    await _world(batched)
+    await _statements(batched, _events(_plain_run(2, "warm"), 500))
+    statements = await _statements(batched, _events(_plain_run(600, "long"), 1_000))
+    inserts = [q for q in statements if "INSERT INTO message" in q]
+    assert len(inserts) == 3  # 256 + 256 + 88, with the one lookup
+    assert len([q for q in statements if "management_of" in q]) == 1
+    assert await conn.fetchval("SELECT count(*) FROM message WHERE content LIKE 'long %'") == 600
