@@ -62,12 +62,15 @@ def template_database(pg_server: EmbeddedPostgres) -> str:
 
 
 @contextlib.asynccontextmanager
-async def fresh_database(pg_server: EmbeddedPostgres, template: str) -> AsyncIterator[str]:
-    """A new database copied from ``template``, dropped afterwards; yields its DSN."""
+async def fresh_database(
+    pg_server: EmbeddedPostgres, template: str | None
+) -> AsyncIterator[str]:
+    """A new database copied from ``template`` (empty without one), dropped afterwards; yields
+    its DSN."""
     name = f"test_{next(_counter)}"
     admin = await asyncpg.connect(pg_server.dsn)
     try:
-        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+        await admin.execute(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
     finally:
         await admin.close()
     yield with_database(pg_server.dsn, name)

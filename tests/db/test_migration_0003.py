@@ -10,17 +10,13 @@ from alembic import command
 
 from bridge.db.embedded import EmbeddedPostgres
 from bridge.db.schema import alembic_config, current_revision
-from tests.conftest import with_database
+from tests.conftest import fresh_database
 
 
 async def test_0003_backfills_counts_and_deletion_conversations(
     pg_server: EmbeddedPostgres,
 ) -> None:
-    name = f"migration_0003_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(pg_server.dsn)
-    await admin.execute(f"CREATE DATABASE {name}")
-    dsn = with_database(pg_server.dsn, name)
-    try:
+    async with fresh_database(pg_server, None) as dsn:
         await asyncio.to_thread(command.upgrade, alembic_config(dsn), "0002")
         conn = await asyncpg.connect(dsn)
         try:
@@ -74,6 +70,3 @@ async def test_0003_backfills_counts_and_deletion_conversations(
             assert columns == 0
         finally:
             await conn.close()
-    finally:
-        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-        await admin.close()

@@ -27,7 +27,7 @@ async def _yield_to_others(times: int = 20) -> None:
 
 
 async def _until(condition: Callable[[], bool]) -> None:
-    while not condition():
+    while not condition():  # noqa: ASYNC110 (yields to the task under test; bounded by wait_for)
         await asyncio.sleep(0)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import uuid
 
 import asyncpg
 import pytest
@@ -17,7 +16,7 @@ from bridge.matrix.inbox_store import InboxStore
 from bridge.matrix.intake import IntakeService
 from bridge.matrix.outbox_store import OutboxStore
 from bridge.matrix.retention import Retention
-from tests.conftest import with_database
+from tests.conftest import fresh_database
 from tests.matrix.test_inbox import Effects, db, incoming, processor, setup_effects  # noqa: F401
 
 
@@ -72,22 +71,14 @@ async def test_keeping_forever_starts_no_purge(db: Database) -> None:  # noqa: F
 async def test_revision_0004_moves_the_indexes_and_back(pg_server: EmbeddedPostgres) -> None:
     from alembic import command
 
-    name = f"migration_0004_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(pg_server.dsn)
-    await admin.execute(f"CREATE DATABASE {name}")
-    dsn = with_database(pg_server.dsn, name)
-    try:
+    async with fresh_database(pg_server, None) as dsn:
         await asyncio.to_thread(command.upgrade, alembic_config(dsn), "0004")
         conn = await asyncpg.connect(dsn)
         try:
             names = "('inbox_processed_at_idx', 'appservice_txn_received_idx')"
-            indexes = {r[0] for r in await conn.fetch(f"SELECT indexname FROM pg_indexes WHERE indexname IN {names}")}
-            assert indexes == {"appservice_txn_received_idx"}
+            query = f"SELECT indexname FROM pg_indexes WHERE indexname IN {names}"
+            assert {r[0] for r in await conn.fetch(query)} == {"appservice_txn_received_idx"}
             await asyncio.to_thread(command.downgrade, alembic_config(dsn), "0003")
-            indexes = {r[0] for r in await conn.fetch(f"SELECT indexname FROM pg_indexes WHERE indexname IN {names}")}
-            assert indexes == {"inbox_processed_at_idx"}
+            assert {r[0] for r in await conn.fetch(query)} == {"inbox_processed_at_idx"}
         finally:
             await conn.close()
-    finally:
-        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-        await admin.close()
