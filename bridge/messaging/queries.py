@@ -14,7 +14,9 @@ id)`` for conversations.
 Totals: without sender, reader or date filters, a conversation's visible messages are its
 ``message_count`` (active messages, kept by the statements that write messages) less the
 viewer's own deletions of active ones; a user's conversations are their participations.
-Otherwise the total is a count of the matching rows.
+Otherwise the total is a count of the matching rows. With that cheap total known first, a
+page past the middle of one conversation is found by walking its index from the end, so no
+``pageNumber`` skips more than half of the conversation.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from .models import Conversation, Message
 from .store import _CONVERSATION, _MESSAGE, _conversation, _message
 
 T = TypeVar("T")
+
+#: From this offset on, a page past the middle of a conversation is found from its end.
+FROM_THE_END = 100
 
 #: A keyset position: the sort key of the last row of the previous page.
 Position = tuple[datetime, uuid.UUID]
@@ -159,6 +164,15 @@ class MessagingQueries:
                 f"(m.sent_at, m.id) > ({p(after[0], 'timestamptz')}, {p(after[1], 'uuid')})"
             )
         where = " AND ".join(conds)
+        plain = sender_ids is None and reader_ids is None and sent is None
+        known: int | None = None
+        if plain and after is None and len(conversation_ids) == 1 and offset >= FROM_THE_END:
+            # The total is cheap here: a page past the middle is walked from the end.
+            known = total = await self._count_visible(conn, viewer_id, conversation_ids)
+            if offset * 2 > total:
+                return await self._page_from_the_end(
+                    conn, p, scope, where, total=total, limit=limit, offset=offset
+                )
         take, skip = p(limit + 1, "bigint"), p(offset, "bigint")
         if len(conversation_ids) == 1:
             keys = f"""
@@ -183,8 +197,9 @@ class MessagingQueries:
             *p.values,
         )
         messages = [_message(r) for r in rows[:limit]]
-        plain = sender_ids is None and reader_ids is None and sent is None
-        if plain and not (count_after and after is not None):
+        if known is not None:
+            total = known
+        elif plain and not (count_after and after is not None):
             total = await self._count_visible(conn, viewer_id, conversation_ids)
         else:
             c = _Params()
@@ -202,6 +217,36 @@ class MessagingQueries:
                 *c.values,
             )
         return Page(messages, int(total), len(rows) > limit)
+
+    async def _page_from_the_end(
+        self,
+        conn: asyncpg.Connection,
+        p: _Params,
+        scope: str,
+        where: str,
+        *,
+        total: int,
+        limit: int,
+        offset: int,
+    ) -> Page[Message]:
+        """Rows ``offset`` to ``offset + limit`` of one conversation's ``total`` messages,
+        found by walking its index backwards from the last (a deep page costs what an early
+        one does)."""
+        take = max(min(limit, total - offset), 0)
+        skip = max(total - offset - limit, 0)
+        rows = await conn.fetch(
+            f"""
+            SELECT {_MESSAGE} FROM (
+                SELECT m.id, m.sent_at FROM message m
+                WHERE m.conversation_id = {scope} AND {where}
+                ORDER BY m.sent_at DESC, m.id DESC
+                LIMIT {p(take, "bigint")} OFFSET {p(skip, "bigint")}
+            ) k JOIN message m ON m.id = k.id
+            ORDER BY k.sent_at, k.id
+            """,
+            *p.values,
+        )
+        return Page([_message(r) for r in rows], total, offset + len(rows) < total)
 
     async def _count_visible(
         self, conn: asyncpg.Connection, viewer_id: uuid.UUID, conversation_ids: Sequence[uuid.UUID]

@@ -2,8 +2,8 @@
 
 Pages follow ``notification_user_created_idx`` (``user_id, created_at DESC, id DESC``): a first
 page or a keyset position (``after``: the ``(created_at, id)`` of the last row seen) reads the
-page's rows only. A deep ``OFFSET`` page instead walks the user's index entries once, counting
-them and taking the page's ids on the way, rather than once to skip and once more to count.
+page's rows only. A deep ``OFFSET`` page past the middle of the user's list is found by walking
+the index from the other end, so no page skips more than half of the list.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ import asyncpg
 from .models import Notification
 from .store import _NOTIFICATION, _notification
 
-#: From this offset on, one walk counts and finds the page (measured on 20,000 notifications of
-#: one user: 3.3 ms, against 2.4 ms to skip and 2.6 ms to count; a first page costs 0.1 ms).
-DEEP_OFFSET = 1000
+#: From this offset on, a page past the middle of the list is found from its other end.
+DEEP_OFFSET = 100
 
 
 @dataclass(frozen=True)
@@ -45,23 +44,31 @@ class NotificationQueries:
         ``(created_at, id)`` position of that order."""
         order = "created_at, id" if oldest_first else "created_at DESC, id DESC"
         if after is None and offset >= DEEP_OFFSET:
-            found = await conn.fetchrow(
+            total = await self._count(conn, user_id)
+            if offset * 2 > total:  # past the middle: walk the index from the other end
+                backwards = "created_at DESC, id DESC" if oldest_first else "created_at, id"
+                rows = await conn.fetch(
+                    f"""
+                    SELECT {_NOTIFICATION} FROM notification WHERE user_id = $1
+                    ORDER BY {backwards} LIMIT $2 OFFSET $3
+                    """,
+                    user_id,
+                    max(min(limit, total - offset), 0),
+                    max(total - offset - limit, 0),
+                )
+                rows.reverse()
+                return NotificationPage(
+                    [_notification(r) for r in rows], total, offset + len(rows) < total
+                )
+            rows = await conn.fetch(
                 f"""
-                SELECT count(*) AS total,
-                       (array_agg(id ORDER BY {order}))[$2::int + 1 : $2::int + $3::int] AS ids
-                FROM notification WHERE user_id = $1
+                SELECT {_NOTIFICATION} FROM notification WHERE user_id = $1
+                ORDER BY {order} LIMIT $2 OFFSET $3
                 """,
                 user_id,
-                offset,
                 limit + 1,
+                offset,
             )
-            ids = list(found["ids"] or [])
-            rows = await conn.fetch(
-                f"SELECT {_NOTIFICATION} FROM notification WHERE id = ANY($1::uuid[]) "
-                f"ORDER BY {order}",
-                ids,
-            )
-            total = found["total"]
         else:
             seek = ""
             args: list[object] = [user_id, limit + 1, offset]
@@ -75,9 +82,11 @@ class NotificationQueries:
                 """,
                 *args,
             )
-            total = await conn.fetchval(
-                "SELECT count(*) FROM notification WHERE user_id = $1", user_id
-            )
+            total = await self._count(conn, user_id)
         return NotificationPage(
             [_notification(r) for r in rows[:limit]], int(total), len(rows) > limit
         )
+
+    async def _count(self, conn: asyncpg.Connection, user_id: uuid.UUID) -> int:
+        total = await conn.fetchval("SELECT count(*) FROM notification WHERE user_id = $1", user_id)
+        return int(total)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from bridge.messaging import queries as messaging_queries
 from bridge.notifications import queries as notification_queries
 from tests.api.conftest import Api, assert_error
 from tests.api.test_rest_messaging import direct
@@ -155,6 +156,31 @@ async def test_bad_cursors(api: Api) -> None:
     assert other["messages"] == [] and other["paging"]["totalRowCount"] == 0
 
 
+@pytest.mark.parametrize("from_the_end", [100, 0])
+async def test_message_pages_past_the_middle_are_the_same_from_the_end(
+    api: Api, monkeypatch: pytest.MonkeyPatch, from_the_end: int
+) -> None:
+    # from_the_end 0: every page past the middle is found walking backwards.
+    monkeypatch.setattr(messaging_queries, "FROM_THE_END", from_the_end)
+    ann, bob = uuid.uuid4(), await api.person("Bob")
+    ab = (await direct(api, ann, bob))["id"]
+    sent = [await backdated(api, ab, ann if n % 2 else bob, n) for n in range(11)]
+    sent.append(await backdated(api, ab, bob, 10))  # a tie on sentAt
+    assert (await api.call("DELETE", f"{MSG}/{sent[3]['id']}", ann))[0] == 200  # for everyone
+    assert (await api.call("DELETE", f"{MSG}/{sent[8]['id']}", ann))[0] == 200  # Ann only
+    _, everything = await api.call("GET", MSG, ann, params={"conversationId": ab, "pageNumber": 0})
+    expected = [m["id"] for m in everything["messages"]]
+    assert len(expected) == 10
+    for size in (3, 4):
+        for page in range(1, 6):
+            params = {"conversationId": ab, "pageRowCount": size, "pageNumber": page}
+            status, body = await api.call("GET", MSG, ann, params=params)
+            assert status == 200, body
+            assert [m["id"] for m in body["messages"]] == expected[size * (page - 1) : size * page]
+            assert body["paging"]["totalRowCount"] == 10
+            assert (body["paging"]["nextCursor"] is None) == (size * page >= 10)
+
+
 async def test_conversations_by_cursor(api: Api) -> None:
     ann = uuid.uuid4()
     others = [await api.person(f"P{n}") for n in range(5)]
@@ -183,7 +209,7 @@ async def test_conversations_by_cursor(api: Api) -> None:
 async def test_notifications_by_cursor_and_deep_pages(
     api: Api, monkeypatch: pytest.MonkeyPatch, deep_offset: int
 ) -> None:
-    # deep_offset 3: pages from the third row on take the one-walk path.
+    # deep_offset 3: pages from the third row on past the middle are walked from the end.
     monkeypatch.setattr(notification_queries, "DEEP_OFFSET", deep_offset)
     ann = await api.person("Ann")
     for n in range(7):
