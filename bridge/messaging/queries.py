@@ -251,24 +251,31 @@ class MessagingQueries:
     async def _count_visible(
         self, conn: asyncpg.Connection, viewer_id: uuid.UUID, conversation_ids: Sequence[uuid.UUID]
     ) -> int:
-        """Active messages of the conversations less the viewer's deletions of active ones:
-        all the viewer's deletions (an index-only count) less those of messages deleted for
-        everyone (few, from a partial index)."""
-        single = len(conversation_ids) == 1
-        scope = "= $2" if single else "= ANY($2::uuid[])"
-        total = await conn.fetchval(
-            f"""
-            SELECT (SELECT COALESCE(sum(message_count), 0) FROM conversation WHERE id {scope})
-                 - (SELECT count(*) FROM message_deletion d
-                    WHERE d.user_id = $1 AND d.conversation_id {scope})
-                 + (SELECT count(*) FROM message m
-                    WHERE m.conversation_id {scope} AND NOT m.is_active
-                      AND m.id IN (SELECT d.message_id FROM message_deletion d
-                                   WHERE d.user_id = $1 AND d.conversation_id {scope}))
-            """,
-            viewer_id,
-            conversation_ids[0] if single else list(conversation_ids),
-        )
+        """Active messages of the conversations less the viewer's deletions of active ones."""
+        if len(conversation_ids) == 1:
+            total = await conn.fetchval(
+                """
+                SELECT (SELECT message_count FROM conversation WHERE id = $2)
+                     - (SELECT count(*) FROM message_deletion d
+                        JOIN message m ON m.id = d.message_id
+                        WHERE d.user_id = $1 AND d.conversation_id = $2 AND m.is_active)
+                """,
+                viewer_id,
+                conversation_ids[0],
+            )
+        else:
+            total = await conn.fetchval(
+                """
+                SELECT (SELECT COALESCE(sum(message_count), 0) FROM conversation
+                        WHERE id = ANY($2::uuid[]))
+                     - (SELECT count(*) FROM message_deletion d
+                        JOIN message m ON m.id = d.message_id
+                        WHERE d.user_id = $1 AND d.conversation_id = ANY($2::uuid[])
+                          AND m.is_active)
+                """,
+                viewer_id,
+                list(conversation_ids),
+            )
         return int(total or 0)
 
     async def list_conversations_page(
