@@ -105,6 +105,7 @@ async def init_app(
         outbox_store,
         intents,
         config.appservice.outbox,
+        portals=ctx.portals,
         on_sent=OutboxResults(ctx).sent,
     )
     outbox.wake_with(sender.wake)

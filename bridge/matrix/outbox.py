@@ -28,6 +28,7 @@ from ..db.database import Database
 from .inbox import describe_error
 from .intents import Intents, RoomSpec, retry_after_ms
 from .outbox_store import OutboxItem, OutboxRow, OutboxStore
+from .portal_store import PortalStore
 from .workers import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -278,10 +279,12 @@ class OutboxSender:
         intents: Intents,
         settings: OutboxSettings,
         *,
+        portals: PortalStore | None = None,
         on_sent: SentHook | None = None,
     ) -> None:
         self._db = db
         self._store = store
+        self._portals = portals or PortalStore()
         self._intents = intents
         self._settings = settings
         self._on_sent = on_sent
@@ -371,7 +374,7 @@ class OutboxSender:
             portal: uuid.UUID | None = None
             if row.action == Action.CREATE_ROOM and "conversation_id" in payload:
                 portal = self._conversation_id(payload)
-                existing = await self._store.get_portal_room(conn, portal)
+                existing = await self._portals.get_portal_room(conn, portal)
                 if existing is not None:
                     log.info("Conversation %s already has portal %s", portal, existing)
                     await self._record_sent(conn, row, {"room_id": existing}, None)
@@ -393,7 +396,7 @@ class OutboxSender:
         async with conn.transaction():  # a savepoint: a failing hook leaves the batch usable
             if conversation_id is not None:
                 room_id = str(result["room_id"])
-                portal = await self._store.insert_portal(
+                portal = await self._portals.claim_portal(
                     conn, room_id, conversation_id, result.get("alias")
                 )
                 if portal is None:
@@ -427,7 +430,7 @@ class OutboxSender:
             conversation_id = uuid.UUID(row.lane.removeprefix(CONVERSATION_LANE_PREFIX))
         except ValueError:
             raise InvalidPayload(f"lane {row.lane!r} names no conversation") from None
-        room_id = await self._store.get_portal_room(conn, conversation_id)
+        room_id = await self._portals.get_portal_room(conn, conversation_id)
         if room_id is not None:
             return room_id
         if await self._store.has_dead_row(conn, row.lane, Action.CREATE_ROOM):

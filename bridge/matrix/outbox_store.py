@@ -7,7 +7,6 @@ connection, whether or not it has the pool's JSON codecs.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -116,18 +115,6 @@ SELECT 'outbox', 'outbox:' || id, $4,
        $3, $2
 FROM moved
 ON CONFLICT (dedupe_key) DO NOTHING
-"""
-
-_INSERT_PORTAL = """
-WITH ins AS (
-    INSERT INTO portal (room_id, conversation_id, alias) VALUES ($1, $2, $3)
-    ON CONFLICT DO NOTHING
-    RETURNING room_id
-)
-SELECT room_id FROM ins
-UNION ALL
-SELECT room_id FROM portal WHERE conversation_id = $2
-LIMIT 1
 """
 
 
@@ -290,30 +277,6 @@ class OutboxStore:
                 action,
             )
         )
-
-    async def get_portal_room(
-        self, conn: asyncpg.Connection, conversation_id: uuid.UUID
-    ) -> str | None:
-        """The room id of a conversation's portal, if it has one."""
-        value = await conn.fetchval(
-            "SELECT room_id FROM portal WHERE conversation_id = $1", conversation_id
-        )
-        return None if value is None else str(value)
-
-    async def insert_portal(
-        self,
-        conn: asyncpg.Connection,
-        room_id: str,
-        conversation_id: uuid.UUID,
-        alias: str | None,
-    ) -> str | None:
-        """Record a conversation's portal room; return the conversation's portal room id.
-
-        That is ``room_id``, or the room already recorded for the conversation (by a concurrent
-        creator), or None if ``room_id`` or ``alias`` belongs to another conversation.
-        """
-        value = await conn.fetchval(_INSERT_PORTAL, room_id, conversation_id, alias)
-        return None if value is None else str(value)
 
     async def count_by_state(self, conn: asyncpg.Connection) -> dict[str, int]:
         """How many rows are in each state."""

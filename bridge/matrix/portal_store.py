@@ -9,6 +9,18 @@ from datetime import datetime
 
 import asyncpg
 
+_INSERT_PORTAL = """
+WITH ins AS (
+    INSERT INTO portal (room_id, conversation_id, alias) VALUES ($1, $2, $3)
+    ON CONFLICT DO NOTHING
+    RETURNING room_id
+)
+SELECT room_id FROM ins
+UNION ALL
+SELECT room_id FROM portal WHERE conversation_id = $2
+LIMIT 1
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Portal:
@@ -71,6 +83,31 @@ class PortalStore:
             conversation_id,
         )
         return None if row is None else Portal(**dict(row))
+
+    async def get_portal_room(
+        self, conn: asyncpg.Connection, conversation_id: uuid.UUID
+    ) -> str | None:
+        """The room id of a conversation's portal, if it has one."""
+        value = await conn.fetchval(
+            "SELECT room_id FROM portal WHERE conversation_id = $1", conversation_id
+        )
+        return None if value is None else str(value)
+
+    async def claim_portal(
+        self,
+        conn: asyncpg.Connection,
+        room_id: str,
+        conversation_id: uuid.UUID,
+        alias: str | None,
+    ) -> str | None:
+        """Record a room the bridge made as a conversation's portal; return the conversation's
+        portal room id.
+
+        That is ``room_id``, or the room already recorded for the conversation (by a concurrent
+        creator), or None if ``room_id`` or ``alias`` belongs to another conversation.
+        """
+        value = await conn.fetchval(_INSERT_PORTAL, room_id, conversation_id, alias)
+        return None if value is None else str(value)
 
     async def insert_portal(
         self, conn: asyncpg.Connection, room_id: str, conversation_id: uuid.UUID, alias: str | None
