@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from ..db.purge import first_kept
 from .events import EventKind, InboxEvent, IncomingEvent, Outcome, RejectedEvent
 
 # Any constant works: the advisory lock namespace (first key) for inbox lanes.
@@ -80,6 +81,7 @@ WHERE inbox.id = d.id
 
 
 _KINDS = {kind.value: kind for kind in EventKind}
+
 
 
 def _event(r: asyncpg.Record) -> InboxEvent:
@@ -252,10 +254,11 @@ class InboxStore:
         first; return how many went. Pending events of any age stay; dead ones are kept in
         ``dead_letter``."""
         status = await conn.execute(
-            """
+            f"""
             DELETE FROM inbox WHERE id IN (
                 SELECT id FROM inbox
-                WHERE state <> 'pending' AND received_at < now() - make_interval(secs => $1)
+                WHERE id < {first_kept("inbox", "received_at")}
+                  AND state <> 'pending' AND received_at < now() - make_interval(secs => $1)
                 ORDER BY id LIMIT $2
             )
             """,

@@ -14,6 +14,8 @@ from typing import Any
 
 import asyncpg
 
+from ..db.purge import first_kept
+
 
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
@@ -125,10 +127,11 @@ class OutboxStore:
         """Delete up to ``limit`` sent actions queued more than ``keep_days`` ago, oldest first;
         return how many went. Dead ones stay: the bridge checks for them before retrying."""
         status = await conn.execute(
-            """
+            f"""
             DELETE FROM outbox WHERE id IN (
                 SELECT id FROM outbox
-                WHERE state = 'sent' AND created_at < now() - make_interval(secs => $1)
+                WHERE id < {first_kept("outbox", "created_at")}
+                  AND state = 'sent' AND created_at < now() - make_interval(secs => $1)
                 ORDER BY id LIMIT $2
             )
             """,

@@ -82,3 +82,32 @@ async def test_revision_0004_moves_the_indexes_and_back(pg_server: EmbeddedPostg
             assert {r[0] for r in await conn.fetch(query)} == {"inbox_processed_at_idx"}
         finally:
             await conn.close()
+
+
+async def _tuples_read(conn: asyncpg.Connection, table: str) -> int:
+    await conn.execute("SELECT pg_stat_force_next_flush()")
+    return int(await conn.fetchval(
+        "SELECT COALESCE(seq_tup_read, 0) + COALESCE(idx_tup_fetch, 0) FROM pg_stat_user_tables WHERE relname = $1",
+        table))
+
+
+async def test_a_purge_reads_only_the_old_rows(db: Database, conn: asyncpg.Connection) -> None:  # noqa: F811
+    await conn.execute(
+        """
+        INSERT INTO inbox (event_id, lane, kind, event_type, sender, txn_id, event, state, received_at)
+        SELECT '$young' || n, '!a:localhost', 'pdu', 'm.room.message', '@u:localhost', 't', '{}',
+               'processed', now() - make_interval(secs => 3000 - n)
+        FROM generate_series(1, 2000) AS n
+        """
+    )
+    await conn.execute("ANALYZE inbox")
+    before = await _tuples_read(conn, "inbox")
+    async with db.transaction() as c:
+        await c.execute("SELECT pg_stat_force_next_flush()")  # this backend's counts, at commit
+        assert await InboxStore().purge_finished(c, 7, 5000) == 0
+    assert await _tuples_read(conn, "inbox") - before < 20  # not the 2,000 young rows
+    # Old rows in front are found and go, the young ones stay.
+    await conn.execute("UPDATE inbox SET received_at = received_at - interval '8 days' WHERE event_id IN ('$young1', '$young2', '$young3')")
+    async with db.transaction() as c:
+        assert await InboxStore().purge_finished(c, 7, 5000) == 3
+    assert await conn.fetchval("SELECT count(*) FROM inbox") == 1997
