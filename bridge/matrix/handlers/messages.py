@@ -12,13 +12,12 @@ import asyncpg
 
 from ...errors import BridgeError
 from ...messaging.models import NewMessage, Origin
+from ...messaging.rules import MEDIA_MSGTYPES
 from ..events import InboxEvent, Outcome
 from .commands import CommandHandler
 from .context import HandlerContext
 
 log = logging.getLogger(__name__)
-
-_MEDIA_MSGTYPES = {"m.image", "m.file", "m.audio", "m.video"}
 
 
 def relation_of(content: dict[str, Any]) -> dict[str, Any]:
@@ -53,7 +52,7 @@ def new_message(
     """What an ``m.room.message`` with a string ``body`` posts to the network."""
     msgtype = content.get("msgtype", "m.text")
     media: dict[str, Any] | None = None
-    if msgtype in _MEDIA_MSGTYPES:
+    if msgtype in MEDIA_MSGTYPES:
         media = {k: content[k] for k in ("url", "info", "filename") if k in content}
     formatted = None
     if content.get("format") == "org.matrix.custom.html" and isinstance(
