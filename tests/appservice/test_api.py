@@ -8,7 +8,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bridge.app import init_app

@@ -4,7 +4,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
-
 import pytest
 
 from bridge.db.database import init_connection

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-
 import asyncpg
 
 from bridge.messaging.models import NewMessage, Origin
-from tests.matrix.test_handlers import ALICE, DM, Bridge, bridge, member, open_dm  # noqa: F401
+from tests.matrix.test_handlers import ALICE, DM, Bridge, member, open_dm
 
 
 async def test_network_message_edit_delete_are_sent_by_the_ghost(bridge: Bridge, conn: asyncpg.Connection) -> None:
@@ -17,17 +16,17 @@ async def test_network_message_edit_delete_are_sent_by_the_ghost(bridge: Bridge,
         conv = await c.fetchval("SELECT conversation_id FROM portal WHERE room_id = $1", DM)
         msg = await bridge.messaging.post(c, bob, conv, NewMessage("hi <3", formatted_content="<b>hi</b>"), origin=Origin.NETWORK)
     lane = f"conv:{conv}"
-    sends = [(l, s, p) for l, s, p in bridge.outbox.of("send") if s == ghost]
+    sends = [(ln, s, p) for ln, s, p in bridge.outbox.of("send") if s == ghost]
     assert len(sends) == 1
-    l, s, payload = sends[0]
-    assert l == lane and payload["room_id"] == DM and payload["message_id"] == str(msg.id)
+    sent_lane, _s, payload = sends[0]
+    assert sent_lane == lane and payload["room_id"] == DM and payload["message_id"] == str(msg.id)
     assert payload["content"]["body"] == "hi <3"
     assert payload["content"]["formatted_body"] == "<b>hi</b>"
     assert bridge.outbox.of("profile")[0][2] == {"displayname": "Bob"}
     async with bridge.db.transaction() as c:
         await bridge.messaging.edit(c, bob, msg.id, content="hello")
         await bridge.messaging.delete(c, msg.id, actor=bob, origin=Origin.NETWORK)
-    edit = [p for l, s, p in bridge.outbox.of("send") if s == ghost][1]
+    edit = [p for _, s, p in bridge.outbox.of("send") if s == ghost][1]
     assert edit["content"]["m.new_content"]["body"] == "hello"
     assert edit["content"]["m.relates_to"]["rel_type"] == "m.replace"
     # The original isn't sent yet: its event id comes from the outbox row that sends it.
@@ -55,7 +54,7 @@ async def test_network_conversation_with_a_matrix_user_gets_a_portal(bridge: Bri
     assert payload["conversation_id"] == str(conv.id) and payload["name"] == "Plans"
     assert payload["alias_localpart"] == f"_pn_conv_{conv.id}"
     assert set(payload["invite"]) == {bridge.ids.ghost(bob), bridge.ids.ghost(cat), ALICE}
-    joins = [(l, s) for l, s, _ in bridge.outbox.of("join")]
+    joins = [(ln, s) for ln, s, _ in bridge.outbox.of("join")]
     assert set(joins) == {(f"conv:{conv.id}", bridge.ids.ghost(bob)), (f"conv:{conv.id}", bridge.ids.ghost(cat))}
     assert all(str(lonely.id) not in lane for lane, _, _, _ in bridge.outbox.actions)
 
@@ -67,7 +66,7 @@ async def test_request_to_a_matrix_user_invites_and_join_accepts(bridge: Bridge,
     async with bridge.db.transaction() as c:
         alice = (await bridge.users.for_matrix_user(c, ALICE)).id
         request, _ = await bridge.networking.send_request(c, bob, alice, message="Hello Alice")
-    (lane, sender, payload), = bridge.outbox.of("create_room")
+    (_lane, sender, payload), = bridge.outbox.of("create_room")
     assert sender == bridge.ids.ghost(bob) and payload["invite"] == [ALICE] and payload["is_direct"]
     assert payload["connection_request_id"] == str(request.id)
     assert any("wants to connect" in n and "Hello Alice" in n for n in bridge.outbox.notices())

@@ -156,7 +156,7 @@ async def test_dm_with_unconnected_user_is_a_pending_request(bridge: Bridge, con
     request = await conn.fetchrow("SELECT status, message, room_id, receiver_id FROM connection_request")
     assert dict(request) == {"status": "pending", "message": "Let's connect", "room_id": DM, "receiver_id": bob}
     assert bridge.outbox.of("join") == []  # the ghost stays invited
-    (lane, sender, payload), = bridge.outbox.of("create_room")  # no management room yet: one is opened
+    (_lane, _sender, payload), = bridge.outbox.of("create_room")  # no management room yet: one is opened
     assert payload["management_for"] == ALICE and payload["invite"] == [ALICE]
     assert "pending" in payload["initial_notice"]
     # Bob accepts on the network: the ghost joins and the conversation starts.
@@ -173,7 +173,7 @@ async def test_rejected_request_makes_the_ghost_decline(bridge: Bridge, conn: as
     async with bridge.db.transaction() as c:
         request_id = await c.fetchval("SELECT id FROM connection_request")
         await bridge.networking.reject(c, receiver=bob, request_id=request_id)
-    (lane, sender, payload), = bridge.outbox.of("leave")
+    (_lane, sender, payload), = bridge.outbox.of("leave")
     assert sender == bridge.ids.ghost(bob) and payload["room_id"] == DM and "declined" in payload["reason"]
 
 
@@ -224,7 +224,7 @@ async def test_blocked_servers_are_refused_with_a_notice(bridge: Bridge, conn: a
     bob = await bridge.person("Bob")
     await open_dm(bridge, bob)
     await bridge.feed(member("!x:localhost", "@eve:evil.org", bridge.ids.ghost(bob), "invite", is_direct=True))
-    (lane, sender, payload), = [a for a in bridge.outbox.of("leave") if a[0] == "!x:localhost"]
+    (_lane, _sender, payload), = [a for a in bridge.outbox.of("leave") if a[0] == "!x:localhost"]
     assert "not allowed" in payload["reason"]
     await bridge.feed(text(DM, "@eve:evil.org", "spam"))
     assert await conn.fetchval("SELECT count(*) FROM message") == 0

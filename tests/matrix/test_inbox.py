@@ -14,7 +14,7 @@ import pytest
 from bridge.config import InboxConfig
 from bridge.db.database import Database
 from bridge.matrix.dispatch import Dispatcher
-from bridge.matrix.events import EventKind, IncomingEvent, InboxEvent, Outcome
+from bridge.matrix.events import EventKind, InboxEvent, IncomingEvent, Outcome
 from bridge.matrix.inbox import InboxProcessor
 from bridge.matrix.inbox_store import InboxStore
 from bridge.matrix.intake import IntakeService
@@ -186,7 +186,7 @@ async def test_concurrent_workers_process_each_event_once_in_order(
         procs = [processor(db, Effects(), batch_size=5), processor(other, Effects(), batch_size=5)]
         for proc in procs:
             proc.start()
-        while await conn.fetchval("SELECT count(*) FROM inbox WHERE state = 'pending'"):
+        while await conn.fetchval("SELECT count(*) FROM inbox WHERE state = 'pending'"):  # noqa: ASYNC110
             await asyncio.sleep(0.05)  # bounded by the test timeout; polls a condition
         for proc in procs:
             await proc.stop()
