@@ -33,7 +33,7 @@ from typing import Any
 
 from aiohttp import web
 
-HOST = "127.0.0.1"
+from bench.servers import HOST, UNUSED_HOMESERVER
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -49,7 +49,7 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 def bridge_config_dict(hs_token: str, port: int, extra: dict[str, Any]) -> dict[str, Any]:
     """The config of ``bench.servers`` (the bridge's defaults), with ``extra`` merged in."""
     base: dict[str, Any] = {
-        "homeserver": {"address": "http://127.0.0.1:9", "domain": "localhost"},
+        "homeserver": {"address": UNUSED_HOMESERVER, "domain": "localhost"},
         "appservice": {
             "address": f"http://{HOST}:{port}",
             "hostname": HOST,

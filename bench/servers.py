@@ -64,18 +64,9 @@ def bridge_config(
     hs_token: str, port: int, workers: int | None, max_backlog: int | None = None
 ) -> Any:
     """A minimal valid bridge config (as in the test suite), with the bridge's defaults."""
+    from bench.apps import bridge_config_dict
     from bridge.config import parse_config
 
-    appservice: dict[str, Any] = {
-        "address": f"http://{HOST}:{port}",
-        "hostname": HOST,
-        "port": port,
-        "id": "bench",
-        "bot_username": "_pn_bot",
-        "as_token": "bench-as-token",
-        "hs_token": hs_token,
-        "database": "embedded",
-    }
     inbox: dict[str, Any] = {}
     if workers:
         inbox["workers"] = workers
@@ -83,17 +74,8 @@ def bridge_config(
         inbox["max_backlog"] = 0  # nothing processes here: no back-pressure either
     elif max_backlog is not None:
         inbox["max_backlog"] = max_backlog
-    if inbox:
-        appservice["inbox"] = inbox
-    return parse_config(
-        {
-            "homeserver": {"address": UNUSED_HOMESERVER, "domain": "localhost"},
-            "appservice": appservice,
-            "bridge": {"permissions": {"*": "block", "localhost": "user"}},
-            "api": {},
-            "logging": {"level": "INFO"},
-        }
-    )
+    extra = {"appservice": {"inbox": inbox}} if inbox else {}
+    return parse_config(bridge_config_dict(hs_token, port, extra))
 
 
 async def _serve(runner: web.AppRunner, port: int, stop: asyncio.Event) -> None:
