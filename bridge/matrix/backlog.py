@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +27,7 @@ class Backlog:
         self._pending = 0
         self._room = asyncio.Event()
         self._room.set()
-        self.held_seconds = 0.0  # in all, for metrics and benchmarks
-        self.holds = 0
+        self.holds = 0  # transactions held back, in all
 
     @property
     def pending(self) -> int:
@@ -60,7 +58,6 @@ class Backlog:
         """Return once the backlog is within the limit, or after ``max_hold`` seconds."""
         if not self.over_limit:
             return
-        started = time.monotonic()
         self.holds += 1
         try:
             await asyncio.wait_for(self._room.wait(), self.max_hold)
@@ -72,5 +69,3 @@ class Backlog:
                 self.limit,
                 self.max_hold,
             )
-        finally:
-            self.held_seconds += time.monotonic() - started

@@ -83,7 +83,6 @@ WHERE inbox.id = d.id
 _KINDS = {kind.value: kind for kind in EventKind}
 
 
-
 def _event(r: asyncpg.Record) -> InboxEvent:
     return InboxEvent(
         id=r["id"],

@@ -374,10 +374,10 @@ class OutboxSender:
             portal: uuid.UUID | None = None
             if row.action == Action.CREATE_ROOM and "conversation_id" in payload:
                 portal = self._conversation_id(payload)
-                existing = await self._portals.get_portal_room(conn, portal)
+                existing = await self._portals.get_portal_by_conversation(conn, portal)
                 if existing is not None:
-                    log.info("Conversation %s already has portal %s", portal, existing)
-                    await self._record_sent(conn, row, {"room_id": existing}, None)
+                    log.info("Conversation %s already has portal %s", portal, existing.room_id)
+                    await self._record_sent(conn, row, {"room_id": existing.room_id}, None)
                     return None
             async with asyncio.timeout(self._settings.request_timeout):
                 result = await self._perform(row, room_id, payload)
@@ -430,9 +430,9 @@ class OutboxSender:
             conversation_id = uuid.UUID(row.lane.removeprefix(CONVERSATION_LANE_PREFIX))
         except ValueError:
             raise InvalidPayload(f"lane {row.lane!r} names no conversation") from None
-        room_id = await self._portals.get_portal_room(conn, conversation_id)
-        if room_id is not None:
-            return room_id
+        portal = await self._portals.get_portal_by_conversation(conn, conversation_id)
+        if portal is not None:
+            return portal.room_id
         if await self._store.has_dead_row(conn, row.lane, Action.CREATE_ROOM):
             raise Undeliverable(f"the portal room of conversation {conversation_id} was never made")
         raise NotReady(f"conversation {conversation_id} has no portal room yet")

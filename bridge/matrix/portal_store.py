@@ -84,15 +84,6 @@ class PortalStore:
         )
         return None if row is None else Portal(**dict(row))
 
-    async def get_portal_room(
-        self, conn: asyncpg.Connection, conversation_id: uuid.UUID
-    ) -> str | None:
-        """The room id of a conversation's portal, if it has one."""
-        value = await conn.fetchval(
-            "SELECT room_id FROM portal WHERE conversation_id = $1", conversation_id
-        )
-        return None if value is None else str(value)
-
     async def claim_portal(
         self,
         conn: asyncpg.Connection,

@@ -245,18 +245,11 @@ class MessagingService:
             target = await self._store.get_message(conn, reply_to)
             if target is None or target.conversation_id != conversation_id:
                 reply_to = None  # a reply to something outside the conversation is a plain message
-        message = self.prepare(
+        message = prepare_message(
             conversation, sender, replace(new, reply_to_message_id=reply_to), origin
         )
         (posted,) = await self.post_many(conn, [(conversation, message)])
         return posted
-
-    def prepare(
-        self, conversation: Conversation, sender: uuid.UUID, new: NewMessage, origin: Origin
-    ) -> Message:
-        """The message ``sender`` posts, validated and sanitised, not yet stored (see
-        ``rules.prepare_message``)."""
-        return prepare_message(conversation, sender, new, origin)
 
     async def post_many(
         self, conn: asyncpg.Connection, messages: Sequence[tuple[Conversation, Message]]

@@ -23,6 +23,7 @@ import asyncpg
 
 from ...errors import BridgeError
 from ...messaging.models import Conversation, Message, Origin
+from ...messaging.rules import prepare_message
 from ...users.models import NetworkUser
 from ..events import InboxEvent, Outcome
 from ..portal_store import RoomRole
@@ -136,7 +137,7 @@ class MessageBatch:
                 mentions.append(network_id)
         new = new_message(event, content, reply_to=None, mentions=mentions)
         try:
-            message = self.ctx.messaging.prepare(conversation, user.id, new, Origin.MATRIX)
+            message = prepare_message(conversation, user.id, new, Origin.MATRIX)
         except BridgeError:
             return _Fallback.ONE_BY_ONE  # refused: the per-event handler tells the room why
         return conversation, message
