@@ -86,7 +86,7 @@ async def run_bridge(args: argparse.Namespace, stop: asyncio.Event) -> None:
     config = parse_config(bridge_config_dict(hs_token, args.port, json.loads(args.config)))
     sends: list[dict[str, Any]] = []
     if args.trace_sends:
-        from bridge.matrix.intents import Intents
+        from bridge.matrix.outbox.intents import Intents
 
         original = Intents.send
 

@@ -14,22 +14,22 @@ from .appservice.health import Health
 from .appservice.middleware import matrix_errors
 from .config import Config
 from .db.database import Database
-from .matrix.backlog import Backlog
-from .matrix.delivery import MatrixDelivery
-from .matrix.directory import BridgeDirectory
-from .matrix.dispatch import Dispatcher
-from .matrix.handlers import register_handlers
-from .matrix.handlers.context import HandlerContext
+from .matrix.bridging.context import HandlerContext
+from .matrix.bridging.from_matrix import register_handlers
+from .matrix.bridging.homeserver_queries import BridgeDirectory
+from .matrix.bridging.portal_store import PortalStore
+from .matrix.bridging.to_matrix.network_changes import MatrixDelivery
+from .matrix.bridging.to_matrix.request_answers import NetworkingMirror, OutboxResults
 from .matrix.ids import MatrixIds
-from .matrix.inbox import InboxProcessor
-from .matrix.inbox_store import InboxStore
-from .matrix.intake import IntakeService
-from .matrix.intents import Intents
-from .matrix.mirror import NetworkingMirror, OutboxResults
-from .matrix.outbox import OutboxSender
-from .matrix.outbox_queue import OutboxQueue
-from .matrix.outbox_store import OutboxStore
-from .matrix.portal_store import PortalStore
+from .matrix.inbox.backlog import Backlog
+from .matrix.inbox.dispatch import Dispatcher
+from .matrix.inbox.intake import IntakeService
+from .matrix.inbox.processor import InboxProcessor
+from .matrix.inbox.store import InboxStore
+from .matrix.outbox.intents import Intents
+from .matrix.outbox.queue import OutboxQueue
+from .matrix.outbox.sender import OutboxSender
+from .matrix.outbox.store import OutboxStore
 from .matrix.retention import Retention
 from .messaging.service import MessagingService
 from .messaging.store import MessagingStore

@@ -23,7 +23,7 @@ from .db.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from .db.schema import SchemaError, ensure_schema
 from .errors import BridgeError
 from .logs import setup_logging
-from .matrix.intents import Intents
+from .matrix.outbox.intents import Intents
 from .registration import generate
 
 log = logging.getLogger(__name__)

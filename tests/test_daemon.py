@@ -21,7 +21,7 @@ import asyncpg
 import pytest
 import yaml
 
-from bridge.matrix.inbox_store import _LANE_LOCK_CLASS
+from bridge.matrix.inbox.store import _LANE_LOCK_CLASS
 from tests.conftest import HS_TOKEN, config_data
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ..config import Config
 from ..errors import BadRequest, NotFound, NotJson, TooLarge
-from ..matrix.intake import IntakeService
+from ..matrix.inbox.intake import IntakeService
 from .auth import check_hs_token
 from .directory import Directory
 from .transaction import parse_transaction

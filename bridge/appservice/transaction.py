@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BadRequest, NotJson
-from ..matrix.events import EventKind, IncomingEvent, RejectedEvent
+from ..matrix.inbox.events import EventKind, IncomingEvent, RejectedEvent
 
 #: Keys that carry ephemeral events: the stable one and MSC2409's unstable one.
 EPHEMERAL_KEYS = ("ephemeral", "de.sorunome.msc2409.ephemeral")

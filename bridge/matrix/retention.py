@@ -10,8 +10,8 @@ import logging
 import asyncpg
 
 from ..db.database import Database
-from .inbox_store import InboxStore
-from .outbox_store import OutboxStore
+from .inbox.store import InboxStore
+from .outbox.store import OutboxStore
 
 log = logging.getLogger(__name__)
 

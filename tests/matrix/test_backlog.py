@@ -12,11 +12,11 @@ import pytest
 
 from bridge.config import InboxConfig
 from bridge.db.database import Database
-from bridge.matrix.backlog import Backlog
-from bridge.matrix.dispatch import Dispatcher
-from bridge.matrix.inbox import InboxProcessor
-from bridge.matrix.inbox_store import InboxStore
-from bridge.matrix.intake import IntakeService
+from bridge.matrix.inbox.backlog import Backlog
+from bridge.matrix.inbox.dispatch import Dispatcher
+from bridge.matrix.inbox.intake import IntakeService
+from bridge.matrix.inbox.processor import InboxProcessor
+from bridge.matrix.inbox.store import InboxStore
 from tests.matrix.test_inbox import Effects, db, incoming, setup_effects  # noqa: F401
 
 

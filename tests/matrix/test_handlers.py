@@ -14,18 +14,18 @@ import pytest
 
 from bridge.config import Config, InboxConfig
 from bridge.db.database import Database
-from bridge.matrix.delivery import MatrixDelivery
-from bridge.matrix.dispatch import BatchHandler, Dispatcher, Handler
-from bridge.matrix.events import EventKind, IncomingEvent
-from bridge.matrix.handlers import register_handlers
-from bridge.matrix.handlers.context import HandlerContext
+from bridge.matrix.bridging.context import HandlerContext
+from bridge.matrix.bridging.from_matrix import register_handlers
+from bridge.matrix.bridging.portal_store import PortalStore
+from bridge.matrix.bridging.to_matrix.network_changes import MatrixDelivery
+from bridge.matrix.bridging.to_matrix.request_answers import NetworkingMirror
 from bridge.matrix.ids import MatrixIds
-from bridge.matrix.inbox import InboxProcessor
-from bridge.matrix.inbox_store import InboxStore
-from bridge.matrix.intake import IntakeService
-from bridge.matrix.mirror import NetworkingMirror
-from bridge.matrix.outbox_store import OutboxStore
-from bridge.matrix.portal_store import PortalStore
+from bridge.matrix.inbox.dispatch import BatchHandler, Dispatcher, Handler
+from bridge.matrix.inbox.events import EventKind, IncomingEvent
+from bridge.matrix.inbox.intake import IntakeService
+from bridge.matrix.inbox.processor import InboxProcessor
+from bridge.matrix.inbox.store import InboxStore
+from bridge.matrix.outbox.store import OutboxStore
 from bridge.messaging.service import MessagingService
 from bridge.messaging.store import MessagingStore
 from bridge.networking.service import NetworkingService

@@ -13,11 +13,11 @@ import pytest
 
 from bridge.config import InboxConfig
 from bridge.db.database import Database
-from bridge.matrix.dispatch import Dispatcher
-from bridge.matrix.events import EventKind, InboxEvent, IncomingEvent, Outcome
-from bridge.matrix.inbox import InboxProcessor
-from bridge.matrix.inbox_store import InboxStore
-from bridge.matrix.intake import IntakeService
+from bridge.matrix.inbox.dispatch import Dispatcher
+from bridge.matrix.inbox.events import EventKind, InboxEvent, IncomingEvent, Outcome
+from bridge.matrix.inbox.intake import IntakeService
+from bridge.matrix.inbox.processor import InboxProcessor
+from bridge.matrix.inbox.store import InboxStore
 
 
 def incoming(n: int, room: str = "!a:localhost", event_type: str = "m.room.message") -> IncomingEvent:

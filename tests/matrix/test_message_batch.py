@@ -13,7 +13,7 @@ import pytest
 
 from bridge.config import Config
 from bridge.db.database import Database
-from bridge.matrix.events import EventKind, InboxEvent
+from bridge.matrix.inbox.events import EventKind, InboxEvent
 from tests.matrix.test_handlers import ALICE, DM, Bridge, member, open_dm, text
 
 MGMT = "!mgmt:localhost"

@@ -14,9 +14,9 @@ import pytest
 from aiohttp import ClientSession
 
 from bridge.db.database import Database
-from bridge.matrix.intents import Intents
-from bridge.matrix.outbox import OutboxSender, OutboxSettings, SentHook, conversation_lane
-from bridge.matrix.outbox_store import OutboxItem, OutboxRow, OutboxStore
+from bridge.matrix.outbox.intents import Intents
+from bridge.matrix.outbox.sender import OutboxSender, OutboxSettings, SentHook, conversation_lane
+from bridge.matrix.outbox.store import OutboxItem, OutboxRow, OutboxStore
 from tests.conftest import AS_TOKEN
 from tests.fake_homeserver import FakeHomeserver
 

@@ -12,9 +12,9 @@ from bridge.db.database import Database
 from bridge.db.embedded import EmbeddedPostgres
 from bridge.db.schema import alembic_config
 from bridge.matrix import retention as retention_module
-from bridge.matrix.inbox_store import InboxStore
-from bridge.matrix.intake import IntakeService
-from bridge.matrix.outbox_store import OutboxStore
+from bridge.matrix.inbox.intake import IntakeService
+from bridge.matrix.inbox.store import InboxStore
+from bridge.matrix.outbox.store import OutboxStore
 from bridge.matrix.retention import Retention
 from tests.conftest import fresh_database
 from tests.matrix.test_inbox import Effects, db, incoming, processor, setup_effects  # noqa: F401

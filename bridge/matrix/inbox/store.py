@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from ..db.purge import first_kept
+from ...db.purge import first_kept
 from .events import EventKind, InboxEvent, IncomingEvent, Outcome, RejectedEvent
 
 # Any constant works: the advisory lock namespace (first key) for inbox lanes.

@@ -21,13 +21,13 @@ from typing import Any
 
 import asyncpg
 
-from ...errors import BridgeError
-from ...messaging.models import Conversation, Message, Origin
-from ...messaging.rules import prepare_message
-from ...users.models import NetworkUser
-from ..events import InboxEvent, Outcome
+from ....errors import BridgeError
+from ....messaging.models import Conversation, Message, Origin
+from ....messaging.rules import prepare_message
+from ....users.models import NetworkUser
+from ...inbox.events import InboxEvent, Outcome
+from ..context import HandlerContext
 from ..portal_store import RoomRole
-from .context import HandlerContext
 from .messages import RoomEventHandlers, mentioned_users, new_message, relation_of
 
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import asyncpg
 
-from ...errors import BridgeError
-from ...messaging.models import NewMessage, Origin
-from ...messaging.rules import MEDIA_MSGTYPES
-from ..events import InboxEvent, Outcome
+from ....errors import BridgeError
+from ....messaging.models import NewMessage, Origin
+from ....messaging.rules import MEDIA_MSGTYPES
+from ...inbox.events import InboxEvent, Outcome
+from ..context import HandlerContext
 from .commands import CommandHandler
-from .context import HandlerContext
 
 log = logging.getLogger(__name__)
 

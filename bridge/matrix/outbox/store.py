@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from ..db.purge import first_kept
+from ...db.purge import first_kept
 
 
 @dataclass(frozen=True, slots=True)

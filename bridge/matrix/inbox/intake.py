@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import asyncpg
 
-from ..db.database import Database
+from ...db.database import Database
 from .backlog import Backlog
 from .events import IncomingEvent, RejectedEvent
-from .inbox_store import InboxStore
+from .store import InboxStore
 
 log = logging.getLogger(__name__)
 

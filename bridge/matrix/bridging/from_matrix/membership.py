@@ -8,11 +8,11 @@ from typing import Any
 
 import asyncpg
 
-from ...errors import BridgeError
-from ...messaging.models import Origin
-from ..events import InboxEvent, Outcome
+from ....errors import BridgeError
+from ....messaging.models import Origin
+from ...inbox.events import InboxEvent, Outcome
+from ..context import HandlerContext
 from .commands import HELP_TEXT
-from .context import HandlerContext
 
 log = logging.getLogger(__name__)
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..dispatch import Dispatcher
+from ...inbox.dispatch import Dispatcher
+from ..context import HandlerContext
 from .commands import CommandHandler
-from .context import HandlerContext
 from .membership import MembershipHandler
 from .message_batch import MessageBatch
 from .messages import RoomEventHandlers

@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from .outbox_store import OutboxStore
+from .store import OutboxStore
 
 
 class OutboxQueue:

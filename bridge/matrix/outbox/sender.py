@@ -1,6 +1,6 @@
 """The outbox sender: Matrix side effects, sent in order per lane and retried durably.
 
-Domain code enqueues rows (:class:`~bridge.matrix.outbox_store.OutboxStore`) in the DB
+Domain code enqueues rows (:class:`~bridge.matrix.outbox.store.OutboxStore`) in the DB
 transaction of its change, then calls :meth:`OutboxSender.wake`. A worker claims a lane (an
 advisory lock held by its DB transaction), sends a small batch of the lane's rows and marks
 each one sent in that same transaction. If the process dies after the homeserver accepted a
@@ -23,13 +23,13 @@ from typing import Any
 import asyncpg
 from mautrix.errors import IntentError, MatrixRequestError
 
-from ..config import OutboxConfig
-from ..db.database import Database
-from .inbox import describe_error
+from ...config import OutboxConfig
+from ...db.database import Database
+from ..bridging.portal_store import PortalStore
+from ..inbox.processor import describe_error
+from ..workers import WorkerPool
 from .intents import Intents, RoomSpec, retry_after_ms
-from .outbox_store import OutboxItem, OutboxRow, OutboxStore
-from .portal_store import PortalStore
-from .workers import WorkerPool
+from .store import OutboxItem, OutboxRow, OutboxStore
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from ...errors import BridgeError
-from ...ids import clean_text
-from ...networking.models import RequestStatus
-from ...users.models import NetworkUser
-from ..events import Outcome
-from .context import HandlerContext
+from ....errors import BridgeError
+from ....ids import clean_text
+from ....networking.models import RequestStatus
+from ....users.models import NetworkUser
+from ...inbox.events import Outcome
+from ..context import HandlerContext
 
 HELP_TEXT = """Commands:
   help                         this list

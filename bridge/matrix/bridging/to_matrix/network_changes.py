@@ -14,13 +14,13 @@ from typing import Any
 
 import asyncpg
 
-from ..messaging.models import Conversation, Message, Origin
-from ..networking.models import Connection, ConnectionRequest
-from ..notifications.models import Notification
-from ..users.models import NetworkUser
-from .handlers.context import HandlerContext
-from .outbox import conversation_lane
-from .outbox_store import find_message_send
+from ....messaging.models import Conversation, Message, Origin
+from ....networking.models import Connection, ConnectionRequest
+from ....notifications.models import Notification
+from ....users.models import NetworkUser
+from ...outbox.sender import conversation_lane
+from ...outbox.store import find_message_send
+from ..context import HandlerContext
 
 log = logging.getLogger(__name__)
 

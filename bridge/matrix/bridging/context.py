@@ -16,7 +16,7 @@ from ...notifications.service import NotificationService
 from ...users.models import NetworkUser
 from ...users.service import UserService
 from ..ids import MatrixIds
-from ..portal_store import PortalStore
+from .portal_store import PortalStore
 
 log = logging.getLogger(__name__)
 

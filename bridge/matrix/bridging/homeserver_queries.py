@@ -13,10 +13,10 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from ..db.database import Database
-from ..messaging.models import Conversation
-from .handlers.context import HandlerContext
-from .intents import Intents, RoomSpec
+from ...db.database import Database
+from ...messaging.models import Conversation
+from ..outbox.intents import Intents, RoomSpec
+from .context import HandlerContext
 
 log = logging.getLogger(__name__)
 

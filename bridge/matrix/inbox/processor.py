@@ -8,13 +8,13 @@ from collections.abc import Callable
 
 import asyncpg
 
-from ..config import InboxConfig
-from ..db.database import Database
+from ...config import InboxConfig
+from ...db.database import Database
+from ..workers import WorkerPool
 from .backlog import Backlog
 from .dispatch import Dispatcher
 from .events import InboxEvent
-from .inbox_store import InboxStore
-from .workers import WorkerPool
+from .store import InboxStore
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import asyncpg
 
-from ..messaging.models import Origin
-from ..networking.models import Connection, ConnectionRequest, RequestStatus
-from .handlers.context import HandlerContext
+from ....messaging.models import Origin
+from ....networking.models import Connection, ConnectionRequest, RequestStatus
+from ..context import HandlerContext
 
 
 class NetworkingMirror:

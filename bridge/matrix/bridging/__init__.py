@@ -1,0 +1,1 @@
+"""What the bridge means: Matrix events into domain changes and domain changes into Matrix."""

@@ -1,0 +1,1 @@
+"""From the homeserver in: durable intake, per-room processing, dead letters."""

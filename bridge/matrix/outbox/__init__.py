@@ -1,0 +1,1 @@
+"""To the homeserver out: queued Matrix side effects, sent in order per lane."""
