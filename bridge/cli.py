@@ -124,21 +124,19 @@ async def _users(config: Config, args: argparse.Namespace) -> list[str]:
     from .users.service import UserService
     from .users.store import UserStore
 
-    users = UserService(UserStore())
     async with database_dsn(config) as dsn:
         await ensure_schema(dsn, migrate=True)
         db = Database(dsn, min_size=1, max_size=1)
+        users = UserService(db, UserStore())
         await db.open()
         try:
-            async with db.transaction() as conn:
-                if args.users_command == "add":
-                    user = await users.create(conn, args.name, args.avatar)
-                    return [str(user.id)]
-                listed = await users.list_users(conn, limit=args.limit)
-                return [
-                    f"{u.id}\t{u.display_name}\t{u.matrix_user_id or '-'}\t{u.avatar_url or '-'}"
-                    for u in listed
-                ]
+            if args.users_command == "add":
+                user = await users.add(args.name, args.avatar)
+                return [str(user.id)]
+            return [
+                f"{u.id}\t{u.display_name}\t{u.matrix_user_id or '-'}\t{u.avatar_url or '-'}"
+                for u in await users.list_page(limit=args.limit)
+            ]
         finally:
             await db.close()
 

@@ -6,7 +6,7 @@ import uuid
 
 from aiohttp import web
 
-from ..errors import BadRequest, Conflict, Forbidden
+from ..errors import BadRequest, Forbidden
 from ..ids import parse_uuid
 from ..messaging.models import NewMessage, Origin
 from ..messaging.queries import DateRange
@@ -45,8 +45,6 @@ def _own_ids(principal: Principal, values: list[uuid.UUID] | None, name: str) ->
 class MessagingApi:
     def __init__(self, ctx: ApiContext, envelope: Envelope) -> None:
         self._ctx = ctx
-        self._db = ctx.db
-        self._users = ctx.services.users
         self._messaging = ctx.services.messaging
         self._env = envelope
 
@@ -81,18 +79,16 @@ class MessagingApi:
             every = False  # participantIds=null: conversations without participants, i.e. none
         last = f.dates("lastMessageAt")
         after = parse_cursor(request.query, CONVERSATIONS, number_name="pageNumber")
-        async with self._db.acquire() as conn:
-            found = await self._messaging.list_conversations_page(
-                conn,
-                me,
-                is_group=is_group,
-                participant_ids=participants,
-                all_participants=every,
-                last_message=_range(last),
-                after=after,
-                limit=page.limit,
-                offset=page.offset,
-            )
+        found = await self._messaging.conversations_page(
+            me,
+            is_group=is_group,
+            participant_ids=participants,
+            all_participants=every,
+            last_message=_range(last),
+            after=after,
+            limit=page.limit,
+            offset=page.offset,
+        )
         tail = found.rows[-1] if found.rows else None
         position = (tail.last_message_at or tail.created_at, tail.id) if tail else None
         return self._env.ok(
@@ -109,33 +105,20 @@ class MessagingApi:
         )
 
     async def create_conversation(self, request: web.Request) -> web.Response:
-        me = principal_of(request).user_id
+        principal = principal_of(request)
         body = await b.json_object(request)
         is_group = b.boolean(body, "isGroup", required=True)
         participants = b.ids(body, "participantIds", required=True) or []
         title, topic = b.text(body, "title"), b.text(body, "topic")
-        if me not in participants:
-            raise BadRequest("participantIds must include the session user")
-        others = [u for u in participants if u != me]
-        async with self._db.transaction() as conn:
-            await self._users.require_all(conn, others)
-            if is_group:
-                if len(participants) < 3:
-                    raise BadRequest("a group conversation needs at least three participants")
-                created = await self._messaging.create_group(
-                    conn, me, others, title=title, topic=topic, origin=ORIGIN
-                )
-            else:
-                if len(participants) != 2:
-                    raise BadRequest("a 1:1 conversation has exactly two participants")
-                if title is not None or topic is not None:
-                    raise BadRequest("title and topic are for group conversations")
-                created, new = await self._messaging.open_direct(conn, me, others[0], origin=ORIGIN)
-                if not new:
-                    raise Conflict(
-                        f"these users already have a 1:1 conversation: {created.id}",
-                        extra={"detail": str(created.id)},
-                    )
+        created = await self._messaging.create_conversation(
+            principal.user_id,
+            participants,
+            is_group=bool(is_group),
+            title=title,
+            topic=topic,
+            origin=ORIGIN,
+            admin=principal.is_admin,
+        )
         return self._env.ok(
             request,
             data_name="conversation",
@@ -147,8 +130,7 @@ class MessagingApi:
     async def get_conversation(self, request: web.Request) -> web.Response:
         me = principal_of(request).user_id
         conversation_id = _path_id(request, "conversationId")
-        async with self._db.transaction() as conn:
-            conversation = await self._messaging.get_for(conn, me, conversation_id)
+        conversation = await self._messaging.conversation_for(me, conversation_id)
         return self._env.ok(
             request,
             data_name="conversation",
@@ -157,7 +139,7 @@ class MessagingApi:
         )
 
     async def update_conversation(self, request: web.Request) -> web.Response:
-        me = principal_of(request).user_id
+        principal = principal_of(request)
         conversation_id = _path_id(request, "conversationId")
         body = await b.json_object(request)
         is_group = b.boolean(body, "isGroup")
@@ -165,21 +147,16 @@ class MessagingApi:
         title, topic = b.text(body, "title"), b.text(body, "topic")
         if is_group is None and participants is None and title is None and topic is None:
             raise BadRequest("nothing to update: give participantIds, title or topic")
-        async with self._db.transaction() as conn:
-            conversation = await self._messaging.get_for(conn, me, conversation_id)
-            if is_group is not None and is_group != conversation.is_group:
-                raise Conflict("isGroup cannot change")
-            if title is not None or topic is not None:
-                if not conversation.is_group:
-                    raise Conflict("1:1 conversations have no title or topic")
-                conversation = await self._messaging.update(
-                    conn, conversation_id, actor=me, title=title, topic=topic
-                )
-            if participants is not None:
-                await self._users.require_all(conn, participants)
-                conversation = await self._messaging.set_participants(
-                    conn, me, conversation_id, participants, origin=ORIGIN
-                )
+        conversation = await self._messaging.update_conversation(
+            principal.user_id,
+            conversation_id,
+            is_group=is_group,
+            participant_ids=participants,
+            title=title,
+            topic=topic,
+            origin=ORIGIN,
+            admin=principal.is_admin,
+        )
         return self._env.ok(
             request,
             data_name="conversation",
@@ -191,8 +168,7 @@ class MessagingApi:
         """Leave a group conversation (the seed's delete is "group exit")."""
         me = principal_of(request).user_id
         conversation_id = _path_id(request, "conversationId")
-        async with self._db.transaction() as conn:
-            left = await self._messaging.leave(conn, me, conversation_id, origin=ORIGIN)
+        left = await self._messaging.leave_conversation(me, conversation_id, origin=ORIGIN)
         data = render.conversation(left) | {"isActive": False}
         return self._env.ok(request, data_name="conversation", data=data, action="delete")
 
@@ -211,19 +187,17 @@ class MessagingApi:
         if after_raw is not None and after is not None:
             raise BadRequest("give either cursor or afterMessageId, not both")
         after_id = parse_uuid(after_raw, "afterMessageId") if after_raw is not None else None
-        async with self._db.acquire() as conn:
-            found = await self._messaging.list_messages_page(
-                conn,
-                me,
-                conversations,
-                sender_ids=senders,
-                reader_ids=readers,
-                sent=_range(sent),
-                after_message_id=after_id,
-                after=after,
-                limit=page.limit,
-                offset=page.offset,
-            )
+        found = await self._messaging.messages_page(
+            me,
+            conversations,
+            sender_ids=senders,
+            reader_ids=readers,
+            sent=_range(sent),
+            after_message_id=after_id,
+            after=after,
+            limit=page.limit,
+            offset=page.offset,
+        )
         tail = found.rows[-1] if found.rows else None
         return self._env.ok(
             request,
@@ -259,9 +233,7 @@ class MessagingApi:
         )
         if not content and media is None:
             raise BadRequest("content is required")
-        async with self._db.transaction() as conn:
-            message = await self._messaging.post(conn, sender, conversation_id, new, origin=ORIGIN)
-        assert message is not None  # None only for a replayed Matrix event
+        message = await self._messaging.send_message(sender, conversation_id, new, origin=ORIGIN)
         return self._env.ok(
             request,
             data_name="message",
@@ -273,8 +245,7 @@ class MessagingApi:
     async def get_message(self, request: web.Request) -> web.Response:
         me = principal_of(request).user_id
         message_id = _path_id(request, "messageId")
-        async with self._db.transaction() as conn:
-            message = await self._messaging.get_message_for(conn, me, message_id)
+        message = await self._messaging.message_for(me, message_id)
         return self._env.ok(
             request, data_name="message", data=render.message(message, me), action="get"
         )
@@ -291,17 +262,9 @@ class MessagingApi:
         hide = _own_ids(principal, b.ids(body, "deletedFor"), "deletedFor")
         if content is None and not read and not hide:
             raise BadRequest("nothing to update: give content, readBy or deletedFor")
-        async with self._db.transaction() as conn:
-            await self._messaging.get_message_for(conn, me, message_id)
-            if content is not None:
-                await self._messaging.edit(
-                    conn, me, message_id, content=content, formatted_content=formatted
-                )
-            if read:
-                await self._messaging.mark_read(conn, me, message_id)
-            if hide:
-                await self._messaging.delete_for(conn, me, message_id)
-            message = await self._messaging.get_message_for(conn, me, message_id)
+        message = await self._messaging.update_message(
+            me, message_id, content=content, formatted_content=formatted, read=read, hide=hide
+        )
         return self._env.ok(
             request, data_name="message", data=render.message(message, me), action="update"
         )
@@ -310,12 +273,7 @@ class MessagingApi:
         """The sender deletes for everyone; another participant deletes for themselves."""
         me = principal_of(request).user_id
         message_id = _path_id(request, "messageId")
-        async with self._db.transaction() as conn:
-            message = await self._messaging.get_message_for(conn, me, message_id)
-            if message.sender_id == me:
-                message = await self._messaging.delete(conn, message_id, actor=me, origin=ORIGIN)
-            else:
-                message = await self._messaging.delete_for(conn, me, message_id)
+        message = await self._messaging.remove_message(me, message_id, origin=ORIGIN)
         return self._env.ok(
             request, data_name="message", data=render.message(message, me), action="delete"
         )

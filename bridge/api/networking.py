@@ -25,8 +25,6 @@ def _path_id(request: web.Request, name: str) -> uuid.UUID:
 
 class NetworkingApi:
     def __init__(self, ctx: ApiContext, envelope: Envelope) -> None:
-        self._db = ctx.db
-        self._users = ctx.services.users
         self._networking = ctx.services.networking
         self._env = envelope
 
@@ -49,10 +47,9 @@ class NetworkingApi:
     async def list_connections(self, request: web.Request) -> web.Response:
         me = principal_of(request).user_id
         page = parse_page(request.query)
-        async with self._db.transaction() as conn:
-            rows, total = await self._networking.list_connections_page(
-                conn, me, limit=page.limit, offset=page.offset
-            )
+        rows, total = await self._networking.connections_page(
+            me, limit=page.limit, offset=page.offset
+        )
         return self._env.ok(
             request,
             data_name="connections",
@@ -67,9 +64,7 @@ class NetworkingApi:
             raise Forbidden("only administrators create connections; send a connection request")
         body = await b.json_object(request)
         first, second = b.required_id(body, "userId1"), b.required_id(body, "userId2")
-        async with self._db.transaction() as conn:
-            await self._users.require_all(conn, [first, second])
-            created = await self._networking.connect_directly(conn, first, second)
+        created = await self._networking.connect(first, second)
         return self._env.ok(
             request,
             data_name="connection",
@@ -81,8 +76,7 @@ class NetworkingApi:
     async def get_connection(self, request: web.Request) -> web.Response:
         me = principal_of(request).user_id
         connection_id = _path_id(request, "connectionId")
-        async with self._db.transaction() as conn:
-            found = await self._networking.get_connection_for(conn, me, connection_id)
+        found = await self._networking.connection_for(me, connection_id)
         return self._env.ok(
             request, data_name="connection", data=render.connection(found), action="get"
         )
@@ -90,8 +84,7 @@ class NetworkingApi:
     async def delete_connection(self, request: web.Request) -> web.Response:
         me = principal_of(request).user_id
         connection_id = _path_id(request, "connectionId")
-        async with self._db.transaction() as conn:
-            removed = await self._networking.disconnect_by_id(conn, me, connection_id)
+        removed = await self._networking.end_connection(me, connection_id)
         data = render.connection(removed) | {"isActive": False}
         return self._env.ok(request, data_name="connection", data=data, action="delete")
 
@@ -102,10 +95,9 @@ class NetworkingApi:
         page = parse_page(request.query)
         f = Filters(request.query)
         statuses = f.choices("status", _STATUSES)
-        async with self._db.transaction() as conn:
-            rows, total = await self._networking.list_requests_page(
-                conn, me, statuses=statuses, limit=page.limit, offset=page.offset
-            )
+        rows, total = await self._networking.requests_page(
+            me, statuses=statuses, limit=page.limit, offset=page.offset
+        )
         return self._env.ok(
             request,
             data_name="connectionRequests",
@@ -123,11 +115,7 @@ class NetworkingApi:
         status = b.text(body, "status")
         if status is not None and status.lower() != RequestStatus.PENDING.value:
             raise BadRequest("a new connection request's status can only be pending")
-        async with self._db.transaction() as conn:
-            await self._users.require_all(conn, [receiver])
-            sent, created = await self._networking.send_request(
-                conn, me, receiver, message=b.text(body, "message")
-            )
+        sent, created = await self._networking.ask(me, receiver, message=b.text(body, "message"))
         return self._env.ok(
             request,
             data_name="connectionRequest",
@@ -139,8 +127,7 @@ class NetworkingApi:
     async def get_request(self, request: web.Request) -> web.Response:
         me = principal_of(request).user_id
         request_id = _path_id(request, "connectionRequestId")
-        async with self._db.transaction() as conn:
-            found = await self._networking.get_request_for(conn, me, request_id)
+        found = await self._networking.request_for(me, request_id)
         return self._env.ok(
             request,
             data_name="connectionRequest",
@@ -156,12 +143,9 @@ class NetworkingApi:
         status = (b.text(body, "status", required=True) or "").lower()
         if status not in (RequestStatus.ACCEPTED.value, RequestStatus.REJECTED.value):
             raise BadRequest("status must be accepted or rejected")
-        async with self._db.transaction() as conn:
-            await self._networking.get_request_for(conn, me, request_id)
-            if status == RequestStatus.ACCEPTED.value:
-                answered = await self._networking.accept(conn, receiver=me, request_id=request_id)
-            else:
-                answered = await self._networking.reject(conn, receiver=me, request_id=request_id)
+        answered = await self._networking.answer(
+            me, request_id, accept=status == RequestStatus.ACCEPTED.value
+        )
         return self._env.ok(
             request,
             data_name="connectionRequest",
@@ -173,8 +157,7 @@ class NetworkingApi:
         """Either party takes a pending request back: the sender cancels, the receiver rejects."""
         me = principal_of(request).user_id
         request_id = _path_id(request, "connectionRequestId")
-        async with self._db.transaction() as conn:
-            withdrawn = await self._networking.withdraw(conn, me, request_id)
+        withdrawn = await self._networking.take_back(me, request_id)
         return self._env.ok(
             request,
             data_name="connectionRequest",

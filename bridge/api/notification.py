@@ -27,8 +27,6 @@ _SORTS = {
 
 class NotificationApi:
     def __init__(self, ctx: ApiContext, envelope: Envelope) -> None:
-        self._db = ctx.db
-        self._users = ctx.services.users
         self._notifications = ctx.services.notifications
         self._env = envelope
 
@@ -46,8 +44,7 @@ class NotificationApi:
         device = b.mapping(await b.json_object(request), "device", required=True) or {}
         token = b.text(device, "token", required=True) or ""
         platform = b.text(device, "platform", required=True) or ""
-        async with self._db.transaction() as conn:
-            registered = await self._notifications.register_device(conn, me, token, platform)
+        registered = await self._notifications.add_device(me, token, platform)
         return self._env.ok(
             request,
             data_name="device",
@@ -59,8 +56,7 @@ class NotificationApi:
     async def unregister_device(self, request: web.Request) -> web.Response:
         me = principal_of(request).user_id
         device_id = parse_uuid(request.match_info["deviceId"], "deviceId")
-        async with self._db.transaction() as conn:
-            removed = await self._notifications.unregister_device(conn, me, device_id)
+        removed = await self._notifications.remove_device(me, device_id)
         return self._env.ok(
             request, data_name="device", data=render.device(removed), action="delete"
         )
@@ -80,15 +76,9 @@ class NotificationApi:
         oldest_first = _SORTS[sort.lower()] if sort is not None else False
         kind = "notifications+" if oldest_first else "notifications-"
         after = parse_cursor(request.query, kind, number_name="page")
-        async with self._db.acquire() as conn:
-            found = await self._notifications.list_page(
-                conn,
-                me,
-                oldest_first=oldest_first,
-                after=after,
-                limit=page.limit,
-                offset=page.offset,
-            )
+        found = await self._notifications.notifications_page(
+            me, oldest_first=oldest_first, after=after, limit=page.limit, offset=page.offset
+        )
         tail = found.rows[-1] if found.rows else None
         return self._env.ok(
             request,
@@ -108,22 +98,15 @@ class NotificationApi:
             raise Forbidden("only administrators send notifications")
         spec = b.mapping(await b.json_object(request), "notification", required=True) or {}
         recipients = b.ids(spec, "userIds", required=True) or []
-        if not recipients:
-            raise BadRequest("notification.userIds must name at least one user")
-        title = (b.text(spec, "title", required=True) or "").strip()
-        if not title:
-            raise BadRequest("notification.title is required")
+        title = b.text(spec, "title", required=True) or ""
         kind = clean_text(b.text(spec, "kind") or DEFAULT_KIND, limit=64, multiline=False)
-        async with self._db.transaction() as conn:
-            await self._users.require_all(conn, recipients)
-            created = await self._notifications.notify(
-                conn,
-                recipients,
-                kind=kind or DEFAULT_KIND,
-                title=title,
-                body=b.text(spec, "body") or "",
-                payload=b.mapping(spec, "payload"),
-            )
+        created = await self._notifications.send(
+            recipients,
+            kind=kind or DEFAULT_KIND,
+            title=title,
+            body=b.text(spec, "body") or "",
+            payload=b.mapping(spec, "payload"),
+        )
         return self._env.ok(
             request,
             data_name="notifications",
@@ -136,10 +119,7 @@ class NotificationApi:
     async def mark_seen(self, request: web.Request) -> web.Response:
         me = principal_of(request).user_id
         ids = b.ids(await b.json_object(request), "notificationIds", required=True) or []
-        if not ids:
-            raise BadRequest("notificationIds must name at least one notification")
-        async with self._db.transaction() as conn:
-            count = await self._notifications.mark_seen(conn, me, ids)
+        count = await self._notifications.see(me, ids)
         return self._env.ok(
             request,
             data_name="seen",

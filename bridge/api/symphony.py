@@ -32,8 +32,6 @@ def symphony_error(status: int, message: str, detail: str) -> dict[str, Any]:
 
 class SymphonyApi:
     def __init__(self, ctx: ApiContext) -> None:
-        self._db = ctx.db
-        self._users = ctx.services.users
         self._networking = ctx.services.networking
 
     def routes(self) -> list[web.RouteDef]:
@@ -61,8 +59,7 @@ class SymphonyApi:
             if len(parts) > MAX_USER_IDS:
                 raise BadRequest(f"userIds: at most {MAX_USER_IDS} ids")
             other_ids = [parse_uuid(p, "userIds") for p in parts]
-        async with self._db.transaction() as conn:
-            standings = await self._networking.relations(conn, me, other_ids)
+        standings = await self._networking.standings(me, other_ids)
         return json_response(
             [
                 render.user_connection(other, status, request_, link)
@@ -75,9 +72,7 @@ class SymphonyApi:
         """Invite ``userId`` to connect (answers with the standing as the inviter sees it)."""
         me = principal_of(request).user_id
         other = b.required_id(await b.json_object(request), "userId")
-        async with self._db.transaction() as conn:
-            await self._users.require_all(conn, [other])
-            sent, _ = await self._networking.send_request(conn, me, other)
+        sent, _ = await self._networking.ask(me, other)
         status = "ACCEPTED" if sent.status is RequestStatus.ACCEPTED else sent.seen_from(me)
         return json_response(render.user_connection(other, status, sent, None))
 
@@ -90,8 +85,7 @@ class SymphonyApi:
     async def _answer(self, request: web.Request, *, accept: bool) -> web.Response:
         me = principal_of(request).user_id
         sender = b.required_id(await b.json_object(request), "userId")
-        async with self._db.transaction() as conn:
-            answered = await self._networking.answer_from(conn, me, sender, accept=accept)
+        answered = await self._networking.answer_user(me, sender, accept=accept)
         return json_response(
             render.user_connection(sender, answered.status.value.upper(), answered, None)
         )

@@ -26,14 +26,7 @@ from bridge.matrix.inbox.intake import IntakeService
 from bridge.matrix.inbox.processor import InboxProcessor
 from bridge.matrix.inbox.store import InboxStore
 from bridge.matrix.outbox.store import OutboxStore
-from bridge.messaging.service import MessagingService
-from bridge.messaging.store import MessagingStore
-from bridge.networking.service import NetworkingService
-from bridge.networking.store import NetworkingStore
-from bridge.notifications.service import NotificationService
-from bridge.notifications.store import NotificationStore
-from bridge.users.service import UserService
-from bridge.users.store import UserStore
+from bridge.services import build_services
 
 ALICE = "@alice:localhost"
 DM = "!dm:localhost"
@@ -70,11 +63,11 @@ class Bridge:
     def __init__(self, db: Database, config: Config, *, batch: bool = True) -> None:
         self.db = db
         self.outbox = RecordingOutbox()
-        notifications = NotificationService(NotificationStore())
-        self.notifications = notifications
-        self.users = UserService(UserStore())
-        self.messaging = MessagingService(MessagingStore(), notifications)
-        self.networking = NetworkingService(NetworkingStore(), notifications)
+        services = build_services(db)
+        notifications = self.notifications = services.notifications
+        self.users = services.users
+        self.messaging = services.messaging
+        self.networking = services.networking
         self.ids = MatrixIds(config)
         self.ctx = HandlerContext(
             config=config, ids=self.ids, portals=PortalStore(), outbox=self.outbox, users=self.users,
