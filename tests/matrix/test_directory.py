@@ -43,8 +43,15 @@ async def seed(client: TestClient, dsn: str) -> tuple[uuid.UUID, uuid.UUID, uuid
         async with conn.transaction():
             bob = await ctx.users.create(conn, "Bob Network", "mxc://localhost/bobface")
             alice = await ctx.users.for_matrix_user(conn, "@alice:localhost")
+            cat = await ctx.users.create(conn, "Cat Network")
             conv = await ctx.messaging.create_group(
-                conn, bob.id, [alice.id], title="Plans", topic="Q3", origin=Origin.NETWORK
+                conn,
+                bob.id,
+                [alice.id, cat.id],
+                title="Plans",
+                topic="Q3",
+                origin=Origin.NETWORK,
+                admin=True,  # an administrator's group: no connections needed
             )
     finally:
         await conn.close()

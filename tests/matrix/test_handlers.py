@@ -227,12 +227,14 @@ async def test_blocked_servers_are_refused_with_a_notice(bridge: Bridge, conn: a
 
 async def test_group_portal_membership_name_and_topic(bridge: Bridge, conn: asyncpg.Connection) -> None:
     bob, cat = await bridge.person("Bob"), await bridge.person("Cat")
+    await connect(bridge, bob)
+    await connect(bridge, cat)
     room = "!group:localhost"
-    await bridge.feed(member(room, ALICE, bridge.ids.ghost(bob), "invite"))
+    await bridge.feed(member(room, ALICE, bridge.ids.ghost(bob), "invite"),
+                      member(room, ALICE, bridge.ids.ghost(cat), "invite"))
     conv = await conn.fetchval("SELECT conversation_id FROM portal WHERE room_id = $1", room)
     assert await conn.fetchval("SELECT is_group FROM conversation WHERE id = $1", conv) is True
-    await bridge.feed(member(room, ALICE, bridge.ids.ghost(cat), "invite"),
-                      member(room, "@dan:localhost", "@dan:localhost", "join", displayname="Dan"),
+    await bridge.feed(member(room, "@dan:localhost", "@dan:localhost", "join", displayname="Dan"),
                       {"type": "m.room.name", "room_id": room, "sender": ALICE, "state_key": "", "content": {"name": "Team"}},
                       {"type": "m.room.topic", "room_id": room, "sender": ALICE, "state_key": "", "content": {"topic": "Plans"}})
     names = {r["display_name"] for r in await conn.fetch(
