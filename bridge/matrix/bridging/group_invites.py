@@ -149,9 +149,13 @@ class GroupInvites:
         ready = waiting
         if 1 + len(ready) < MIN_GROUP:
             return False
-        conversation = await self.ctx.messaging.create_group(
-            conn, inviter_id, ready, origin=Origin.MATRIX, admin=admin
-        )
+        try:
+            conversation = await self.ctx.messaging.create_group(
+                conn, inviter_id, ready, origin=Origin.MATRIX, admin=admin
+            )
+        except BridgeError as exc:  # e.g. a user gone meanwhile: the invites keep waiting
+            await self._tell(conn, inviter_mxid, f"The group could not start: {exc.message}")
+            return False
         await self.ctx.portals.insert_portal(conn, room_id, conversation.id, None)
         await self.store.delete_invites(conn, room_id, ready)
         for user_id in ready:
