@@ -16,9 +16,9 @@ async def test_a_title_that_cleaning_empties_is_refused(
     conn: asyncpg.Connection, services: Services, title: str
 ) -> None:
     (ann,) = await people(conn, services, "Ann")
-    with pytest.raises(BadRequest, match="notification.title"):
+    with pytest.raises(BadRequest, match=r"notification\.title"):
         await services.notifications.notify(conn, [ann], kind="x", title=title, body="b")
-    with pytest.raises(BadRequest, match="notification.title"):
+    with pytest.raises(BadRequest, match=r"notification\.title"):
         await services.notifications.send([ann], kind="x", title=title, body="b")
     assert await conn.fetchval("SELECT count(*) FROM notification") == 0
 
