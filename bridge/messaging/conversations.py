@@ -210,7 +210,7 @@ class ConversationRules:
     ) -> list[uuid.UUID]:
         """Add users to a group conversation. ``actor``, when given, must be a participant and
         connected to each new participant (unless ``admin``); None records a fact from Matrix."""
-        conversation = await self._changeable(conn, conversation_id, actor)
+        conversation = await self.changeable(conn, conversation_id, actor)
         if actor is not None:
             new = [u for u in user_ids if u not in conversation.participant_ids]
             await self.check_connected(conn, actor, new, admin=admin)
@@ -231,7 +231,7 @@ class ConversationRules:
         origin: Origin,
     ) -> bool:
         """Remove a user from a group conversation (themselves, or by a participant)."""
-        await self._changeable(conn, conversation_id, actor)
+        await self.changeable(conn, conversation_id, actor)
         removed = await self._store.remove_participant(conn, conversation_id, user_id)
         if removed:
             updated = await self.get(conn, conversation_id)
@@ -239,9 +239,11 @@ class ConversationRules:
                 await listener.participants_changed(conn, updated, [], [user_id], origin)
         return removed
 
-    async def _changeable(
+    async def changeable(
         self, conn: asyncpg.Connection, conversation_id: uuid.UUID, actor: uuid.UUID | None
     ) -> Conversation:
+        """The group conversation, locked for a change of participants by ``actor`` (a
+        participant), or by a fact from Matrix (None); 404, 409 for a 1:1, 403 otherwise."""
         if not await self._store.lock_conversation(conn, conversation_id):
             raise NotFound(f"no conversation {conversation_id}")
         conversation = await self.get(conn, conversation_id)

@@ -241,3 +241,19 @@ async def test_a_ghost_invited_into_a_direct_portal_declines(world: World) -> No
     ghost = world.ghost(cat)
     await world.hs.wait_for(lambda: world.hs.rooms[room].members.get(ghost) == "leave")
     assert await world.participants(room) == {alice, bob}
+
+
+async def test_only_participants_add_to_a_group(world: World) -> None:
+    """Dan is in the room but never became a participant (he joined before the bridge was
+    there): his invite of a connection of his is declined, and no request is sent for it."""
+    room, *_ = await group_of_three(world)
+    dan, erin, fay = (await world.matrix_user("@dan:localhost"), await world.person("Erin"),
+                      await world.person("Fay"))
+    await world.ctx.networking.connect(dan, erin)
+    world.hs.rooms[room].members["@dan:localhost"] = "join"
+    for ghost_of in (erin, fay):
+        await world.invite(room, "@dan:localhost", ghost_of)
+        ghost = world.ghost(ghost_of)
+        await world.hs.wait_for(lambda g=ghost: world.hs.rooms[room].members.get(g) == "leave")  # type: ignore[misc]
+    assert {erin, fay}.isdisjoint(await world.participants(room))
+    assert await world.conn.fetchval("SELECT count(*) FROM connection_request") == 0

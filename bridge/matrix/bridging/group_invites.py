@@ -52,6 +52,12 @@ class GroupInvites:
         of ``conversation_id``, or a room not bridged yet)."""
         ghost = self.ctx.ids.ghost(invitee.id)
         admin = self.ctx.is_admin(inviter_mxid)
+        if conversation_id is not None:
+            try:  # only a participant adds to a group: no connection request otherwise
+                await self.ctx.messaging.changeable(conn, conversation_id, inviter.id)
+            except BridgeError as exc:
+                await self.ctx.act(conn, room_id, ghost, "leave", reason=exc.message)
+                return
         if not admin and not await self.ctx.networking.is_connected(conn, inviter.id, invitee.id):
             try:
                 request, _ = await self.ctx.networking.send_request(conn, inviter.id, invitee.id)

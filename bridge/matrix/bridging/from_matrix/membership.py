@@ -78,12 +78,6 @@ class MembershipHandler:
             return Outcome.PROCESSED
         inviter = await self.ctx.matrix_user(conn, sender)
         portal = await self.ctx.portals.get_portal_by_room(conn, room_id)
-        if portal is not None:
-            conversation = await self.ctx.messaging.get(conn, portal.conversation_id)
-            if not conversation.is_group:
-                why = "1:1 conversations cannot change participants: start a group room instead."
-                await self.ctx.act(conn, room_id, ghost, "leave", reason=why)
-                return Outcome.PROCESSED
         if portal is not None or not content.get("is_direct"):
             conversation_id = None if portal is None else portal.conversation_id
             await self.groups.invited(conn, room_id, sender, inviter, other, conversation_id)
