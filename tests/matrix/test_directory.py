@@ -21,14 +21,6 @@ AUTH = {"Authorization": f"Bearer {HS_TOKEN}"}
 
 
 @pytest.fixture
-async def hs(aiohttp_server: Any) -> FakeHomeserver:
-    fake = FakeHomeserver(as_token=AS_TOKEN)
-    server = await aiohttp_server(fake.app())
-    fake.url = str(server.make_url("")).rstrip("/")
-    return fake
-
-
-@pytest.fixture
 async def client(hs: FakeHomeserver, dsn: str, aiohttp_client: Any) -> TestClient:
     config = parse_config(config_data(homeserver__address=hs.url))
     return await aiohttp_client(await init_app(config, dsn))

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 from bridge.app import CONTEXT, DATABASE, init_app
 from bridge.config import parse_config
 from bridge.matrix.bridging.context import HandlerContext
-from tests.conftest import AS_TOKEN, HS_TOKEN, config_data
+from tests.conftest import HS_TOKEN, config_data
 from tests.fake_homeserver import FakeHomeserver
 
 AUTH = {"Authorization": f"Bearer {HS_TOKEN}"}
@@ -31,14 +31,6 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0)
     async with asyncio.timeout(within):
         while not await check():  # noqa: ASYNC110 (a database condition: nothing to wait on)
             await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-async def hs(aiohttp_server: Any) -> FakeHomeserver:
-    fake = FakeHomeserver(as_token=AS_TOKEN)
-    server = await aiohttp_server(fake.app())
-    fake.url = str(server.make_url("")).rstrip("/")
-    return fake
 
 
 @pytest.fixture

@@ -6,18 +6,17 @@ import pytest
 
 from bridge.messaging.html import sanitize_html
 
+COLOUR_ATTRIBUTES = [
+    ("font", "data-mx-color"),
+    ("font", "data-mx-bg-color"),
+    ("font", "color"),
+    ("span", "data-mx-color"),
+    ("span", "data-mx-bg-color"),
+]
+
 
 @pytest.mark.parametrize("value", ["#ff0000", "#00FF7f", "#123abc"])
-@pytest.mark.parametrize(
-    ("tag", "attribute"),
-    [
-        ("font", "data-mx-color"),
-        ("font", "data-mx-bg-color"),
-        ("font", "color"),
-        ("span", "data-mx-color"),
-        ("span", "data-mx-bg-color"),
-    ],
-)
+@pytest.mark.parametrize(("tag", "attribute"), COLOUR_ATTRIBUTES)
 def test_hex_colours_are_kept(tag: str, attribute: str, value: str) -> None:
     html = f'<{tag} {attribute}="{value}">hi</{tag}>'
     assert sanitize_html(html) == html
@@ -38,16 +37,7 @@ def test_hex_colours_are_kept(tag: str, attribute: str, value: str) -> None:
         "",
     ],
 )
-@pytest.mark.parametrize(
-    ("tag", "attribute"),
-    [
-        ("font", "data-mx-color"),
-        ("font", "data-mx-bg-color"),
-        ("font", "color"),
-        ("span", "data-mx-color"),
-        ("span", "data-mx-bg-color"),
-    ],
-)
+@pytest.mark.parametrize(("tag", "attribute"), COLOUR_ATTRIBUTES)
 def test_other_colour_values_are_dropped(tag: str, attribute: str, value: str) -> None:
     cleaned = sanitize_html(f'<{tag} {attribute}="{value}">hi</{tag}>')
     assert cleaned == f"<{tag}>hi</{tag}>"
