@@ -37,6 +37,26 @@ EXIT_INTERRUPTED = 130
 INSTALL_HINT = "install the demo's extra: pip install -e '.[demo]' (it brings matrix-synapse)"
 
 
+#: Ports a new demo takes when they are free (the usual ones), so that its URLs stay the same
+#: across ``--reset``; otherwise it takes free ones.
+PREFERRED_HOMESERVER_PORT = 8008
+PREFERRED_BRIDGE_PORT = 29400
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port < 65536:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (0-65535)")
+    return port
+
+
+def _choose_port(asked: int | None, preferred: int) -> int:
+    """The port asked for (0: any free one), else ``preferred`` when free, else a free one."""
+    if asked is not None:
+        return asked or free_port()
+    return preferred if not port_in_use(preferred) else free_port()
+
+
 class PortInUse(OSError):
     def __init__(self, what: str, port: int) -> None:
         super().__init__(errno.EADDRINUSE, f"{what}'s port {port} is already in use")
@@ -116,7 +136,7 @@ class Demo:
         if fresh:
             async with progress.step(
                 "configuration written (bridge, REST signing key, homeserver, registration)",
-                log=layout.synapse_log, hint=write_access_hint(layout.root),
+                hint=write_access_hint(layout.root),
             ):
                 state = await asyncio.to_thread(self._write_configs)
         config = load_config(layout.config, environ={})
@@ -202,8 +222,8 @@ class Demo:
 
     def _write_configs(self) -> dict[str, Any]:
         ports = {
-            "bridge": self.args.port or free_port(),
-            "homeserver": self.args.homeserver_port or free_port(),
+            "bridge": _choose_port(self.args.port, PREFERRED_BRIDGE_PORT),
+            "homeserver": _choose_port(self.args.homeserver_port, PREFERRED_HOMESERVER_PORT),
         }
         write_bridge_config(
             self.layout, bridge_port=ports["bridge"], homeserver_port=ports["homeserver"]
@@ -298,11 +318,14 @@ def add_parser(
         help="print the report as one JSON object on stdout (progress goes to stderr)",
     )
     parser.add_argument(
-        "--port", type=int, default=0, help="the bridge's port on a fresh demo (default: free)"
+        "--port", type=_port, default=None,
+        help=f"the bridge's port in a new demo (default: {PREFERRED_BRIDGE_PORT} if free; "
+        "0: any free port)",
     )
     parser.add_argument(
-        "--homeserver-port", type=int, default=0,
-        help="Synapse's port on a fresh demo (default: a free one)",
+        "--homeserver-port", type=_port, default=None,
+        help=f"Synapse's port in a new demo (default: {PREFERRED_HOMESERVER_PORT} if free; "
+        "0: any free port)",
     )
     parser.set_defaults(func=cmd_demo)
     return parser

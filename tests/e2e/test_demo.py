@@ -57,7 +57,9 @@ def demo_dir() -> Iterator[Path]:
 
 
 def _argv(root: Path) -> list[str]:
-    return [sys.executable, "-m", "bridge", "demo", "--json", "--dir", str(root / "demo")]
+    # Any free ports: 8008 and 29400, a new demo's usual ones, may be taken on a test machine.
+    return [sys.executable, "-m", "bridge", "demo", "--json", "--dir", str(root / "demo"),
+            "--port", "0", "--homeserver-port", "0"]
 
 
 async def _start(root: Path, name: str) -> DemoRun:
