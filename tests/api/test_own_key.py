@@ -4,7 +4,6 @@ has nothing to verify tokens with, and leaves a config that has something alone.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import uuid
 from collections.abc import Iterator
@@ -26,13 +25,6 @@ from bridge.yaml_edit import set_scalars
 from tests.api.conftest import serve
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def config_path(tmp_path: Path) -> Path:
-    path = tmp_path / "config.yaml"
-    shutil.copy(ROOT / "config.example.yaml", path)
-    return path
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,18 @@ import aiohttp
 import pytest
 from mautrix.client import ClientAPI
 from mautrix.errors import MNotFound
-from mautrix.types import EventType, MatrixUserIdentifier, RoomID, UserID, UserIdentifier
+from mautrix.types import EventType, RoomID, UserID
 
 from bridge.demo.seed import DIRECT_MESSAGES, GROUP_MESSAGE, GROUP_TITLE, NOTIFICATION_TITLE
-from tests.e2e.bed import REPO_ROOT, child_env, ghost_of, notices, timeline, wait_until
+from tests.e2e.bed import (
+    REPO_ROOT,
+    child_env,
+    ghost_of,
+    logged_in,
+    notices,
+    timeline,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -135,22 +143,6 @@ async def _nothing_left(run: DemoRun, root: Path) -> None:
     )
 
 
-@contextlib.asynccontextmanager
-async def _matrix_login(report: dict[str, Any]) -> AsyncIterator[ClientAPI]:
-    client = ClientAPI(base_url=report["homeserver_url"])
-    try:
-        await client.login(
-            identifier=UserIdentifier(MatrixUserIdentifier(user=report["matrix_user"])),
-            password=report["matrix_password"],
-            store_access_token=True,
-        )
-        yield client
-    finally:
-        with contextlib.suppress(Exception):
-            await client.logout()
-        await client.api.session.close()
-
-
 async def _rest(
     session: aiohttp.ClientSession, report: dict[str, Any], method: str, path: str, token: str,
     **kwargs: Any,
@@ -184,7 +176,9 @@ async def _direct_room(client: ClientAPI, ghost: UserID) -> RoomID:
 
 async def _use_the_printed_credentials(report: dict[str, Any]) -> None:
     ann, ben = report["network_users"]
-    async with _matrix_login(report) as client, aiohttp.ClientSession(trust_env=False) as http:
+    async with logged_in(
+        report["homeserver_url"], report["matrix_user"], report["matrix_password"]
+    ) as client, aiohttp.ClientSession(trust_env=False) as http:
         # The seeded direct conversation, with its messages from both sides.
         room_id = await _direct_room(client, ghost_of(ann["id"]))
         theirs = await _bodies_from(client, room_id, ghost_of(ann["id"]))
