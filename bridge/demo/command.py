@@ -13,16 +13,22 @@ import shutil
 import signal
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
 from ..config import Config, load_config
 from ..db.embedded import EmbeddedPostgres
 from ..db.schema import ensure_schema
-from ..local.processes import ProcessFailed, WaitTimedOut, free_port, port_in_use
+from ..local.processes import (
+    ProcessFailed,
+    WaitTimedOut,
+    free_port,
+    port_in_use,
+    stop_leftover,
+)
 from ..local.synapse import SynapseProcess, synapse_installed
 from ..serving import running_bridge
 from .layout import DEFAULT_DIR, DemoBusy, DemoLayout, DemoLock
@@ -31,6 +37,8 @@ from .progress import Hint, Progress, StepFailed, write_access_hint
 from .report import TOKEN_TTL, build_report, render_text
 from .rest import DemoRest
 from .seed import Scene, Seeder
+
+T = TypeVar("T")
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
@@ -153,6 +161,11 @@ class Demo:
         synapse = SynapseProcess(
             layout.synapse, port=ports["homeserver"], log_path=layout.synapse_log, label="demo"
         )
+        leftover = state.get("synapse_pid")
+        if isinstance(leftover, int) and await asyncio.to_thread(
+            stop_leftover, leftover, str(layout.synapse.config)
+        ):
+            progress.say(f"[ok] stopped the Synapse an earlier demo left running (pid {leftover})")
         async with progress.step(
             f"Synapse running at {synapse.url}", log=layout.synapse_log,
             hint=_hints(_port_hint, _synapse_hint),
@@ -161,14 +174,17 @@ class Demo:
                 raise PortInUse("Synapse", synapse.port)
             self.stack.push_async_callback(self._stop, "Synapse", synapse.stop)
             await synapse.astart()
+            state["synapse_pid"] = synapse.pid
+            layout.write_state(state)
         async with progress.step(
             f"bridge listening at {config.appservice.address}", log=layout.bridge_log,
             hint=_port_hint,
         ):
             if port_in_use(config.appservice.port):
                 raise PortInUse("the bridge", config.appservice.port)
-            self.stack.push_async_callback(self._announce, "the bridge")
-            await self.stack.enter_async_context(running_bridge(config, dsn))
+            await self.stack.enter_async_context(
+                self._stopped_in_a_step("the bridge", running_bridge(config, dsn))
+            )
         session = await self.stack.enter_async_context(aiohttp.ClientSession(trust_env=False))
         rest = DemoRest(config, session)
         if "scene" in state:
@@ -248,8 +264,18 @@ class Demo:
         async with self.progress.step(f"stopped {what}"):
             await asyncio.to_thread(stop)
 
-    async def _announce(self, what: str) -> None:
-        self.progress.say(f"[ok] stopped {what}")
+    @contextlib.asynccontextmanager
+    async def _stopped_in_a_step(
+        self, what: str, running: contextlib.AbstractAsyncContextManager[T]
+    ) -> AsyncIterator[T]:
+        """``running``'s value; its exit timed and reported as the step ``stopped <what>``."""
+        async with contextlib.AsyncExitStack() as inner:
+            value = await inner.enter_async_context(running)
+            try:
+                yield value
+            finally:
+                async with self.progress.step(f"stopped {what}"):
+                    await inner.aclose()
 
 
 async def run_demo(layout: DemoLayout, args: argparse.Namespace, progress: Progress) -> int:

@@ -29,6 +29,7 @@ from mautrix.errors import MNotFound
 from mautrix.types import EventType, RoomID, UserID
 
 from bridge.demo.seed import DIRECT_MESSAGES, GROUP_MESSAGE, GROUP_TITLE, NOTIFICATION_TITLE
+from bridge.local.processes import process_alive
 from tests.e2e.bed import (
     REPO_ROOT,
     child_env,
@@ -107,15 +108,6 @@ async def _interrupt(run: DemoRun) -> None:
         assert f"[ok] stopped {part}" in text, text
 
 
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie nobody reaped is not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def _processes_using(root: Path) -> list[str]:
     """Command lines of live processes that name the demo's directory (postgres -D, synapse -c)."""
     found = []
@@ -126,7 +118,7 @@ def _processes_using(root: Path) -> list[str]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if str(root) in cmdline and _alive(int(entry.name)):
+        if str(root) in cmdline and process_alive(int(entry.name)):
             found.append(f"{entry.name}: {cmdline}")
     return found
 
@@ -135,7 +127,7 @@ async def _nothing_left(run: DemoRun, root: Path) -> None:
     pids = [p for p in run.report["pids"].values() if p] + [run.proc.pid]
 
     async def gone() -> bool:
-        return not any(_alive(p) for p in pids) and not _processes_using(root)
+        return not any(process_alive(p) for p in pids) and not _processes_using(root)
 
     await wait_until(
         gone, within=STOP_TIMEOUT,
@@ -234,7 +226,7 @@ async def _room_named(client: ClientAPI, name: str) -> RoomID:
     raise AssertionError(f"no joined room named {name!r}")
 
 
-async def test_demo_cold_then_warm_and_stopped_by_sigint(demo_dir: Path) -> None:
+async def test_demo_cold_then_warm_then_after_a_crash(demo_dir: Path) -> None:
     cold = await _start(demo_dir, "cold")
     try:
         assert REQUIRED_KEYS <= set(cold.report), cold.report
@@ -256,14 +248,33 @@ async def test_demo_cold_then_warm_and_stopped_by_sigint(demo_dir: Path) -> None
         assert "scene of the first run reused" in warm.stderr.read_text()
         await _use_the_printed_credentials(warm.report)
     finally:
-        if warm.proc.returncode is None:
-            await _interrupt(warm)
-    await _nothing_left(warm, demo_dir)
+        # A crash this time: Synapse and PostgreSQL are left running without the demo.
+        warm.proc.kill()
+        await warm.proc.wait()
     print(
         f"\nbridge demo time to ready (from the command to its report): cold {cold.seconds:.1f} s,"
         f" warm {warm.seconds:.1f} s; the demo's own count from its start: cold "
         f"{cold.report['ready_seconds']:.1f} s, warm {warm.report['ready_seconds']:.1f} s"
     )
+    assert process_alive(warm.report["pids"]["synapse"])
+
+    # The next run stops the Synapse left behind, adopts PostgreSQL, and works as before.
+    after_crash = await _start(demo_dir, "after-crash")
+    try:
+        assert (
+            f"stopped the Synapse an earlier demo left running (pid {warm.report['pids']['synapse']})"
+            in after_crash.stderr.read_text()
+        )
+        assert after_crash.report["matrix_user"] == cold.report["matrix_user"]
+        async with logged_in(
+            after_crash.report["homeserver_url"], after_crash.report["matrix_user"],
+            after_crash.report["matrix_password"],
+        ) as client:
+            assert RoomID(after_crash.report["management_room"]) in await client.get_joined_rooms()
+    finally:
+        if after_crash.proc.returncode is None:
+            await _interrupt(after_crash)
+    await _nothing_left(after_crash, demo_dir)
 
     # A port taken by another program: the failure names the step, the log and the fix.
     port = int(warm.report["rest_url"].rsplit(":", 1)[1])
