@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from ..config import Config, load_config
-from ..db.embedded import EmbeddedPostgres
+from ..db.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from ..db.schema import ensure_schema
 from ..local.processes import (
     ProcessFailed,
@@ -161,11 +161,7 @@ class Demo:
         synapse = SynapseProcess(
             layout.synapse, port=ports["homeserver"], log_path=layout.synapse_log, label="demo"
         )
-        leftover = state.get("synapse_pid")
-        if isinstance(leftover, int) and await asyncio.to_thread(
-            stop_leftover, leftover, str(layout.synapse.config)
-        ):
-            progress.say(f"[ok] stopped the Synapse an earlier demo left running (pid {leftover})")
+        await asyncio.to_thread(self._stop_leftover_synapse, state)
         async with progress.step(
             f"Synapse running at {synapse.url}", log=layout.synapse_log,
             hint=_hints(_port_hint, _synapse_hint),
@@ -229,12 +225,28 @@ class Demo:
             if layout.root.exists():
                 if not self.args.reset:
                     self.progress.say("An earlier demo set-up did not finish: starting over.")
+                self._stop_leftovers(state or {})
                 shutil.rmtree(layout.root)
             state = None
         layout.root.mkdir(parents=True, exist_ok=True)
         layout.root.chmod(0o711)  # as root, PostgreSQL runs as a user that must get through
         layout.logs.mkdir(exist_ok=True)
         return state or {}
+
+    def _stop_leftover_synapse(self, state: dict[str, Any]) -> None:
+        """Stop the Synapse a crashed earlier run left running (it would hold its port)."""
+        pid = state.get("synapse_pid")
+        if isinstance(pid, int) and stop_leftover(pid, str(self.layout.synapse.config)):
+            self.progress.say(f"[ok] stopped the Synapse an earlier demo left running (pid {pid})")
+
+    def _stop_leftovers(self, state: dict[str, Any]) -> None:
+        """Before the directory goes: its Synapse and PostgreSQL, if a crash left them running."""
+        self._stop_leftover_synapse(state)
+        if (self.layout.postgres_dir / "postmaster.pid").exists():
+            leftover = EmbeddedPostgres(self.layout.postgres_dir)
+            with contextlib.suppress(EmbeddedPostgresError):
+                leftover.start()  # adopts the running postmaster, so that it can stop it
+            leftover.stop()
 
     def _write_configs(self) -> dict[str, Any]:
         ports = {
