@@ -18,7 +18,7 @@ import warnings
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -69,8 +69,6 @@ ALICE_PASSWORD = "alice-password"
 MESSAGE_DONE_STATE = "ignored"
 
 LOG_TAIL_LINES = 120
-
-T = TypeVar("T")
 
 
 class BridgeProcess(ManagedProcess):
