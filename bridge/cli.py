@@ -105,7 +105,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate_registration(args: argparse.Namespace) -> int:
-    config = generate(args.config, args.registration)
+    config = generate(args.config, args.registration, say=print)
     print(f"Wrote {args.registration} for application service {config.appservice.id!r}.")
     print("Add it to the homeserver's app_service_config_files and restart the homeserver.")
     return 0

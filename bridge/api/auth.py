@@ -23,6 +23,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from ..config import MIN_HS256_SECRET_BYTES as MIN_SECRET_BYTES
 from ..config import ConfigError, JwtConfig
 from ..errors import BridgeError, Forbidden, NotFound, Unauthorized
 from ..ids import parse_uuid
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 ADMIN_ROLE = "admin"
 QUERY_TOKEN = "access_token"  # noqa: S105 (a parameter name)
 SYMPHONY_HEADER = "sessionToken"
-MIN_SECRET_BYTES = 32
 
 
 def _config_error(key: str, exc: Exception) -> ConfigError:
