@@ -146,20 +146,32 @@ class TokenVerifier:
             raise Unauthorized(f"invalid token: {exc}") from None
 
 
-def find_token(request: web.Request, token_name: str, *, symphony: bool = False) -> str | None:
-    """The request's token from the first location that has one."""
+def _token_and_location(
+    request: web.Request, token_name: str, *, symphony: bool = False
+) -> tuple[str | None, str | None]:
     token = request.query.get(QUERY_TOKEN)
     if token:
-        return token
+        return token, "query"
     scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip()
-    for candidate in (request.headers.get(token_name), request.cookies.get(token_name)):
-        if candidate:
-            return candidate
-    if symphony:
-        return request.headers.get(SYMPHONY_HEADER) or None
-    return None
+        return credentials.strip(), "bearer"
+    if header := request.headers.get(token_name):
+        return header, "header"
+    if cookie := request.cookies.get(token_name):
+        return cookie, "cookie"
+    if symphony and (session := request.headers.get(SYMPHONY_HEADER)):
+        return session, "header"
+    return None, None
+
+
+def find_token(request: web.Request, token_name: str, *, symphony: bool = False) -> str | None:
+    """The request's token from the first location that has one."""
+    return _token_and_location(request, token_name, symphony=symphony)[0]
+
+
+def token_location(request: web.Request, token_name: str, *, symphony: bool = False) -> str | None:
+    """Where :func:`find_token` finds the token: query, bearer, header or cookie (or None)."""
+    return _token_and_location(request, token_name, symphony=symphony)[1]
 
 
 def is_admin(claims: dict[str, Any]) -> bool:
