@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -106,6 +107,8 @@ def _bad_timestamp(value: Any) -> str | None:
     """Why an ``origin_server_ts`` is refused, or None (absent counts as fine)."""
     if value is None:
         return None
+    if isinstance(value, float) and math.isinf(value):  # an integer of hundreds of digits
+        return "origin_server_ts is out of range (0 to year 9999)"
     if not isinstance(value, int) or isinstance(value, bool):
         return "origin_server_ts must be an integer (milliseconds since the epoch)"
     if not 0 <= value <= MAX_ORIGIN_SERVER_TS:

@@ -124,7 +124,9 @@ async def test_a_body_must_be_declared_json(guarded: Api, content_type: str) -> 
     status, answer = await guarded.call(
         "POST", CONV, ann, data=body, headers={"Content-Type": content_type}
     )
-    assert_error(status, answer, 415, "application/json" if "charset" not in content_type else "UTF-8")
+    assert_error(
+        status, answer, 415, "application/json" if "charset" not in content_type else "UTF-8"
+    )
     async with guarded.db.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM conversation") == 0
 
@@ -212,7 +214,10 @@ async def test_cookie_token_on_safe_methods_and_header_tokens_need_no_origin(gua
     # The Authorization header is something no cross-site form can set.
     ann = uuid.uuid4()
     status, body = await guarded.call(
-        "POST", CONV, ann, json=await conversation_body(guarded, ann),
+        "POST",
+        CONV,
+        ann,
+        json=await conversation_body(guarded, ann),
         headers={"Origin": "https://evil.example"},
     )
     assert status == 201, body
