@@ -5,7 +5,10 @@
   limit (the REST API does not share the homeserver's much larger limit).
 - **JSON only.** A request with a body must say ``Content-Type: application/json`` (UTF-8, the
   only charset JSON has): a cross-site ``<form>`` can post only ``text/plain``, URL-encoded or
-  multipart bodies, so it never reaches a handler.
+  multipart bodies, so it never reaches a handler. The body must be JSON as RFC 8259 defines
+  it (UTF-8 without a byte-order mark, no ``NaN``), nest at most 64 levels, hold no number
+  past a double and no string Postgres can't store (U+0000, an unpaired surrogate): otherwise
+  400, naming the field where there is one. Handlers then read a body that is safe to parse.
 - **Cookie tokens and cross-site requests.** A browser sends the token cookie with requests
   that other sites make it send. When the token comes from that cookie (no query, bearer or
   header token), an unsafe request (anything but GET, HEAD, OPTIONS) must come from a page of
@@ -19,8 +22,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from yarl import URL
 
+from .. import strict_json
 from ..config import ApiConfig
-from ..errors import BridgeError, Forbidden, TooLarge
+from ..errors import BadRequest, BridgeError, Forbidden, TooLarge
 from .auth import token_location
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -71,6 +75,22 @@ def _check_media_type(request: web.Request) -> None:
         raise UnsupportedMediaType("a JSON body is UTF-8: no other charset is accepted")
 
 
+async def _check_json(request: web.Request) -> None:
+    raw = await request.read()  # kept by aiohttp: the handler reads the same bytes
+    if not raw.strip():
+        return  # an empty body is the handler's to judge
+    text = strict_json.decode_text(raw)
+    value, out_of_range = strict_json.loads_flagged(text)
+    if out_of_range:
+        raise BadRequest("the body holds a number out of range (beyond a double)")
+    if strict_json.nesting_depth(text, strict_json.MAX_DEPTH) > strict_json.MAX_DEPTH:
+        raise BadRequest(f"the body nests deeper than {strict_json.MAX_DEPTH} levels")
+    if strict_json.UNSTORABLE_ESCAPE.search(text):
+        path = strict_json.unstorable_path(value)
+        if path is not None:
+            raise BadRequest(f"{path} holds U+0000 or an unpaired surrogate, which is not text")
+
+
 def _check_origin(request: web.Request, allowed: frozenset[str]) -> None:
     origin_header = request.headers.get("Origin")
     if origin_header is not None:
@@ -104,6 +124,8 @@ def request_guard(config: ApiConfig, *, symphony: bool = False) -> Middleware:
             return await handler(request)  # no such route or method: 404 / 405 first
         request = _check_size(request, limit)
         _check_media_type(request)
+        if request.body_exists:
+            await _check_json(request)
         if (
             request.method not in SAFE_METHODS
             and token_location(request, config.token_name, symphony=symphony) == "cookie"

@@ -8,10 +8,10 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import strict_json
 from ..config import Config
 from ..errors import BadRequest, NotFound, TooLarge
 from ..matrix.inbox.intake import IntakeService
-from . import strict_json
 from .auth import check_hs_token
 from .directory import Directory
 from .transaction import parse_transaction

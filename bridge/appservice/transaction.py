@@ -9,10 +9,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .. import strict_json
 from ..errors import BadRequest
 from ..matrix.inbox.events import EventKind, IncomingEvent, RejectedEvent
-from . import strict_json
-from .strict_json import MAX_EVENT_DEPTH
+from ..strict_json import MAX_DEPTH
 
 #: Keys that carry ephemeral events: the stable one and MSC2409's unstable one.
 EPHEMERAL_KEYS = ("ephemeral", "de.sorunome.msc2409.ephemeral")
@@ -35,7 +35,6 @@ class ParsedTransaction:
 # Postgres's jsonb holds neither U+0000 nor unpaired surrogates (which Python's JSON parser
 # accepts); an event carrying either is dead-lettered with the reason, never stored broken.
 _NUL_ESCAPE = "\\u0000"
-_UNSTORABLE_BODY = re.compile(rb"\\u(0000|[dD][89a-fA-F])")
 
 
 def _unstorable(text: str) -> str | None:
@@ -91,7 +90,7 @@ def _reject(raw: Any, reason: str) -> RejectedEvent:
 def _serialised(raw: Any, *, canonical: bool) -> str | RejectedEvent:
     """The event as JSON text, or its reject when no JSON text or jsonb can carry it."""
     if strict_json.too_deep(raw):
-        return _reject(raw, f"event nests deeper than {MAX_EVENT_DEPTH} levels")
+        return _reject(raw, f"event nests deeper than {MAX_DEPTH} levels")
     try:
         if canonical:
             text = _canonical(raw)
@@ -218,9 +217,9 @@ def parse_transaction(txn_id: str, raw_body: bytes) -> ParsedTransaction:
     body_text: str | None = None
     if (
         not out_of_range
-        and not _UNSTORABLE_BODY.search(raw_body)
+        and not strict_json.UNSTORABLE_ESCAPE.search(text)
         # (the body's object and its events list are two levels above the events)
-        and strict_json.nesting_depth(text, MAX_EVENT_DEPTH + 2) <= MAX_EVENT_DEPTH + 2
+        and strict_json.nesting_depth(text, MAX_DEPTH + 2) <= MAX_DEPTH + 2
     ):
         body_text = text
     for index, raw in enumerate(pdus):

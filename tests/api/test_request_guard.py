@@ -252,3 +252,44 @@ def test_origin_of() -> None:
     assert origin_of("http://[::1]:8080/") == "http://[::1]:8080"
     for bad in ("null", "", "ftp://a.example", "/relative", "https://", "javascript:alert(1)"):
         assert origin_of(bad) is None
+
+
+# --- bodies that are not JSON, or not storable -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b'{"content": NaN}', "NaN"),
+        (b'{"content": -Infinity}', "Infinity"),
+        (b'{"content": "x", "n": 1e400}', "out of range"),
+        (b'{"content": "x", "n": ' + b"9" * 5000 + b"}", "out of range"),
+        (b"\xef\xbb\xbf{}", "byte-order mark"),
+        (b'{"content": "\xff"}', "UTF-8"),
+        (b'{"content": "\xed\xa0\x80"}', "UTF-8"),  # a surrogate encoded in "UTF-8"
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"payload": ' + b"[" * 100 + b"]" * 100 + b"}", "deeper than 64"),
+        (b'{"content": "a\\u0000b"}', "content holds U+0000"),
+        (b'{"payload": {"a": ["x", "\\ud800"]}}', "payload.a[1] holds"),
+        (b'{"media": [{"url": "\\udfff"}]}', "media[0].url holds"),
+        (b'{"a\\u0000": 1}', "a key of the body"),
+    ],
+)
+async def test_a_body_that_is_not_storable_json_is_400(
+    api: Api, body: bytes, fragment: str
+) -> None:
+    ann = uuid.uuid4()
+    for path in ("/messaging-api/v1/messages", "/notification-api/notifications"):
+        status, answer = await api.call(
+            "POST", path, ann, data=body, headers={"Content-Type": "application/json"}
+        )
+        assert_error(status, answer, 400, fragment)
+
+
+async def test_escaped_emoji_and_deep_enough_bodies_pass(guarded: Api) -> None:
+    ann = uuid.uuid4()
+    body = await conversation_body(guarded, ann)
+    body["title"] = "\ud83d\ude00"  # json.dumps escapes it as a valid surrogate pair
+    status, created = await guarded.call("POST", CONV, ann, json=body)
+    assert status == 201, created
+    assert created["conversation"]["title"] == "\U0001f600"

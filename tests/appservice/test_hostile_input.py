@@ -10,9 +10,9 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bridge.appservice.strict_json import MAX_EVENT_DEPTH, nesting_depth, storable
 from bridge.appservice.transaction import MAX_ORIGIN_SERVER_TS, parse_transaction
 from bridge.matrix.ids import MatrixIds
+from bridge.strict_json import MAX_DEPTH, nesting_depth, storable
 from tests.appservice.test_api import AUTH, TXN, assert_error, inbox_ids, message
 from tests.appservice.test_api import client as client  # (the fixture)
 
@@ -115,7 +115,7 @@ async def test_an_event_nested_too_deeply_is_dead_lettered_alone(
     assert resp.status == 200, await resp.text()
     assert await inbox_ids(conn) == ["$event2"]
     error, payload = (await dead_letters(conn))["$event1"]
-    assert error == f"event nests deeper than {MAX_EVENT_DEPTH} levels"
+    assert error == f"event nests deeper than {MAX_DEPTH} levels"
     assert payload["event_id"] == "$event1"  # the dead letter holds the event, cut at the limit
     assert "<nested too deeply>" in json.dumps(payload)
 
@@ -123,7 +123,7 @@ async def test_an_event_nested_too_deeply_is_dead_lettered_alone(
 async def test_an_event_at_the_depth_limit_is_taken(
     client: TestClient, conn: asyncpg.Connection
 ) -> None:
-    inner = MAX_EVENT_DEPTH - 2  # the event object and its content are two levels
+    inner = MAX_DEPTH - 2  # the event object and its content are two levels
     event = message(1) | {"content": {"body": "x", "d": json.loads("[" * inner + "]" * inner)}}
     resp = await client.put(f"{TXN}/limit", json={"events": [event]}, headers=AUTH)
     assert resp.status == 200

@@ -21,8 +21,8 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
-from hypothesis import strategies as st
 from hypothesis import given
+from hypothesis import strategies as st
 
 from bridge.app import CONTEXT, DATABASE, init_app
 from bridge.appservice.transaction import parse_transaction
@@ -43,9 +43,23 @@ SETTLE_SECONDS = 30.0
 
 HOSTILE_STRINGS = st.sampled_from(
     [
-        "\x00", "a\x00b", "\ud800", "x\udfff", "\ufeff", "\u202e", "\n", "\r\n", "",
-        "<script>alert(1)</script>", "<a href='javascript:x'>", "@_pn_x:localhost\n",
-        "$" * 300, "𝕏" * 50, "%00", "\\u0000", "'; DROP TABLE inbox; --",
+        "\x00",
+        "a\x00b",
+        "\ud800",
+        "x\udfff",
+        "\ufeff",
+        "\u202e",
+        "\n",
+        "\r\n",
+        "",
+        "<script>alert(1)</script>",
+        "<a href='javascript:x'>",
+        "@_pn_x:localhost\n",
+        "$" * 300,
+        "\U0001d54f" * 50,
+        "%00",
+        "\\u0000",
+        "'; DROP TABLE inbox; --",
     ]
 )
 TEXT = st.one_of(st.text(st.characters(exclude_categories=()), max_size=40), HOSTILE_STRINGS)
@@ -128,7 +142,10 @@ def malformed(draw: st.DrawFn) -> Item:
         return Item(json.dumps(draw(JSON_VALUES)))
     event_id = f"$fz{next(_ids)}-{uuid.uuid4().hex[:8]}"
     event: dict[str, Any] = {
-        "event_id": event_id, "type": "m.room.message", "room_id": DM, "sender": ALICE,
+        "event_id": event_id,
+        "type": "m.room.message",
+        "room_id": DM,
+        "sender": ALICE,
         "content": {"body": "x"},
     }
     broken = draw(st.sampled_from(["type", "room_id", "sender", "content", "state_key"]))
@@ -176,12 +193,16 @@ def transactions(draw: st.DrawFn) -> Transaction:
     if edus:
         body += ',"ephemeral":[' + ",".join(i.text for i in edus) + "]"
     if draw(st.booleans()):
-        body += ',"x.unknown":' + draw(st.one_of(HOSTILE_NUMBERS, st.just(json.dumps(draw(JSON_VALUES)))))
+        body += ',"x.unknown":' + draw(
+            st.one_of(HOSTILE_NUMBERS, st.just(json.dumps(draw(JSON_VALUES))))
+        )
     raw = (body + "}").encode()
     txn_id = f"fz{next(_ids)}"
-    corruption = draw(st.one_of(st.none(), st.sampled_from(
-        ["bom", "nan", "utf16", "bad-utf8", "truncated", "deep"]
-    )))
+    corruption = draw(
+        st.one_of(
+            st.none(), st.sampled_from(["bom", "nan", "utf16", "bad-utf8", "truncated", "deep"])
+        )
+    )
     if corruption is not None:
         return Transaction(txn_id, _corrupt(raw, corruption), pdus, edus, is_json=False)
     resend = f"fz{next(_ids)}" if draw(st.booleans()) else None
@@ -196,7 +217,6 @@ class Bed:
     client: TestClient[Any, Any]
     conn: asyncpg.Connection
     hs: FakeHomeserver
-
 
 
 @pytest.fixture
@@ -225,8 +245,12 @@ async def bed(
     hs.rooms[DM] = hs.rooms.pop(room_id)
     hs.rooms[DM].room_id = DM
     invite = {
-        "event_id": "$fz-invite", "type": "m.room.member", "room_id": DM, "sender": ALICE,
-        "state_key": ctx.ids.ghost(bob), "content": {"membership": "invite", "is_direct": True},
+        "event_id": "$fz-invite",
+        "type": "m.room.member",
+        "room_id": DM,
+        "sender": ALICE,
+        "state_key": ctx.ids.ghost(bob),
+        "content": {"membership": "invite", "is_direct": True},
     }
     resp = await client.put(f"{TXN}/fz-setup", json={"events": [invite]}, headers=AUTH)
     assert resp.status == 200
@@ -263,21 +287,32 @@ async def check_consistent(bed: Bed) -> None:
     conn = bed.conn
     # Every inbox event finished; each dead one has its dead letter.
     assert await conn.fetchval("SELECT count(*) FROM inbox WHERE state = 'pending'") == 0
-    assert await conn.fetchval(
-        "SELECT count(*) FROM inbox i WHERE i.state = 'dead' AND NOT EXISTS ("
-        " SELECT 1 FROM dead_letter d WHERE d.dedupe_key = 'inbox:' || i.event_id)"
-    ) == 0
+    assert (
+        await conn.fetchval(
+            "SELECT count(*) FROM inbox i WHERE i.state = 'dead' AND NOT EXISTS ("
+            " SELECT 1 FROM dead_letter d WHERE d.dedupe_key = 'inbox:' || i.event_id)"
+        )
+        == 0
+    )
     # A message stored from Matrix comes from one processed event, once.
-    assert await conn.fetchval(
-        "SELECT count(*) FROM (SELECT event_id FROM message WHERE event_id IS NOT NULL"
-        " GROUP BY event_id HAVING count(*) > 1) twice"
-    ) == 0
-    assert await conn.fetchval(
-        "SELECT count(*) FROM message m WHERE m.origin = 'matrix' AND NOT EXISTS ("
-        " SELECT 1 FROM inbox i WHERE i.event_id = m.event_id AND i.state = 'processed')"
-    ) == 0
+    assert (
+        await conn.fetchval(
+            "SELECT count(*) FROM (SELECT event_id FROM message WHERE event_id IS NOT NULL"
+            " GROUP BY event_id HAVING count(*) > 1) twice"
+        )
+        == 0
+    )
+    assert (
+        await conn.fetchval(
+            "SELECT count(*) FROM message m WHERE m.origin = 'matrix' AND NOT EXISTS ("
+            " SELECT 1 FROM inbox i WHERE i.event_id = m.event_id AND i.state = 'processed')"
+        )
+        == 0
+    )
     # Matrix users' events queue nothing that fails on the homeserver.
-    dead = await conn.fetch("SELECT action, payload::text, last_error FROM outbox WHERE state = 'dead'")
+    dead = await conn.fetch(
+        "SELECT action, payload::text, last_error FROM outbox WHERE state = 'dead'"
+    )
     assert dead == [], [dict(r) for r in dead]
 
 
@@ -295,9 +330,12 @@ async def check_nothing_lost(bed: Bed, txn: Transaction) -> None:
         assert inbox + dead >= 1, f"{item.event_id} was acknowledged and lost"
         assert dead <= 1 and inbox <= 1
         if item.normal_message:
-            assert await conn.fetchval(
-                "SELECT count(*) FROM message WHERE event_id = $1", item.event_id
-            ) == 1, f"{item.event_id} was not bridged"
+            assert (
+                await conn.fetchval(
+                    "SELECT count(*) FROM message WHERE event_id = $1", item.event_id
+                )
+                == 1
+            ), f"{item.event_id} was not bridged"
     # Every element, ours or any JSON value, is stored: as an inbox event or a dead letter.
     parsed = parse_transaction(txn.txn_id, txn.body)
     stored = await conn.fetchval(
@@ -315,7 +353,9 @@ async def check_nothing_lost(bed: Bed, txn: Transaction) -> None:
 
 @fuzz_settings(ci_examples=100)
 @given(txn=transactions())
-async def test_generated_transactions_are_never_500_and_never_lost(bed: Bed, txn: Transaction) -> None:
+async def test_generated_transactions_are_never_500_and_never_lost(
+    bed: Bed, txn: Transaction
+) -> None:
     before = await counts(bed.conn)
     resp = await bed.client.put(f"{TXN}/{txn.txn_id}", data=txn.body, headers=AUTH)
     text = await resp.text()
@@ -324,9 +364,12 @@ async def test_generated_transactions_are_never_500_and_never_lost(bed: Bed, txn
         assert resp.status == 400, text
         assert json.loads(text)["errcode"] in ("M_NOT_JSON", "M_BAD_JSON")
         assert await counts(bed.conn) == before
-        assert await bed.conn.fetchval(
-            "SELECT count(*) FROM appservice_txn WHERE txn_id = $1", txn.txn_id
-        ) == 0
+        assert (
+            await bed.conn.fetchval(
+                "SELECT count(*) FROM appservice_txn WHERE txn_id = $1", txn.txn_id
+            )
+            == 0
+        )
         return
     assert resp.status == 200, text
     await settled(bed)

@@ -1,4 +1,4 @@
-"""JSON as RFC 8259 defines it, read from the homeserver's bodies.
+"""JSON as RFC 8259 defines it, read from request bodies (the homeserver's and the REST API's).
 
 Python's parser is more lenient than the RFC and than Postgres's ``jsonb``: it accepts ``NaN``
 and ``Infinity``, a byte-order mark and UTF-16/32 bodies, turns ``1e400`` into infinity and
@@ -6,6 +6,7 @@ raises ``RecursionError`` on deep nesting. Here a body that is not JSON by the R
 byte-order mark, a non-finite constant, or nesting the parser cannot follow) is a 400
 ``M_NOT_JSON``. A number outside what a double holds is valid JSON, but nothing downstream can
 carry it: it is marked (:data:`OUT_OF_RANGE`) so that the event holding it, alone, is refused.
+Nor can Postgres store U+0000 or an unpaired surrogate, which JSON escapes can spell.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import NotJson
+from .errors import NotJson
 
-#: How deep an event may nest (objects and arrays). Real events nest a handful of levels; this
-#: keeps every later parse, serialisation and handler well inside Python's recursion limit.
-MAX_EVENT_DEPTH = 64
+#: How deep an event or a REST body may nest (objects and arrays). Real ones nest a handful of
+#: levels; this keeps every later parse, serialisation and handler well inside Python's
+#: recursion limit.
+MAX_DEPTH = 64
 #: Stands for a number no double holds (``1e400``, a 5000-digit integer) after parsing.
 OUT_OF_RANGE = math.inf
 _MAX_INT_DIGITS = 300
@@ -28,6 +30,9 @@ _MAX_INT_DIGITS = 300
 # A JSON string, or a run of anything that is neither a string nor a bracket.
 _STRING_OR_FILLER = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[^\[\]{}"]+', re.DOTALL)
 _INNERMOST = re.compile(r"\[\]|\{\}")
+#: Escapes that may spell what Postgres can't store (a surrogate escape may also be half of a
+#: valid pair: only a look at the parsed strings tells).
+UNSTORABLE_ESCAPE = re.compile(r"\\u(0000|[dD][89a-fA-F])")
 
 
 def _refuse_constant(name: str) -> Any:
@@ -112,7 +117,7 @@ def nesting_depth(text: str, limit: int) -> int:
     return depth
 
 
-def too_deep(value: Any, limit: int = MAX_EVENT_DEPTH) -> bool:
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
     """Whether a parsed value nests more than ``limit`` levels (iteratively: never recurses)."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
@@ -130,7 +135,7 @@ def too_deep(value: Any, limit: int = MAX_EVENT_DEPTH) -> bool:
     return False
 
 
-def storable(value: Any, limit: int = MAX_EVENT_DEPTH) -> Any:
+def storable(value: Any, limit: int = MAX_DEPTH) -> Any:
     """A copy of ``value`` that any JSON serialiser and ``jsonb`` accept: numbers out of range
     become the string ``"<number out of range>"``, levels past ``limit`` the string
     ``"<nested too deeply>"``. (Strings are made storable where they are serialised.)"""
@@ -153,3 +158,33 @@ def storable(value: Any, limit: int = MAX_EVENT_DEPTH) -> Any:
         else:
             parent[key] = node
     return root[0]
+
+
+def _unstorable_text(text: str) -> bool:
+    if "\x00" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # an unpaired surrogate (json pairs up the valid ones)
+        return True
+    return False
+
+
+def unstorable_path(value: Any) -> str | None:
+    """The dotted path (``media[0].url``) of the first string, or key, holding U+0000 or an
+    unpaired surrogate; None when there is none. Iterative: never recurses."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str):
+            if _unstorable_text(node):
+                return path or "the body"
+        elif isinstance(node, dict):
+            for key, child in node.items():
+                name = key if key.isidentifier() else json.dumps(key)[:40]
+                if _unstorable_text(key):
+                    return f"a key of {path or 'the body'}"
+                stack.append((child, f"{path}.{name}" if path else name))
+        elif isinstance(node, list):
+            stack.extend((child, f"{path}[{i}]") for i, child in enumerate(node))
+    return None
