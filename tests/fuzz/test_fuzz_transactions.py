@@ -30,6 +30,7 @@ from bridge.config import Config, parse_config
 from tests.conftest import AS_TOKEN, HS_TOKEN, config_data
 from tests.fake_homeserver import FakeHomeserver
 from tests.fuzz.conftest import fuzz_settings
+from tests.fuzz.strategies import TEXT, json_values
 
 AUTH = {"Authorization": f"Bearer {HS_TOKEN}"}
 TXN = "/_matrix/app/v1/transactions"
@@ -41,45 +42,10 @@ SETTLE_SECONDS = 30.0
 
 # --- strategies ---------------------------------------------------------------------------------
 
-HOSTILE_STRINGS = st.sampled_from(
-    [
-        "\x00",
-        "a\x00b",
-        "\ud800",
-        "x\udfff",
-        "\ufeff",
-        "\u202e",
-        "\n",
-        "\r\n",
-        "",
-        "<script>alert(1)</script>",
-        "<a href='javascript:x'>",
-        "@_pn_x:localhost\n",
-        "$" * 300,
-        "\U0001d54f" * 50,
-        "%00",
-        "\\u0000",
-        "'; DROP TABLE inbox; --",
-    ]
-)
-TEXT = st.one_of(st.text(st.characters(exclude_categories=()), max_size=40), HOSTILE_STRINGS)
-SCALARS = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=False, allow_infinity=False),
-    TEXT,
-)
-JSON_VALUES = st.recursive(
-    SCALARS,
-    lambda children: st.one_of(
-        st.lists(children, max_size=4), st.dictionaries(TEXT, children, max_size=4)
-    ),
-    max_leaves=12,
-)
+JSON_VALUES = json_values()
 #: Number literals as text: past a double, underflowing, huge integers.
 HOSTILE_NUMBERS = st.sampled_from(
-    ["1e400", "-1e400", "1E+99999", "1e-400", "1" * 400, "-" + "9" * 5000, "0.0e-999"]
+    ["1e400", "-1e400", "1E+99999", "1e200000", "1e-400", "1" * 400, "-" + "9" * 5000, "0.0e-999"]
 )
 TIMESTAMPS = st.one_of(
     st.integers(min_value=1_600_000_000_000, max_value=1_900_000_000_000),
@@ -351,7 +317,7 @@ async def check_nothing_lost(bed: Bed, txn: Transaction) -> None:
     assert len(parsed.events) + len(parsed.rejected) == len(txn.pdus) + len(txn.edus)
 
 
-@fuzz_settings(ci_examples=100)
+@fuzz_settings(ci_examples=250)
 @given(txn=transactions())
 async def test_generated_transactions_are_never_500_and_never_lost(
     bed: Bed, txn: Transaction
