@@ -56,7 +56,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate_registration(args: argparse.Namespace) -> int:
-    generated = generate(args.config, args.registration)
+    generated = generate(args.config, args.registration, say=print)
     config = generated.config
     if generated.signing_key is not None:
         print(

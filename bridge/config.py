@@ -22,8 +22,14 @@ ENV_PREFIX = "BRIDGE_"
 #: Token values that mean "not generated yet"; `bridge generate-registration` replaces them.
 TOKEN_PLACEHOLDERS = frozenset({"", "generate", "change_me", "changeme"})
 PERMISSION_LEVELS = ("block", "user", "admin")
-_LOCALPART_RE = re.compile(r"^[a-z0-9._=\-/+]+$")
-_SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+#: HS256 needs a secret at least as long as its hash (RFC 7518, section 3.2).
+MIN_HS256_SECRET_BYTES = 32
+#: The most clock skew tolerated on a token's times: more makes expiry meaningless.
+MAX_JWT_LEEWAY = 300
+_ORIGIN_RE = re.compile(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+# Matched with fullmatch: "$" would also match before a trailing newline.
+_LOCALPART_RE = re.compile(r"[a-z0-9._=\-/+]+")
+_SERVER_NAME_RE = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 T = TypeVar("T")
 
@@ -118,6 +124,11 @@ class ApiConfig:
     enabled: bool = True
     token_name: str = "access_token"  # noqa: S105 - a parameter name, not a secret
     jwt: JwtConfig = field(default_factory=JwtConfig)
+    #: The largest REST request body, refused with 413 before it is read.
+    max_body_size: int = 1024 * 1024
+    #: Origins (``scheme://host[:port]``) whose pages may send unsafe requests authenticated by
+    #: the token cookie; other cookie-authenticated unsafe requests are refused.
+    allowed_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -230,7 +241,7 @@ def _check_url(key: str, value: str) -> str:
 def _check_template(key: str, value: str, placeholder: str) -> str:
     if value.count(placeholder) != 1:
         raise ConfigError(key, f"must contain {placeholder} exactly once")
-    if not _LOCALPART_RE.match(value.replace(placeholder, "x")):
+    if not _LOCALPART_RE.fullmatch(value.replace(placeholder, "x")):
         raise ConfigError(key, "may only contain a-z, 0-9 and ._=-/+ around the placeholder")
     return value
 
@@ -245,7 +256,7 @@ def _resolve_path(base: Path | None, value: str) -> Path:
 def _parse_homeserver(root: _Reader) -> HomeserverConfig:
     hs = root.section("homeserver")
     domain = hs.get("domain", str, required=True)
-    if not _SERVER_NAME_RE.match(domain):
+    if not _SERVER_NAME_RE.fullmatch(domain):
         raise ConfigError(hs.key("domain"), f"not a valid server name: {domain!r}")
     return HomeserverConfig(
         address=_check_url(hs.key("address"), hs.get("address", str, required=True)),
@@ -300,10 +311,10 @@ def _parse_appservice(root: _Reader, base: Path | None) -> AppserviceConfig:
     if database != "embedded" and not re.match(r"^postgres(ql)?://", database):
         raise ConfigError(asr.key("database"), "must be 'embedded' or a postgres:// URL")
     bot_username = asr.get("bot_username", str, required=True)
-    if not _LOCALPART_RE.match(bot_username):
+    if not _LOCALPART_RE.fullmatch(bot_username):
         raise ConfigError(asr.key("bot_username"), "not a valid Matrix localpart")
     as_id = asr.get("id", str, required=True)
-    if not re.match(r"^[A-Za-z0-9_.\-]+$", as_id):
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", as_id):
         raise ConfigError(asr.key("id"), "may only contain letters, digits and _.-")
     pool_min = asr.get("database_pool_min", int, 2)
     pool_max = asr.get("database_pool_max", int, 20)
@@ -344,11 +355,11 @@ def _parse_bridge(root: _Reader) -> BridgeSettings:
         key = br.key(f"permissions.{who}")
         if level not in PERMISSION_LEVELS:
             raise ConfigError(key, f"level must be one of {', '.join(PERMISSION_LEVELS)}")
-        if who != "*" and not (who.startswith("@") or _SERVER_NAME_RE.match(str(who))):
+        if who != "*" and not (who.startswith("@") or _SERVER_NAME_RE.fullmatch(str(who))):
             raise ConfigError(key, "must be '*', a server name or an MXID")
         permissions[str(who)] = level
     protocol_id = br.get("protocol_id", str, "professional-network")
-    if not re.match(r"^[a-z0-9_.\-]+$", protocol_id):
+    if not re.fullmatch(r"[a-z0-9_.\-]+", protocol_id):
         raise ConfigError(br.key("protocol_id"), "may only contain a-z, 0-9 and _.-")
     return BridgeSettings(
         username_template=_check_template(
@@ -379,22 +390,43 @@ def _parse_api(root: _Reader, base: Path | None) -> ApiConfig:
         return _resolve_path(base, value) if value else None
 
     token_name = api.get("token_name", str, "access_token")
-    if not re.match(r"^[A-Za-z0-9_\-]+$", token_name):
+    if not re.fullmatch(r"[A-Za-z0-9_\-]+", token_name):
         raise ConfigError(api.key("token_name"), "must be a header/cookie name")
+    secret = jwt.optional("secret", str)
+    if algorithm == "HS256" and secret and len(secret.encode()) < MIN_HS256_SECRET_BYTES:
+        raise ConfigError(
+            jwt.key("secret"), f"must be at least {MIN_HS256_SECRET_BYTES} bytes for HS256"
+        )
+    leeway = jwt.get("leeway", int, 30)
+    if not 0 <= leeway <= MAX_JWT_LEEWAY:
+        raise ConfigError(jwt.key("leeway"), f"must be between 0 and {MAX_JWT_LEEWAY} seconds")
     return ApiConfig(
         enabled=api.get("enabled", bool, True),
         token_name=token_name,
+        max_body_size=_positive(api, "max_body_size", api.get("max_body_size", int, 1 << 20)),
+        allowed_origins=_parse_origins(api),
         jwt=JwtConfig(
             algorithm=algorithm,
-            secret=jwt.optional("secret", str),
+            secret=secret,
             public_key_file=path("public_key_file"),
             jwks_file=path("jwks_file"),
             private_key_file=path("private_key_file"),
             issuer=jwt.optional("issuer", str),
             audience=jwt.optional("audience", str),
-            leeway=jwt.get("leeway", int, 30),
+            leeway=leeway,
         ),
     )
+
+
+def _parse_origins(api: _Reader) -> tuple[str, ...]:
+    origins = api.get("allowed_origins", list, [])
+    for i, origin in enumerate(origins):
+        if not isinstance(origin, str) or not _ORIGIN_RE.fullmatch(origin):
+            raise ConfigError(
+                api.key(f"allowed_origins[{i}]"),
+                "must be an origin: scheme://host[:port], no path or trailing slash",
+            )
+    return tuple(origin.lower() for origin in origins)
 
 
 def _parse_logging(root: _Reader) -> LoggingConfig:

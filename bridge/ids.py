@@ -7,8 +7,9 @@ import uuid
 
 from .errors import BadRequest
 
-_MXID_RE = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(:[0-9]{1,5})?$")
-_ROOM_ID_RE = re.compile(r"^![^\s:]+:[A-Za-z0-9.\-]+(:[0-9]{1,5})?$")
+# Matched with fullmatch: "$" would also match before a trailing newline.
+_MXID_RE = re.compile(r"@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(:[0-9]{1,5})?")
+_ROOM_ID_RE = re.compile(r"![^\s:]+:[A-Za-z0-9.\-]+(:[0-9]{1,5})?")
 
 
 def parse_uuid(value: object, field: str = "id") -> uuid.UUID:
@@ -27,7 +28,7 @@ def parse_uuid(value: object, field: str = "id") -> uuid.UUID:
 
 
 def is_mxid(value: object) -> bool:
-    return isinstance(value, str) and len(value) <= 255 and bool(_MXID_RE.match(value))
+    return isinstance(value, str) and len(value) <= 255 and bool(_MXID_RE.fullmatch(value))
 
 
 def server_of(user_id: str) -> str:
@@ -35,7 +36,7 @@ def server_of(user_id: str) -> str:
 
 
 def is_room_id(value: object) -> bool:
-    return isinstance(value, str) and len(value) <= 255 and bool(_ROOM_ID_RE.match(value))
+    return isinstance(value, str) and len(value) <= 255 and bool(_ROOM_ID_RE.fullmatch(value))
 
 
 def clean_text(value: str, *, limit: int, multiline: bool = True) -> str:

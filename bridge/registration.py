@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +22,11 @@ def new_token() -> str:
     return secrets.token_urlsafe(48)
 
 
+# Synapse tests namespaces with ``re.match``, where "$" also matches before a trailing newline
+# ("@_pn_x:domain\n" would be in the namespace): the patterns end in "\Z", the very end.
 def _template_regex(sigil: str, template: str, placeholder: str, domain: str) -> str:
     before, _, after = template.partition(placeholder)
-    return f"{sigil}{re.escape(before)}.+{re.escape(after)}:{re.escape(domain)}$"
+    return f"{sigil}{re.escape(before)}.+{re.escape(after)}:{re.escape(domain)}\\Z"
 
 
 def user_namespace_regex(config: Config) -> str:
@@ -46,7 +51,7 @@ def build_registration(config: Config) -> dict[str, Any]:
         "rooms": [],
     }
     if not re.match(user_regex, config.bot_mxid):
-        bot_regex = f"^{re.escape(config.bot_mxid)}$"
+        bot_regex = f"^{re.escape(config.bot_mxid)}\\Z"
         namespaces["users"].append({"exclusive": True, "regex": bot_regex})
     registration: dict[str, Any] = {
         "id": config.appservice.id,
@@ -82,9 +87,22 @@ class Generated:
     signing_key: Path | None = None
 
 
-def generate(config_path: Path, registration_path: Path) -> Generated:
+def generate(
+    config_path: Path, registration_path: Path, *, say: Callable[[str], None] | None = None
+) -> Generated:
     """Fill missing tokens (and, when the REST API has no key material, the bridge's own
-    signing key) into the config file, then write the registration file."""
+    signing key) into the config file, then write the registration file.
+
+    Both files hold tokens: they are written owner-only from their creation, and an existing
+    one that others may read is made owner-only first (and ``say`` told so).
+    """
+    for path in (config_path, registration_path):
+        old_mode = tighten_private(path)
+        if old_mode is not None and say is not None:
+            say(
+                f"{path} could be read by group or others (mode {old_mode:03o}); it holds "
+                f"tokens, so it is now owner-only ({old_mode & 0o700:03o})."
+            )
     config = load_config(config_path)
     missing: dict[str, str] = {}
     if config.appservice.as_token.lower() in TOKEN_PLACEHOLDERS:
@@ -129,9 +147,25 @@ def generate(config_path: Path, registration_path: Path) -> Generated:
     return Generated(config, signing_key)
 
 
+def tighten_private(path: Path) -> int | None:
+    """Make an existing file that group or others may access owner-only; return its former
+    permission bits, or None when it was fine (or is absent)."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return None
+    if not mode & 0o077:
+        return None
+    path.chmod(mode & 0o700)
+    return mode
+
+
 def _write_private(path: Path, text: str) -> None:
-    """Write a file holding secrets: owner-only, replaced atomically."""
+    """Write a file holding secrets: owner-only from its creation, replaced atomically."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.chmod(0o600)
+    tmp.unlink(missing_ok=True)  # a leftover of an interrupted run, maybe with other modes
+    # O_EXCL: a file (or link) someone put there in between is not written through.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(text)
     tmp.replace(path)

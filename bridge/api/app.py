@@ -23,6 +23,7 @@ from .networking import NetworkingApi
 from .notification import NotificationApi
 from .openapi import OPENAPI_PATH, build_openapi
 from .publickey import PublicKeyApi
+from .request_guard import request_guard
 from .symphony import SymphonyApi, symphony_error
 
 
@@ -47,7 +48,7 @@ def _sub_app(
     symphony: bool = False,
 ) -> web.Application:
     render: ErrorRenderer = symphony_error if symphony else seed_error
-    middlewares = [error_middleware(render)]
+    middlewares = [error_middleware(render), request_guard(ctx.config.api, symphony=symphony)]
     if not public:
         middlewares.append(auth_middleware(ctx, symphony=symphony))
     app = web.Application(middlewares=middlewares)

@@ -22,6 +22,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from ..config import MIN_HS256_SECRET_BYTES as MIN_SECRET_BYTES
 from ..config import ConfigError, JwtConfig
 from ..errors import BridgeError, Forbidden, Unauthorized
 from ..ids import parse_uuid
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 ADMIN_ROLE = "admin"
 QUERY_TOKEN = "access_token"  # noqa: S105 (a parameter name)
 SYMPHONY_HEADER = "sessionToken"
-MIN_SECRET_BYTES = 32
 
 
 def _config_error(key: str, exc: Exception) -> ConfigError:
@@ -145,20 +145,32 @@ class TokenVerifier:
             raise Unauthorized(f"invalid token: {exc}") from None
 
 
-def find_token(request: web.Request, token_name: str, *, symphony: bool = False) -> str | None:
-    """The request's token from the first location that has one."""
+def _token_and_location(
+    request: web.Request, token_name: str, *, symphony: bool = False
+) -> tuple[str | None, str | None]:
     token = request.query.get(QUERY_TOKEN)
     if token:
-        return token
+        return token, "query"
     scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip()
-    for candidate in (request.headers.get(token_name), request.cookies.get(token_name)):
-        if candidate:
-            return candidate
-    if symphony:
-        return request.headers.get(SYMPHONY_HEADER) or None
-    return None
+        return credentials.strip(), "bearer"
+    if header := request.headers.get(token_name):
+        return header, "header"
+    if cookie := request.cookies.get(token_name):
+        return cookie, "cookie"
+    if symphony and (session := request.headers.get(SYMPHONY_HEADER)):
+        return session, "header"
+    return None, None
+
+
+def find_token(request: web.Request, token_name: str, *, symphony: bool = False) -> str | None:
+    """The request's token from the first location that has one."""
+    return _token_and_location(request, token_name, symphony=symphony)[0]
+
+
+def token_location(request: web.Request, token_name: str, *, symphony: bool = False) -> str | None:
+    """Where :func:`find_token` finds the token: query, bearer, header or cookie (or None)."""
+    return _token_and_location(request, token_name, symphony=symphony)[1]
 
 
 def is_admin(claims: dict[str, Any]) -> bool:

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 ErrorRenderer = Callable[[int, str, str], dict[str, Any]]
 
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 
 
 def iso(value: datetime | None) -> str | None:
@@ -125,7 +125,7 @@ def _request_id(request: web.Request) -> str:
     given = request.query.get("requestId")
     if given is None:
         return secrets.token_hex(16)
-    if not _REQUEST_ID_RE.match(given):
+    if not _REQUEST_ID_RE.fullmatch(given):
         raise BadRequest("requestId must be 1 to 64 letters, digits or ._-")
     return given
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from typing import Any
 
 from aiohttp import web
 
+from .. import strict_json
 from ..config import Config
-from ..errors import BadRequest, NotFound, NotJson, TooLarge
+from ..errors import BadRequest, NotFound, TooLarge
 from ..matrix.inbox.intake import IntakeService
 from .auth import check_hs_token
 from .directory import Directory
@@ -19,14 +19,34 @@ from .transaction import parse_transaction
 log = logging.getLogger(__name__)
 
 PREFIX = "/_matrix/app/v1"
-_TXN_ID_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
-_USER_ID_RE = re.compile(r"^@[\x21-\x39\x3b-\x7e]+:[A-Za-z0-9.\-\[\]:]+$")
-_ALIAS_RE = re.compile(r"^#[^\s:]+:[A-Za-z0-9.\-\[\]:]+$")
+# Used with fullmatch: "$" would also match before a trailing newline.
+_TXN_ID_RE = re.compile(r"[\x21-\x7e]{1,255}")
+_USER_ID_RE = re.compile(r"@[\x21-\x39\x3b-\x7e]+:[A-Za-z0-9.\-\[\]:]+")
+_ALIAS_RE = re.compile(r"#[^\s:]+:[A-Za-z0-9.\-\[\]:]+")
+
+
+_MAX_FIELD_LENGTH = 255
+
+
+def _lookup_value(name: str, value: str) -> str:
+    """A third-party lookup field as given, or 400 naming it (U+0000, control characters and
+    lone surrogates reach neither the database nor a log)."""
+    if len(value) > _MAX_FIELD_LENGTH or not value.isprintable():
+        shown = name if name.isprintable() and len(name) <= 64 else "a field"
+        raise BadRequest(
+            f"{shown} must be printable text of at most {_MAX_FIELD_LENGTH} characters",
+            errcode="M_INVALID_PARAM",
+        )
+    return value
 
 
 def _fields(request: web.Request) -> dict[str, str]:
     """Third-party lookup fields: the query string less the legacy token parameter."""
-    return {k: v for k, v in request.query.items() if k != "access_token"}
+    return {
+        _lookup_value("field name", k): _lookup_value(k, v)
+        for k, v in request.query.items()
+        if k != "access_token"
+    }
 
 
 class AppServiceAPI:
@@ -72,7 +92,7 @@ class AppServiceAPI:
     async def put_transaction(self, request: web.Request) -> web.Response:
         self._authenticate(request)
         txn_id = request.match_info["txn_id"]
-        if not _TXN_ID_RE.match(txn_id):
+        if not _TXN_ID_RE.fullmatch(txn_id):
             raise BadRequest("malformed transaction id")
         parsed = parse_transaction(txn_id, await self._body(request))
         stored = await self._intake.receive(
@@ -91,7 +111,7 @@ class AppServiceAPI:
     async def get_user(self, request: web.Request) -> web.Response:
         self._authenticate(request)
         user_id = request.match_info["user_id"]
-        if not _USER_ID_RE.match(user_id) or not user_id.endswith(f":{self._domain}"):
+        if not _USER_ID_RE.fullmatch(user_id) or not user_id.endswith(f":{self._domain}"):
             raise NotFound("not a user of this bridge")
         if not await self._directory.query_user(user_id):
             raise NotFound("no such user on the network")
@@ -100,7 +120,7 @@ class AppServiceAPI:
     async def get_room(self, request: web.Request) -> web.Response:
         self._authenticate(request)
         alias = request.match_info["alias"]
-        if not _ALIAS_RE.match(alias) or not alias.endswith(f":{self._domain}"):
+        if not _ALIAS_RE.fullmatch(alias) or not alias.endswith(f":{self._domain}"):
             raise NotFound("not an alias of this bridge")
         if not await self._directory.query_alias(alias):
             raise NotFound("no such conversation on the network")
@@ -109,10 +129,7 @@ class AppServiceAPI:
     async def ping(self, request: web.Request) -> web.Response:
         self._authenticate(request)
         raw = await self._body(request)
-        try:
-            body: Any = json.loads(raw) if raw else {}
-        except (UnicodeDecodeError, ValueError):
-            raise NotJson("request body is not valid JSON") from None
+        body: Any = strict_json.loads_bytes(raw) if raw else {}
         if not isinstance(body, dict):
             raise BadRequest("request body must be a JSON object")
         txn = body.get("transaction_id")
@@ -167,6 +184,7 @@ class AppServiceAPI:
         user_id = request.query.get("userid")
         if not user_id:
             raise BadRequest("the userid parameter is required", errcode="M_MISSING_PARAM")
+        _lookup_value("userid", user_id)
         return web.json_response(await self._directory.user_by_mxid(user_id))
 
     async def location_by_alias(self, request: web.Request) -> web.Response:
@@ -174,4 +192,5 @@ class AppServiceAPI:
         alias = request.query.get("alias")
         if not alias:
             raise BadRequest("the alias parameter is required", errcode="M_MISSING_PARAM")
+        _lookup_value("alias", alias)
         return web.json_response(await self._directory.location_by_alias(alias))

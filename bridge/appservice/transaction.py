@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import BadRequest, NotJson
+from .. import strict_json
+from ..errors import BadRequest
 from ..matrix.inbox.events import EventKind, IncomingEvent, RejectedEvent
+from ..strict_json import MAX_DEPTH
 
 #: Keys that carry ephemeral events: the stable one and MSC2409's unstable one.
 EPHEMERAL_KEYS = ("ephemeral", "de.sorunome.msc2409.ephemeral")
 _MAX_ID_LENGTH = 255
+#: The latest ``origin_server_ts`` taken: the last millisecond of year 9999, past which no date
+#: type downstream goes. A federated server sets it, so an absurd one is refused at intake.
+MAX_ORIGIN_SERVER_TS = 253_402_300_799_999
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +35,6 @@ class ParsedTransaction:
 # Postgres's jsonb holds neither U+0000 nor unpaired surrogates (which Python's JSON parser
 # accepts); an event carrying either is dead-lettered with the reason, never stored broken.
 _NUL_ESCAPE = "\\u0000"
-_UNSTORABLE_BODY = re.compile(rb"\\u(0000|[dD][89a-fA-F])")
 
 
 def _unstorable(text: str) -> str | None:
@@ -44,7 +49,9 @@ def _unstorable(text: str) -> str | None:
 
 
 def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
 def _is_id(value: Any, sigil: str) -> bool:
@@ -62,8 +69,12 @@ def _printable(value: Any) -> str | None:
 
 
 def _reject(raw: Any, reason: str) -> RejectedEvent:
-    # ensure_ascii keeps it encodable; U+0000 and lone surrogates are replaced to fit jsonb.
-    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    # Whatever the event holds, its dead letter is stored: numbers out of range and levels too
+    # deep are replaced; ensure_ascii keeps it encodable, and U+0000 and lone surrogates are
+    # replaced to fit jsonb.
+    canonical = json.dumps(
+        strict_json.storable(raw), sort_keys=True, separators=(",", ":"), ensure_ascii=True
+    )
     canonical = re.sub(r"\\u(0000|d[89a-f][0-9a-f]{2})", r"\\ufffd", canonical)
     event_id = raw.get("event_id") if isinstance(raw, dict) else None
     room_id = raw.get("room_id") if isinstance(raw, dict) else None
@@ -74,6 +85,34 @@ def _reject(raw: Any, reason: str) -> RejectedEvent:
         json=canonical,
         error=reason,
     )
+
+
+def _serialised(raw: Any, *, canonical: bool) -> str | RejectedEvent:
+    """The event as JSON text, or its reject when no JSON text or jsonb can carry it."""
+    if strict_json.too_deep(raw):
+        return _reject(raw, f"event nests deeper than {MAX_DEPTH} levels")
+    try:
+        if canonical:
+            text = _canonical(raw)
+        else:
+            text = json.dumps(raw, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        return _reject(raw, "event holds a number out of range (beyond a double)")
+    problem = _unstorable(text)
+    return _reject(raw, problem) if problem else text
+
+
+def _bad_timestamp(value: Any) -> str | None:
+    """Why an ``origin_server_ts`` is refused, or None (absent counts as fine)."""
+    if value is None:
+        return None
+    if isinstance(value, float) and math.isinf(value):  # an integer of hundreds of digits
+        return "origin_server_ts is out of range (0 to year 9999)"
+    if not isinstance(value, int) or isinstance(value, bool):
+        return "origin_server_ts must be an integer (milliseconds since the epoch)"
+    if not 0 <= value <= MAX_ORIGIN_SERVER_TS:
+        return f"origin_server_ts {str(value)[:24]} is out of range (0 to year 9999)"
+    return None
 
 
 def _pdu(raw: Any, index: int, body_in_db: bool) -> IncomingEvent | RejectedEvent:
@@ -88,12 +127,15 @@ def _pdu(raw: Any, index: int, body_in_db: bool) -> IncomingEvent | RejectedEven
         return _reject(raw, "room_id missing or malformed")
     if not _is_id(raw.get("sender"), "@"):
         return _reject(raw, "sender missing or malformed")
+    bad_timestamp = _bad_timestamp(raw.get("origin_server_ts"))
+    if bad_timestamp:
+        return _reject(raw, bad_timestamp)
     text = None
     if not body_in_db:
-        text = json.dumps(raw, ensure_ascii=False)
-        problem = _unstorable(text)
-        if problem:
-            return _reject(raw, problem)
+        serialised = _serialised(raw, canonical=False)
+        if isinstance(serialised, RejectedEvent):
+            return serialised
+        text = serialised
     return IncomingEvent(
         event_id=raw["event_id"],
         lane=raw["room_id"],
@@ -116,10 +158,9 @@ def _edu(
     room_id = raw.get("room_id")
     if room_id is not None and not _is_id(room_id, "!"):
         return _reject(raw, "ephemeral event room_id malformed")
-    canonical = _canonical(raw)
-    problem = _unstorable(canonical)
-    if problem:
-        return _reject(raw, problem)
+    canonical = _serialised(raw, canonical=True)
+    if isinstance(canonical, RejectedEvent):
+        return canonical
     # EDUs have no id. Key them by transaction (id and body) and content, so a resend of the
     # same transaction stores nothing twice, while the same content in a later transaction is
     # kept, even under a reused id (Synapse on SQLite restarts its ids with other bodies).
@@ -156,10 +197,8 @@ def parse_transaction(txn_id: str, raw_body: bytes) -> ParsedTransaction:
     Raises 400 (``M_NOT_JSON`` / ``M_BAD_JSON``) only for a body that is not a transaction at
     all; a malformed event inside a good transaction is rejected alone, to be dead-lettered.
     """
-    try:
-        body = json.loads(raw_body)
-    except (UnicodeDecodeError, ValueError):
-        raise NotJson("request body is not valid JSON") from None
+    text = strict_json.decode_text(raw_body)
+    body, out_of_range = strict_json.loads_flagged(text)
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     pdus = _list(body, "events", required=True)
@@ -172,14 +211,17 @@ def parse_transaction(txn_id: str, raw_body: bytes) -> ParsedTransaction:
     body_sha256 = hashlib.sha256(raw_body).digest()
     events: list[IncomingEvent] = []
     rejected: list[RejectedEvent] = []
-    # The database parses the body once and takes each PDU from it, unless the body is not
-    # UTF-8 (JSON may be UTF-16/32) or holds an escape it can't store somewhere.
+    # The database parses the body once and takes each PDU from it, unless the body holds an
+    # escape it can't store, a number out of range or nesting too deep somewhere: then each
+    # event is checked and serialised on its own.
     body_text: str | None = None
-    if not _UNSTORABLE_BODY.search(raw_body):
-        try:
-            body_text = raw_body.decode("utf-8")
-        except UnicodeDecodeError:
-            body_text = None
+    if (
+        not out_of_range
+        and not strict_json.UNSTORABLE_ESCAPE.search(text)
+        # (the body's object and its events list are two levels above the events)
+        and strict_json.nesting_depth(text, MAX_DEPTH + 2) <= MAX_DEPTH + 2
+    ):
+        body_text = text
     for index, raw in enumerate(pdus):
         item = _pdu(raw, index, body_text is not None)
         (events if isinstance(item, IncomingEvent) else rejected).append(item)  # type: ignore[arg-type]

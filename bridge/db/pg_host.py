@@ -29,7 +29,7 @@ DEFAULT_OS_USER = "bridge-postgres"
 SHELL_UNSAFE = frozenset('"\\$`\n\r\0')
 PSQL_CONNECT_TIMEOUT_S = 10
 LOG_TAIL_LINES = 40
-_OS_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,30}$")
+_OS_USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,30}")
 
 
 class EmbeddedPostgresError(RuntimeError):
@@ -65,7 +65,7 @@ def resolve_identity(os_user: str | None) -> OsIdentity:
         entry = getpwuid(os.geteuid())
         return OsIdentity(os.geteuid(), os.getegid(), entry[0], entry[1], switch=False)
     name = os_user or DEFAULT_OS_USER
-    if not _OS_USER_RE.match(name):
+    if not _OS_USER_RE.fullmatch(name):
         raise EmbeddedPostgresError(f"invalid OS user name for PostgreSQL: {name!r}")
     pw = ensure_os_user(name)
     if pw.pw_uid == 0:

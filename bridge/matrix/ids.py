@@ -21,11 +21,12 @@ class MatrixIds:
         self._user_template = config.bridge.username_template
         self._alias_template = config.bridge.alias_template
         domain = re.escape(self.domain)
+        # Matched with fullmatch: "$" would also match before a trailing newline.
         self._ghost_re = re.compile(
-            f"^@{re.escape(user_before)}({_UUID}){re.escape(user_after)}:{domain}$"
+            f"@{re.escape(user_before)}({_UUID}){re.escape(user_after)}:{domain}"
         )
         self._alias_re = re.compile(
-            f"^#{re.escape(alias_before)}({_UUID}){re.escape(alias_after)}:{domain}$"
+            f"#{re.escape(alias_before)}({_UUID}){re.escape(alias_after)}:{domain}"
         )
 
     def ghost(self, network_user_id: uuid.UUID) -> str:
@@ -40,11 +41,11 @@ class MatrixIds:
 
     def network_user_of(self, user_id: str) -> uuid.UUID | None:
         """The network user behind a ghost MXID (server part checked), or None."""
-        match = self._ghost_re.match(user_id)
+        match = self._ghost_re.fullmatch(user_id)
         return uuid.UUID(match.group(1)) if match else None
 
     def conversation_of(self, alias: str) -> uuid.UUID | None:
-        match = self._alias_re.match(alias)
+        match = self._alias_re.fullmatch(alias)
         return uuid.UUID(match.group(1)) if match else None
 
     def is_bot(self, user_id: str) -> bool:

@@ -119,3 +119,39 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(data))
     config = load_config(path, environ={})
     assert config.appservice.embedded_data_dir == tmp_path / "pgdata"
+
+
+@pytest.mark.parametrize(
+    ("jwt", "key", "problem"),
+    [
+        ({"secret": "x"}, "api.jwt.secret", "at least 32 bytes"),
+        ({"secret": "a" * 31}, "api.jwt.secret", "at least 32 bytes"),
+        ({"secret": "é" * 15 + "a"}, "api.jwt.secret", "at least 32 bytes"),  # 31 bytes in UTF-8
+        ({"leeway": 301}, "api.jwt.leeway", "between 0 and 300"),
+        ({"leeway": 10**9}, "api.jwt.leeway", "between 0 and 300"),
+        ({"leeway": -1}, "api.jwt.leeway", "between 0 and 300"),
+        ({"leeway": 1e9}, "api.jwt.leeway", "must be int"),
+    ],
+)
+def test_weak_jwt_settings_are_refused(jwt: dict, key: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(config_data(api={"jwt": jwt}))
+    assert err.value.key == key and problem in err.value.problem
+
+
+def test_jwt_settings_at_the_limits_are_taken() -> None:
+    config = parse_config(config_data(api={"jwt": {"secret": "a" * 32, "leeway": 300}}))
+    assert (config.api.jwt.secret, config.api.jwt.leeway) == ("a" * 32, 300)
+    # An RS256 setup ignores the (unused) secret's length.
+    rs = parse_config(config_data(api={"jwt": {"algorithm": "RS256", "secret": "x"}}))
+    assert rs.api.jwt.algorithm == "RS256"
+
+
+def test_check_config_refuses_a_short_secret(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bridge.cli import main
+
+    data = config_data(api={"jwt": {"secret": "x"}})
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["check-config", "-c", str(path)]) == 2
+    assert "api.jwt.secret" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -53,16 +54,19 @@ def test_registration_contents(config_path: Path, tmp_path: Path) -> None:
     users = reg["namespaces"]["users"]
     aliases = reg["namespaces"]["aliases"]
     assert all(ns["exclusive"] for ns in users + aliases)
-    assert all(ns["regex"].endswith("$") for ns in users + aliases)
+    assert all(ns["regex"].endswith("\\Z") for ns in users + aliases)
     user_re = re.compile(users[0]["regex"])
     assert user_re.match("@_pn_0b6f7a1e-1234-4cde-8f00-123456789abc:localhost")
     assert user_re.match("@_pn_bot:localhost")
     assert not user_re.match("@_pn_x:localhostevil.com")
     assert not user_re.match("@_pn_x:localhost.evil")
     assert not user_re.match("@alice:localhost")
+    # Synapse tests namespaces with re.match: a trailing newline must not slip through "$".
+    assert not user_re.match("@_pn_0b6f7a1e-1234-4cde-8f00-123456789abc:localhost\n")
     alias_re = re.compile(aliases[0]["regex"])
     assert alias_re.match("#_pn_conv_abc:localhost")
     assert not alias_re.match("#_pn_conv_abc:localhostXcom")
+    assert not alias_re.match("#_pn_conv_abc:localhost\n")
 
 
 def test_dots_in_domain_are_escaped(config_path: Path, tmp_path: Path) -> None:
@@ -71,7 +75,7 @@ def test_dots_in_domain_are_escaped(config_path: Path, tmp_path: Path) -> None:
     registration = tmp_path / "registration.yaml"
     main(["generate-registration", "-c", str(config_path), "-r", str(registration)])
     regex = yaml.safe_load(registration.read_text())["namespaces"]["users"][0]["regex"]
-    assert regex == r"@_pn_.+:example\.org$"
+    assert regex == r"@_pn_.+:example\.org\Z"
     assert not re.match(regex, "@_pn_x:exampleXorg")
 
 
@@ -101,7 +105,9 @@ def test_synapse_accepts_the_registration(config_path: Path, tmp_path: Path) -> 
     assert service.sender.to_string() == "@_pn_bot:localhost"
     assert service.is_interested_in_user("@_pn_anyone:localhost")
     assert not service.is_interested_in_user("@alice:localhost")
+    assert not service.is_interested_in_user("@_pn_anyone:localhost\n")
     assert service.is_room_alias_in_namespace("#_pn_conv_1:localhost")
+    assert not service.is_room_alias_in_namespace("#_pn_conv_1:localhost\n")
     assert service.supports_ephemeral
     assert service.is_rate_limited() is False
 
@@ -113,3 +119,65 @@ def test_cli_reports_config_errors_with_the_key(tmp_path: Path, capsys: pytest.C
     assert "config: appservice.port: must be int" in capsys.readouterr().err
     assert main(["-c", str(ROOT / "config.example.yaml"), "check-config"]) == 2
     assert "appservice.as_token" in capsys.readouterr().err
+
+
+def test_bot_outside_the_user_namespace_is_matched_to_the_end(config_path: Path, tmp_path: Path) -> None:
+    config_path.write_text(config_path.read_text().replace("bot_username: _pn_bot", "bot_username: pnbot"))
+    registration = tmp_path / "registration.yaml"
+    main(["generate-registration", "-c", str(config_path), "-r", str(registration)])
+    from synapse.config.appservice import load_appservices
+
+    (service,) = load_appservices("localhost", [str(registration)])
+    assert service.is_interested_in_user("@pnbot:localhost")
+    assert not service.is_interested_in_user("@pnbot:localhost\n")
+
+
+def test_token_files_are_never_readable_by_others(
+    config_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Created owner-only (not chmod-ed after writing): even a permissive umask shows nothing."""
+    import os
+
+    created: list[tuple[str, int]] = []
+    real_open = os.open
+
+    def spy(path: Any, flags: int, mode: int = 0o777, *args: Any, **kwargs: Any) -> int:
+        if flags & os.O_CREAT:
+            created.append((os.fspath(path), mode))
+        return real_open(path, flags, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", spy)
+    old_umask = os.umask(0)
+    try:
+        registration = tmp_path / "registration.yaml"
+        assert main(["generate-registration", "-c", str(config_path), "-r", str(registration)]) == 0
+    finally:
+        os.umask(old_umask)
+    assert created, "the files are created through os.open with a mode"
+    assert all(mode == 0o600 for _, mode in created)
+    # The config has no REST key material, so the bridge's own signing key is made too.
+    assert {Path(p).name for p, _ in created} == {
+        ".config.yaml.tmp",
+        ".registration.yaml.tmp",
+        "jwt-signing-key.pem",
+    }
+    for path in (config_path, registration):
+        assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_existing_readable_files_are_tightened_and_said_so(
+    config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registration = tmp_path / "registration.yaml"
+    main(["generate-registration", "-c", str(config_path), "-r", str(registration)])
+    capsys.readouterr()
+    config_path.chmod(0o644)  # tokens already there: the file is not rewritten this time
+    registration.chmod(0o640)
+    assert main(["generate-registration", "-c", str(config_path), "-r", str(registration)]) == 0
+    out = capsys.readouterr().out
+    assert f"{config_path} could be read by group or others (mode 644)" in out
+    assert f"{registration} could be read by group or others (mode 640)" in out
+    assert config_path.stat().st_mode & 0o777 == 0o600
+    assert registration.stat().st_mode & 0o777 == 0o600
+    main(["generate-registration", "-c", str(config_path), "-r", str(registration)])
+    assert "could be read" not in capsys.readouterr().out

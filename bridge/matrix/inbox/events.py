@@ -8,6 +8,11 @@ from datetime import datetime
 from typing import Any
 
 
+class EventRefused(Exception):
+    """Raised by a handler for an event that no retry can make applicable (an absurd
+    timestamp, say): the event is dead-lettered at once, with this message as its reason."""
+
+
 class EventKind(enum.StrEnum):
     PDU = "pdu"
     EDU = "edu"

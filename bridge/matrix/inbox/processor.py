@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import Callable
 
 import asyncpg
@@ -13,18 +12,28 @@ from ...db.database import Database
 from ..workers import WorkerPool
 from .backlog import Backlog
 from .dispatch import Dispatcher
-from .events import InboxEvent
+from .events import EventRefused, InboxEvent
 from .store import InboxStore
 
 log = logging.getLogger(__name__)
 
-_MAX_ERROR_CHARS = 4000
+_MAX_ERROR_CHARS = 500
 
 
 def describe_error(exc: BaseException) -> str:
-    """The error as stored with a failing event: type, message, and where it was raised."""
-    text = "".join(traceback.format_exception(exc, limit=8))
-    return text[-_MAX_ERROR_CHARS:]
+    """The error as stored with a failing event: one bounded, readable line (its type and
+    message); the traceback goes to the log only."""
+    if isinstance(exc, EventRefused):
+        text = str(exc)
+    else:
+        message = str(exc)
+        text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    text = " ".join(text.split())  # one line: no newlines or tabs from the message
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else "\ufffd" for c in text)
+    if len(text) > _MAX_ERROR_CHARS:
+        text = text[: _MAX_ERROR_CHARS - 1] + "…"
+    return text
 
 
 class InboxProcessor:
@@ -186,6 +195,16 @@ class InboxProcessor:
         """Record a failure of ``event``; return the delay before its retry, None if dead."""
         attempts = event.attempts + 1
         error = describe_error(exc)
+        if isinstance(exc, EventRefused):  # retrying can't help: dead-lettered at once
+            log.warning(
+                "Dead-lettering %s (%s in %s), refused: %s",
+                event.event_id,
+                event.event_type,
+                event.lane,
+                error,
+            )
+            await self._store.dead_letter(conn, event, attempts, error)
+            return None
         if attempts >= self._config.max_attempts:
             log.error(
                 "Dead-lettering %s (%s in %s) after %d attempts: %s",
@@ -193,7 +212,8 @@ class InboxProcessor:
                 event.event_type,
                 event.lane,
                 attempts,
-                exc,
+                error,
+                exc_info=exc,
             )
             await self._store.dead_letter(conn, event, attempts, error)
             return None
@@ -203,7 +223,8 @@ class InboxProcessor:
             event.event_type,
             attempts,
             self._config.max_attempts,
-            exc,
+            error,
+            exc_info=exc,
         )
         await self._store.record_failure(conn, event.id, attempts, error)
         return float(self._config.retry_delay * 2 ** (attempts - 1))

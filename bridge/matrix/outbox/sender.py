@@ -566,6 +566,7 @@ class OutboxSender:
             row.lane,
             attempts,
             _short_error(exc),
+            exc_info=exc,
         )
         await self._store.dead_letter(conn, row.id, attempts, error, room_id)
         return _Failed(None, self._report(row, room_id, exc))

@@ -13,7 +13,7 @@ import asyncpg
 from ....errors import BridgeError
 from ....messaging.models import NewMessage, Origin
 from ....messaging.rules import MEDIA_MSGTYPES
-from ...inbox.events import InboxEvent, Outcome
+from ...inbox.events import EventRefused, InboxEvent, Outcome
 from ..context import HandlerContext
 from .commands import CommandHandler
 
@@ -268,5 +268,8 @@ class RoomEventHandlers:
 
 def _timestamp(value: object) -> datetime | None:
     if isinstance(value, int) and value > 0:
-        return datetime.fromtimestamp(value / 1000, UTC)
+        try:
+            return datetime.fromtimestamp(value / 1000, UTC)
+        except (ValueError, OverflowError, OSError):
+            raise EventRefused(f"origin_server_ts {str(value)[:24]} is out of range") from None
     return None
