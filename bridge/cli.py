@@ -16,7 +16,7 @@ from aiohttp import web
 
 from . import __version__
 from .api import RedactingAccessLogger
-from .app import INTENTS, init_app
+from .app import INTENTS, METRICS, init_app
 from .cli_token import add_parser as add_mint_token_parser
 from .config import Config, ConfigError, load_config
 from .db.embedded import EmbeddedPostgres, EmbeddedPostgresError
@@ -24,6 +24,7 @@ from .db.schema import SchemaError, ensure_schema
 from .errors import BridgeError
 from .logs import setup_logging
 from .matrix.outbox.intents import Intents
+from .metrics import Metrics
 from .registration import generate
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,9 @@ async def serve(config: Config, *, migrate: bool) -> None:
                 config.appservice.port,
                 config.bot_mxid,
             )
-            ping = asyncio.create_task(ping_homeserver(app[INTENTS], config.appservice.id))
+            ping = asyncio.create_task(
+                ping_homeserver(app[INTENTS], config.appservice.id, app[METRICS])
+            )
             await stop.wait()
             ping.cancel()
             log.info("Shutting down")
@@ -78,7 +81,9 @@ async def serve(config: Config, *, migrate: bool) -> None:
             await runner.cleanup()
 
 
-async def ping_homeserver(intents: Intents, appservice_id: str) -> None:
+async def ping_homeserver(
+    intents: Intents, appservice_id: str, metrics: Metrics | None = None
+) -> None:
     """Tell the homeserver we are up, so it resends what it held back at once. Best effort."""
     try:
         async with asyncio.timeout(30):
@@ -89,6 +94,8 @@ async def ping_homeserver(intents: Intents, appservice_id: str) -> None:
         log.warning("Could not ping the homeserver (it will still reach us): %s", exc)
         return
     log.info("Homeserver ping round trip: %d ms", duration)
+    if metrics is not None:
+        metrics.ping_succeeded(duration)
 
 
 async def migrate_only(config: Config) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from collections.abc import Callable
 
@@ -10,6 +11,7 @@ import asyncpg
 
 from ...config import InboxConfig
 from ...db.database import Database
+from ...metrics import Metrics
 from ..workers import WorkerPool
 from .backlog import Backlog
 from .dispatch import Dispatcher
@@ -45,7 +47,9 @@ class InboxProcessor:
         *,
         after_commit: Callable[[], None] | None = None,
         backlog: Backlog | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._after_commit = after_commit
         self._backlog = backlog
         self._backlog_counted = False  # the backlog's first count is read from the database
@@ -83,6 +87,7 @@ class InboxProcessor:
         False when no lane was due (or all were taken by other workers).
         """
         config = self._config
+        started = time.perf_counter()
         async with self._db.acquire() as conn, conn.transaction():
             if self._backlog is not None and not self._backlog_counted:
                 self._backlog.reset(await self._store.count_pending(conn))
@@ -112,6 +117,8 @@ class InboxProcessor:
             await self._store.postpone_lanes(conn, postpone)
         if self._backlog is not None:
             self._backlog.finished(finished)
+        if self._metrics is not None:
+            self._metrics.observe_batch(started, pending, retries)
         if self._after_commit is not None:
             self._after_commit()  # e.g. wake the outbox sender for what the batch queued
         return True
@@ -196,6 +203,8 @@ class InboxProcessor:
                 exc,
             )
             await self._store.dead_letter(conn, event, attempts, error)
+            if self._metrics is not None:
+                self._metrics.dead_letters.labels("inbox", "failed").inc()
             return None
         log.warning(
             "Processing %s (%s) failed (attempt %d of %d): %s",
