@@ -16,6 +16,7 @@ from .appservice.health import Health
 from .appservice.middleware import matrix_errors
 from .config import Config
 from .db.database import Database
+from .logs import transaction_log_context
 from .matrix.bridging.context import HandlerContext
 from .matrix.bridging.from_matrix import register_handlers
 from .matrix.bridging.homeserver_queries import BridgeDirectory
@@ -83,6 +84,7 @@ async def init_app(
         middlewares=[
             appservice_metrics_middleware(metrics),
             rest_metrics_middleware(metrics),
+            transaction_log_context,
             matrix_errors,
         ],
         client_max_size=config.appservice.max_body_size,

@@ -1,4 +1,4 @@
-"""Command line: ``bridge [run] | generate-registration | migrate | check-config``."""
+"""Command line: ``bridge [run]``, setup, users, tokens and the operator commands."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from aiohttp import web
 from . import __version__
 from .api import RedactingAccessLogger
 from .app import INTENTS, METRICS, init_app
+from .cli_ops import add_parsers as add_ops_parsers
 from .cli_token import add_parser as add_mint_token_parser
 from .config import Config, ConfigError, load_config
 from .db.embedded import EmbeddedPostgres, EmbeddedPostgresError
@@ -223,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     lst.set_defaults(func=_cmd_users)
 
     add_mint_token_parser(sub, common)
+    add_ops_parsers(sub, common)
     return parser
 
 

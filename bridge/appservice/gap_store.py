@@ -32,9 +32,7 @@ class GapStore:
         return None if value is None else int(value)
 
     async def set_high(self, conn: asyncpg.Connection, high: int) -> None:
-        await conn.execute(
-            "UPDATE txn_watch SET high = $1, updated_at = now() WHERE id = 1", high
-        )
+        await conn.execute("UPDATE txn_watch SET high = $1, updated_at = now() WHERE id = 1", high)
 
     async def txn_seen(self, conn: asyncpg.Connection, txn_id: str) -> bool:
         """Whether a transaction with this id was stored before (any body)."""
@@ -75,9 +73,7 @@ class GapStore:
             missing_id,
         )
 
-    async def claim_due(
-        self, conn: asyncpg.Connection, txn_id: str, grace: float
-    ) -> list[int]:
+    async def claim_due(self, conn: asyncpg.Connection, txn_id: str, grace: float) -> list[int]:
         """Mark the gaps past their grace period forced by refusing ``txn_id``; their ids."""
         rows = await conn.fetch(
             """

@@ -14,8 +14,14 @@ from aiohttp.typedefs import Handler, Middleware
 from . import Metrics
 
 #: Path prefixes of the REST API (everything else on the port is the homeserver's or admin's).
-REST_PREFIXES = ("/messaging-api/", "/networking-api/", "/notification-api/", "/pod/",
-                 "/auth-api/", "/openapi.json")
+REST_PREFIXES = (
+    "/messaging-api/",
+    "/networking-api/",
+    "/notification-api/",
+    "/pod/",
+    "/auth-api/",
+    "/openapi.json",
+)
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 

@@ -37,8 +37,13 @@ class StateCollector(Collector):
         try:
             async with asyncio.timeout(SCRAPE_TIMEOUT), self._db.acquire() as conn:
                 self._state = await self._store.get_state(conn)
-        except (TimeoutError, OSError, RuntimeError, asyncpg.PostgresError,
-                asyncpg.InterfaceError) as exc:
+        except (
+            TimeoutError,
+            OSError,
+            RuntimeError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+        ) as exc:
             log.warning("Metrics: could not read the bridge's state: %s", exc)
             self._state = None
         return self._state

@@ -191,9 +191,7 @@ def _rest(by_class: dict[str, float]) -> str:
 
 def render(d: PageData) -> str:
     now = datetime.now(UTC)
-    refresh = (
-        f'<meta http-equiv="refresh" content="{d.refresh}">' if d.refresh is not None else ""
-    )
+    refresh = f'<meta http-equiv="refresh" content="{d.refresh}">' if d.refresh is not None else ""
     return _TEMPLATE.substitute(
         refresh=refresh,
         bot=esc(d.bot),

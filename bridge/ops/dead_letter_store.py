@@ -74,9 +74,7 @@ class DeadLetterStore:
         return None if row is None else _letter(row)
 
     async def list_waiting_ids(self, conn: asyncpg.Connection) -> list[int]:
-        rows = await conn.fetch(
-            "SELECT id FROM dead_letter WHERE replayed_at IS NULL ORDER BY id"
-        )
+        rows = await conn.fetch("SELECT id FROM dead_letter WHERE replayed_at IS NULL ORDER BY id")
         return [int(r["id"]) for r in rows]
 
     async def claim_replay(self, conn: asyncpg.Connection, letter_id: int) -> bool:

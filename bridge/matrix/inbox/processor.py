@@ -29,6 +29,11 @@ def describe_error(exc: BaseException) -> str:
     return text[-_MAX_ERROR_CHARS:]
 
 
+def _ids(event: InboxEvent) -> dict[str, str]:
+    """Log fields naming the event (JSON log lines carry them)."""
+    return {"room_id": event.lane, "event_id": event.event_id, "txn_id": event.txn_id}
+
+
 class InboxProcessor:
     """A pool of workers; each claims one room's lane at a time and works through it in order.
 
@@ -201,6 +206,7 @@ class InboxProcessor:
                 event.lane,
                 attempts,
                 exc,
+                extra=_ids(event),
             )
             await self._store.dead_letter(conn, event, attempts, error)
             if self._metrics is not None:
@@ -213,6 +219,7 @@ class InboxProcessor:
             attempts,
             self._config.max_attempts,
             exc,
+            extra=_ids(event),
         )
         await self._store.record_failure(conn, event.id, attempts, error)
         return float(self._config.retry_delay * 2 ** (attempts - 1))
