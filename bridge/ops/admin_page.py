@@ -58,7 +58,9 @@ def preview(letter: DeadLetter) -> str:
         text = f"{p.get('action')} as {p.get('sender')}"
         body = (inner.get("content") or {}).get("body") if isinstance(inner, dict) else None
     else:
-        text = f"{p.get('type')} from {p.get('sender')}"
+        text = str(p.get("type") or "(no type)")
+        if p.get("sender"):
+            text += f" from {p.get('sender')}"
         content = p.get("content")
         body = content.get("body") if isinstance(content, dict) else None
     if isinstance(body, str) and body:

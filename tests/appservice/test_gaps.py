@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import asyncpg
 import pytest
 
-from tests.ops.bed import Bed, message, sample
+from tests.ops.bed import Bed, gap_state, message, poll, sample
+
 
 class SynapseLikeSender:
     """The part of Synapse's appservice scheduler that matters here.
@@ -86,9 +86,7 @@ async def test_a_stranded_transaction_is_resent_after_a_forced_retry(
     for n in (1, 2, 4):  # 3 is stranded: created, never sent
         assert await synapse.send(n) == 200
 
-    async with asyncio.timeout(15):  # the checker marks it due once the grace period passed
-        while (await gap_states(conn)).get(3) != "due":
-            await asyncio.sleep(0.05)
+    await poll(gap_state(conn, 3, "due"))
     assert await synapse.send(5) == 503
     assert synapse.down
     await synapse.recover()
@@ -111,14 +109,10 @@ async def test_a_gap_that_a_forced_retry_does_not_fill_is_given_up_once(
 ) -> None:
     for n in (1, 3):
         assert await bed.put_txn(str(n), [message(n)]) == 200
-    async with asyncio.timeout(15):
-        while (await gap_states(conn)).get(2) != "due":
-            await asyncio.sleep(0.05)
+    await poll(gap_state(conn, 2, "due"))
     assert await bed.put_txn("4", [message(4)]) == 503
     assert await bed.put_txn("4", [message(4)]) == 200  # the homeserver had nothing older
-    async with asyncio.timeout(15):
-        while (await gap_states(conn)).get(2) != "given_up":
-            await asyncio.sleep(0.05)
+    await poll(gap_state(conn, 2, "given_up"))
     assert await bed.put_txn("5", [message(5)]) == 200  # never refused again for it
     s = await bed.scrape()
     assert sample(s, "bridge_appservice_transaction_gaps_given_up_total") == 1

@@ -3,7 +3,8 @@ event handler that fails on demand (to make dead letters)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,3 +116,22 @@ async def bed(
     client = await aiohttp_client(app)
     metrics = await aiohttp_client(app[METRICS_APP])
     return Bed(client, app, hs, flaky, metrics)
+
+
+async def poll(condition: Callable[[], Awaitable[object]], within: float = 15.0) -> None:
+    """Poll ``condition`` until it is truthy; fail after ``within`` seconds."""
+    async with asyncio.timeout(within):
+        while True:
+            if await condition():
+                return
+            await asyncio.sleep(0.05)
+
+
+def gap_state(conn: asyncpg.Connection, missing_id: int, state: str) -> Callable[[], Awaitable[bool]]:
+    async def reached() -> bool:
+        value = await conn.fetchval(
+            "SELECT state FROM txn_gap WHERE missing_id = $1 ORDER BY id DESC LIMIT 1", missing_id
+        )
+        return bool(value == state)
+
+    return reached

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from typing import Any
 
@@ -12,15 +11,9 @@ import pytest
 from bridge.app import DATABASE, OUTBOX, init_app
 from bridge.config import parse_config
 from tests.conftest import config_data
-from tests.ops.bed import Bed, message, sample
+from tests.ops.bed import Bed, message, poll, sample
 
 BOT = "@_pn_bot:localhost"
-
-
-async def poll(condition: Any, within: float = 15.0) -> None:
-    async with asyncio.timeout(within):
-        while not await condition():
-            await asyncio.sleep(0.05)
 
 
 async def test_a_transaction_counts_its_events_and_its_latency(bed: Bed) -> None:
