@@ -18,8 +18,6 @@ marks gaps due and gives up on those a forced retry did not bring.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
 
@@ -29,6 +27,7 @@ from ..config import TxnGapConfig
 from ..db.database import Database
 from ..errors import Unavailable
 from ..metrics import Metrics
+from ..periodic import PeriodicJob
 from .gap_store import GapStore
 
 log = logging.getLogger(__name__)
@@ -38,9 +37,7 @@ _INTEGER_ID = re.compile(r"[0-9]{1,18}")
 MAX_GAP = 100
 
 
-class TxnGapWatch:
-    """Intake's side: notes each transaction id, refuses one when a gap is due."""
-
+class _GapParts:
     def __init__(
         self,
         db: Database,
@@ -52,6 +49,10 @@ class TxnGapWatch:
         self._store = store
         self._config = config
         self._metrics = metrics
+
+
+class TxnGapWatch(_GapParts):
+    """Intake's side: notes each transaction id, refuses one when a gap is due."""
 
     async def admit(self, txn_id: str) -> None:
         """Note ``txn_id``; raise :class:`Unavailable` (503) to make the homeserver resend
@@ -117,22 +118,11 @@ class TxnGapWatch:
         return None  # a resend of a transaction already seen
 
 
-class GapChecker:
+class GapChecker(_GapParts):
     """The periodic job: gaps past their grace become due, forced ones that did not heal are
     given up on (logged as errors; they stay listed on the status page)."""
 
-    def __init__(
-        self,
-        db: Database,
-        store: GapStore,
-        config: TxnGapConfig,
-        metrics: Metrics | None = None,
-    ) -> None:
-        self._db = db
-        self._store = store
-        self._config = config
-        self._metrics = metrics
-        self._task: asyncio.Task[None] | None = None
+    _job: PeriodicJob | None = None
 
     async def run_once(self) -> None:
         grace = self._config.grace
@@ -156,20 +146,16 @@ class GapChecker:
             )
 
     def start(self) -> None:
-        if self._config.enabled:
-            self._task = asyncio.create_task(self._run(), name="transaction-gaps")
+        if self._config.enabled and self._job is None:
+            self._job = PeriodicJob(
+                "transaction-gap check",
+                self.run_once,
+                self._config.check_interval,
+                run_at_start=False,
+            )
+            self._job.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._config.check_interval)
-            try:
-                await self.run_once()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("Transaction gap check failed (will try again): %s", exc)
+        if self._job is not None:
+            await self._job.stop()
+            self._job = None

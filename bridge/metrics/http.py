@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -35,6 +36,23 @@ def route_label(request: web.Request) -> str:
     return str(resource.canonical)
 
 
+async def _measured(
+    request: web.Request, handler: Handler, record: Callable[[int, float], None]
+) -> web.StreamResponse:
+    """Run the handler; ``record`` gets the status answered (500 for a crash) and seconds."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        record(status, time.perf_counter() - started)
+
+
 def rest_metrics_middleware(metrics: Metrics) -> Middleware:
     """Count and time REST API requests by route template and status."""
 
@@ -42,20 +60,14 @@ def rest_metrics_middleware(metrics: Metrics) -> Middleware:
     async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.path.startswith(REST_PREFIXES):
             return await handler(request)
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        finally:
+
+        def record(status: int, seconds: float) -> None:
             route = route_label(request)
             method = request.method if request.method in _METHODS else "OTHER"
             metrics.rest_requests.labels(route, method, str(status)).inc()
-            metrics.rest_seconds.labels(route).observe(time.perf_counter() - started)
+            metrics.rest_seconds.labels(route).observe(seconds)
+
+        return await _measured(request, handler, record)
 
     return measure
 
@@ -103,17 +115,11 @@ def appservice_metrics_middleware(metrics: Metrics) -> Middleware:
     async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method != "PUT" or "/transactions/" not in request.path:
             return await handler(request)
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        finally:
+
+        def record(status: int, seconds: float) -> None:
             metrics.transactions.labels(_transaction_result(status)).inc()
-            metrics.intake_seconds.observe(time.perf_counter() - started)
+            metrics.intake_seconds.observe(seconds)
+
+        return await _measured(request, handler, record)
 
     return measure

@@ -10,10 +10,10 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from .. import __version__
+from ..api.app import build_verifier
 from ..api.auth import TokenVerifier, is_admin
-from ..api.keys import KeyFileError, SigningKey
 from ..appservice.gap_store import GapStore
-from ..config import Config, ConfigError
+from ..config import Config
 from ..db.database import Database
 from ..errors import BridgeError, Forbidden, Unauthorized
 from ..matrix.outbox.intents import Intents
@@ -42,14 +42,7 @@ _CSRF_KEY = web.RequestKey("admin_csrf", str) if hasattr(web, "RequestKey") else
 
 
 def _verifier(config: Config) -> TokenVerifier | None:
-    jwt_config = config.api.jwt
-    signing = None
-    if jwt_config.private_key_file is not None:
-        try:
-            signing = SigningKey(jwt_config.private_key_file)
-        except KeyFileError as exc:
-            raise ConfigError("api.jwt.private_key_file", str(exc)) from None
-    verifier = TokenVerifier(jwt_config, signing if jwt_config.algorithm == "RS256" else None)
+    verifier, _ = build_verifier(config)
     return verifier if verifier.configured else None
 
 

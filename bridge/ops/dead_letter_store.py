@@ -38,6 +38,13 @@ FROM dead_letter d
 """
 
 
+# A lane (of the inbox_lane or outbox_lane table) due now, bumped so a worker's claim sees it.
+_DUE_NOW = """
+INSERT INTO {table} AS l (lane) VALUES ($1)
+ON CONFLICT (lane) DO UPDATE SET seq = l.seq + 1, not_before = now()
+"""
+
+
 def _letter(r: asyncpg.Record) -> DeadLetter:
     values = dict(r)
     values["payload"] = json.loads(values["payload"])
@@ -118,13 +125,7 @@ class DeadLetterStore:
         )
         if requeued is None:
             return False
-        await conn.execute(
-            """
-            INSERT INTO inbox_lane AS l (lane) VALUES ($1)
-            ON CONFLICT (lane) DO UPDATE SET seq = l.seq + 1, not_before = now()
-            """,
-            requeued,
-        )
+        await conn.execute(_DUE_NOW.format(table="inbox_lane"), requeued)
         return True
 
     async def requeue_outbox_row(self, conn: asyncpg.Connection, outbox_id: int) -> bool:
@@ -139,13 +140,7 @@ class DeadLetterStore:
         )
         if lane is None:
             return False
-        await conn.execute(
-            """
-            INSERT INTO outbox_lane AS l (lane) VALUES ($1)
-            ON CONFLICT (lane) DO UPDATE SET seq = l.seq + 1, not_before = now()
-            """,
-            lane,
-        )
+        await conn.execute(_DUE_NOW.format(table="outbox_lane"), lane)
         return True
 
     async def delete_letters(self, conn: asyncpg.Connection, ids: list[int]) -> list[int]:

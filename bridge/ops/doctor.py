@@ -20,8 +20,8 @@ import aiohttp
 import asyncpg
 import yaml
 
-from ..api.auth import TokenVerifier, is_admin
-from ..api.keys import KeyFileError, SigningKey
+from ..api.app import build_verifier
+from ..api.auth import is_admin
 from ..cli_token import mint_token
 from ..config import Config, ConfigError, load_config
 from ..db.embedded import EmbeddedPostgresError
@@ -235,15 +235,8 @@ class Doctor:
             return "the REST API is disabled (api.enabled: false)"
         jwt_config = config.api.jwt
         try:
-            signing = (
-                SigningKey(jwt_config.private_key_file)
-                if jwt_config.private_key_file is not None
-                else None
-            )
-            verifier = TokenVerifier(
-                jwt_config, signing if jwt_config.algorithm == "RS256" else None
-            )
-        except (ConfigError, KeyFileError) as exc:
+            verifier, _ = build_verifier(config)
+        except ConfigError as exc:
             raise _Failed(str(exc), "fix the api.jwt keys") from None
         if not verifier.configured:
             raise _Failed(
