@@ -60,9 +60,13 @@ class TxnGapWatch(_GapParts):
         if not self._config.enabled or not _INTEGER_ID.fullmatch(txn_id):
             return
         txn = int(txn_id)
-        async with self._db.transaction() as conn:
-            healed = await self._observe(conn, txn, txn_id)
-            forced = await self._store.claim_due(conn, txn_id, self._config.grace)
+        try:
+            async with self._db.transaction() as conn:
+                healed = await self._observe(conn, txn, txn_id)
+                forced = await self._store.claim_due(conn, txn_id, self._config.grace)
+        except Exception:  # the watch must never cost the homeserver a transaction
+            log.exception("Transaction gap watch failed on %s; taking it in regardless", txn_id)
+            return
         if healed is not None and self._metrics is not None:
             self._metrics.gaps_healed.labels(healed).inc()
         if forced:
@@ -86,15 +90,15 @@ class TxnGapWatch(_GapParts):
             await self._store.set_high(conn, txn)
             return None
         if txn > high + 1:
-            missing = list(range(high + 1, txn))
             await self._store.set_high(conn, txn)
-            if len(missing) > MAX_GAP:
+            if txn - high - 1 > MAX_GAP:
                 log.warning(
                     "Transaction ids jumped from %d to %d: taken as a new run, not a gap",
                     high,
                     txn,
                 )
                 return None
+            missing = list(range(high + 1, txn))
             added = await self._store.insert_gaps(conn, missing, txn_id)
             if added:
                 if self._metrics is not None:

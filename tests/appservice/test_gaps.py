@@ -140,3 +140,10 @@ async def test_watching_can_be_switched_off(
     for n in (1, 5):
         assert await bed.put_txn(str(n), [message(n)]) == 200
     assert await gap_states(conn) == {}
+
+
+async def test_a_huge_jump_starts_a_new_run(bed: Bed, conn: asyncpg.Connection) -> None:
+    assert await bed.put_txn("1", [message(1)]) == 200
+    assert await bed.put_txn("4271300021", [message(2)]) == 200
+    assert await bed.put_txn("4271300023", [message(3)]) == 200
+    assert await gap_states(conn) == {4271300022: "open"}
