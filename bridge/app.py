@@ -184,11 +184,8 @@ async def init_app(
     app[OUTBOX] = outbox
     app[METRICS] = metrics
     status_store = StatusStore()
-    collector = StateCollector(
-        db, status_store, embedded=config.appservice.uses_embedded_database
-    )
-    metrics.registry.register(collector)
-    app[METRICS_APP] = metrics_app(metrics, collector)
+    embedded = config.appservice.uses_embedded_database
+    app[METRICS_APP] = metrics_app(metrics, StateCollector(db, status_store, embedded=embedded))
     if config.admin.enabled:
         wake = _waker(processor, sender)
         mount_admin(app, config, db, metrics, intents, status_store, gap_store, wake=wake)

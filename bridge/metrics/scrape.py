@@ -125,7 +125,9 @@ class StateCollector(Collector):
 
 
 def metrics_app(metrics: Metrics, collector: StateCollector) -> web.Application:
-    """The listener's application: ``GET /metrics`` in the Prometheus text format."""
+    """The listener's application: ``GET /metrics`` in the Prometheus text format, with the
+    state ``collector`` registered on the metrics' registry."""
+    metrics.registry.register(collector)
 
     async def scrape(_: web.Request) -> web.Response:
         await collector.refresh()
