@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
@@ -10,10 +10,13 @@ from aiohttp import web
 from .api import mount_api
 from .appservice.api import AppServiceAPI
 from .appservice.directory import Directory
+from .appservice.gap_store import GapStore
+from .appservice.gaps import GapChecker, TxnGapWatch
 from .appservice.health import Health
 from .appservice.middleware import matrix_errors
 from .config import Config
 from .db.database import Database
+from .logs import transaction_log_context
 from .matrix.bridging.context import HandlerContext
 from .matrix.bridging.from_matrix import register_handlers
 from .matrix.bridging.homeserver_queries import BridgeDirectory
@@ -31,6 +34,11 @@ from .matrix.outbox.queue import OutboxQueue
 from .matrix.outbox.sender import OutboxSender
 from .matrix.outbox.store import OutboxStore
 from .matrix.retention import Retention
+from .metrics import Metrics
+from .metrics.http import appservice_metrics_middleware, homeserver_trace, rest_metrics_middleware
+from .metrics.scrape import StateCollector, metrics_app, serve_metrics
+from .ops.admin import mount_admin
+from .ops.status_store import StatusStore
 from .services import build_services
 
 CONFIG = web.AppKey("config", Config)
@@ -40,6 +48,16 @@ SENDER = web.AppKey("sender", OutboxSender)
 CONTEXT = web.AppKey("context", HandlerContext)
 INTENTS = web.AppKey("intents", Intents)
 OUTBOX = web.AppKey("outbox", OutboxQueue)
+METRICS = web.AppKey("metrics", Metrics)
+METRICS_APP = web.AppKey("metrics_app", web.Application)
+
+
+def _waker(processor: InboxProcessor, sender: OutboxSender) -> Callable[[], None]:
+    def wake() -> None:
+        processor.wake()
+        sender.wake()
+
+    return wake
 
 
 async def init_app(
@@ -54,8 +72,15 @@ async def init_app(
     ``dispatcher`` and ``directory`` replace the real event handlers and homeserver-query
     answers (tests of the mechanism use them).
     """
+    metrics = Metrics()
     app = web.Application(
-        middlewares=[matrix_errors], client_max_size=config.appservice.max_body_size
+        middlewares=[
+            appservice_metrics_middleware(metrics),
+            rest_metrics_middleware(metrics),
+            transaction_log_context,
+            matrix_errors,
+        ],
+        client_max_size=config.appservice.max_body_size,
     )
     db = Database(
         dsn,
@@ -65,6 +90,7 @@ async def init_app(
     session = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=config.appservice.outbox.request_timeout),
         connector=aiohttp.TCPConnector(ssl=config.homeserver.verify_ssl),
+        trace_configs=[homeserver_trace(metrics)],
     )
     intents = Intents(
         session,
@@ -99,6 +125,7 @@ async def init_app(
         config.appservice.outbox,
         portals=ctx.portals,
         on_sent=OutboxResults(ctx).sent,
+        metrics=metrics,
     )
     outbox.wake_with(sender.wake)
     db.after_commit(outbox.flush)  # REST changes, and anything else in db.transaction()
@@ -109,11 +136,25 @@ async def init_app(
     inbox_config = config.appservice.inbox
     backlog = Backlog(inbox_config.max_backlog, inbox_config.max_hold)
     processor = InboxProcessor(
-        db, inbox_store, dispatcher, inbox_config, after_commit=outbox.flush, backlog=backlog
+        db,
+        inbox_store,
+        dispatcher,
+        inbox_config,
+        after_commit=outbox.flush,
+        backlog=backlog,
+        metrics=metrics,
     )
-    intake = IntakeService(db, inbox_store, processor.wake, backlog)
+    intake = IntakeService(db, inbox_store, processor.wake, backlog, metrics=metrics)
     retention = Retention(db, inbox_store, outbox_store, inbox_config.keep_days)
-    appservice = AppServiceAPI(config, intake, directory or BridgeDirectory(db, ctx, intents))
+    gap_store = GapStore()
+    gaps_config = config.appservice.transaction_gaps
+    gap_checker = GapChecker(db, gap_store, gaps_config, metrics)
+    appservice = AppServiceAPI(
+        config,
+        intake,
+        directory or BridgeDirectory(db, ctx, intents),
+        gaps=TxnGapWatch(db, gap_store, gaps_config, metrics),
+    )
     app.add_routes(appservice.routes())
     app.add_routes(Health(db).routes())
     if config.api.enabled:
@@ -131,6 +172,13 @@ async def init_app(
     app[CONTEXT] = ctx
     app[INTENTS] = intents
     app[OUTBOX] = outbox
+    app[METRICS] = metrics
+    status_store = StatusStore()
+    embedded = config.appservice.uses_embedded_database
+    app[METRICS_APP] = metrics_app(metrics, StateCollector(db, status_store, embedded=embedded))
+    if config.admin.enabled:
+        wake = _waker(processor, sender)
+        mount_admin(app, config, db, metrics, intents, status_store, gap_store, wake=wake)
 
     async def database(_: web.Application) -> AsyncIterator[None]:
         await db.open()
@@ -145,10 +193,18 @@ async def init_app(
         processor.start()
         sender.start()
         retention.start()
+        gap_checker.start()
         yield
+        await gap_checker.stop()
         await retention.stop()
         await processor.stop()
         await sender.stop()
 
+    async def metrics_listener(_: web.Application) -> AsyncIterator[None]:
+        async with serve_metrics(app[METRICS_APP], config.metrics.host, config.metrics.port):
+            yield
+
     app.cleanup_ctx.extend([homeserver_session, database, workers])
+    if config.metrics.enabled:
+        app.cleanup_ctx.append(metrics_listener)
     return app

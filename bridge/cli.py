@@ -1,5 +1,4 @@
-"""Command line: ``bridge [run] | generate-registration | migrate | check-config | users |
-mint-token | demo``."""
+"""Command line: ``bridge [run]``, setup, users, tokens, the demo and the operator commands."""
 
 from __future__ import annotations
 
@@ -13,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import __version__
+from .cli_ops import add_parsers as add_ops_parsers
 from .cli_token import add_parser as add_mint_token_parser
 from .config import Config, ConfigError, load_config
 from .db.embedded import EmbeddedPostgresError
@@ -172,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_mint_token_parser(sub, common)
     add_demo_parser(sub)
+    add_ops_parsers(sub, common)
     return parser
 
 

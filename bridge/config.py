@@ -75,6 +75,15 @@ class OutboxConfig:
 
 
 @dataclass(frozen=True)
+class TxnGapConfig:
+    """Watching the homeserver's integer transaction ids for one it never sent."""
+
+    enabled: bool = True
+    grace: float = 60.0
+    check_interval: float = 5.0
+
+
+@dataclass(frozen=True)
 class AppserviceConfig:
     address: str
     hostname: str
@@ -92,6 +101,7 @@ class AppserviceConfig:
     max_body_size: int = 32 * 1024 * 1024
     inbox: InboxConfig = field(default_factory=InboxConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    transaction_gaps: TxnGapConfig = field(default_factory=TxnGapConfig)
 
     @property
     def uses_embedded_database(self) -> bool:
@@ -138,6 +148,20 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 9464
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    enabled: bool = True
+    link_ttl: float = 600.0
+    session_ttl: float = 43200.0
+
+
+@dataclass(frozen=True)
 class Config:
     homeserver: HomeserverConfig
     appservice: AppserviceConfig
@@ -145,6 +169,8 @@ class Config:
     api: ApiConfig
     logging: LoggingConfig
     path: Path | None = None
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
 
     @property
     def bot_mxid(self) -> str:
@@ -302,6 +328,35 @@ def _parse_outbox(asr: _Reader) -> OutboxConfig:
     return OutboxConfig(**values)
 
 
+def _parse_txn_gaps(asr: _Reader) -> TxnGapConfig:
+    tg = asr.section("transaction_gaps", required=False)
+    return TxnGapConfig(
+        enabled=tg.get("enabled", bool, True),
+        grace=_positive(tg, "grace", tg.get("grace", float, 60.0)),
+        check_interval=_positive(tg, "check_interval", tg.get("check_interval", float, 5.0)),
+    )
+
+
+def _parse_metrics(root: _Reader) -> MetricsConfig:
+    mt = root.section("metrics", required=False)
+    listen = mt.get("listen", str, "127.0.0.1:9464")
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(mt.key("listen"), f"must be host:port, got {listen!r}")
+    return MetricsConfig(
+        enabled=mt.get("enabled", bool, False), host=host.strip("[]"), port=int(port)
+    )
+
+
+def _parse_admin(root: _Reader) -> AdminConfig:
+    ad = root.section("admin", required=False)
+    return AdminConfig(
+        enabled=ad.get("enabled", bool, True),
+        link_ttl=_positive(ad, "link_ttl", ad.get("link_ttl", float, 600.0)),
+        session_ttl=_positive(ad, "session_ttl", ad.get("session_ttl", float, 43200.0)),
+    )
+
+
 def _parse_appservice(root: _Reader, base: Path | None) -> AppserviceConfig:
     asr = root.section("appservice")
     port = asr.get("port", int, required=True)
@@ -345,6 +400,7 @@ def _parse_appservice(root: _Reader, base: Path | None) -> AppserviceConfig:
         max_body_size=_positive(asr, "max_body_size", asr.get("max_body_size", int, 32 << 20)),
         inbox=inbox,
         outbox=outbox,
+        transaction_gaps=_parse_txn_gaps(asr),
     )
 
 
@@ -474,6 +530,8 @@ def parse_config(data: Mapping[str, Any], *, path: Path | None = None) -> Config
         api=_parse_api(root, base),
         logging=_parse_logging(root),
         path=path,
+        metrics=_parse_metrics(root),
+        admin=_parse_admin(root),
     )
 
 

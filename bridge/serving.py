@@ -12,10 +12,11 @@ from aiohttp import web
 
 from . import __version__
 from .api import RedactingAccessLogger
-from .app import INTENTS, init_app
+from .app import INTENTS, METRICS, init_app
 from .config import Config
 from .db.embedded import EmbeddedPostgres
 from .matrix.outbox.intents import Intents
+from .metrics import Metrics
 
 log = logging.getLogger("bridge.cli")
 
@@ -53,7 +54,9 @@ async def running_bridge(config: Config, dsn: str) -> AsyncIterator[web.Applicat
             config.appservice.port,
             config.bot_mxid,
         )
-        ping = asyncio.create_task(ping_homeserver(app[INTENTS], config.appservice.id))
+        ping = asyncio.create_task(
+            ping_homeserver(app[INTENTS], config.appservice.id, app[METRICS])
+        )
         try:
             yield app
         finally:
@@ -63,7 +66,9 @@ async def running_bridge(config: Config, dsn: str) -> AsyncIterator[web.Applicat
         await runner.cleanup()
 
 
-async def ping_homeserver(intents: Intents, appservice_id: str) -> None:
+async def ping_homeserver(
+    intents: Intents, appservice_id: str, metrics: Metrics | None = None
+) -> None:
     """Tell the homeserver we are up, so it resends what it held back at once. Best effort."""
     try:
         async with asyncio.timeout(30):
@@ -74,3 +79,5 @@ async def ping_homeserver(intents: Intents, appservice_id: str) -> None:
         log.warning("Could not ping the homeserver (it will still reach us): %s", exc)
         return
     log.info("Homeserver ping round trip: %d ms", duration)
+    if metrics is not None:
+        metrics.ping_succeeded(duration)

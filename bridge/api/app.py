@@ -27,8 +27,9 @@ from .request_guard import request_guard
 from .symphony import SymphonyApi, symphony_error
 
 
-def build_context(config: Config, db: Database, services: ApiServices) -> ApiContext:
-    """Load the key material (failing fast with the dotted config key) and bundle the rest."""
+def build_verifier(config: Config) -> tuple[TokenVerifier, SigningKey | None]:
+    """The token verifier and the bridge's own signing key, if any (failing fast with the
+    dotted config key)."""
     jwt_config = config.api.jwt
     signing = None
     if jwt_config.private_key_file is not None:
@@ -37,6 +38,12 @@ def build_context(config: Config, db: Database, services: ApiServices) -> ApiCon
         except KeyFileError as exc:
             raise ConfigError("api.jwt.private_key_file", str(exc)) from None
     verifier = TokenVerifier(jwt_config, signing if jwt_config.algorithm == "RS256" else None)
+    return verifier, signing
+
+
+def build_context(config: Config, db: Database, services: ApiServices) -> ApiContext:
+    """Load the key material and bundle the rest."""
+    verifier, signing = build_verifier(config)
     return ApiContext(config, db, services, verifier, signing, __version__)
 
 

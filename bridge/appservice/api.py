@@ -14,6 +14,7 @@ from ..errors import BadRequest, NotFound, TooLarge
 from ..matrix.inbox.intake import IntakeService
 from .auth import check_hs_token
 from .directory import Directory
+from .gaps import TxnGapWatch
 from .transaction import parse_transaction
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,15 @@ def _fields(request: web.Request) -> dict[str, str]:
 class AppServiceAPI:
     """Routes for the homeserver. Every route but health checks needs the hs_token."""
 
-    def __init__(self, config: Config, intake: IntakeService, directory: Directory) -> None:
+    def __init__(
+        self,
+        config: Config,
+        intake: IntakeService,
+        directory: Directory,
+        *,
+        gaps: TxnGapWatch | None = None,
+    ) -> None:
+        self._gaps = gaps
         self._config = config
         self._intake = intake
         self._directory = directory
@@ -94,6 +103,8 @@ class AppServiceAPI:
         txn_id = request.match_info["txn_id"]
         if not _TXN_ID_RE.fullmatch(txn_id):
             raise BadRequest("malformed transaction id")
+        if self._gaps is not None:  # may refuse it, to make the homeserver resend a skipped one
+            await self._gaps.admit(txn_id)
         parsed = parse_transaction(txn_id, await self._body(request))
         stored = await self._intake.receive(
             txn_id, parsed.body_sha256, parsed.events, parsed.rejected, parsed.body_text

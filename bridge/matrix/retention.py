@@ -3,13 +3,10 @@ once older than ``appservice.inbox.keep_days``, in small chunks, at start and th
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
-import asyncpg
-
 from ..db.database import Database
+from ..periodic import PeriodicJob
 from .inbox.store import InboxStore
 from .outbox.store import OutboxStore
 
@@ -32,8 +29,7 @@ class Retention:
         self._inbox = inbox
         self._outbox = outbox
         self._keep_days = keep_days
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
+        self._job = PeriodicJob("retention", self.purge, interval)
 
     async def purge(self) -> int:
         """Delete everything past its time, a chunk per DB transaction; return rows deleted."""
@@ -53,21 +49,13 @@ class Retention:
             log.info("Retention: deleted %d rows older than %g days", total, self._keep_days)
         return total
 
+    @property
+    def running(self) -> bool:
+        return self._job.running
+
     def start(self) -> None:
         if self._keep_days > 0:
-            self._task = asyncio.create_task(self._run(), name="retention")
+            self._job.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.purge()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("Retention purge failed (will try again): %s", exc)
-            await asyncio.sleep(self._interval)
+        await self._job.stop()

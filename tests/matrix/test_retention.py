@@ -60,12 +60,12 @@ async def test_old_finished_rows_go_and_everything_else_stays(
 async def test_keeping_forever_starts_no_purge(db: Database) -> None:  # noqa: F811
     keep = Retention(db, InboxStore(), OutboxStore(), keep_days=0)
     keep.start()
-    assert keep._task is None
+    assert not keep.running
     purging = Retention(db, InboxStore(), OutboxStore(), keep_days=7)
     purging.start()
-    assert purging._task is not None
+    assert purging.running
     await purging.stop()
-    assert purging._task is None
+    assert not purging.running
 
 
 async def test_revision_0004_moves_the_indexes_and_back(pg_server: EmbeddedPostgres) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import asyncpg
 
 from ...db.database import Database
+from ...metrics import Metrics
 from .backlog import Backlog
 from .events import IncomingEvent, RejectedEvent
 from .store import InboxStore
@@ -28,7 +29,9 @@ class IntakeService:
         store: InboxStore,
         on_new_events: Callable[[], None],
         backlog: Backlog | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._db = db
         self._store = store
         self._on_new_events = on_new_events
@@ -58,6 +61,10 @@ class IntakeService:
                 if attempt == _DEADLOCK_RETRIES:
                     raise
                 log.info("Transaction %s met a concurrent duplicate; retrying", txn_id)
+        if self._metrics is not None:
+            self._metrics.transaction_stored(len(events), stored, len(rejected))
+            if rejected:
+                self._metrics.dead_letters.labels("intake", "malformed").inc(len(rejected))
         if rejected:
             log.warning(
                 "Transaction %s: %d malformed event(s) dead-lettered", txn_id, len(rejected)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 import asyncpg
 
 from ...config import InboxConfig
 from ...db.database import Database
+from ...metrics import Metrics
 from ..workers import WorkerPool
 from .backlog import Backlog
 from .dispatch import Dispatcher
@@ -36,6 +38,11 @@ def describe_error(exc: BaseException) -> str:
     return text
 
 
+def _ids(event: InboxEvent) -> dict[str, str]:
+    """Log fields naming the event (JSON log lines carry them)."""
+    return {"room_id": event.lane, "event_id": event.event_id, "txn_id": event.txn_id}
+
+
 class InboxProcessor:
     """A pool of workers; each claims one room's lane at a time and works through it in order.
 
@@ -54,7 +61,9 @@ class InboxProcessor:
         *,
         after_commit: Callable[[], None] | None = None,
         backlog: Backlog | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._after_commit = after_commit
         self._backlog = backlog
         self._backlog_counted = False  # the backlog's first count is read from the database
@@ -92,6 +101,7 @@ class InboxProcessor:
         False when no lane was due (or all were taken by other workers).
         """
         config = self._config
+        started = time.perf_counter()
         async with self._db.acquire() as conn, conn.transaction():
             if self._backlog is not None and not self._backlog_counted:
                 self._backlog.reset(await self._store.count_pending(conn))
@@ -121,6 +131,8 @@ class InboxProcessor:
             await self._store.postpone_lanes(conn, postpone)
         if self._backlog is not None:
             self._backlog.finished(finished)
+        if self._metrics is not None:
+            self._metrics.observe_batch(started, pending, retries)
         if self._after_commit is not None:
             self._after_commit()  # e.g. wake the outbox sender for what the batch queued
         return True
@@ -214,8 +226,11 @@ class InboxProcessor:
                 attempts,
                 error,
                 exc_info=exc,
+                extra=_ids(event),
             )
             await self._store.dead_letter(conn, event, attempts, error)
+            if self._metrics is not None:
+                self._metrics.dead_letters.labels("inbox", "failed").inc()
             return None
         log.warning(
             "Processing %s (%s) failed (attempt %d of %d): %s",
@@ -225,6 +240,7 @@ class InboxProcessor:
             self._config.max_attempts,
             error,
             exc_info=exc,
+            extra=_ids(event),
         )
         await self._store.record_failure(conn, event.id, attempts, error)
         return float(self._config.retry_delay * 2 ** (attempts - 1))

@@ -25,6 +25,7 @@ from mautrix.errors import IntentError, MatrixRequestError
 
 from ...config import OutboxConfig
 from ...db.database import Database
+from ...metrics import Metrics
 from ..bridging.portal_store import PortalStore
 from ..inbox.processor import describe_error
 from ..workers import WorkerPool
@@ -281,7 +282,9 @@ class OutboxSender:
         *,
         portals: PortalStore | None = None,
         on_sent: SentHook | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._db = db
         self._store = store
         self._portals = portals or PortalStore()
@@ -382,6 +385,8 @@ class OutboxSender:
             async with asyncio.timeout(self._settings.request_timeout):
                 result = await self._perform(row, room_id, payload)
             await self._record_sent(conn, row, result, portal)
+            if self._metrics is not None:
+                self._metrics.outbox_result("sent")
             return None
         except Exception as exc:  # every failure is recorded on the row
             return await self._fail(conn, row, exc, room_id)
@@ -530,10 +535,15 @@ class OutboxSender:
         """Record a failure of ``row``; say how long its lane waits, or report it dead."""
         kind, error = _classify(exc), _error_text(exc)
         settings = self._settings
+        matrix_error = _matrix_error(exc)
+        errcode = matrix_error.errcode if matrix_error is not None else None
         if kind is _Kind.RATE_LIMITED:
             wait_ms = retry_after_ms(exc)
             wait = backoff(settings, row.attempts + 1) if wait_ms is None else wait_ms / 1000
             wait = min(wait, settings.max_retry_delay)
+            if self._metrics is not None:
+                self._metrics.outbox_result("rate_limited", errcode)
+                self._metrics.rate_limited_seconds.inc(wait)
             log.info(
                 "Outbox row %d (%s in %s) rate limited; lane waits %.3f s",
                 row.id,
@@ -546,6 +556,8 @@ class OutboxSender:
         attempts = row.attempts + 1
         if kind is _Kind.TRANSIENT and attempts < settings.max_attempts:
             wait = backoff(settings, attempts)
+            if self._metrics is not None:
+                self._metrics.outbox_result("retry", errcode)
             log.warning(
                 "Outbox row %d (%s in %s) failed (attempt %d of %d), retry in %.1f s: %s",
                 row.id,
@@ -569,6 +581,9 @@ class OutboxSender:
             exc_info=exc,
         )
         await self._store.dead_letter(conn, row.id, attempts, error, room_id)
+        if self._metrics is not None:
+            self._metrics.outbox_result("dead", errcode)
+            self._metrics.dead_letters.labels("outbox", kind.name.lower()).inc()
         return _Failed(None, self._report(row, room_id, exc))
 
     def _report(self, row: OutboxRow, room_id: str | None, exc: Exception) -> OutboxItem | None:
