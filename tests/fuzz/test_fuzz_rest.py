@@ -177,7 +177,8 @@ async def fuzz_api(
     aiohttp_client: Any, db: Database, services: ApiServices
 ) -> AsyncIterator[tuple[Api, Known]]:
     api = Api(await serve(aiohttp_client, api_config(), db, services), db, services)
-    known = Known(users=[uuid.uuid4(), await api.person("Bob"), await api.person("Cat")])
+    # Connected to each other: only connections go into a group.
+    known = Known(users=[await api.friend("Ann"), await api.friend("Bob"), await api.friend("Cat")])
     a, b, c = known.users
     status, body = await api.call(
         "POST",
