@@ -9,10 +9,10 @@ import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from aiohttp import web
+from msgspec.structs import replace
 
 from . import __version__
 from .api import RedactingAccessLogger
@@ -23,6 +23,7 @@ from .db.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from .db.schema import SchemaError, ensure_schema
 from .errors import BridgeError
 from .logs import setup_logging
+from .matrix.bot_profile import keep_applying_bot_profile
 from .matrix.outbox.intents import Intents
 from .registration import generate
 
@@ -70,9 +71,13 @@ async def serve(config: Config, *, migrate: bool) -> None:
                 config.appservice.port,
                 config.bot_mxid,
             )
-            ping = asyncio.create_task(ping_homeserver(app[INTENTS], config.appservice.id))
+            started = [
+                asyncio.create_task(ping_homeserver(app[INTENTS], config.appservice.id)),
+                asyncio.create_task(keep_applying_bot_profile(app[INTENTS], config.appservice)),
+            ]
             await stop.wait()
-            ping.cancel()
+            for task in started:
+                task.cancel()
             log.info("Shutting down")
         finally:
             await runner.cleanup()
