@@ -14,12 +14,12 @@ from .appservice.health import Health
 from .appservice.middleware import matrix_errors
 from .config import Config
 from .db.database import Database
-from .matrix.bridging.context import HandlerContext
+from .matrix.bridging.context import BridgingContext
 from .matrix.bridging.from_matrix import register_handlers
 from .matrix.bridging.homeserver_queries import BridgeDirectory
 from .matrix.bridging.portal_store import PortalStore
-from .matrix.bridging.to_matrix.network_changes import MatrixDelivery
-from .matrix.bridging.to_matrix.request_answers import NetworkingMirror, OutboxResults
+from .matrix.bridging.to_matrix.network_changes import NetworkChangesToMatrix
+from .matrix.bridging.to_matrix.request_answers import OutboxResults, RequestAnswersToMatrix
 from .matrix.ids import MatrixIds
 from .matrix.inbox.backlog import Backlog
 from .matrix.inbox.dispatch import Dispatcher
@@ -44,7 +44,7 @@ CONFIG = web.AppKey("config", Config)
 DATABASE = web.AppKey("database", Database)
 PROCESSOR = web.AppKey("processor", InboxProcessor)
 SENDER = web.AppKey("sender", OutboxSender)
-CONTEXT = web.AppKey("context", HandlerContext)
+CONTEXT = web.AppKey("context", BridgingContext)
 INTENTS = web.AppKey("intents", Intents)
 OUTBOX = web.AppKey("outbox", OutboxQueue)
 
@@ -85,7 +85,7 @@ async def init_app(
     networking = NetworkingService(NetworkingStore(), notifications)
     outbox_store = OutboxStore()
     outbox = OutboxQueue(outbox_store)
-    ctx = HandlerContext(
+    ctx = BridgingContext(
         config=config,
         ids=MatrixIds(config),
         portals=PortalStore(),
@@ -95,11 +95,11 @@ async def init_app(
         networking=networking,
         notifications=notifications,
     )
-    networking.add_listener(NetworkingMirror(ctx))
-    delivery = MatrixDelivery(ctx)
-    messaging.add_listener(delivery)
-    networking.add_listener(delivery)
-    notifications.add_listener(delivery)
+    networking.add_listener(RequestAnswersToMatrix(ctx))
+    to_matrix = NetworkChangesToMatrix(ctx)
+    messaging.add_listener(to_matrix)
+    networking.add_listener(to_matrix)
+    notifications.add_listener(to_matrix)
     sender = OutboxSender(
         db,
         outbox_store,

@@ -5,6 +5,13 @@ with a :class:`ConfigError` naming the dotted key. Environment variables overrid
 ``BRIDGE_<SECTION>__<KEY>[__<SUBKEY>...]`` (upper-case, double underscore between levels), the
 value parsed as a YAML scalar, e.g. ``BRIDGE_APPSERVICE__PORT=29400`` or
 ``BRIDGE_APPSERVICE__HS_TOKEN=...``.
+
+Each section is a msgspec ``Struct``: the declaration is the decoder (types, defaults, bounds,
+unknown keys refused), as for the outbox actions, so a key is declared once and cannot drift
+from its parsing; msgspec's messages are rephrased in the style above, with the closest known
+key suggested for an unknown one. Checks beyond types (formats, ranges that depend on other
+keys) follow the decoding, each naming its key. Over 400 lines because the whole shape of the
+file and its checks read best together.
 """
 
 from __future__ import annotations

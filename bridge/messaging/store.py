@@ -1,4 +1,8 @@
-"""All SQL of messaging: conversations, participants, messages, reactions, read markers."""
+"""All SQL of messaging: conversations, participants, messages, reactions, read markers.
+
+Over 400 lines because every statement of the domain lives here (stores hold all SQL); the read
+queries with filters are :mod:`.queries`.
+"""
 
 from __future__ import annotations
 

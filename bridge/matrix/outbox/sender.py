@@ -6,6 +6,9 @@ advisory lock held by its DB transaction), sends a small batch of the lane's row
 each one sent in that same transaction. If the process dies after the homeserver accepted a
 row but before the commit, the row is sent again with the same Matrix transaction id
 (:func:`matrix_txn_id`), and the homeserver answers with the event it already made.
+
+Over 400 lines because it is one mechanism whose parts share the lane's DB transaction: claim,
+resolve references, perform, classify a failure, retry or dead-letter and report.
 """
 
 from __future__ import annotations
