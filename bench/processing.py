@@ -42,7 +42,7 @@ import statistics
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -259,7 +259,6 @@ class Setup:
     port: int = 0
     next_txn: int = 1
     events_sent: int = 0
-    segments: list[dict[str, Any]] = field(default_factory=list)
 
     def children(self) -> list[Child]:
         return [c for c in (self.intake, self.processor) if c is not None]

@@ -40,13 +40,9 @@ from .notifications.store import NotificationStore
 from .users.service import UserService
 from .users.store import UserStore
 
-CONFIG = web.AppKey("config", Config)
 DATABASE = web.AppKey("database", Database)
-PROCESSOR = web.AppKey("processor", InboxProcessor)
-SENDER = web.AppKey("sender", OutboxSender)
 CONTEXT = web.AppKey("context", BridgingContext)
 INTENTS = web.AppKey("intents", Intents)
-OUTBOX = web.AppKey("outbox", OutboxQueue)
 
 
 async def init_app(
@@ -134,13 +130,9 @@ async def init_app(
             ),
         )
 
-    app[CONFIG] = config
     app[DATABASE] = db
-    app[PROCESSOR] = processor
-    app[SENDER] = sender
     app[CONTEXT] = ctx
     app[INTENTS] = intents
-    app[OUTBOX] = outbox
 
     async def database(_: web.Application) -> AsyncIterator[None]:
         await db.open()

@@ -58,7 +58,6 @@ class Room:
     join_rule: str = "invite"
     alias: str | None = None
     is_direct: bool = False
-    create_body: dict[str, Any] = field(default_factory=dict)
     members: dict[str, str] = field(default_factory=dict)  # user id -> membership
     events: list[Event] = field(default_factory=list)
     state: dict[tuple[str, str], Event] = field(default_factory=dict)

@@ -167,20 +167,6 @@ class MessagingStore:
         )
         return bool(status == "DELETE 1")
 
-    async def is_participant(
-        self, conn: asyncpg.Connection, conversation_id: uuid.UUID, user_id: uuid.UUID
-    ) -> bool:
-        return bool(
-            await conn.fetchval(
-                """
-                SELECT EXISTS (SELECT 1 FROM conversation_participant
-                               WHERE conversation_id = $1 AND user_id = $2)
-                """,
-                conversation_id,
-                user_id,
-            )
-        )
-
     async def list_conversations(
         self, conn: asyncpg.Connection, user_id: uuid.UUID, *, limit: int, offset: int = 0
     ) -> list[Conversation]:
