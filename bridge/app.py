@@ -51,11 +51,14 @@ async def init_app(
     *,
     dispatcher: Dispatcher | None = None,
     directory: Directory | None = None,
+    background_workers: bool = True,
 ) -> web.Application:
     """Build the bridge's aiohttp application on the database at ``dsn`` (schema at head).
 
     ``dispatcher`` and ``directory`` replace the real event handlers and homeserver-query
-    answers (tests of the mechanism use them).
+    answers (tests of the mechanism use them). Without ``background_workers`` nothing runs
+    the inbox workers, the outbox sender or retention: events are stored, never processed
+    (for tools and tests that drive processing themselves, or measure intake alone).
     """
     app = web.Application(
         middlewares=[matrix_errors], client_max_size=config.appservice.max_body_size
@@ -152,5 +155,7 @@ async def init_app(
         await processor.stop()
         await sender.stop()
 
-    app.cleanup_ctx.extend([homeserver_session, database, workers])
+    app.cleanup_ctx.extend([homeserver_session, database])
+    if background_workers:
+        app.cleanup_ctx.append(workers)
     return app
