@@ -355,7 +355,7 @@ class FakeHomeserver:
                 raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
         join_rule = "public" if body.get("preset") == "public_chat" else "invite"
         room = Room(f"!r{next(self._ids)}:{self.domain}", call.user_id, join_rule, alias,
-                    bool(body.get("is_direct")), body)
+                    bool(body.get("is_direct")))
         self.rooms[room.room_id] = room
         self._event(room, Event(self._new_id(), "m.room.create", call.user_id,
                                 {"creator": call.user_id}, ""))

@@ -19,15 +19,6 @@ BOT = "@_pn_bot:localhost"
 
 
 @pytest.fixture
-async def hs(aiohttp_server: Any) -> AsyncIterator[FakeHomeserver]:
-    fake = FakeHomeserver(as_token=AS_TOKEN)
-    server = await aiohttp_server(fake.app())
-    fake.url = str(server.make_url(""))
-    yield fake
-    assert fake.violations == []
-
-
-@pytest.fixture
 async def intents(hs: FakeHomeserver) -> AsyncIterator[Intents]:
     async with ClientSession() as session:
         yield Intents(session, homeserver_url=hs.url, as_token=AS_TOKEN, bot_mxid=BOT)
