@@ -17,12 +17,12 @@ from .appservice.middleware import matrix_errors
 from .config import Config
 from .db.database import Database
 from .logs import transaction_log_context
-from .matrix.bridging.context import HandlerContext
+from .matrix.bridging.context import BridgingContext
 from .matrix.bridging.from_matrix import register_handlers
 from .matrix.bridging.homeserver_queries import BridgeDirectory
 from .matrix.bridging.portal_store import PortalStore
-from .matrix.bridging.to_matrix.network_changes import MatrixDelivery
-from .matrix.bridging.to_matrix.request_answers import NetworkingMirror, OutboxResults
+from .matrix.bridging.to_matrix.network_changes import NetworkChangesToMatrix
+from .matrix.bridging.to_matrix.request_answers import OutboxResults, RequestAnswersToMatrix
 from .matrix.ids import MatrixIds
 from .matrix.inbox.backlog import Backlog
 from .matrix.inbox.dispatch import Dispatcher
@@ -41,11 +41,8 @@ from .ops.admin import mount_admin
 from .ops.status_store import StatusStore
 from .services import build_services
 
-CONFIG = web.AppKey("config", Config)
 DATABASE = web.AppKey("database", Database)
-PROCESSOR = web.AppKey("processor", InboxProcessor)
-SENDER = web.AppKey("sender", OutboxSender)
-CONTEXT = web.AppKey("context", HandlerContext)
+CONTEXT = web.AppKey("context", BridgingContext)
 INTENTS = web.AppKey("intents", Intents)
 OUTBOX = web.AppKey("outbox", OutboxQueue)
 METRICS = web.AppKey("metrics", Metrics)
@@ -66,11 +63,14 @@ async def init_app(
     *,
     dispatcher: Dispatcher | None = None,
     directory: Directory | None = None,
+    background_workers: bool = True,
 ) -> web.Application:
     """Build the bridge's aiohttp application on the database at ``dsn`` (schema at head).
 
     ``dispatcher`` and ``directory`` replace the real event handlers and homeserver-query
-    answers (tests of the mechanism use them).
+    answers (tests of the mechanism use them). Without ``background_workers`` nothing runs
+    the inbox workers, the outbox sender or retention: events are stored, never processed
+    (for tools and tests that drive processing themselves, or measure intake alone).
     """
     metrics = Metrics()
     app = web.Application(
@@ -103,7 +103,7 @@ async def init_app(
     networking, notifications = services.networking, services.notifications
     outbox_store = OutboxStore()
     outbox = OutboxQueue(outbox_store)
-    ctx = HandlerContext(
+    ctx = BridgingContext(
         config=config,
         ids=MatrixIds(config),
         portals=PortalStore(),
@@ -113,11 +113,11 @@ async def init_app(
         networking=networking,
         notifications=notifications,
     )
-    networking.add_listener(NetworkingMirror(ctx))
-    delivery = MatrixDelivery(ctx)
-    messaging.add_listener(delivery)
-    networking.add_listener(delivery)
-    notifications.add_listener(delivery)
+    networking.add_listener(RequestAnswersToMatrix(ctx))
+    to_matrix = NetworkChangesToMatrix(ctx)
+    messaging.add_listener(to_matrix)
+    networking.add_listener(to_matrix)
+    notifications.add_listener(to_matrix)
     sender = OutboxSender(
         db,
         outbox_store,
@@ -165,10 +165,7 @@ async def init_app(
             services,
         )
 
-    app[CONFIG] = config
     app[DATABASE] = db
-    app[PROCESSOR] = processor
-    app[SENDER] = sender
     app[CONTEXT] = ctx
     app[INTENTS] = intents
     app[OUTBOX] = outbox
@@ -204,7 +201,9 @@ async def init_app(
         async with serve_metrics(app[METRICS_APP], config.metrics.host, config.metrics.port):
             yield
 
-    app.cleanup_ctx.extend([homeserver_session, database, workers])
+    app.cleanup_ctx.extend([homeserver_session, database])
+    if background_workers:
+        app.cleanup_ctx.append(workers)
     if config.metrics.enabled:
         app.cleanup_ctx.append(metrics_listener)
     return app

@@ -8,8 +8,9 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
+
+from msgspec.structs import replace
 
 from . import __version__
 from .cli_ops import add_parsers as add_ops_parsers

@@ -15,6 +15,7 @@ from .api import RedactingAccessLogger
 from .app import INTENTS, METRICS, init_app
 from .config import Config
 from .db.embedded import EmbeddedPostgres
+from .matrix.bot_profile import keep_applying_bot_profile
 from .matrix.outbox.intents import Intents
 from .metrics import Metrics
 
@@ -54,13 +55,15 @@ async def running_bridge(config: Config, dsn: str) -> AsyncIterator[web.Applicat
             config.appservice.port,
             config.bot_mxid,
         )
-        ping = asyncio.create_task(
-            ping_homeserver(app[INTENTS], config.appservice.id, app[METRICS])
-        )
+        started = [
+            asyncio.create_task(ping_homeserver(app[INTENTS], config.appservice.id, app[METRICS])),
+            asyncio.create_task(keep_applying_bot_profile(app[INTENTS], config.appservice)),
+        ]
         try:
             yield app
         finally:
-            ping.cancel()
+            for task in started:
+                task.cancel()
             log.info("Shutting down")
     finally:
         await runner.cleanup()

@@ -1,5 +1,8 @@
 """Fixtures shared by the Matrix-side tests."""
 
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -10,9 +13,10 @@ from tests.matrix.test_handlers import bridge  # noqa: F401 (the handler test be
 
 
 @pytest.fixture
-async def hs(aiohttp_server: Any) -> FakeHomeserver:
-    """A recording fake homeserver, served on loopback."""
+async def hs(aiohttp_server: Any) -> AsyncIterator[FakeHomeserver]:
+    """A recording fake homeserver on a real port; the test fails on any protocol violation."""
     fake = FakeHomeserver(as_token=AS_TOKEN)
     server = await aiohttp_server(fake.app())
     fake.url = str(server.make_url("")).rstrip("/")
-    return fake
+    yield fake
+    assert fake.violations == []

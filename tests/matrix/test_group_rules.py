@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 
 from bridge.app import CONTEXT, DATABASE, init_app
 from bridge.config import parse_config
-from bridge.matrix.bridging.context import HandlerContext
+from bridge.matrix.bridging.context import BridgingContext
 from tests.conftest import HS_TOKEN, config_data
 from tests.fake_homeserver import FakeHomeserver
 
@@ -43,7 +43,7 @@ async def client(hs: FakeHomeserver, dsn: str, aiohttp_client: Any) -> TestClien
 class World:
     def __init__(self, client: TestClient, hs: FakeHomeserver, conn: asyncpg.Connection) -> None:
         self.client, self.hs, self.conn = client, hs, conn
-        self.ctx: HandlerContext = client.app[CONTEXT]
+        self.ctx: BridgingContext = client.app[CONTEXT]
 
     async def person(self, name: str) -> uuid.UUID:
         return (await self.ctx.users.add(name)).id

@@ -14,17 +14,18 @@ import pytest
 
 from bridge.config import Config, InboxConfig
 from bridge.db.database import Database
-from bridge.matrix.bridging.context import HandlerContext
+from bridge.matrix.bridging.context import BridgingContext
 from bridge.matrix.bridging.from_matrix import register_handlers
 from bridge.matrix.bridging.portal_store import PortalStore
-from bridge.matrix.bridging.to_matrix.network_changes import MatrixDelivery
-from bridge.matrix.bridging.to_matrix.request_answers import NetworkingMirror
+from bridge.matrix.bridging.to_matrix.network_changes import NetworkChangesToMatrix
+from bridge.matrix.bridging.to_matrix.request_answers import RequestAnswersToMatrix
 from bridge.matrix.ids import MatrixIds
 from bridge.matrix.inbox.dispatch import BatchHandler, Dispatcher, Handler
 from bridge.matrix.inbox.events import EventKind, IncomingEvent
 from bridge.matrix.inbox.intake import IntakeService
 from bridge.matrix.inbox.processor import InboxProcessor
 from bridge.matrix.inbox.store import InboxStore
+from bridge.matrix.outbox.actions import OutboxAction, decode, encode, to_json
 from bridge.matrix.outbox.store import OutboxStore
 from bridge.services import build_services
 
@@ -39,11 +40,13 @@ class RecordingOutbox:
     def __init__(self) -> None:
         self.actions: list[tuple[str, str, str, dict[str, Any]]] = []
 
-    async def enqueue(self, conn: asyncpg.Connection, lane: str, sender: str, action: str, payload: dict[str, Any]) -> int:
+    async def enqueue(self, conn: asyncpg.Connection, lane: str, sender: str, action: OutboxAction) -> int:
         assert sender.startswith("@") and ":" in sender
-        assert action in {"send", "join", "leave", "invite", "create_room", "redact", "kick", "state", "profile"}
-        self.actions.append((lane, sender, action, payload))
-        return await OutboxStore().enqueue(conn, lane, sender, action, payload)  # stored for real
+        payload = to_json(action)
+        kind = payload.pop("action")
+        assert decode(kind, encode(action)) == action  # it reads back as the sender will read it
+        self.actions.append((lane, sender, kind, payload))
+        return await OutboxStore().enqueue(conn, lane, sender, action)  # stored for real
 
     def of(self, action: str) -> list[tuple[str, str, dict[str, Any]]]:
         return [(lane, sender, payload) for lane, sender, a, payload in self.actions if a == action]
@@ -69,15 +72,15 @@ class Bridge:
         self.messaging = services.messaging
         self.networking = services.networking
         self.ids = MatrixIds(config)
-        self.ctx = HandlerContext(
+        self.ctx = BridgingContext(
             config=config, ids=self.ids, portals=PortalStore(), outbox=self.outbox, users=self.users,
             messaging=self.messaging, networking=self.networking, notifications=notifications,
         )
-        self.networking.add_listener(NetworkingMirror(self.ctx))
-        delivery = MatrixDelivery(self.ctx)
-        self.messaging.add_listener(delivery)
-        self.networking.add_listener(delivery)
-        notifications.add_listener(delivery)
+        self.networking.add_listener(RequestAnswersToMatrix(self.ctx))
+        to_matrix = NetworkChangesToMatrix(self.ctx)
+        self.messaging.add_listener(to_matrix)
+        self.networking.add_listener(to_matrix)
+        notifications.add_listener(to_matrix)
         dispatcher = Dispatcher() if batch else OneByOne()
         register_handlers(dispatcher, self.ctx)
         self.dispatcher = dispatcher

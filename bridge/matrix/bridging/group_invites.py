@@ -25,7 +25,8 @@ from ...messaging.conversations import MIN_GROUP
 from ...messaging.models import Origin
 from ...networking.models import ConnectionRequest, RequestStatus
 from ...users.models import NetworkUser
-from .context import HandlerContext
+from ..outbox.actions import Join, Leave
+from .context import BridgingContext
 from .invite_store import WaitingInvite, WaitingInviteStore
 
 _REFUSED = {
@@ -35,7 +36,7 @@ _REFUSED = {
 
 
 class GroupInvites:
-    def __init__(self, ctx: HandlerContext, store: WaitingInviteStore | None = None) -> None:
+    def __init__(self, ctx: BridgingContext, store: WaitingInviteStore | None = None) -> None:
         self.ctx = ctx
         self.store = store or WaitingInviteStore()
 
@@ -56,13 +57,13 @@ class GroupInvites:
             try:  # only a participant adds to a group: no connection request otherwise
                 await self.ctx.messaging.changeable(conn, conversation_id, inviter.id)
             except BridgeError as exc:
-                await self.ctx.act(conn, room_id, ghost, "leave", reason=exc.message)
+                await self.ctx.act(conn, ghost, Leave(room_id=room_id, reason=exc.message))
                 return
         if not admin and not await self.ctx.networking.is_connected(conn, inviter.id, invitee.id):
             try:
                 request, _ = await self.ctx.networking.send_request(conn, inviter.id, invitee.id)
             except BridgeError as exc:
-                await self.ctx.act(conn, room_id, ghost, "leave", reason=exc.message)
+                await self.ctx.act(conn, ghost, Leave(room_id=room_id, reason=exc.message))
                 return
             if request.status is not RequestStatus.ACCEPTED:  # else they had asked: connected
                 await self.store.upsert_invite(conn, room_id, invitee.id, inviter.id, inviter_mxid)
@@ -95,7 +96,7 @@ class GroupInvites:
         for invite in waiting:
             await self.store.delete_invites(conn, invite.room_id, [invite.user_id])
             ghost = self.ctx.ids.ghost(invite.user_id)
-            await self.ctx.act(conn, invite.room_id, ghost, "leave", reason=reason)
+            await self.ctx.act(conn, ghost, Leave(room_id=invite.room_id, reason=reason))
 
     async def withdrawn(self, conn: asyncpg.Connection, room_id: str, user_id: uuid.UUID) -> bool:
         """The ghost of ``user_id`` left (or was disinvited from) the room: forget its invite."""
@@ -139,9 +140,9 @@ class GroupInvites:
                 admin=admin,
             )
         except BridgeError as exc:
-            await self.ctx.act(conn, room_id, ghost, "leave", reason=exc.message)
+            await self.ctx.act(conn, ghost, Leave(room_id=room_id, reason=exc.message))
             return
-        await self.ctx.act(conn, room_id, ghost, "join")
+        await self.ctx.act(conn, ghost, Join(room_id=room_id))
 
     async def _start(
         self, conn: asyncpg.Connection, room_id: str, inviter_id: uuid.UUID, inviter_mxid: str
@@ -165,7 +166,7 @@ class GroupInvites:
         await self.ctx.portals.insert_portal(conn, room_id, conversation.id, None)
         await self.store.delete_invites(conn, room_id, ready)
         for user_id in ready:
-            await self.ctx.act(conn, room_id, self.ctx.ids.ghost(user_id), "join")
+            await self.ctx.act(conn, self.ctx.ids.ghost(user_id), Join(room_id=room_id))
         return True
 
     async def _wait_for_more(self, conn: asyncpg.Connection, inviter_mxid: str, name: str) -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import asyncpg
 
+from .actions import OutboxAction
 from .store import OutboxStore
 
 
@@ -27,10 +27,11 @@ class OutboxQueue:
         self._wake = wake
 
     async def enqueue(
-        self, conn: asyncpg.Connection, lane: str, sender: str, action: str, payload: dict[str, Any]
+        self, conn: asyncpg.Connection, lane: str, sender: str, action: OutboxAction
     ) -> int:
+        """Queue ``action`` as ``sender`` at the end of ``lane``, in the caller's transaction."""
         self._queued = True
-        return await self._store.enqueue(conn, lane, sender, action, payload)
+        return await self._store.enqueue(conn, lane, sender, action)
 
     def flush(self) -> None:
         if self._queued and self._wake is not None:
