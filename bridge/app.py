@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -14,6 +17,7 @@ from .appservice.health import Health
 from .appservice.middleware import matrix_errors
 from .config import Config
 from .db.database import Database
+from .db.wakeups import INBOX_CHANNEL, OUTBOX_CHANNEL, WakeupListener
 from .matrix.bridging.context import HandlerContext
 from .matrix.bridging.from_matrix import register_handlers
 from .matrix.bridging.homeserver_queries import BridgeDirectory
@@ -47,6 +51,14 @@ SENDER = web.AppKey("sender", OutboxSender)
 CONTEXT = web.AppKey("context", HandlerContext)
 INTENTS = web.AppKey("intents", Intents)
 OUTBOX = web.AppKey("outbox", OutboxQueue)
+WAKEUPS = web.AppKey("wakeups", WakeupListener)
+
+
+def process_name(role: str) -> str:
+    """This application as the database sees it (``application_name``, at most 63 bytes) and
+    as the owner of the outbox lanes it leases: role, pid, a random tag (unique even for two
+    applications in one process), host."""
+    return f"bridge {role} {os.getpid()}.{secrets.token_hex(3)}@{socket.gethostname()}"[:63]
 
 
 async def init_app(
@@ -58,16 +70,21 @@ async def init_app(
 ) -> web.Application:
     """Build the bridge's aiohttp application on the database at ``dsn`` (schema at head).
 
-    ``dispatcher`` and ``directory`` replace the real event handlers and homeserver-query
-    answers (tests of the mechanism use them).
+    ``appservice.role`` decides what runs: ``intake`` serves the homeserver, the REST API and
+    health; ``worker`` runs the inbox and outbox workers and the periodic jobs and serves only
+    health; ``all`` does both. ``dispatcher`` and ``directory`` replace the real event handlers
+    and homeserver-query answers (tests of the mechanism use them).
     """
+    role = config.appservice.role
     app = web.Application(
         middlewares=[matrix_errors], client_max_size=config.appservice.max_body_size
     )
+    name = process_name(role)
     db = Database(
         dsn,
         min_size=config.appservice.database_pool_min,
         max_size=config.appservice.database_pool_max,
+        application_name=name,
     )
     session = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=config.appservice.outbox.request_timeout),
@@ -107,6 +124,7 @@ async def init_app(
         config.appservice.outbox,
         portals=ctx.portals,
         on_sent=OutboxResults(ctx).sent,
+        owner=name,
     )
     outbox.wake_with(sender.wake)
     db.after_commit(outbox.flush)  # REST changes, and anything else in db.transaction()
@@ -115,16 +133,34 @@ async def init_app(
         register_handlers(dispatcher, ctx)
     inbox_store = InboxStore()
     inbox_config = config.appservice.inbox
-    backlog = Backlog(inbox_config.max_backlog, inbox_config.max_hold)
+
+    async def count_pending() -> int:
+        async with db.acquire() as conn:
+            return await inbox_store.count_pending(conn)
+
+    backlog = Backlog(inbox_config.max_backlog, inbox_config.max_hold, recount=count_pending)
     processor = InboxProcessor(
-        db, inbox_store, dispatcher, inbox_config, after_commit=outbox.flush, backlog=backlog
+        db,
+        inbox_store,
+        dispatcher,
+        inbox_config,
+        after_commit=outbox.flush,
+        backlog=backlog if config.appservice.runs_intake else None,
     )
     intake = IntakeService(db, inbox_store, processor.wake, backlog)
     retention = Retention(db, inbox_store, outbox_store, inbox_config.keep_days)
-    appservice = AppServiceAPI(config, intake, directory or BridgeDirectory(db, ctx, intents))
-    app.add_routes(appservice.routes())
+    wakeups = WakeupListener(
+        dsn,
+        name,
+        {INBOX_CHANNEL: processor.wake, OUTBOX_CHANNEL: sender.wake}
+        if config.appservice.runs_workers and config.appservice.listen_notify
+        else {},
+    )
+    if config.appservice.runs_intake:
+        appservice = AppServiceAPI(config, intake, directory or BridgeDirectory(db, ctx, intents))
+        app.add_routes(appservice.routes())
     app.add_routes(Health(db).routes())
-    if config.api.enabled:
+    if config.api.enabled and config.appservice.runs_intake:
         mount_api(
             app,
             config,
@@ -141,6 +177,7 @@ async def init_app(
     app[CONTEXT] = ctx
     app[INTENTS] = intents
     app[OUTBOX] = outbox
+    app[WAKEUPS] = wakeups
 
     async def database(_: web.Application) -> AsyncIterator[None]:
         await db.open()
@@ -155,10 +192,14 @@ async def init_app(
         processor.start()
         sender.start()
         retention.start()
+        wakeups.start()
         yield
+        await wakeups.stop()
         await retention.stop()
         await processor.stop()
         await sender.stop()
 
-    app.cleanup_ctx.extend([homeserver_session, database, workers])
+    app.cleanup_ctx.extend([homeserver_session, database])
+    if config.appservice.runs_workers:
+        app.cleanup_ctx.append(workers)
     return app

@@ -22,6 +22,9 @@ ENV_PREFIX = "BRIDGE_"
 #: Token values that mean "not generated yet"; `bridge generate-registration` replaces them.
 TOKEN_PLACEHOLDERS = frozenset({"", "generate", "change_me", "changeme"})
 PERMISSION_LEVELS = ("block", "user", "admin")
+#: What a process does: ``intake`` serves HTTP and writes the inbox and outbox, ``worker``
+#: processes the inbox and sends the outbox, ``all`` does both.
+ROLES = ("all", "intake", "worker")
 _LOCALPART_RE = re.compile(r"^[a-z0-9._=\-/+]+$")
 _SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 
@@ -66,6 +69,7 @@ class OutboxConfig:
     max_retry_delay: float = 300.0
     poll_interval: float = 2.0
     request_timeout: float = 60.0
+    lease_seconds: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -84,12 +88,25 @@ class AppserviceConfig:
     database_pool_max: int = 20
     ephemeral_events: bool = True
     max_body_size: int = 32 * 1024 * 1024
+    role: str = "all"
+    reuse_port: bool = False
+    listen_notify: bool = True
     inbox: InboxConfig = field(default_factory=InboxConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
 
     @property
     def uses_embedded_database(self) -> bool:
         return self.database == "embedded"
+
+    @property
+    def runs_intake(self) -> bool:
+        """Serves the homeserver and the REST API, and writes the inbox and outbox."""
+        return self.role in ("all", "intake")
+
+    @property
+    def runs_workers(self) -> bool:
+        """Processes the inbox, sends the outbox, and runs the periodic jobs."""
+        return self.role in ("all", "worker")
 
 
 @dataclass(frozen=True)
@@ -286,8 +303,17 @@ def _parse_outbox(asr: _Reader) -> OutboxConfig:
     values: dict[str, Any] = {}
     for name in ("workers", "batch_size", "max_attempts"):
         values[name] = _positive(ob, name, ob.get(name, int, getattr(defaults, name)))
-    for name in ("retry_delay", "max_retry_delay", "poll_interval", "request_timeout"):
+    for name in (
+        "retry_delay",
+        "max_retry_delay",
+        "poll_interval",
+        "request_timeout",
+        "lease_seconds",
+    ):
         values[name] = _positive(ob, name, ob.get(name, float, getattr(defaults, name)))
+    if values["lease_seconds"] <= values["request_timeout"]:
+        # A sender renews its lease before each request; one request must fit in a lease.
+        raise ConfigError(ob.key("lease_seconds"), "must be more than request_timeout")
     return OutboxConfig(**values)
 
 
@@ -309,13 +335,18 @@ def _parse_appservice(root: _Reader, base: Path | None) -> AppserviceConfig:
     pool_max = asr.get("database_pool_max", int, 20)
     if pool_min < 1 or pool_max < pool_min:
         raise ConfigError(asr.key("database_pool_max"), "must be >= database_pool_min >= 1")
+    role = asr.get("role", str, "all")
+    if role not in ROLES:
+        raise ConfigError(asr.key("role"), f"must be one of {', '.join(ROLES)}")
     inbox, outbox = _parse_inbox(asr), _parse_outbox(asr)
     # Every inbox and outbox worker holds a connection while it works; requests need some too.
-    needed = inbox.workers + outbox.workers + 2
+    needed = inbox.workers + outbox.workers + 2 if role != "intake" else 2
     if pool_max < needed:
         raise ConfigError(
             asr.key("database_pool_max"),
-            f"must be at least inbox.workers + outbox.workers + 2 = {needed}",
+            f"must be at least inbox.workers + outbox.workers + 2 = {needed}"
+            if role != "intake"
+            else f"must be at least {needed}",
         )
     return AppserviceConfig(
         address=_check_url(asr.key("address"), asr.get("address", str, required=True)),
@@ -332,6 +363,9 @@ def _parse_appservice(root: _Reader, base: Path | None) -> AppserviceConfig:
         database_pool_max=pool_max,
         ephemeral_events=asr.get("ephemeral_events", bool, True),
         max_body_size=_positive(asr, "max_body_size", asr.get("max_body_size", int, 32 << 20)),
+        role=role,
+        reuse_port=asr.get("reuse_port", bool, False),
+        listen_notify=asr.get("listen_notify", bool, True),
         inbox=inbox,
         outbox=outbox,
     )

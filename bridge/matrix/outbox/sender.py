@@ -281,7 +281,9 @@ class OutboxSender:
         *,
         portals: PortalStore | None = None,
         on_sent: SentHook | None = None,
+        owner: str = "bridge",
     ) -> None:
+        self._owner = owner
         self._db = db
         self._store = store
         self._portals = portals or PortalStore()
