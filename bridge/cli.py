@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -18,13 +19,14 @@ from . import __version__
 from .api import RedactingAccessLogger
 from .app import INTENTS, init_app
 from .cli_token import add_parser as add_mint_token_parser
-from .config import Config, ConfigError, load_config
+from .config import ROLES, Config, ConfigError, load_config
 from .db.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from .db.schema import SchemaError, ensure_schema
 from .errors import BridgeError
 from .logs import setup_logging
 from .matrix.outbox.intents import Intents
 from .registration import generate
+from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +63,30 @@ async def serve(config: Config, *, migrate: bool) -> None:
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, config.appservice.hostname, config.appservice.port)
+            site = web.TCPSite(
+                runner,
+                config.appservice.hostname,
+                config.appservice.port,
+                reuse_port=config.appservice.reuse_port or None,
+            )
             await site.start()
             log.info(
-                "Bridge %s listening on %s:%d as %s",
+                "Bridge %s (%s) listening on %s:%d as %s",
                 __version__,
+                config.appservice.role,
                 config.appservice.hostname,
                 config.appservice.port,
                 config.bot_mxid,
             )
-            ping = asyncio.create_task(ping_homeserver(app[INTENTS], config.appservice.id))
+            # The ping makes the homeserver resend what it held back: intake's business.
+            ping = (
+                asyncio.create_task(ping_homeserver(app[INTENTS], config.appservice.id))
+                if config.appservice.runs_intake
+                else None
+            )
             await stop.wait()
-            ping.cancel()
+            if ping is not None:
+                ping.cancel()
             log.info("Shutting down")
         finally:
             await runner.cleanup()
@@ -96,10 +110,35 @@ async def migrate_only(config: Config) -> str:
         return await ensure_schema(dsn, migrate=True)
 
 
+async def supervise(config: Config, role: str, processes: int, *, migrate: bool) -> int:
+    """Run ``processes`` children of ``role`` on the (embedded) database until stopped."""
+    async with database_dsn(config) as dsn:
+        revision = await ensure_schema(dsn, migrate=migrate)
+        log.info("Database schema at revision %s", revision)
+        assert config.path is not None
+        supervisor = Supervisor(
+            config.path,
+            role,
+            processes,
+            dsn,
+            hand_down_dsn=config.appservice.uses_embedded_database,
+        )
+        return await supervisor.run()
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    environ = dict(os.environ)
+    if args.role is not None:
+        environ["BRIDGE_APPSERVICE__ROLE"] = args.role
+    config = load_config(args.config, environ)
     config.require_tokens()
     setup_logging(config.logging)
+    if args.processes > 1:
+        return asyncio.run(
+            supervise(
+                config, config.appservice.role, args.processes, migrate=not args.no_migrate
+            )
+        )
     asyncio.run(serve(config, migrate=not args.no_migrate))
     return 0
 
@@ -162,6 +201,16 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bridge", description=__doc__)
     parser.add_argument(
@@ -182,6 +231,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-migrate",
         action="store_true",
         help="refuse to start on an out-of-date schema instead of migrating it",
+    )
+    run.add_argument(
+        "--role",
+        choices=ROLES,
+        help="what this process does (overrides appservice.role): all, intake (HTTP, writes "
+        "the inbox and outbox) or worker (processes the inbox, sends the outbox)",
+    )
+    run.add_argument(
+        "--processes",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="start N processes of the role sharing the port (SO_REUSEPORT) and keep them "
+        "running (default 1: this process serves)",
     )
     run.set_defaults(func=_cmd_run)
 
