@@ -1,9 +1,10 @@
 """Leases on outbox lanes, and wake-ups across processes.
 
 A sender claims an outbox lane with a lease instead of holding a DB transaction open while it
-talks to the homeserver: ``lease_owner`` names the process, ``lease`` counts claims (the holder
-proves it still holds the lane with the count it claimed), and ``not_before`` is the lease's
-expiry while it is held, so an expired lease is simply a lane that is due again.
+talks to the homeserver: ``lease_owner`` names the process, ``lease`` is the claim's number
+from a sequence (the holder proves it still holds the lane with it; NULL when nobody does),
+and ``not_before`` is the lease's expiry while it is held, so an expired lease is simply a lane
+that is due again.
 
 Committed inbox and outbox rows notify channels ``bridge_inbox`` and ``bridge_outbox`` (one
 statement-level trigger each, so any writer wakes the workers of every bridge process that
@@ -28,9 +29,10 @@ depends_on = None
 
 def upgrade() -> None:
     execute_script("""
+    CREATE SEQUENCE outbox_lane_lease_seq;
     ALTER TABLE outbox_lane
         ADD COLUMN lease_owner text,
-        ADD COLUMN lease bigint NOT NULL DEFAULT 0;
+        ADD COLUMN lease bigint;
 
     CREATE FUNCTION bridge_notify_inbox() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
@@ -58,4 +60,5 @@ def downgrade() -> None:
     DROP FUNCTION bridge_notify_outbox();
     DROP FUNCTION bridge_notify_inbox();
     ALTER TABLE outbox_lane DROP COLUMN lease, DROP COLUMN lease_owner;
+    DROP SEQUENCE outbox_lane_lease_seq;
     """)
