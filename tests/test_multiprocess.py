@@ -308,3 +308,52 @@ async def test_the_outbox_keeps_room_order_when_a_worker_dies_mid_request(
         assert hs.violations == []
     finally:
         await conn.close()
+
+
+# --- bridge run --processes N ---------------------------------------------------------------------
+
+
+def start_supervisor(deployment: Deployment, log: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
+    env["PYTHONPATH"] = str(ROOT)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "bridge", "run", "-c", str(deployment.config),
+             "--role", "intake", "--processes", "2"],
+            cwd=deployment.workdir, stdout=out, stderr=subprocess.STDOUT, env=env,
+        )
+
+
+async def test_processes_share_the_port_and_one_that_dies_is_started_again(
+    deployment: Deployment,
+) -> None:
+    log = deployment.workdir / "processes.log"
+    proc = start_supervisor(deployment, log)
+
+    def text() -> str:
+        return log.read_text(errors="replace")
+
+    async def listening(count: int) -> bool:
+        assert proc.poll() is None, text()
+        return text().count("listening on") >= count
+
+    try:
+        await until(lambda: listening(2), "two processes listening", deployment)
+        pids = [int(p) for p in re.findall(r"Started intake process \d \(pid (\d+)\)", text())]
+        assert len(pids) == 2
+        async with aiohttp.ClientSession() as http:
+            url = f"http://127.0.0.1:{deployment.intake_port}/_matrix/mau/ready"
+            async with http.get(url) as resp:
+                assert resp.status == 200
+        os.kill(pids[0], signal.SIGKILL)
+        await until(lambda: listening(3), "the killed process started again", deployment)
+        assert "exited with -9" in text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, text()
+        for pid in pids[1:]:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
