@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from bench.processing import make_portals, seed_portals
+from bridge.matrix.outbox.actions import Send
 from bridge.matrix.outbox.store import OutboxItem, OutboxStore
 from tests.conftest import AS_TOKEN, HS_TOKEN, config_data
 from tests.fake_homeserver import FakeHomeserver
@@ -262,10 +263,8 @@ async def test_the_outbox_keeps_room_order_when_a_worker_dies_mid_request(
 
         async def enqueue(seq: int) -> None:
             items = [
-                OutboxItem(room, BOT, "send", {
-                    "room_id": room, "event_type": "m.room.message",
-                    "content": {"msgtype": "m.text", "body": f"{room} {seq}"},
-                })
+                OutboxItem(room, BOT, Send(room_id=room, event_type="m.room.message",
+                                           content={"msgtype": "m.text", "body": f"{room} {seq}"}))
                 for room in rooms
             ]
             async with conn.transaction():

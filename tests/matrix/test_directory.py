@@ -37,7 +37,11 @@ async def client(hs: FakeHomeserver, dsn: str, aiohttp_client: Any) -> TestClien
 
 
 async def seed(client: TestClient, dsn: str) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
-    """Bob (network), Alice (Matrix) and their group conversation."""
+    """Bob (network), Alice (Matrix) and their group conversation.
+
+    Made as if from Matrix, so that no portal is queued in the outbox: only the queries under
+    test create it (otherwise the running outbox sender races them for the room).
+    """
     ctx = client.app[CONTEXT]
     conn = await asyncpg.connect(dsn)
     await init_connection(conn)
@@ -46,7 +50,7 @@ async def seed(client: TestClient, dsn: str) -> tuple[uuid.UUID, uuid.UUID, uuid
             bob = await ctx.users.create(conn, "Bob Network", "mxc://localhost/bobface")
             alice = await ctx.users.for_matrix_user(conn, "@alice:localhost")
             conv = await ctx.messaging.create_group(
-                conn, bob.id, [alice.id], title="Plans", topic="Q3", origin=Origin.NETWORK
+                conn, bob.id, [alice.id], title="Plans", topic="Q3", origin=Origin.MATRIX
             )
     finally:
         await conn.close()

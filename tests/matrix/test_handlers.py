@@ -25,6 +25,7 @@ from bridge.matrix.inbox.events import EventKind, IncomingEvent
 from bridge.matrix.inbox.intake import IntakeService
 from bridge.matrix.inbox.processor import InboxProcessor
 from bridge.matrix.inbox.store import InboxStore
+from bridge.matrix.outbox.actions import OutboxAction, decode, encode, to_json
 from bridge.matrix.outbox.store import OutboxStore
 from bridge.messaging.service import MessagingService
 from bridge.messaging.store import MessagingStore
@@ -46,11 +47,13 @@ class RecordingOutbox:
     def __init__(self) -> None:
         self.actions: list[tuple[str, str, str, dict[str, Any]]] = []
 
-    async def enqueue(self, conn: asyncpg.Connection, lane: str, sender: str, action: str, payload: dict[str, Any]) -> int:
+    async def enqueue(self, conn: asyncpg.Connection, lane: str, sender: str, action: OutboxAction) -> int:
         assert sender.startswith("@") and ":" in sender
-        assert action in {"send", "join", "leave", "invite", "create_room", "redact", "kick", "state", "profile"}
-        self.actions.append((lane, sender, action, payload))
-        return await OutboxStore().enqueue(conn, lane, sender, action, payload)  # stored for real
+        payload = to_json(action)
+        kind = payload.pop("action")
+        assert decode(kind, encode(action)) == action  # it reads back as the sender will read it
+        self.actions.append((lane, sender, kind, payload))
+        return await OutboxStore().enqueue(conn, lane, sender, action)  # stored for real
 
     def of(self, action: str) -> list[tuple[str, str, dict[str, Any]]]:
         return [(lane, sender, payload) for lane, sender, a, payload in self.actions if a == action]

@@ -14,6 +14,17 @@ import pytest
 from aiohttp import ClientSession
 
 from bridge.db.database import Database
+from bridge.matrix.outbox.actions import (
+    CreateRoom,
+    Invite,
+    Join,
+    Kick,
+    Leave,
+    Redact,
+    Send,
+    SetProfile,
+    SetState,
+)
 from bridge.matrix.outbox.intents import Intents
 from bridge.matrix.outbox.sender import OutboxSender, OutboxSettings, SentHook, conversation_lane
 from bridge.matrix.outbox.store import OutboxItem, OutboxRow, OutboxStore
@@ -76,11 +87,14 @@ def make_sender(
 
 
 def message(room_id: str | None, body: str, sender: str = BOT) -> OutboxItem:
-    payload: dict[str, Any] = {"event_type": "m.room.message",
-                               "content": {"msgtype": "m.text", "body": body}}
-    if room_id is not None:
-        payload["room_id"] = room_id
-    return OutboxItem(room_id or "", sender, "send", payload)
+    send = Send(room_id=room_id, event_type="m.room.message",
+                content={"msgtype": "m.text", "body": body})
+    return OutboxItem(room_id or "", sender, send)
+
+
+def body_of(item: OutboxItem) -> str:
+    assert isinstance(item.action, Send)
+    return str(item.action.content["body"])
 
 
 async def drain(sender: OutboxSender, limit: int = 50) -> int:
@@ -94,6 +108,17 @@ async def drain(sender: OutboxSender, limit: int = 50) -> int:
 async def enqueue(db: Database, *items: OutboxItem) -> list[int]:
     async with db.transaction() as conn:
         return await OutboxStore().enqueue_many(conn, items)
+
+
+async def enqueue_stored(db: Database, lane: str, sender: str, kind: str,
+                         payload: dict[str, Any]) -> int:
+    """A row as stored by hand (or by an earlier version): any kind, any payload."""
+    async with db.transaction() as conn:
+        row_id = await conn.fetchval(
+            "INSERT INTO outbox (lane, sender, action, payload) VALUES ($1, $2, $3, $4::text::jsonb)"
+            " RETURNING id", lane, sender, kind, json.dumps(payload))
+        await conn.execute("INSERT INTO outbox_lane (lane) VALUES ($1) ON CONFLICT DO NOTHING", lane)
+    return int(row_id)
 
 
 async def make_due(conn: asyncpg.Connection) -> None:
@@ -140,24 +165,27 @@ async def test_enqueue_joins_the_callers_transaction_and_bumps_the_lane(
 ) -> None:
     store = OutboxStore()
     async with db.transaction() as c:
-        first = await store.enqueue(c, "!a:localhost", BOT, "send", {"n": 1})
-        second = await store.enqueue(c, "!a:localhost", BOT, "send", {"n": 2})
+        first = await store.enqueue(c, "!a:localhost", BOT, Join(room_id="!a:localhost"))
+        second = await store.enqueue(c, "!a:localhost", BOT, Leave(room_id="!a:localhost"))
     assert second > first
     assert await conn.fetchval("SELECT seq FROM outbox_lane WHERE lane = '!a:localhost'") == 1
-    items = [OutboxItem(lane, GHOST, "join", {"n": n}) for n, lane in enumerate("xyxzx")]
+    items = [OutboxItem(lane, GHOST, Leave(room_id=lane, reason=str(n)))
+             for n, lane in enumerate("xyxzx")]
     ids = await enqueue(db, *items)
     assert ids == sorted(ids) and len(ids) == 5
-    rows = await conn.fetch("SELECT id, lane, payload::text AS p FROM outbox WHERE id = ANY($1)"
-                            " ORDER BY id", ids)
-    assert [(r["lane"], json.loads(r["p"])["n"]) for r in rows] == [(i.lane, n) for n, i in
-                                                                   enumerate(items)]
+    rows = await conn.fetch("SELECT id, lane, action, payload::text AS p FROM outbox"
+                            " WHERE id = ANY($1) ORDER BY id", ids)
+    assert [(r["lane"], r["action"], json.loads(r["p"])) for r in rows] == [
+        (i.lane, "leave", {"action": "leave", "room_id": i.lane, "reason": str(n)})
+        for n, i in enumerate(items)
+    ]
     seqs = dict(await conn.fetch("SELECT lane, seq FROM outbox_lane WHERE lane IN ('x','y','z')"))
     assert seqs == {"x": 0, "y": 0, "z": 0}  # one statement: each lane inserted once
-    await enqueue(db, OutboxItem("x", GHOST, "join", {}))
+    await enqueue(db, OutboxItem("x", GHOST, Join(room_id="x")))
     assert await conn.fetchval("SELECT seq FROM outbox_lane WHERE lane = 'x'") == 1
     with pytest.raises(RuntimeError):
         async with db.transaction() as c:
-            await store.enqueue(c, "!gone:localhost", BOT, "send", {})
+            await store.enqueue(c, "!gone:localhost", BOT, Join(room_id="!gone:localhost"))
             raise RuntimeError("the domain change failed")
     gone = "!gone:localhost"
     assert await conn.fetchval("SELECT count(*) FROM outbox WHERE lane = $1", gone) == 0
@@ -177,14 +205,13 @@ async def test_lanes_are_delivered_in_order_and_in_parallel(
     sender = make_sender(db, hs, session, batch_size=4)
     await asyncio.gather(*(drain(sender) for _ in range(3)))
     for room_id in rooms:
-        assert bodies(hs, room_id) == [i.payload["content"]["body"] for i in items
-                                       if i.lane == room_id]
+        assert bodies(hs, room_id) == [body_of(i) for i in items if i.lane == room_id]
     for row_id, item in zip(ids, items, strict=True):
         sent = await row(conn, row_id)
         assert sent["state"] == "sent" and sent["sent_at"] is not None
         event = next(e for e in hs.rooms[item.lane].events
                      if e.event_id == sent["result"]["event_id"])
-        assert event.content["body"] == item.payload["content"]["body"]
+        assert event.content["body"] == body_of(item)
         assert sent["result"]["room_id"] == item.lane
     txn_ids = [c.path.rsplit("/", 1)[1] for c in hs.calls_to("/send/")]
     assert len(set(txn_ids)) == 30
@@ -394,7 +421,7 @@ async def test_forbidden_is_dead_lettered_at_once_and_reported_in_the_room(
     assert "HTTP 403 M_FORBIDDEN: You may not post here" in letter["error"]
     assert json.loads(letter["payload"]) == {
         "outbox_id": failing, "lane": room_id, "sender": GHOST, "action": "send",
-        "payload": {"room_id": room_id, "event_type": "m.room.message",
+        "payload": {"action": "send", "room_id": room_id, "event_type": "m.room.message",
                     "content": {"msgtype": "m.text", "body": "refused"}},
     }
     assert (await row(conn, after))["state"] == "sent"  # the lane went on
@@ -432,18 +459,20 @@ async def test_a_malformed_row_is_dead_lettered_at_once(
     db: Database, conn: asyncpg.Connection, hs: FakeHomeserver, session: ClientSession
 ) -> None:
     room_id = hs.add_room([BOT])
-    bad, unknown, good = await enqueue(
-        db,
-        OutboxItem(room_id, BOT, "send", {"room_id": room_id, "content": {}}),
-        OutboxItem(room_id, BOT, "teleport", {"room_id": room_id}),
-        message(room_id, "fine"),
-    )
+    bad = await enqueue_stored(db, room_id, BOT, "send", {"room_id": room_id, "content": {}})
+    unknown = await enqueue_stored(db, room_id, BOT, "teleport", {"room_id": room_id})
+    typo = await enqueue_stored(db, room_id, BOT, "invite", {"room_id": room_id, "userid": USER})
+    empty = await enqueue_stored(db, room_id, BOT, "kick", {"room_id": room_id, "user_id": ""})
+    [good] = await enqueue(db, message(room_id, "fine"))
     await drain(make_sender(db, hs, session))
-    assert "payload.event_type" in (await row(conn, bad))["last_error"]
+    assert "missing required field `event_type`" in (await row(conn, bad))["last_error"]
     assert "unknown action 'teleport'" in (await row(conn, unknown))["last_error"]
-    assert (await row(conn, bad))["state"] == (await row(conn, unknown))["state"] == "dead"
+    assert "unknown field `userid`" in (await row(conn, typo))["last_error"]
+    assert "length >= 1 - at `payload.user_id`" in (await row(conn, empty))["last_error"]
+    assert {(await row(conn, i))["state"] for i in (bad, unknown, typo, empty)} == {"dead"}
     assert (await row(conn, good))["state"] == "sent"
-    assert len(bodies(hs, room_id, "m.room.message")) == 3  # "fine" and two reports
+    assert len(bodies(hs, room_id, "m.room.message")) == 5  # "fine" and four reports
+    assert hs.calls_to("/invite") == hs.calls_to("/kick") == []
 
 
 async def test_a_refused_token_is_retried_not_dead_lettered(
@@ -468,9 +497,9 @@ async def test_a_ghost_is_registered_before_its_first_action(
     room_id = hs.add_room([BOT], invited=[GHOST])
     await enqueue(
         db,
-        OutboxItem(room_id, GHOST, "join", {"room_id": room_id}),
+        OutboxItem(room_id, GHOST, Join(room_id=room_id)),
         message(room_id, "hi", sender=GHOST),
-        OutboxItem(f"profile:{GHOST}", GHOST, "profile", {"displayname": "Alice"}),
+        OutboxItem(f"profile:{GHOST}", GHOST, SetProfile(displayname="Alice")),
     )
     await drain(make_sender(db, hs, session))
     ghost_calls = [c for c in hs.calls if c.user_id == GHOST]
@@ -515,14 +544,14 @@ async def test_create_room_then_send_in_a_conversation_lane(
     levels = {"users": {BOT: 100, GHOST: 50}}
     create, join, send = await enqueue(
         db,
-        OutboxItem(lane, BOT, "create_room", {
-            "conversation_id": str(conversation), "name": "Team", "topic": "Plans",
-            "alias_localpart": f"_pn_conv_{conversation}", "invite": [GHOST, USER],
-            "is_direct": False, "power_levels": levels,
-        }),
-        OutboxItem(lane, GHOST, "join", {}),
-        OutboxItem(lane, GHOST, "send", {"event_type": "m.room.message",
-                                          "content": {"msgtype": "m.text", "body": "hi all"}}),
+        OutboxItem(lane, BOT, CreateRoom(
+            conversation_id=str(conversation), name="Team", topic="Plans",
+            alias_localpart=f"_pn_conv_{conversation}", invite=[GHOST, USER],
+            is_direct=False, power_levels=levels,
+        )),
+        OutboxItem(lane, GHOST, Join()),
+        OutboxItem(lane, GHOST, Send(event_type="m.room.message",
+                                     content={"msgtype": "m.text", "body": "hi all"})),
     )
     seen: list[tuple[int, dict[str, Any]]] = []
 
@@ -561,8 +590,8 @@ async def test_create_room_without_a_conversation_just_makes_the_room(
     async def on_sent(c: asyncpg.Connection, sent: OutboxRow, result: dict[str, Any]) -> None:
         seen.append(result)
 
-    [create] = await enqueue(db, OutboxItem(f"management:{USER}", BOT, "create_room", {
-        "management_for": USER, "invite": [USER], "is_direct": True, "name": "Bridge"}))
+    [create] = await enqueue(db, OutboxItem(f"management:{USER}", BOT, CreateRoom(
+        management_for=USER, invite=[USER], is_direct=True, name="Bridge")))
     await drain(make_sender(db, hs, session, on_sent=on_sent))
     [room_id] = hs.rooms
     assert hs.rooms[room_id].is_direct and hs.rooms[room_id].members[USER] == "invite"
@@ -575,8 +604,8 @@ async def test_a_conversation_lane_waits_for_its_portal(
 ) -> None:
     conversation = uuid.uuid4()
     lane = conversation_lane(conversation)
-    [row_id] = await enqueue(db, OutboxItem(lane, BOT, "send", {
-        "event_type": "m.room.message", "content": {"msgtype": "m.text", "body": "early"}}))
+    [row_id] = await enqueue(db, OutboxItem(lane, BOT, Send(
+        event_type="m.room.message", content={"msgtype": "m.text", "body": "early"})))
     sender = make_sender(db, hs, session)
     await drain(sender)
     waiting = await row(conn, row_id)
@@ -599,10 +628,9 @@ async def test_a_conversation_lane_gives_up_when_its_room_was_not_made(
     hs.fail("/createRoom", status=403, errcode="M_FORBIDDEN")
     create, send = await enqueue(
         db,
-        OutboxItem(lane, BOT, "create_room", {"conversation_id": str(conversation),
-                                              "invite": [], "is_direct": True}),
-        OutboxItem(lane, BOT, "send", {"event_type": "m.room.message",
-                                        "content": {"msgtype": "m.text", "body": "x"}}),
+        OutboxItem(lane, BOT, CreateRoom(conversation_id=str(conversation), is_direct=True)),
+        OutboxItem(lane, BOT, Send(event_type="m.room.message",
+                                   content={"msgtype": "m.text", "body": "x"})),
     )
     await drain(make_sender(db, hs, session))
     assert (await row(conn, create))["state"] == "dead"
@@ -618,9 +646,9 @@ async def test_create_room_after_a_crash_adopts_the_room_behind_its_alias(
 ) -> None:
     conversation = uuid.uuid4()
     lane = conversation_lane(conversation)
-    payload = {"conversation_id": str(conversation), "alias_localpart": f"_pn_conv_{conversation}",
-               "invite": [USER], "is_direct": False}
-    [create] = await enqueue(db, OutboxItem(lane, BOT, "create_room", payload))
+    payload = CreateRoom(conversation_id=str(conversation),
+                         alias_localpart=f"_pn_conv_{conversation}", invite=[USER])
+    [create] = await enqueue(db, OutboxItem(lane, BOT, payload))
     with pytest.raises(Crash):
         await make_sender(db, hs, session, store=CrashBeforeCommit()).run_once()
     assert await conn.fetchval("SELECT count(*) FROM portal") == 0
@@ -634,7 +662,7 @@ async def test_create_room_after_a_crash_adopts_the_room_behind_its_alias(
                                conversation) == room_id
     assert (await row(conn, create))["result"]["room_id"] == room_id
     # A conversation with a portal gets no second room.
-    [again] = await enqueue(db, OutboxItem(lane, BOT, "create_room", payload))
+    [again] = await enqueue(db, OutboxItem(lane, BOT, payload))
     await drain(sender)
     assert (await row(conn, again))["result"] == {"room_id": room_id}
     assert len(hs.calls_to("/createRoom")) == 2 and len(hs.rooms) == 1
@@ -648,16 +676,15 @@ async def test_other_actions_reach_the_homeserver(
     ids = await enqueue(db, message(room_id, "to be deleted", sender=GHOST))
     ids += await enqueue(
         db,
-        OutboxItem(room_id, BOT, "state", {"room_id": room_id, "event_type": "m.room.topic",
-                                           "state_key": "", "content": {"topic": "New"}}),
-        OutboxItem(room_id, BOT, "invite", {"room_id": room_id, "user_id": USER,
-                                            "reason": "join us"}),
-        OutboxItem(room_id, BOT, "kick", {"room_id": room_id, "user_id": USER, "reason": "bye"}),
-        OutboxItem(room_id, GHOST, "redact", {"room_id": room_id, "reason": "deleted",
-                                              "refs": {"/event_id": ids[0]}}),
-        OutboxItem(room_id, GHOST, "profile", {"displayname": "Alice",
-                                               "avatar_url": "mxc://localhost/a"}),
-        OutboxItem(room_id, GHOST, "leave", {"room_id": room_id, "reason": "done"}),
+        OutboxItem(room_id, BOT, SetState(room_id=room_id, event_type="m.room.topic",
+                                          state_key="", content={"topic": "New"})),
+        OutboxItem(room_id, BOT, Invite(room_id=room_id, user_id=USER, reason="join us")),
+        OutboxItem(room_id, BOT, Kick(room_id=room_id, user_id=USER, reason="bye")),
+        OutboxItem(room_id, GHOST, Redact(room_id=room_id, reason="deleted",
+                                          refs={"/event_id": ids[0]})),
+        OutboxItem(room_id, GHOST, SetProfile(displayname="Alice",
+                                              avatar_url="mxc://localhost/a")),
+        OutboxItem(room_id, GHOST, Leave(room_id=room_id, reason="done")),
     )
     await drain(make_sender(db, hs, session))
     states = [(await row(conn, i))["state"] for i in ids]
@@ -694,13 +721,13 @@ async def test_a_reference_waits_for_its_row_and_fails_with_it(
     [original] = await enqueue(db, message(room_id, "hello"))
     [edit, orphan] = await enqueue(
         db,
-        OutboxItem("edits", BOT, "send", {
-            "room_id": room_id, "event_type": "m.room.message",
-            "content": {"msgtype": "m.text", "body": "* hello!", "m.new_content": {
+        OutboxItem("edits", BOT, Send(
+            room_id=room_id, event_type="m.room.message",
+            content={"msgtype": "m.text", "body": "* hello!", "m.new_content": {
                 "msgtype": "m.text", "body": "hello!"}, "m.relates_to": {"rel_type": "m.replace"}},
-            "refs": {"/content/m.relates_to/event_id": original},
-        }),
-        OutboxItem("edits", BOT, "redact", {"room_id": room_id, "refs": {"/event_id": 999999}}),
+            refs={"/content/m.relates_to/event_id": original},
+        )),
+        OutboxItem("edits", BOT, Redact(room_id=room_id, refs={"/event_id": 999999})),
     )
     sender = make_sender(db, hs, session, max_attempts=5)
     await drain(sender)
@@ -713,6 +740,38 @@ async def test_a_reference_waits_for_its_row_and_fails_with_it(
     assert first.content["body"] == "hello"
     assert second.content["m.relates_to"] == {"rel_type": "m.replace", "event_id": first.event_id}
     assert (await row(conn, orphan))["state"] == "dead"
+
+
+async def test_rows_queued_before_actions_were_typed_are_still_sent(
+    db: Database, conn: asyncpg.Connection, hs: FakeHomeserver, session: ClientSession
+) -> None:
+    """Payloads as earlier versions wrote them: no ``action`` key, nulls for absent values."""
+    room_id = hs.add_room([BOT], invited=[GHOST])
+    conversation = uuid.uuid4()
+    lane = conversation_lane(conversation)
+    legacy = [
+        (room_id, GHOST, "join", {"room_id": room_id}),
+        (f"ghost:{GHOST}", GHOST, "profile", {"displayname": "Alice"}),
+        (room_id, GHOST, "send", {"room_id": room_id, "event_type": "m.room.message",
+                                  "content": {"msgtype": "m.text", "body": "old"},
+                                  "message_id": str(uuid.uuid4())}),
+        (lane, BOT, "create_room", {"conversation_id": str(conversation), "name": None,
+                                    "topic": None, "alias_localpart": f"_pn_conv_{conversation}",
+                                    "invite": [USER], "is_direct": False,
+                                    "power_levels": {"users": {BOT: 100}}}),
+        (lane, BOT, "invite", {"user_id": GHOST}),
+    ]
+    ids = [await enqueue_stored(db, *r) for r in legacy]
+    ids.append(await enqueue_stored(db, room_id, GHOST, "redact", {
+        "room_id": room_id, "event_id": None, "reason": "gone", "refs": {"/event_id": ids[2]}}))
+    await drain(make_sender(db, hs, session))
+    assert [(await row(conn, i))["state"] for i in ids] == ["sent"] * 6
+    [original] = hs.rooms[room_id].timeline()
+    assert original.content["body"] == "old" and original.redacted
+    portal = await conn.fetchval("SELECT room_id FROM portal WHERE conversation_id = $1",
+                                 conversation)
+    assert hs.rooms[portal].members[GHOST] == "invite"
+    assert hs.profiles[GHOST] == {"displayname": "Alice"}
 
 
 # --- leases: no transaction across the network, takeover --------------------------------------
@@ -778,4 +837,3 @@ async def test_an_expired_lease_is_taken_over_and_the_stalled_holder_records_not
     for row_id in (first, second):
         assert (await row(conn, row_id))["state"] == "sent"
     assert await conn.fetchval("SELECT count(*) FROM outbox_lane") == 0
-

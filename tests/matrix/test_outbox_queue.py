@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bridge.db.database import Database
+from bridge.matrix.outbox.actions import Send
 from bridge.matrix.outbox.queue import OutboxQueue
 from bridge.matrix.outbox.store import OutboxStore
 
 BOT = "@_pn_bot:localhost"
-PAYLOAD = {"room_id": "!r:localhost", "event_type": "m.room.message", "content": {"body": "x"}}
+SEND = Send(room_id="!r:localhost", event_type="m.room.message", content={"body": "x"})
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ async def test_a_commit_without_rows_does_not_swallow_the_wake_of_one_still_open
     queue.wake_with(lambda: wakes.append("wake"))
     db.after_commit(queue.flush)
     async with db.transaction() as queueing:
-        await queue.enqueue(queueing, "!r:localhost", BOT, "send", PAYLOAD)
+        await queue.enqueue(queueing, "!r:localhost", BOT, SEND)
         async with db.transaction():
             pass  # another transaction commits meanwhile, having queued nothing
         assert wakes == []  # nothing of the open transaction is visible yet
@@ -51,7 +52,7 @@ async def test_a_rolled_back_enqueue_wakes_at_most_once_later(db: Database) -> N
 
     with pytest.raises(Rollback):
         async with db.transaction() as conn:
-            await queue.enqueue(conn, "!r:localhost", BOT, "send", PAYLOAD)
+            await queue.enqueue(conn, "!r:localhost", BOT, SEND)
             raise Rollback
     assert wakes == []
     for _ in range(3):

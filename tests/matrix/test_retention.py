@@ -14,6 +14,7 @@ from bridge.db.schema import alembic_config
 from bridge.matrix import retention as retention_module
 from bridge.matrix.inbox.intake import IntakeService
 from bridge.matrix.inbox.store import InboxStore
+from bridge.matrix.outbox.actions import Leave
 from bridge.matrix.outbox.store import OutboxStore
 from bridge.matrix.retention import Retention
 from tests.conftest import fresh_database
@@ -39,7 +40,7 @@ async def test_old_finished_rows_go_and_everything_else_stays(
     await _age(conn, "appservice_txn", "received_at", "txn_id IN ('old', 'waiting')", 8)
     async with db.transaction() as c:
         store = OutboxStore()
-        sent, dead, queued = [await store.enqueue(c, "!a:localhost", "@bot:localhost", "send", {"n": n}) for n in range(3)]
+        sent, dead, queued = [await store.enqueue(c, "!a:localhost", "@bot:localhost", Leave(room_id="!a:localhost", reason=str(n))) for n in range(3)]
     await conn.execute("UPDATE outbox SET state = 'sent', sent_at = now() WHERE id = $1", sent)
     await conn.execute("UPDATE outbox SET state = 'dead' WHERE id = $1", dead)
     await _age(conn, "outbox", "created_at", "true", 8)

@@ -16,6 +16,7 @@ from ...notifications.service import NotificationService
 from ...users.models import NetworkUser
 from ...users.service import UserService
 from ..ids import MatrixIds
+from ..outbox.actions import CreateRoom, OutboxAction, RoomAction, Send, kind_of
 from .portal_store import PortalStore
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 
 class Outbox(Protocol):
     async def enqueue(
-        self, conn: asyncpg.Connection, lane: str, sender: str, action: str, payload: dict[str, Any]
+        self, conn: asyncpg.Connection, lane: str, sender: str, action: OutboxAction
     ) -> int: ...
 
 
@@ -61,14 +62,13 @@ class HandlerContext:
                 conn,
                 f"management:{user_id}",
                 self.ids.bot,
-                "create_room",
-                {
-                    "management_for": user_id,
-                    "invite": [user_id],
-                    "is_direct": True,
-                    "name": "Network bridge",
-                    "initial_notice": open_with,
-                },
+                CreateRoom(
+                    management_for=user_id,
+                    invite=[user_id],
+                    is_direct=True,
+                    name="Network bridge",
+                    initial_notice=open_with,
+                ),
             )
 
     async def send(
@@ -79,20 +79,15 @@ class HandlerContext:
         content: dict[str, Any],
         event_type: str = "m.room.message",
     ) -> int:
-        return await self.outbox.enqueue(
-            conn,
-            room_id,
-            sender,
-            "send",
-            {"room_id": room_id, "event_type": event_type, "content": content},
-        )
+        """Queue an event from ``sender`` in the room's lane."""
+        action = Send(room_id=room_id, event_type=event_type, content=content)
+        return await self.outbox.enqueue(conn, room_id, sender, action)
 
-    async def act(
-        self, conn: asyncpg.Connection, room_id: str, sender: str, action: str, **payload: Any
-    ) -> int:
-        return await self.outbox.enqueue(
-            conn, room_id, sender, action, {"room_id": room_id, **payload}
-        )
+    async def act(self, conn: asyncpg.Connection, sender: str, action: RoomAction) -> int:
+        """Queue ``action`` of ``sender`` in the lane of its room (``action.room_id``)."""
+        if action.room_id is None:
+            raise ValueError(f"{kind_of(action)} without a room_id has no lane")
+        return await self.outbox.enqueue(conn, action.room_id, sender, action)
 
     async def matrix_user(
         self, conn: asyncpg.Connection, user_id: str, displayname: str | None = None

@@ -98,6 +98,12 @@ class PortalStore:
         creator), or None if ``room_id`` or ``alias`` belongs to another conversation.
         """
         value = await conn.fetchval(_INSERT_PORTAL, room_id, conversation_id, alias)
+        if value is None:
+            # A concurrent creator committed while the insert waited on it, after the
+            # statement's snapshot was taken: a new statement sees its row.
+            value = await conn.fetchval(
+                "SELECT room_id FROM portal WHERE conversation_id = $1", conversation_id
+            )
         return None if value is None else str(value)
 
     async def insert_portal(

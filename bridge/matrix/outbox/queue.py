@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import asyncpg
 
+from .actions import OutboxAction
 from .store import OutboxStore
 
 
@@ -33,10 +33,11 @@ class OutboxQueue:
         self._wake = wake
 
     async def enqueue(
-        self, conn: asyncpg.Connection, lane: str, sender: str, action: str, payload: dict[str, Any]
+        self, conn: asyncpg.Connection, lane: str, sender: str, action: OutboxAction
     ) -> int:
+        """Queue ``action`` as ``sender`` at the end of ``lane``, in the caller's transaction."""
         self._queued.add(conn.get_server_pid())
-        return await self._store.enqueue(conn, lane, sender, action, payload)
+        return await self._store.enqueue(conn, lane, sender, action)
 
     def flush(self, conn: asyncpg.Connection) -> None:
         """``conn``'s transaction committed: wake the sender if it queued rows."""

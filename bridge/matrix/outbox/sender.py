@@ -20,7 +20,6 @@ made.
 from __future__ import annotations
 
 import asyncio
-import copy
 import enum
 import logging
 import uuid
@@ -37,6 +36,23 @@ from ...db.database import Database
 from ..bridging.portal_store import PortalStore
 from ..inbox.processor import describe_error
 from ..workers import WorkerPool
+from .actions import (
+    CreateRoom,
+    Invite,
+    Join,
+    Kick,
+    Leave,
+    OutboxAction,
+    Redact,
+    RoomAction,
+    Send,
+    SetProfile,
+    SetState,
+    Unreadable,
+    from_json,
+    kind_of,
+    to_json,
+)
 from .intents import Intents, RoomSpec, retry_after_ms
 from .lane_store import LaneClaim, OutboxLaneStore
 from .store import OutboxItem, OutboxRow, OutboxStore
@@ -47,23 +63,6 @@ log = logging.getLogger(__name__)
 CONVERSATION_LANE_PREFIX = "conv:"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_REPORTED_ERROR = 300
-
-
-class Action(enum.StrEnum):
-    """The outbox's ``action`` column. Payloads are documented on :class:`OutboxSender`."""
-
-    SEND = "send"
-    REDACT = "redact"
-    STATE = "state"
-    INVITE = "invite"
-    JOIN = "join"
-    LEAVE = "leave"
-    KICK = "kick"
-    PROFILE = "profile"
-    CREATE_ROOM = "create_room"
-
-
-_ROOMLESS = frozenset({Action.PROFILE, Action.CREATE_ROOM})
 
 
 def conversation_lane(conversation_id: uuid.UUID | str) -> str:
@@ -160,77 +159,38 @@ def _short_error(exc: BaseException) -> str:
 
 def _describe(row: OutboxRow) -> str:
     """What the row meant to do, for the notice reporting its failure."""
-    p = row.payload
     match row.action:
-        case Action.SEND if p.get("event_type") == "m.room.message":
+        case Send(event_type="m.room.message"):
             return f"deliver a message from {row.sender}"
-        case Action.SEND:
-            return f"deliver a {p.get('event_type')} event from {row.sender}"
-        case Action.REDACT:
+        case Send(event_type=event_type):
+            return f"deliver a {event_type} event from {row.sender}"
+        case Redact():
             return f"redact an event for {row.sender}"
-        case Action.STATE:
-            return f"update {p.get('event_type')} in this room"
-        case Action.INVITE:
-            return f"invite {p.get('user_id')}"
-        case Action.JOIN:
+        case SetState(event_type=event_type):
+            return f"update {event_type} in this room"
+        case Invite(user_id=user_id):
+            return f"invite {user_id}"
+        case Join():
             return f"add {row.sender} to this room"
-        case Action.LEAVE:
+        case Leave():
             return f"remove {row.sender} from this room"
-        case Action.KICK:
-            return f"remove {p.get('user_id')} from this room"
-    return f"do {row.action} as {row.sender}"
+        case Kick(user_id=user_id):
+            return f"remove {user_id} from this room"
+    return f"do {row.kind} as {row.sender}"
 
 
-# --- payload fields ---------------------------------------------------------------------------
-
-
-def _str(payload: dict[str, Any], key: str) -> str:
-    value = payload.get(key)
-    if not isinstance(value, str) or not value:
-        raise InvalidPayload(f"payload.{key} must be a non-empty string")
-    return value
-
-
-def _opt_str(payload: dict[str, Any], key: str) -> str | None:
-    value = payload.get(key)
-    if value is not None and not isinstance(value, str):
-        raise InvalidPayload(f"payload.{key} must be a string")
-    return value
-
-
-def _obj(payload: dict[str, Any], key: str, *, required: bool = True) -> dict[str, Any] | None:
-    value = payload.get(key)
-    if value is None and not required:
-        return None
-    if not isinstance(value, dict):
-        raise InvalidPayload(f"payload.{key} must be an object")
-    return value
-
-
-def _room_spec(payload: dict[str, Any]) -> RoomSpec:
-    invite = payload.get("invite", [])
-    if not isinstance(invite, list) or not all(isinstance(u, str) for u in invite):
-        raise InvalidPayload("payload.invite must be a list of user ids")
-    is_direct = payload.get("is_direct", False)
-    if not isinstance(is_direct, bool):
-        raise InvalidPayload("payload.is_direct must be a boolean")
-    preset = _opt_str(payload, "preset") or "private_chat"
-    if preset not in ("private_chat", "public_chat", "trusted_private_chat"):
-        raise InvalidPayload("payload.preset is not a createRoom preset")
-    initial_state = payload.get("initial_state")
-    if initial_state is not None and not isinstance(initial_state, list):
-        raise InvalidPayload("payload.initial_state must be a list")
+def _room_spec(action: CreateRoom) -> RoomSpec:
     return RoomSpec(
-        name=_opt_str(payload, "name"),
-        topic=_opt_str(payload, "topic"),
-        alias_localpart=_opt_str(payload, "alias_localpart"),
-        invite=list(invite),
-        is_direct=is_direct,
-        preset=preset,
-        power_levels=_obj(payload, "power_levels", required=False),
-        initial_state=initial_state,
-        creation_content=_obj(payload, "creation_content", required=False),
-        room_version=_opt_str(payload, "room_version"),
+        name=action.name,
+        topic=action.topic,
+        alias_localpart=action.alias_localpart,
+        invite=list(action.invite),
+        is_direct=action.is_direct,
+        preset=action.preset,
+        power_levels=action.power_levels,
+        initial_state=action.initial_state,
+        creation_content=action.creation_content,
+        room_version=action.room_version,
     )
 
 
@@ -246,6 +206,12 @@ def _set_pointer(document: dict[str, Any], pointer: str, value: Any) -> None:
             raise InvalidPayload(f"payload.refs key {pointer!r} crosses a non-object")
         node = child
     node[last] = value
+
+
+def _required(value: str | None, name: str) -> str:
+    if not value:
+        raise InvalidPayload(f"payload.{name} must be a non-empty string")
+    return value
 
 
 # --- the sender -------------------------------------------------------------------------------
@@ -273,24 +239,8 @@ class _Lease:
 class OutboxSender:
     """A pool of workers; each claims one lane at a time and sends its rows in order.
 
-    Actions (``sender`` acts; ``room_id`` may be left out in a ``conv:<uuid>`` lane, where the
-    conversation's portal room is looked up when the row is sent):
-
-    - ``send`` ``{room_id, event_type, content}`` → ``{event_id, room_id}``
-    - ``redact`` ``{room_id, event_id, reason?}`` → ``{event_id, room_id}``
-    - ``state`` ``{room_id, event_type, state_key, content}`` → ``{event_id, room_id}``
-    - ``invite`` / ``kick`` ``{room_id, user_id, reason?}``; ``join`` ``{room_id}``;
-      ``leave`` ``{room_id, reason?}`` (also declines an invite) → ``{room_id}``
-    - ``profile`` ``{displayname?, avatar_url?}`` (the sender's own; null clears) → ``{}``
-    - ``create_room`` ``{conversation_id?, name?, topic?, alias_localpart?, invite, is_direct,
-      power_levels?, preset?, initial_state?, creation_content?, room_version?}`` →
-      ``{room_id, alias?}``; with ``conversation_id`` the ``portal`` row is recorded in the
-      transaction marking the row sent, and a conversation that already has a portal gets no
-      second room (without it, the room is just made: ``on_sent`` can record what it is for).
-
-    Any payload may carry ``refs``: ``{"<JSON pointer into the payload>": <outbox id>}``, each
-    replaced at send time by that row's ``event_id`` (e.g. ``{"/event_id": 41}`` to redact
-    what row 41 sent, or ``{"/content/m.relates_to/event_id": 41}`` to edit it).
+    The actions, their payloads and results are :mod:`.actions`; a ``CreateRoom`` with a
+    ``conversation_id`` records the ``portal`` row in the transaction marking the row sent.
 
     Failures: a 429 postpones the lane by ``retry_after_ms`` (capped at ``max_retry_delay``)
     without counting an attempt; 5xx, network errors and timeouts back off exponentially and
@@ -429,12 +379,16 @@ class OutboxSender:
     ) -> _Failed | None:
         room_id: str | None = None
         try:
-            if row.action not in _ROOMLESS:
-                room_id = await self._room_of(conn, row)
-            payload = await self._resolve_refs(conn, row)
+            action = row.action
+            if isinstance(action, Unreadable):
+                room_id = action.room_id
+                raise InvalidPayload(action.reason)
+            if isinstance(action, RoomAction):
+                room_id = await self._room_of(conn, row.lane, action)
+            action = await self._resolve_refs(conn, action)
             portal: uuid.UUID | None = None
-            if row.action == Action.CREATE_ROOM and "conversation_id" in payload:
-                portal = self._conversation_id(payload)
+            if isinstance(action, CreateRoom) and action.conversation_id is not None:
+                portal = self._conversation_id(action.conversation_id)
                 existing = await self._portals.get_portal_by_conversation(conn, portal)
                 if existing is not None:
                     log.info("Conversation %s already has portal %s", portal, existing.room_id)
@@ -443,7 +397,7 @@ class OutboxSender:
                     )
                     return None
             async with asyncio.timeout(self._settings.request_timeout):
-                result = await self._perform(row, room_id, payload)
+                result = await self._perform(row, room_id, action)
             await self._record_sent(conn, lease, row, result, portal)
             return None
         except LeaseLost:
@@ -479,42 +433,39 @@ class OutboxSender:
             await self._store.mark_sent(conn, row.id, result)
             if self._on_sent is not None:
                 await self._on_sent(conn, row, result)
-        log.debug("Outbox row %d (%s in %s) sent: %s", row.id, row.action, row.lane, result)
+        log.debug("Outbox row %d (%s in %s) sent: %s", row.id, row.kind, row.lane, result)
 
     @staticmethod
-    def _conversation_id(payload: dict[str, Any]) -> uuid.UUID:
+    def _conversation_id(value: str) -> uuid.UUID:
         try:
-            return uuid.UUID(_str(payload, "conversation_id"))
+            return uuid.UUID(value)
         except ValueError:
             raise InvalidPayload("payload.conversation_id must be a UUID") from None
 
-    async def _room_of(self, conn: asyncpg.Connection, row: OutboxRow) -> str:
-        if "room_id" in row.payload:
-            return _str(row.payload, "room_id")
-        if not row.lane.startswith(CONVERSATION_LANE_PREFIX):
+    async def _room_of(self, conn: asyncpg.Connection, lane: str, action: RoomAction) -> str:
+        if action.room_id is not None:
+            return action.room_id
+        if not lane.startswith(CONVERSATION_LANE_PREFIX):
             raise InvalidPayload("payload.room_id is required outside a conversation lane")
         try:
-            conversation_id = uuid.UUID(row.lane.removeprefix(CONVERSATION_LANE_PREFIX))
+            conversation_id = uuid.UUID(lane.removeprefix(CONVERSATION_LANE_PREFIX))
         except ValueError:
-            raise InvalidPayload(f"lane {row.lane!r} names no conversation") from None
+            raise InvalidPayload(f"lane {lane!r} names no conversation") from None
         portal = await self._portals.get_portal_by_conversation(conn, conversation_id)
         if portal is not None:
             return portal.room_id
-        if await self._store.has_dead_row(conn, row.lane, Action.CREATE_ROOM):
+        if await self._store.has_dead_row(conn, lane, kind_of(CreateRoom)):
             raise Undeliverable(f"the portal room of conversation {conversation_id} was never made")
         raise NotReady(f"conversation {conversation_id} has no portal room yet")
 
-    async def _resolve_refs(self, conn: asyncpg.Connection, row: OutboxRow) -> dict[str, Any]:
-        refs = row.payload.get("refs")
-        if refs is None:
-            return row.payload
-        if not isinstance(refs, dict) or not all(
-            isinstance(v, int) and not isinstance(v, bool) for v in refs.values()
-        ):
-            raise InvalidPayload("payload.refs must map JSON pointers to outbox ids")
-        found = await self._store.get_results(conn, list(refs.values()))
-        payload = copy.deepcopy({k: v for k, v in row.payload.items() if k != "refs"})
-        for pointer, ref_id in refs.items():
+    async def _resolve_refs(self, conn: asyncpg.Connection, action: OutboxAction) -> OutboxAction:
+        """The action with each ``refs`` pointer set to the event its row made."""
+        if not action.refs:
+            return action
+        found = await self._store.get_results(conn, list(action.refs.values()))
+        document = to_json(action)
+        del document["refs"]
+        for pointer, ref_id in action.refs.items():
             ref = found.get(ref_id)
             if ref is None or ref.state == "dead":
                 raise Undeliverable(f"it refers to outbox row {ref_id}, which was not sent")
@@ -523,73 +474,62 @@ class OutboxSender:
             event_id = (ref.result or {}).get("event_id")
             if not isinstance(event_id, str):
                 raise Undeliverable(f"outbox row {ref_id} made no event")
-            _set_pointer(payload, pointer, event_id)
-        return payload
+            _set_pointer(document, pointer, event_id)
+        resolved = from_json(kind_of(action), document)
+        if isinstance(resolved, Unreadable):
+            raise InvalidPayload(f"after resolving refs, {resolved.reason}")
+        return resolved
 
     async def _perform(
-        self, row: OutboxRow, room_id: str | None, payload: dict[str, Any]
+        self, row: OutboxRow, room_id: str | None, action: OutboxAction
     ) -> dict[str, Any]:
         """Do the row's action on the homeserver; return what to record as its result."""
         it, user = self._intents, row.sender
         room = room_id or ""
-        match row.action:
-            case Action.SEND:
+        match action:
+            case Send():
                 event_id = await it.send(
-                    user,
-                    room,
-                    _str(payload, "event_type"),
-                    _obj(payload, "content") or {},
-                    matrix_txn_id(row),
+                    user, room, action.event_type, action.content, matrix_txn_id(row)
                 )
                 return {"event_id": event_id, "room_id": room}
-            case Action.REDACT:
+            case Redact():
                 event_id = await it.redact(
                     user,
                     room,
-                    _str(payload, "event_id"),
-                    _opt_str(payload, "reason"),
+                    _required(action.event_id, "event_id"),
+                    action.reason,
                     matrix_txn_id(row),
                 )
                 return {"event_id": event_id, "room_id": room}
-            case Action.STATE:
-                state_key = payload.get("state_key", "")
-                if not isinstance(state_key, str):
-                    raise InvalidPayload("payload.state_key must be a string")
+            case SetState():
                 event_id = await it.set_state(
-                    user,
-                    room,
-                    _str(payload, "event_type"),
-                    state_key,
-                    _obj(payload, "content") or {},
+                    user, room, action.event_type, action.state_key, action.content
                 )
                 return {"event_id": event_id, "room_id": room}
-            case Action.INVITE:
-                await it.invite(user, room, _str(payload, "user_id"), _opt_str(payload, "reason"))
+            case Invite():
+                await it.invite(user, room, action.user_id, action.reason)
                 return {"room_id": room}
-            case Action.JOIN:
+            case Join():
                 return {"room_id": await it.join(user, room)}
-            case Action.LEAVE:
-                await it.leave(user, room, _opt_str(payload, "reason"))
+            case Leave():
+                await it.leave(user, room, action.reason)
                 return {"room_id": room}
-            case Action.KICK:
-                await it.kick(user, room, _str(payload, "user_id"), _opt_str(payload, "reason"))
+            case Kick():
+                await it.kick(user, room, action.user_id, action.reason)
                 return {"room_id": room}
-            case Action.PROFILE:
-                profile: dict[str, str | None] = {
-                    k: _opt_str(payload, k) for k in ("displayname", "avatar_url") if k in payload
-                }
+            case SetProfile():
+                profile = action.fields()
                 if not profile:
                     raise InvalidPayload("payload has neither displayname nor avatar_url")
                 await it.set_profile(user, profile)
                 return {}
-            case Action.CREATE_ROOM:
-                spec = _room_spec(payload)
+            case CreateRoom():
+                spec = _room_spec(action)
                 created = await it.create_room(user, spec)
                 result: dict[str, Any] = {"room_id": created}
                 if spec.alias_localpart:
                     result["alias"] = f"#{spec.alias_localpart}:{user.partition(':')[2]}"
                 return result
-        raise InvalidPayload(f"unknown action {row.action!r}")
 
     async def _fail(
         self,
@@ -610,7 +550,7 @@ class OutboxSender:
             log.info(
                 "Outbox row %d (%s in %s) rate limited; lane waits %.3f s",
                 row.id,
-                row.action,
+                row.kind,
                 row.lane,
                 wait,
             )
@@ -624,7 +564,7 @@ class OutboxSender:
             log.warning(
                 "Outbox row %d (%s in %s) failed (attempt %d of %d), retry in %.1f s: %s",
                 row.id,
-                row.action,
+                row.kind,
                 row.lane,
                 attempts,
                 settings.max_attempts,
@@ -638,7 +578,7 @@ class OutboxSender:
         log.error(
             "Dead-lettering outbox row %d (%s as %s in %s) after %d attempt(s): %s",
             row.id,
-            row.action,
+            row.kind,
             row.sender,
             row.lane,
             attempts,
@@ -654,17 +594,16 @@ class OutboxSender:
 
     def _report(self, row: OutboxRow, room_id: str | None, exc: Exception) -> OutboxItem | None:
         """A notice from the bot telling the room what failed; none for a failed report."""
-        if room_id is None or "report_of" in row.payload:
+        if room_id is None or (isinstance(row.action, Send) and row.action.report_of is not None):
             return None
         body = f"⚠️ The bridge could not {_describe(row)}: {_short_error(exc)}"
         return OutboxItem(
             lane=row.lane,
             sender=self._intents.bot_mxid,
-            action=Action.SEND.value,
-            payload={
-                "room_id": room_id,
-                "event_type": "m.room.message",
-                "content": {"msgtype": "m.notice", "body": body, "m.mentions": {}},
-                "report_of": row.id,
-            },
+            action=Send(
+                room_id=room_id,
+                event_type="m.room.message",
+                content={"msgtype": "m.notice", "body": body, "m.mentions": {}},
+                report_of=row.id,
+            ),
         )

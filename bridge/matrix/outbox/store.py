@@ -1,7 +1,9 @@
 """All SQL of the outbox: enqueueing, lanes, delivery state, dead letters, portal look-ups.
 
-JSON goes in as text cast to ``jsonb`` and comes out as text, so these statements work on any
-connection, whether or not it has the pool's JSON codecs.
+Actions go in encoded by :mod:`.actions` (the row's ``action`` column is the action's kind, its
+``payload`` the action) and come out decoded by the ``action`` column. JSON goes in as text cast
+to ``jsonb`` and comes out as text, so these statements work on any connection, whether or not
+it has the pool's JSON codecs.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from typing import Any
 import asyncpg
 
 from ...db.purge import first_kept
+from .actions import OutboxAction, Unreadable, decode, encode, kind_of
 
 
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
-    """A Matrix side effect to enqueue: ``action`` with ``payload``, done as ``sender``.
+    """A Matrix side effect to enqueue: ``action``, done as ``sender``.
 
     ``lane`` is the ordering key: items of one lane are sent one after another, in the order
     they were enqueued; lanes go in parallel.
@@ -27,19 +30,18 @@ class OutboxItem:
 
     lane: str
     sender: str
-    action: str
-    payload: dict[str, Any]
+    action: OutboxAction
 
 
 @dataclass(frozen=True, slots=True)
 class OutboxRow:
-    """A pending outbox row as a worker sees it."""
+    """A pending outbox row as a worker sees it: its action, or why it cannot be read."""
 
     id: int
     lane: str
     sender: str
-    action: str
-    payload: dict[str, Any]
+    kind: str
+    action: OutboxAction | Unreadable
     attempts: int
     created_at: datetime
 
@@ -132,11 +134,12 @@ class OutboxStore:
         conn: asyncpg.Connection,
         lane: str,
         sender: str,
-        action: str,
-        payload: dict[str, Any],
+        action: OutboxAction,
     ) -> int:
         """Add one row to the end of ``lane`` in the caller's DB transaction; return its id."""
-        row_id = await conn.fetchval(_ENQUEUE, lane, sender, action, json.dumps(payload))
+        row_id = await conn.fetchval(
+            _ENQUEUE, lane, sender, kind_of(action), encode(action).decode()
+        )
         return int(row_id)
 
     async def enqueue_many(
@@ -149,8 +152,8 @@ class OutboxStore:
             _ENQUEUE_MANY,
             [i.lane for i in items],
             [i.sender for i in items],
-            [i.action for i in items],
-            [json.dumps(i.payload) for i in items],
+            [kind_of(i.action) for i in items],
+            [encode(i.action).decode() for i in items],
         )
         return [int(r["id"]) for r in rows]
 
@@ -164,8 +167,8 @@ class OutboxStore:
                 id=r["id"],
                 lane=r["lane"],
                 sender=r["sender"],
-                action=r["action"],
-                payload=json.loads(r["payload"]),
+                kind=r["action"],
+                action=decode(r["action"], r["payload"]),
                 attempts=r["attempts"],
                 created_at=r["created_at"],
             )

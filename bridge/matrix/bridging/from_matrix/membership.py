@@ -11,6 +11,7 @@ import asyncpg
 from ....errors import BridgeError
 from ....messaging.models import Origin
 from ...inbox.events import InboxEvent, Outcome
+from ...outbox.actions import Invite, Join, Leave
 from ..context import HandlerContext
 from .commands import HELP_TEXT
 
@@ -36,10 +37,8 @@ class MembershipHandler:
             if not self.ctx.allowed(sender):
                 await self.ctx.act(
                     conn,
-                    room_id,
                     target,
-                    "leave",
-                    reason="Your server is not allowed to use this bridge.",
+                    Leave(room_id=room_id, reason="Your server is not allowed to use this bridge."),
                 )
                 return Outcome.PROCESSED
             if self.ctx.ids.is_bot(target):
@@ -51,7 +50,7 @@ class MembershipHandler:
         self, conn: asyncpg.Connection, room_id: str, sender: str, content: dict[str, Any]
     ) -> Outcome:
         bot = self.ctx.ids.bot
-        await self.ctx.act(conn, room_id, bot, "join")
+        await self.ctx.act(conn, bot, Join(room_id=room_id))
         if content.get("is_direct"):
             await self.ctx.matrix_user(conn, sender)
             await self.ctx.portals.set_management_room(conn, sender, room_id)
@@ -72,7 +71,9 @@ class MembershipHandler:
         assert network_id is not None
         other = await self.ctx.users.find(conn, network_id)
         if other is None:
-            await self.ctx.act(conn, room_id, ghost, "leave", reason="No such user on the network.")
+            await self.ctx.act(
+                conn, ghost, Leave(room_id=room_id, reason="No such user on the network.")
+            )
             return Outcome.PROCESSED
         inviter = await self.ctx.matrix_user(conn, sender)
         portal = await self.ctx.portals.get_portal_by_room(conn, room_id)
@@ -85,7 +86,7 @@ class MembershipHandler:
                 conn, inviter.id, [network_id], origin=Origin.MATRIX
             )
             await self.ctx.portals.insert_portal(conn, room_id, conversation.id, None)
-            await self.ctx.act(conn, room_id, ghost, "join")
+            await self.ctx.act(conn, ghost, Join(room_id=room_id))
             return Outcome.PROCESSED
         if await self.ctx.networking.is_connected(conn, inviter.id, network_id):
             return await self._open_direct(conn, room_id, sender, inviter.id, ghost, network_id)
@@ -95,7 +96,7 @@ class MembershipHandler:
                 conn, inviter.id, network_id, message=reason, room_id=room_id
             )
         except BridgeError as exc:
-            await self.ctx.act(conn, room_id, ghost, "leave", reason=exc.message)
+            await self.ctx.act(conn, ghost, Leave(room_id=room_id, reason=exc.message))
             return Outcome.PROCESSED
         if request.status.value == "accepted":  # they had asked us: now connected
             return await self._open_direct(conn, room_id, sender, inviter.id, ghost, network_id)
@@ -121,9 +122,9 @@ class MembershipHandler:
                 conn, conversation_id, [network_id], actor=inviter, origin=Origin.MATRIX
             )
         except BridgeError as exc:
-            await self.ctx.act(conn, room_id, ghost, "leave", reason=exc.message)
+            await self.ctx.act(conn, ghost, Leave(room_id=room_id, reason=exc.message))
             return Outcome.PROCESSED
-        await self.ctx.act(conn, room_id, ghost, "join")
+        await self.ctx.act(conn, ghost, Join(room_id=room_id))
         return Outcome.PROCESSED
 
     async def _open_direct(
@@ -142,15 +143,16 @@ class MembershipHandler:
         if existing is not None and existing.room_id != room_id:
             await self.ctx.act(
                 conn,
-                room_id,
                 ghost,
-                "leave",
-                reason="You already have a chat with this user; you were invited there again.",
+                Leave(
+                    room_id=room_id,
+                    reason="You already have a chat with this user; you were invited there again.",
+                ),
             )
-            await self.ctx.act(conn, existing.room_id, ghost, "invite", user_id=sender)
+            await self.ctx.act(conn, ghost, Invite(room_id=existing.room_id, user_id=sender))
             return Outcome.PROCESSED
         await self.ctx.portals.insert_portal(conn, room_id, conversation.id, None)
-        await self.ctx.act(conn, room_id, ghost, "join")
+        await self.ctx.act(conn, ghost, Join(room_id=room_id))
         return Outcome.PROCESSED
 
     async def _member_changed(

@@ -18,6 +18,17 @@ from ....messaging.models import Conversation, Message, Origin
 from ....networking.models import Connection, ConnectionRequest
 from ....notifications.models import Notification
 from ....users.models import NetworkUser
+from ...outbox.actions import (
+    CreateRoom,
+    Invite,
+    Join,
+    Kick,
+    Leave,
+    Redact,
+    RoomAction,
+    Send,
+    SetProfile,
+)
 from ...outbox.sender import conversation_lane
 from ...outbox.store import find_message_send
 from ..context import HandlerContext
@@ -44,10 +55,10 @@ class MatrixDelivery:
             "{displayname}", user.display_name
         )
         if known is None or known.displayname != name:
-            profile: dict[str, Any] = {"displayname": name}
+            profile = SetProfile(displayname=name)
             if user.avatar_url and user.avatar_url.startswith("mxc://"):
-                profile["avatar_url"] = user.avatar_url
-            await self.ctx.outbox.enqueue(conn, f"ghost:{ghost}", ghost, "profile", profile)
+                profile.avatar_url = user.avatar_url
+            await self.ctx.outbox.enqueue(conn, f"ghost:{ghost}", ghost, profile)
             await self.ctx.portals.upsert_ghost(
                 conn, ghost, user.id, name, user.avatar_url, registered=False
             )
@@ -70,27 +81,26 @@ class MatrixDelivery:
         conn: asyncpg.Connection,
         conversation_id: uuid.UUID,
         sender: str,
-        action: str,
-        **payload: Any,
+        action: RoomAction,
     ) -> int:
-        portal = await self.ctx.portals.get_portal_by_conversation(conn, conversation_id)
-        if portal is not None:
-            payload.setdefault("room_id", portal.room_id)
+        """Queue ``action`` in the conversation's lane (in its portal, once there is one)."""
+        if action.room_id is None:
+            portal = await self.ctx.portals.get_portal_by_conversation(conn, conversation_id)
+            if portal is not None:
+                action.room_id = portal.room_id
         return await self.ctx.outbox.enqueue(
-            conn, conversation_lane(conversation_id), sender, action, payload
+            conn, conversation_lane(conversation_id), sender, action
         )
 
     async def _event_ref(
-        self, conn: asyncpg.Connection, message: Message, pointer: str, payload: dict[str, Any]
-    ) -> bool:
-        """Point ``pointer`` at the message's Matrix event (now, or once its send is done)."""
+        self, conn: asyncpg.Connection, message: Message, pointer: str
+    ) -> dict[str, int] | None:
+        """The ``refs`` pointing ``pointer`` at the message's Matrix event: none if it has one
+        already, the row sending it if that is still to come; None if it will never have one."""
         if message.event_id is not None:
-            return True
+            return {}
         row = await find_message_send(conn, str(message.id))
-        if row is None:
-            return False
-        payload.setdefault("refs", {})[pointer] = row
-        return True
+        return None if row is None else {pointer: row}
 
     # --- messaging ----------------------------------------------------------------------------
 
@@ -108,19 +118,18 @@ class MatrixDelivery:
             conn,
             conversation_lane(conversation.id),
             self.ctx.ids.bot,
-            "create_room",
-            {
-                "conversation_id": str(conversation.id),
-                "name": conversation.title,
-                "topic": conversation.topic,
-                "alias_localpart": self.ctx.ids.alias_localpart(conversation.id),
-                "invite": [*ghosts, *matrix_users],
-                "is_direct": not conversation.is_group,
-                "power_levels": {"users": {self.ctx.ids.bot: 100, **{g: 50 for g in ghosts}}},
-            },
+            CreateRoom(
+                conversation_id=str(conversation.id),
+                name=conversation.title,
+                topic=conversation.topic,
+                alias_localpart=self.ctx.ids.alias_localpart(conversation.id),
+                invite=[*ghosts, *matrix_users],
+                is_direct=not conversation.is_group,
+                power_levels={"users": {self.ctx.ids.bot: 100, **{g: 50 for g in ghosts}}},
+            ),
         )
         for ghost in ghosts:
-            await self._conv(conn, conversation.id, ghost, "join")
+            await self._conv(conn, conversation.id, ghost, Join())
 
     async def participants_changed(
         self,
@@ -137,20 +146,18 @@ class MatrixDelivery:
         bot = self.ctx.ids.bot
         ghosts, matrix_users = await self._members(conn, added)
         for user_id in [*ghosts, *matrix_users]:
-            await self._conv(conn, conversation.id, bot, "invite", user_id=user_id)
+            await self._conv(conn, conversation.id, bot, Invite(user_id=user_id))
         for ghost in ghosts:
-            await self._conv(conn, conversation.id, ghost, "join")
+            await self._conv(conn, conversation.id, ghost, Join())
         gone_ghosts, gone_matrix = await self._members(conn, removed)
         for ghost in gone_ghosts:
-            await self._conv(conn, conversation.id, ghost, "leave")
+            await self._conv(conn, conversation.id, ghost, Leave())
         for user_id in gone_matrix:
             await self._conv(
                 conn,
                 conversation.id,
                 bot,
-                "kick",
-                user_id=user_id,
-                reason="Removed from the conversation on the network.",
+                Kick(user_id=user_id, reason="Removed from the conversation on the network."),
             )
 
     async def message_posted(self, conn: asyncpg.Connection, message: Message) -> None:
@@ -173,18 +180,15 @@ class MatrixDelivery:
             if user.matrix_user_id:
                 mentioned[mentioned.index(self.ctx.ids.ghost(user.id))] = user.matrix_user_id
         content["m.mentions"] = {"user_ids": mentioned} if mentioned else {}
-        payload: dict[str, Any] = {
-            "event_type": "m.room.message",
-            "content": content,
-            "message_id": str(message.id),
-        }
+        send = Send(event_type="m.room.message", content=content, message_id=str(message.id))
         if message.reply_to_message_id is not None:
             target = await self.ctx.messaging.get_message(conn, message.reply_to_message_id)
             pointer = "/content/m.relates_to/m.in_reply_to/event_id"
-            content["m.relates_to"] = {"m.in_reply_to": {"event_id": target.event_id}}
-            if not await self._event_ref(conn, target, pointer, payload):
-                del content["m.relates_to"]
-        await self._conv(conn, message.conversation_id, ghost, "send", **payload)
+            refs = await self._event_ref(conn, target, pointer)
+            if refs is not None:
+                content["m.relates_to"] = {"m.in_reply_to": {"event_id": target.event_id}}
+                send.refs = refs
+        await self._conv(conn, message.conversation_id, ghost, send)
 
     async def message_edited(self, conn: asyncpg.Connection, message: Message) -> None:
         if message.origin is not Origin.NETWORK:
@@ -201,9 +205,10 @@ class MatrixDelivery:
         }
         content.pop("formatted_body", None)
         content.pop("format", None)
-        payload: dict[str, Any] = {"event_type": "m.room.message", "content": content}
-        if await self._event_ref(conn, message, "/content/m.relates_to/event_id", payload):
-            await self._conv(conn, message.conversation_id, ghost, "send", **payload)
+        refs = await self._event_ref(conn, message, "/content/m.relates_to/event_id")
+        if refs is not None:
+            send = Send(event_type="m.room.message", content=content, refs=refs)
+            await self._conv(conn, message.conversation_id, ghost, send)
 
     async def message_deleted(
         self, conn: asyncpg.Connection, message: Message, origin: Origin
@@ -211,9 +216,10 @@ class MatrixDelivery:
         if origin is not Origin.NETWORK:
             return
         sender = self.ctx.ids.ghost(message.sender_id)
-        payload: dict[str, Any] = {"event_id": message.event_id, "reason": "Deleted on the network"}
-        if await self._event_ref(conn, message, "/event_id", payload):
-            await self._conv(conn, message.conversation_id, sender, "redact", **payload)
+        refs = await self._event_ref(conn, message, "/event_id")
+        if refs is not None:
+            redact = Redact(event_id=message.event_id, reason="Deleted on the network", refs=refs)
+            await self._conv(conn, message.conversation_id, sender, redact)
 
     # --- networking -----------------------------------------------------------------------------
 
@@ -232,13 +238,12 @@ class MatrixDelivery:
             conn,
             f"request:{request.id}",
             ghost,
-            "create_room",
-            {
-                "invite": [receiver.matrix_user_id],
-                "is_direct": True,
-                "connection_request_id": str(request.id),
-                **({"topic": request.message} if request.message else {}),
-            },
+            CreateRoom(
+                invite=[receiver.matrix_user_id],
+                is_direct=True,
+                connection_request_id=str(request.id),
+                topic=request.message or None,
+            ),
         )
         await self.ctx.tell(
             conn,

@@ -9,6 +9,8 @@ import asyncpg
 
 from ....messaging.models import Origin
 from ....networking.models import Connection, ConnectionRequest, RequestStatus
+from ...outbox.actions import CreateRoom, Join, Kick, Leave, Send
+from ...outbox.store import OutboxRow
 from ..context import HandlerContext
 
 
@@ -41,14 +43,14 @@ class NetworkingMirror:
         ghost = self.ctx.ids.ghost(request.receiver_id)
         if request.status is RequestStatus.ACCEPTED:
             if await self._start(conn, request, room_id):
-                await self.ctx.act(conn, room_id, ghost, "join")
+                await self.ctx.act(conn, ghost, Join(room_id=room_id))
             return
         reason = {
             RequestStatus.REJECTED: "The connection request was declined.",
             RequestStatus.CANCELLED: "The connection request was withdrawn.",
         }.get(request.status)
         if reason:
-            await self.ctx.act(conn, room_id, ghost, "leave", reason=reason)
+            await self.ctx.act(conn, ghost, Leave(room_id=room_id, reason=reason))
 
     async def _network_asked_matrix(
         self, conn: asyncpg.Connection, request: ConnectionRequest, room_id: str, user_id: str
@@ -60,15 +62,14 @@ class NetworkingMirror:
         elif request.status is RequestStatus.CANCELLED:
             await self.ctx.act(
                 conn,
-                room_id,
                 ghost,
-                "kick",
-                user_id=user_id,
-                reason="The connection request was withdrawn.",
+                Kick(
+                    room_id=room_id, user_id=user_id, reason="The connection request was withdrawn."
+                ),
             )
-            await self.ctx.act(conn, room_id, ghost, "leave")
+            await self.ctx.act(conn, ghost, Leave(room_id=room_id))
         elif request.status is RequestStatus.REJECTED:
-            await self.ctx.act(conn, room_id, ghost, "leave")
+            await self.ctx.act(conn, ghost, Leave(room_id=room_id))
 
     async def _start(
         self, conn: asyncpg.Connection, request: ConnectionRequest, room_id: str
@@ -89,21 +90,18 @@ class OutboxResults:
     def __init__(self, ctx: HandlerContext) -> None:
         self.ctx = ctx
 
-    async def sent(self, conn: asyncpg.Connection, row: Any, result: dict[str, Any]) -> None:
-        payload: dict[str, Any] = row.payload
-        if row.action == "create_room" and isinstance(payload.get("management_for"), str):
-            user_id, room_id = payload["management_for"], str(result["room_id"])
-            await self.ctx.portals.set_management_room(conn, user_id, room_id)
-            notice = payload.get("initial_notice")
-            if isinstance(notice, str) and notice:
-                await self.ctx.notice(conn, room_id, notice)
-        elif row.action == "create_room" and isinstance(payload.get("connection_request_id"), str):
-            await self.ctx.networking.set_request_room(
-                conn, uuid.UUID(payload["connection_request_id"]), str(result["room_id"])
-            )
-        elif row.action == "send" and isinstance(payload.get("message_id"), str):
-            event_id = result.get("event_id")
-            if isinstance(event_id, str):
-                await self.ctx.messaging.set_event_id(
-                    conn, uuid.UUID(payload["message_id"]), event_id
+    async def sent(self, conn: asyncpg.Connection, row: OutboxRow, result: dict[str, Any]) -> None:
+        match row.action:
+            case CreateRoom(management_for=str(user_id), initial_notice=notice):
+                room_id = str(result["room_id"])
+                await self.ctx.portals.set_management_room(conn, user_id, room_id)
+                if notice:
+                    await self.ctx.notice(conn, room_id, notice)
+            case CreateRoom(connection_request_id=str(request_id)):
+                await self.ctx.networking.set_request_room(
+                    conn, uuid.UUID(request_id), str(result["room_id"])
                 )
+            case Send(message_id=str(message_id)):
+                event_id = result.get("event_id")
+                if isinstance(event_id, str):
+                    await self.ctx.messaging.set_event_id(conn, uuid.UUID(message_id), event_id)
