@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from bridge.db.database import Database
 from bridge.matrix.outbox.actions import Send
 from bridge.matrix.outbox.queue import OutboxQueue
 from bridge.matrix.outbox.store import OutboxStore
+from tests.matrix.test_outbox import db  # noqa: F401 (the fixture)
 
 BOT = "@_pn_bot:localhost"
 SEND = Send(room_id="!r:localhost", event_type="m.room.message", content={"body": "x"})
 
 
-@pytest.fixture
-async def db(dsn: str) -> AsyncIterator[Database]:
-    database = Database(dsn, min_size=2, max_size=4)
-    await database.open()
-    yield database
-    await database.close()
-
-
 async def test_a_commit_without_rows_does_not_swallow_the_wake_of_one_still_open(
-    db: Database,
+    db: Database,  # noqa: F811
 ) -> None:
     wakes: list[str] = []
     queue = OutboxQueue(OutboxStore())
@@ -41,7 +32,7 @@ async def test_a_commit_without_rows_does_not_swallow_the_wake_of_one_still_open
     assert wakes == ["wake"]
 
 
-async def test_a_rolled_back_enqueue_wakes_at_most_once_later(db: Database) -> None:
+async def test_a_rolled_back_enqueue_wakes_at_most_once_later(db: Database) -> None:  # noqa: F811
     wakes: list[str] = []
     queue = OutboxQueue(OutboxStore())
     queue.wake_with(lambda: wakes.append("wake"))
