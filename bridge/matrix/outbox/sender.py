@@ -20,6 +20,7 @@ made.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import uuid
@@ -318,6 +319,12 @@ class OutboxSender:
                     await self._lanes.release(conn, lane, claim.lease, claim.seq)
             except LeaseLost:
                 log.warning("Outbox lane %s was taken over (our lease expired); leaving it", lane)
+            except Exception:
+                # The database failed us mid-batch: hand the lane back at once if it still
+                # answers (rows not recorded stay pending), else the lease runs out.
+                with contextlib.suppress(Exception):
+                    await self._lanes.postpone(conn, lane, claim.lease, 0)
+                raise
         return True
 
     async def _claim(self, conn: asyncpg.Connection) -> _Lease | None:
