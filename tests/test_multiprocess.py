@@ -297,11 +297,12 @@ async def test_the_outbox_keeps_room_order_when_a_worker_dies_mid_request(
             assert [e.content["body"] for e in hs.rooms[room].timeline()] == [
                 f"{room} {seq}" for seq in range(per_room)
             ]
-        # The only repeated requests are resends under the same transaction id.
+        # One transaction id per action: what came twice (the victim's request, and any other
+        # the killed process had in flight) came under the same id, and made one event.
         paths = [c.path for c in hs.calls_to("/send/")]
         assert len(set(paths)) == per_room * len(rooms)
         repeated = {p for p in paths if paths.count(p) > 1}
-        assert repeated and all(f"/rooms/{victim_room}/send/" in p for p in repeated)
+        assert any(f"/rooms/{victim_room}/send/" in p for p in repeated)
         assert "Taking over outbox lane" in deployment.logs()
         assert await conn.fetchval("SELECT count(*) FROM dead_letter") == 0
         assert hs.violations == []
