@@ -10,9 +10,10 @@ from collections.abc import Callable
 
 import asyncpg
 import pytest
+from alembic import command
 
 from bridge.db.database import Database
-from bridge.db.schema import check_schema, ensure_schema, head_revision
+from bridge.db.schema import alembic_config, check_schema, ensure_schema, head_revision
 from bridge.db.wakeups import INBOX_CHANNEL, OUTBOX_CHANNEL, WakeupListener
 from tests.conftest import fresh_database
 from tests.pg_tcp import TcpPostgres
@@ -163,3 +164,21 @@ async def test_the_listener_reconnects_and_wakes_everyone_once_back(tcp_dsn: str
     finally:
         await admin.close()
         await listener.stop()
+
+
+async def test_revision_0005_goes_down_and_up_again(tcp_pg_server: TcpPostgres) -> None:
+    async with fresh_database(tcp_pg_server, None) as dsn:
+        config = alembic_config(dsn)
+        await asyncio.to_thread(command.upgrade, config, "0005")
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute("INSERT INTO outbox_lane (lane) VALUES ('!r:localhost')")
+            await asyncio.to_thread(command.downgrade, config, "0004")
+            assert await conn.fetchval(
+                "SELECT count(*) FROM pg_trigger WHERE tgname IN ('inbox_notify', 'outbox_notify')"
+            ) == 0
+            await asyncio.to_thread(command.upgrade, config, "0005")
+            row = await conn.fetchrow("SELECT lease, lease_owner FROM outbox_lane")
+            assert (row["lease"], row["lease_owner"]) == (None, None)  # a free lane
+        finally:
+            await conn.close()

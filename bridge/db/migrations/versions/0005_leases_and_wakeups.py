@@ -6,7 +6,7 @@ from a sequence (the holder proves it still holds the lane with it; NULL when no
 and ``not_before`` is the lease's expiry while it is held, so an expired lease is simply a lane
 that is due again.
 
-Committed inbox and outbox rows notify channels ``bridge_inbox`` and ``bridge_outbox`` (one
+Committed inbox and outbox rows notify channels ``bridge_inbox`` and ``bridge_outbox`` (a
 statement-level trigger each, so any writer wakes the workers of every bridge process that
 LISTENs). The payload is the writer's ``application_name``, so a process can skip its own
 wake-ups (it wakes its workers in memory). PostgreSQL folds identical notifications of one
@@ -34,22 +34,17 @@ def upgrade() -> None:
         ADD COLUMN lease_owner text,
         ADD COLUMN lease bigint;
 
-    CREATE FUNCTION bridge_notify_inbox() RETURNS trigger LANGUAGE plpgsql AS $$
+    -- The channel is the trigger's argument.
+    CREATE FUNCTION bridge_notify() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        PERFORM pg_notify('bridge_inbox', current_setting('application_name'));
-        RETURN NULL;
-    END
-    $$;
-    CREATE FUNCTION bridge_notify_outbox() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        PERFORM pg_notify('bridge_outbox', current_setting('application_name'));
+        PERFORM pg_notify(TG_ARGV[0], current_setting('application_name'));
         RETURN NULL;
     END
     $$;
     CREATE TRIGGER inbox_notify AFTER INSERT ON inbox
-        FOR EACH STATEMENT EXECUTE FUNCTION bridge_notify_inbox();
+        FOR EACH STATEMENT EXECUTE FUNCTION bridge_notify('bridge_inbox');
     CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
-        FOR EACH STATEMENT EXECUTE FUNCTION bridge_notify_outbox();
+        FOR EACH STATEMENT EXECUTE FUNCTION bridge_notify('bridge_outbox');
     """)
 
 
@@ -57,8 +52,7 @@ def downgrade() -> None:
     execute_script("""
     DROP TRIGGER outbox_notify ON outbox;
     DROP TRIGGER inbox_notify ON inbox;
-    DROP FUNCTION bridge_notify_outbox();
-    DROP FUNCTION bridge_notify_inbox();
+    DROP FUNCTION bridge_notify();
     ALTER TABLE outbox_lane DROP COLUMN lease, DROP COLUMN lease_owner;
     DROP SEQUENCE outbox_lane_lease_seq;
     """)
