@@ -1,12 +1,12 @@
-"""Processes run by the processing, queries and delivery benchmarks (one process each).
+"""Processes run by the processing, queries and REST-to-Matrix benchmarks (one process each).
 
 ``python -m bench.apps KIND ...`` serves until SIGTERM or SIGINT:
 
 - ``bridge --port P --dsn DSN [--config JSON] [--timing] [--trace-sends]``: the bridge's real
   application (``bridge.app.init_app``), set up as ``bridge run`` does it (INFO logging, the
   redacting access log, inbox workers and outbox sender running), on 127.0.0.1:P. ``--config``
-  is a JSON object merged into the minimal config of ``bench.servers`` (e.g. the homeserver's
-  address, ``api.jwt.secret``, tokens). Instrumentation, not part of the bridge:
+  is a JSON object merged into the benchmarks' bridge config (``bench.common``; e.g. the
+  homeserver's address, ``api.jwt.secret``, tokens). Instrumentation, not part of the bridge:
 
   * ``--timing``: an outermost middleware times each request's handling (middlewares, handler,
     rendering; not the socket) and returns it in the ``X-Bench-Server-Ms`` header;
@@ -33,38 +33,8 @@ from typing import Any
 
 from aiohttp import web
 
-from bench.servers import HOST, UNUSED_HOMESERVER
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def bridge_config_dict(hs_token: str, port: int, extra: dict[str, Any]) -> dict[str, Any]:
-    """The config of ``bench.servers`` (the bridge's defaults), with ``extra`` merged in."""
-    base: dict[str, Any] = {
-        "homeserver": {"address": UNUSED_HOMESERVER, "domain": "localhost"},
-        "appservice": {
-            "address": f"http://{HOST}:{port}",
-            "hostname": HOST,
-            "port": port,
-            "id": "bench",
-            "bot_username": "_pn_bot",
-            "as_token": "bench-as-token",
-            "hs_token": hs_token,
-            "database": "embedded",
-        },
-        "bridge": {"permissions": {"*": "block", "localhost": "user"}},
-        "api": {},
-        "logging": {"level": "INFO"},
-    }
-    return _merge(base, extra)
+from bench.common import bridge_config_dict
+from bench.servers import serve, setup_logging
 
 
 @web.middleware
@@ -76,12 +46,11 @@ async def _timing(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 async def run_bridge(args: argparse.Namespace, stop: asyncio.Event) -> None:
-    from bench.servers import _serve, _setup_logging
     from bridge.api import RedactingAccessLogger
     from bridge.app import init_app
     from bridge.config import parse_config
 
-    _setup_logging()
+    setup_logging()
     hs_token = os.environ.get("BENCH_HS_TOKEN", "bench-hs-token")
     config = parse_config(bridge_config_dict(hs_token, args.port, json.loads(args.config)))
     sends: list[dict[str, Any]] = []
@@ -121,7 +90,7 @@ async def run_bridge(args: argparse.Namespace, stop: asyncio.Event) -> None:
         access_log=logging.getLogger("bridge.cli").getChild("access"),
         access_log_class=RedactingAccessLogger,
     )
-    await _serve(runner, args.port, stop)
+    await serve(runner, args.port, stop)
 
 
 # ---------------------------------------------------------------------------- processing floor

@@ -1,8 +1,6 @@
-"""Helpers shared by the processing, queries, delivery and memory benchmarks.
-
-Process handling (start a ``python -m`` module that prints ``READY``, stop it by its PID),
-a private Postgres, statistics, machine facts and Markdown tables. The intake benchmark's own
-helpers (ports, CPU accounting, py-spy) are imported from ``bench.intake``.
+"""What every benchmark uses: processes (start a ``python -m`` module that prints ``READY``,
+stop it by its PID, its CPU time, py-spy), a private Postgres, the bridge's benchmark config,
+statistics, machine facts and Markdown tables. It imports no benchmark and nothing of the tests.
 """
 
 from __future__ import annotations
@@ -13,64 +11,101 @@ import platform
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from bench.intake import (
-    HOST,
-    REPO_ROOT,
-    START_TIMEOUT_S,
-    BenchError,
-    code_version,
-    cpu_seconds,
-    find_py_spy,
-    free_port,
-    log,
-    percentile,
-    postgres_cpu_seconds,
-    start_py_spy,
-    stop_process,
-    with_database,
-)
 from bridge.db.embedded import EmbeddedPostgres
 
-try:  # the end-to-end test bed's helpers: an environment without proxies, a bare GET
-    from tests.e2e.bed import child_env, http_status
-except ImportError:  # pragma: no cover - run from outside the repository
-    import urllib.error
-    import urllib.request
+HOST = "127.0.0.1"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 20.0
+#: The homeserver address in benchmark configs where no homeserver is needed (nothing listens).
+UNUSED_HOMESERVER = "http://127.0.0.1:9"
 
-    _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-    def child_env(**extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-        return {**env, "PYTHONUNBUFFERED": "1", **extra}
+class BenchError(RuntimeError):
+    pass
 
-    def http_status(url: str, timeout: float = 2.0) -> int | None:
-        try:
-            with _DIRECT.open(url, timeout=timeout) as resp:
-                return int(resp.status)
-        except urllib.error.HTTPError as exc:
-            return int(exc.code)
-        except (urllib.error.URLError, OSError):
-            return None
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a child process: no proxies (everything is on loopback)."""
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    return {**env, "PYTHONUNBUFFERED": "1", **extra}
+
+
+def http_status(url: str, timeout: float = 2.0) -> int | None:
+    """The status of a bare GET (None if nothing answers)."""
+    try:
+        with _DIRECT.open(url, timeout=timeout) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def bridge_config_dict(hs_token: str, port: int, extra: dict[str, Any]) -> dict[str, Any]:
+    """The benchmarks' bridge config (the bridge's defaults), with ``extra`` merged in."""
+    base: dict[str, Any] = {
+        "homeserver": {"address": UNUSED_HOMESERVER, "domain": "localhost"},
+        "appservice": {
+            "address": f"http://{HOST}:{port}",
+            "hostname": HOST,
+            "port": port,
+            "id": "bench",
+            "bot_username": "_pn_bot",
+            "as_token": "bench-as-token",
+            "hs_token": hs_token,
+            "database": "embedded",
+        },
+        "bridge": {"permissions": {"*": "block", "localhost": "user"}},
+        "api": {},
+        "logging": {"level": "INFO"},
+    }
+    return _merge(base, extra)
 
 
 __all__ = [
     "HOST",
     "REPO_ROOT",
+    "START_TIMEOUT_S",
+    "STOP_TIMEOUT_S",
+    "UNUSED_HOMESERVER",
     "BenchError",
     "Child",
     "Cluster",
+    "bridge_config_dict",
     "child_env",
     "code_version",
     "cpu_seconds",
@@ -92,6 +127,7 @@ __all__ = [
     "statement_profile",
     "stats",
     "stop_process",
+    "tail",
     "with_database",
     "workdir",
 ]
@@ -117,8 +153,9 @@ def ignore_interrupts() -> None:
 # ---------------------------------------------------------------------------- processes
 
 
-def _tail(path: Path, lines: int = 30) -> str:
-    if not path.exists():
+def tail(path: Path | None, lines: int = 30) -> str:
+    """The last ``lines`` of a log file ("" if there is none)."""
+    if path is None or not path.exists():
         return ""
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
@@ -166,7 +203,7 @@ class Child:
             if self.proc.poll() is not None:
                 raise BenchError(
                     f"{self.name} exited with {self.proc.returncode} on start:\n"
-                    f"{_tail(self.log_path)}"
+                    f"{tail(self.log_path)}"
                 )
             if ready is not None:
                 if ready():
@@ -181,7 +218,7 @@ class Child:
             stop_process(self.proc, self.name, sig)
 
     def tail(self, lines: int = 30) -> str:
-        return _tail(self.log_path, lines)
+        return tail(self.log_path, lines)
 
 
 @contextlib.contextmanager
@@ -257,7 +294,117 @@ class Cluster:
             await conn.close()
 
 
+def with_database(dsn: str, name: str) -> str:
+    return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def stop_process(proc: subprocess.Popen[Any], name: str, sig: int = signal.SIGTERM) -> None:
+    """Stop one process we started, by its own PID: signal, wait, then kill."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(sig)
+    try:
+        proc.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        log(f"{name} (pid {proc.pid}) did not stop; killing it")
+        proc.kill()
+        proc.wait(timeout=STOP_TIMEOUT_S)
+
+
+def _stat_fields(pid: int | str) -> list[bytes] | None:
+    """Fields of /proc/PID/stat after the command name (index 0 is the state)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    return data[data.rfind(b")") + 2 :].split()
+
+
+def cpu_seconds(pid: int, *, reaped_children: bool = False) -> float:
+    """User + system CPU time of one process (plus that of its reaped children), from /proc."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds(postmaster: int | None) -> float:
+    """CPU time of the whole cluster: the postmaster, its live children (backends, writer,
+    checkpointer, autovacuum...) and, through the postmaster's counters, its exited children.
+    """
+    if postmaster is None:
+        return 0.0
+    total = cpu_seconds(postmaster, reaped_children=True)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _stat_fields(entry)
+        if fields is not None and int(fields[1]) == postmaster:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def find_py_spy() -> str:
+    candidate = Path(sys.executable).with_name("py-spy")
+    found = str(candidate) if candidate.exists() else shutil.which("py-spy")
+    if not found:
+        raise BenchError("--profile needs py-spy (pip install py-spy)")
+    return found
+
+
+def start_py_spy(py_spy: str, pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """Sample ``pid`` into ``out`` (collapsed stacks) until stopped with SIGINT."""
+    cmd = [py_spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "100", "-o", str(out)]
+    return subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+
+
+def code_version() -> str:
+    """The commit measured, with "+changes" when bridge/ differs from it; "" outside git."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "bridge"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return head + ("+changes" if dirty else "")
+
+
 # ---------------------------------------------------------------------------- statistics
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(-(-pct * len(ordered) // 100))))
+    return ordered[rank - 1]
 
 
 def stats(values: Sequence[float]) -> dict[str, float]:

@@ -31,7 +31,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,7 +40,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import urlsplit, urlunsplit
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -49,17 +47,31 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 import aiohttp
 import asyncpg
 
+from bench.common import (
+    HOST,
+    REPO_ROOT,
+    START_TIMEOUT_S,
+    BenchError,
+    code_version,
+    cpu_seconds,
+    find_py_spy,
+    free_port,
+    install_interrupts,
+    log,
+    percentile,
+    postgres_cpu_seconds,
+    start_py_spy,
+    stop_process,
+    tail,
+    with_database,
+)
 from bench.payload import Transaction, TransactionFactory
 from bridge.db.embedded import EmbeddedPostgres
 from bridge.db.schema import ensure_schema
 
-HOST = "127.0.0.1"
 HS_TOKEN = "bench-hs-token"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 TXN_PATH = "/_matrix/app/v1/transactions/{}"
 REQUEST_TIMEOUT_S = 60.0  # Synapse's appservice request timeout
-START_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 20.0
 MODES = {"A": 1, "B": 4}
 VARIANTS = {"1w": 1, "0w": 0, "split": None}  # bridge variants: appservice.inbox.workers
 MODE_LABELS = {"A": "A: 1 in flight", "B": "B: 4 in flight"}
@@ -68,10 +80,6 @@ GOALS = {
     "bridge/floor events/s": (">=", 0.8),
     "bridge/floor p99": ("<=", 2.0),
 }
-
-
-class BenchError(RuntimeError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -135,27 +143,7 @@ class SegmentResult:
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 # ---------------------------------------------------------------------------- processes
-
-
-def with_database(dsn: str, name: str) -> str:
-    return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def _tail(path: Path | None, lines: int = 30) -> str:
-    if path is None or not path.exists():
-        return ""
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 def start_server(server: Server, workdir: Path) -> None:
@@ -185,79 +173,12 @@ def start_server(server: Server, workdir: Path) -> None:
         if server.proc.poll() is not None:
             raise BenchError(
                 f"{server.name} exited with {server.proc.returncode} on start:\n"
-                f"{_tail(server.log_path)}"
+                f"{tail(server.log_path)}"
             )
         if "READY" in server.log_path.read_text(errors="replace"):
             return
         time.sleep(0.05)
     raise BenchError(f"{server.name} did not start within {START_TIMEOUT_S} s")
-
-
-def stop_process(proc: subprocess.Popen[Any], name: str, sig: int = signal.SIGTERM) -> None:
-    """Stop one process we started, by its own PID: signal, wait, then kill."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(sig)
-    try:
-        proc.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        log(f"{name} (pid {proc.pid}) did not stop; killing it")
-        proc.kill()
-        proc.wait(timeout=STOP_TIMEOUT_S)
-
-
-def _stat_fields(pid: int | str) -> list[bytes] | None:
-    """Fields of /proc/PID/stat after the command name (index 0 is the state)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return None
-    return data[data.rfind(b")") + 2 :].split()
-
-
-def cpu_seconds(pid: int, *, reaped_children: bool = False) -> float:
-    """User + system CPU time of one process (plus that of its reaped children), from /proc."""
-    fields = _stat_fields(pid)
-    if fields is None:
-        return 0.0
-    ticks = int(fields[11]) + int(fields[12])
-    if reaped_children:
-        ticks += int(fields[13]) + int(fields[14])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def postgres_cpu_seconds(postmaster: int | None) -> float:
-    """CPU time of the whole cluster: the postmaster, its live children (backends, writer,
-    checkpointer, autovacuum...) and, through the postmaster's counters, its exited children.
-    """
-    if postmaster is None:
-        return 0.0
-    total = cpu_seconds(postmaster, reaped_children=True)
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        fields = _stat_fields(entry)
-        if fields is not None and int(fields[1]) == postmaster:
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
-
-
-def find_py_spy() -> str:
-    candidate = Path(sys.executable).with_name("py-spy")
-    found = str(candidate) if candidate.exists() else shutil.which("py-spy")
-    if not found:
-        raise BenchError("--profile needs py-spy (pip install py-spy)")
-    return found
-
-
-def start_py_spy(py_spy: str, pid: int, out: Path) -> subprocess.Popen[bytes]:
-    """Sample ``pid`` into ``out`` (collapsed stacks) until stopped with SIGINT."""
-    cmd = [py_spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "100", "-o", str(out)]
-    return subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
 
 
 # ---------------------------------------------------------------------------- load
@@ -345,15 +266,6 @@ async def drain(bridge_conns: dict[str, asyncpg.Connection], time_limit: float) 
 
 
 # ---------------------------------------------------------------------------- statistics
-
-
-def percentile(values: list[float], pct: float) -> float:
-    """Nearest-rank percentile."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), int(-(-pct * len(ordered) // 100))))
-    return ordered[rank - 1]
 
 
 def summarize(server: Server, mode: str) -> dict[str, Any]:
@@ -631,30 +543,6 @@ async def benchmark(
     return report
 
 
-def code_version() -> str:
-    """The commit measured, with "+changes" when bridge/ differs from it; "" outside git."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "bridge"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return head + ("+changes" if dirty else "")
-
-
 def machine_info() -> dict[str, Any]:
     mem_kib = 0
     with contextlib.suppress(OSError), open("/proc/meminfo") as fh:
@@ -807,16 +695,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # Ctrl-C and SIGTERM both end the run through the clean-up below (even when started with
-    # SIGINT ignored, as background jobs of a non-interactive shell are).
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    install_interrupts()  # Ctrl-C and SIGTERM end the run through the clean-up below
     base = QUICK if args.quick else FULL
     sizes = Sizes(
         warmup=args.warmup if args.warmup is not None else base.warmup,
@@ -894,7 +775,7 @@ def main(argv: list[str] | None = None) -> int:
                 if server.proc.returncode not in (0, None) and status == 0:
                     log(
                         f"{server.name} exited with {server.proc.returncode}:\n"
-                        f"{_tail(server.log_path)}"
+                        f"{tail(server.log_path)}"
                     )
         pg.stop()
         shutil.rmtree(root, ignore_errors=True)

@@ -45,7 +45,7 @@ import statistics
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -168,7 +168,7 @@ def make_portals(rooms: int, matrix_users: int, network_users: int) -> list[Port
     return portals
 
 
-async def seed_portals(
+async def insert_portals(
     dsn: str, portals: list[Portal], matrix_users: int, network_users: int
 ) -> None:
     """Users, conversations, participants and portal rows, written directly."""
@@ -262,7 +262,6 @@ class Setup:
     port: int = 0
     next_txn: int = 1
     events_sent: int = 0
-    segments: list[dict[str, Any]] = field(default_factory=list)
 
     def children(self) -> list[Child]:
         return [c for c in (self.intake, self.processor) if c is not None]
@@ -406,7 +405,7 @@ async def sustained_run(
 ) -> dict[str, Any]:
     """One segment on a fresh database with fresh processes (no backlog left by another)."""
     setup = Setup(name, f"sustained_{name}_{round_no}")
-    setup.dsn = await cluster.create_database(setup.database, template="proc_seed")
+    setup.dsn = await cluster.create_database(setup.database, template="proc_template")
     setup.port = free_port()
     if name == "bridge":
         setup.intake = bridge_child(
@@ -520,7 +519,7 @@ async def drain_run(
     log_statements: bool = False,
 ) -> dict[str, Any]:
     database = f"drain_{name.replace('-', '_')}_{round_no}"
-    dsn = await cluster.create_database(database, template="proc_drain_seed")
+    dsn = await cluster.create_database(database, template="proc_drain_template")
     n = sizes.drain_events
     offset = 0
     if log_statements:
@@ -686,16 +685,16 @@ async def run(
     pg_version = await server_version(cluster.admin_dsn)
     portals = make_portals(args.rooms, 500, 1000)
 
-    log("seeding portals")
-    seed_dsn = await cluster.create_database("proc_seed")
-    await ensure_schema(seed_dsn, migrate=True)
-    await seed_portals(seed_dsn, portals, 500, 1000)
-    await cluster.create_database("proc_drain_seed", template="proc_seed")
+    log("inserting portals")
+    template_dsn = await cluster.create_database("proc_template")
+    await ensure_schema(template_dsn, migrate=True)
+    await insert_portals(template_dsn, portals, 500, 1000)
+    await cluster.create_database("proc_drain_template", template="proc_template")
     wake_events: list[dict[str, Any]] = []
     if not args.skip_drain:
         log(f"building the drain template ({sizes.drain_events} events)")
         wake_events = await build_drain_template(
-            cluster.dsn("proc_drain_seed"), portals, sizes.drain_events
+            cluster.dsn("proc_drain_template"), portals, sizes.drain_events
         )
 
     report: dict[str, Any] = {

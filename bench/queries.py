@@ -49,12 +49,12 @@ if __package__ in (None, ""):
 import aiohttp
 import asyncpg
 
-from bench.apps import bridge_config_dict
 from bench.common import (
     HOST,
     BenchError,
     Child,
     Cluster,
+    bridge_config_dict,
     free_port,
     header_line,
     ignore_interrupts,

@@ -30,9 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
-HOST = "127.0.0.1"
-# Nothing listens here: mautrix's client is pointed at it and must never be used.
-UNUSED_HOMESERVER = "http://127.0.0.1:9"
+from bench.common import HOST, UNUSED_HOMESERVER, bridge_config_dict
 
 FLOOR_TABLE = """
 CREATE TABLE IF NOT EXISTS floor_events (
@@ -53,7 +51,7 @@ ON CONFLICT (event_id) DO NOTHING
 """
 
 
-def _setup_logging() -> None:
+def setup_logging() -> None:
     """The same log set-up for every server: INFO to stderr, as ``bridge run`` does by default."""
     from bridge.config import LoggingConfig
     from bridge.logs import setup_logging
@@ -69,7 +67,6 @@ def bridge_config(
     role: str | None = None,
 ) -> Any:
     """A minimal valid bridge config (as in the test suite), with the bridge's defaults."""
-    from bench.apps import bridge_config_dict
     from bridge.config import parse_config
 
     inbox: dict[str, Any] = {}
@@ -86,7 +83,7 @@ def bridge_config(
     return parse_config(bridge_config_dict(hs_token, port, extra))
 
 
-async def _serve(runner: web.AppRunner, port: int, stop: asyncio.Event) -> None:
+async def serve(runner: web.AppRunner, port: int, stop: asyncio.Event) -> None:
     await runner.setup()
     try:
         await web.TCPSite(runner, HOST, port).start()
@@ -100,15 +97,8 @@ async def run_bridge(args: argparse.Namespace, hs_token: str, stop: asyncio.Even
     from bridge.app import init_app
 
     config = bridge_config(hs_token, args.port, args.workers, args.max_backlog, args.role)
-    app = await init_app(config, args.dsn)
-    if args.workers == 0:
-        # Diagnostic variant "intake only": leave out init_app's background workers (inbox
-        # workers and outbox sender), so events are stored and never processed. Not a
-        # configuration the bridge itself allows.
-        kept = [ctx for ctx in app.cleanup_ctx if getattr(ctx, "__name__", "") != "workers"]
-        if len(kept) != len(app.cleanup_ctx) - 1:
-            raise SystemExit("cannot find the workers in init_app's cleanup contexts")
-        app.cleanup_ctx[:] = kept
+    # --workers 0, the diagnostic variant "intake only": events are stored, never processed.
+    app = await init_app(config, args.dsn, background_workers=args.workers != 0)
 
     async def stats(_: web.Request) -> web.Response:
         return web.json_response({"pid": os.getpid()})
@@ -116,7 +106,7 @@ async def run_bridge(args: argparse.Namespace, hs_token: str, stop: asyncio.Even
     app.router.add_get("/_bench/stats", stats)
     # As `bridge run` does it.
     runner = web.AppRunner(app, access_log=logging.getLogger("bridge.cli").getChild("access"))
-    await _serve(runner, args.port, stop)
+    await serve(runner, args.port, stop)
 
 
 async def run_mautrix(args: argparse.Namespace, hs_token: str, stop: asyncio.Event) -> None:
@@ -202,7 +192,7 @@ async def run_floor(args: argparse.Namespace, hs_token: str, stop: asyncio.Event
     app.router.add_put("/_matrix/app/v1/transactions/{txn_id}", put_transaction)
     app.router.add_get("/_bench/stats", stats)
     app.cleanup_ctx.append(database)
-    await _serve(web.AppRunner(app), args.port, stop)
+    await serve(web.AppRunner(app), args.port, stop)
 
 
 RUNNERS: dict[str, Callable[[argparse.Namespace, str, asyncio.Event], Awaitable[None]]] = {
@@ -238,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.kind in ("bridge", "floor") and not args.dsn:
         parser.error(f"{args.kind} needs --dsn")
-    _setup_logging()
+    setup_logging()
     asyncio.run(_main(args))
     return 0
 

@@ -18,12 +18,12 @@ from .appservice.middleware import matrix_errors
 from .config import Config
 from .db.database import Database
 from .db.wakeups import INBOX_CHANNEL, OUTBOX_CHANNEL, WakeupListener
-from .matrix.bridging.context import HandlerContext
+from .matrix.bridging.context import BridgingContext
 from .matrix.bridging.from_matrix import register_handlers
 from .matrix.bridging.homeserver_queries import BridgeDirectory
 from .matrix.bridging.portal_store import PortalStore
-from .matrix.bridging.to_matrix.network_changes import MatrixDelivery
-from .matrix.bridging.to_matrix.request_answers import NetworkingMirror, OutboxResults
+from .matrix.bridging.to_matrix.network_changes import NetworkChangesToMatrix
+from .matrix.bridging.to_matrix.request_answers import OutboxResults, RequestAnswersToMatrix
 from .matrix.ids import MatrixIds
 from .matrix.inbox.backlog import Backlog
 from .matrix.inbox.dispatch import Dispatcher
@@ -44,13 +44,9 @@ from .notifications.store import NotificationStore
 from .users.service import UserService
 from .users.store import UserStore
 
-CONFIG = web.AppKey("config", Config)
 DATABASE = web.AppKey("database", Database)
-PROCESSOR = web.AppKey("processor", InboxProcessor)
-SENDER = web.AppKey("sender", OutboxSender)
-CONTEXT = web.AppKey("context", HandlerContext)
+CONTEXT = web.AppKey("context", BridgingContext)
 INTENTS = web.AppKey("intents", Intents)
-OUTBOX = web.AppKey("outbox", OutboxQueue)
 WAKEUPS = web.AppKey("wakeups", WakeupListener)
 
 
@@ -67,13 +63,17 @@ async def init_app(
     *,
     dispatcher: Dispatcher | None = None,
     directory: Directory | None = None,
+    background_workers: bool = True,
 ) -> web.Application:
     """Build the bridge's aiohttp application on the database at ``dsn`` (schema at head).
 
     ``appservice.role`` decides what runs: ``intake`` serves the homeserver, the REST API and
     health; ``worker`` runs the inbox and outbox workers and the periodic jobs and serves only
     health; ``all`` does both. ``dispatcher`` and ``directory`` replace the real event handlers
-    and homeserver-query answers (tests of the mechanism use them).
+    and homeserver-query answers (tests of the mechanism use them). Without
+    ``background_workers`` nothing runs the inbox workers, the outbox sender or retention,
+    whatever the role: events are stored, never processed (for tools and tests that drive
+    processing themselves, or measure intake alone).
     """
     role = config.appservice.role
     app = web.Application(
@@ -102,7 +102,7 @@ async def init_app(
     networking = NetworkingService(NetworkingStore(), notifications)
     outbox_store = OutboxStore()
     outbox = OutboxQueue(outbox_store)
-    ctx = HandlerContext(
+    ctx = BridgingContext(
         config=config,
         ids=MatrixIds(config),
         portals=PortalStore(),
@@ -112,11 +112,11 @@ async def init_app(
         networking=networking,
         notifications=notifications,
     )
-    networking.add_listener(NetworkingMirror(ctx))
-    delivery = MatrixDelivery(ctx)
-    messaging.add_listener(delivery)
-    networking.add_listener(delivery)
-    notifications.add_listener(delivery)
+    networking.add_listener(RequestAnswersToMatrix(ctx))
+    to_matrix = NetworkChangesToMatrix(ctx)
+    messaging.add_listener(to_matrix)
+    networking.add_listener(to_matrix)
+    notifications.add_listener(to_matrix)
     sender = OutboxSender(
         db,
         outbox_store,
@@ -170,13 +170,9 @@ async def init_app(
             ),
         )
 
-    app[CONFIG] = config
     app[DATABASE] = db
-    app[PROCESSOR] = processor
-    app[SENDER] = sender
     app[CONTEXT] = ctx
     app[INTENTS] = intents
-    app[OUTBOX] = outbox
     app[WAKEUPS] = wakeups
 
     async def database(_: web.Application) -> AsyncIterator[None]:
@@ -200,6 +196,6 @@ async def init_app(
         await sender.stop()
 
     app.cleanup_ctx.extend([homeserver_session, database])
-    if config.appservice.runs_workers:
+    if background_workers and config.appservice.runs_workers:
         app.cleanup_ctx.append(workers)
     return app

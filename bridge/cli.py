@@ -10,10 +10,10 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from aiohttp import web
+from msgspec.structs import replace
 
 from . import __version__
 from .api import RedactingAccessLogger
@@ -24,6 +24,7 @@ from .db.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from .db.schema import SchemaError, ensure_schema
 from .errors import BridgeError
 from .logs import setup_logging
+from .matrix.bot_profile import keep_applying_bot_profile
 from .matrix.outbox.intents import Intents
 from .registration import generate
 from .supervisor import Supervisor
@@ -78,15 +79,21 @@ async def serve(config: Config, *, migrate: bool) -> None:
                 config.appservice.port,
                 config.bot_mxid,
             )
-            # The ping makes the homeserver resend what it held back: intake's business.
-            ping = (
-                asyncio.create_task(ping_homeserver(app[INTENTS], config.appservice.id))
+            # The ping makes the homeserver resend what it held back, and the bot's profile
+            # is set once: intake's business (workers start and stop in numbers).
+            started = (
+                [
+                    asyncio.create_task(ping_homeserver(app[INTENTS], config.appservice.id)),
+                    asyncio.create_task(
+                        keep_applying_bot_profile(app[INTENTS], config.appservice)
+                    ),
+                ]
                 if config.appservice.runs_intake
-                else None
+                else []
             )
             await stop.wait()
-            if ping is not None:
-                ping.cancel()
+            for task in started:
+                task.cancel()
             log.info("Shutting down")
         finally:
             await runner.cleanup()
@@ -110,15 +117,15 @@ async def migrate_only(config: Config) -> str:
         return await ensure_schema(dsn, migrate=True)
 
 
-async def supervise(config: Config, role: str, processes: int, *, migrate: bool) -> int:
-    """Run ``processes`` children of ``role`` on the (embedded) database until stopped."""
+async def supervise(config: Config, path: Path, processes: int, *, migrate: bool) -> int:
+    """Run ``processes`` children of the config's role, each on the config file at ``path``,
+    on the (embedded) database until stopped."""
     async with database_dsn(config) as dsn:
         revision = await ensure_schema(dsn, migrate=migrate)
         log.info("Database schema at revision %s", revision)
-        assert config.path is not None
         supervisor = Supervisor(
-            config.path,
-            role,
+            path,
+            config.appservice.role,
             processes,
             dsn,
             hand_down_dsn=config.appservice.uses_embedded_database,
@@ -136,7 +143,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.processes > 1:
         return asyncio.run(
             supervise(
-                config, config.appservice.role, args.processes, migrate=not args.no_migrate
+                config, args.config.resolve(), args.processes, migrate=not args.no_migrate
             )
         )
     asyncio.run(serve(config, migrate=not args.no_migrate))

@@ -5,6 +5,13 @@ with a :class:`ConfigError` naming the dotted key. Environment variables overrid
 ``BRIDGE_<SECTION>__<KEY>[__<SUBKEY>...]`` (upper-case, double underscore between levels), the
 value parsed as a YAML scalar, e.g. ``BRIDGE_APPSERVICE__PORT=29400`` or
 ``BRIDGE_APPSERVICE__HS_TOKEN=...``.
+
+Each section is a msgspec ``Struct``: the declaration is the decoder (types, defaults, bounds,
+unknown keys refused), as for the outbox actions, so a key is declared once and cannot drift
+from its parsing; msgspec's messages are rephrased in the style above, with the closest known
+key suggested for an unknown one. Checks beyond types (formats, ranges that depend on other
+keys) follow the decoding, each naming its key. Over 400 lines because the whole shape of the
+file and its checks read best together.
 """
 
 from __future__ import annotations
@@ -12,11 +19,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from difflib import get_close_matches
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, get_type_hints
 
+import msgspec
 import yaml
+from msgspec.structs import replace
 
 ENV_PREFIX = "BRIDGE_"
 #: Token values that mean "not generated yet"; `bridge generate-registration` replaces them.
@@ -26,9 +35,11 @@ PERMISSION_LEVELS = ("block", "user", "admin")
 #: processes the inbox and sends the outbox, ``all`` does both.
 ROLES = ("all", "intake", "worker")
 _LOCALPART_RE = re.compile(r"^[a-z0-9._=\-/+]+$")
+_MXC_RE = re.compile(r"^mxc://[A-Za-z0-9.\-:\[\]]+/[A-Za-z0-9_\-]+$")
 _SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 
-T = TypeVar("T")
+#: Where a config file's relative paths are resolved (None: the working directory).
+_Base = Path | None
 
 
 class ConfigError(ValueError):
@@ -40,59 +51,66 @@ class ConfigError(ValueError):
         self.problem = problem
 
 
-@dataclass(frozen=True)
-class HomeserverConfig:
+class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A mapping of the config file: its keys are the fields; any other key is refused."""
+
+
+#: Numbers that must be more than 0.
+Positive = Annotated[int, msgspec.Meta(gt=0)]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class HomeserverConfig(_Section, frozen=True, kw_only=True):
     address: str
     domain: str
     verify_ssl: bool = True
 
 
-@dataclass(frozen=True)
-class InboxConfig:
-    workers: int = 4
-    batch_size: int = 100
-    lanes_per_claim: int = 16
+class InboxConfig(_Section, frozen=True, kw_only=True):
+    workers: Positive = 4
+    batch_size: Positive = 100
+    lanes_per_claim: Positive = 16
     max_backlog: int = 20_000
     max_hold: float = 30.0
     keep_days: float = 7.0
-    max_attempts: int = 3
-    retry_delay: float = 1.0
-    poll_interval: float = 2.0
+    max_attempts: Positive = 3
+    retry_delay: PositiveFloat = 1.0
+    poll_interval: PositiveFloat = 2.0
 
 
-@dataclass(frozen=True)
-class OutboxConfig:
-    workers: int = 4
-    batch_size: int = 20
-    max_attempts: int = 12
-    retry_delay: float = 2.0
-    max_retry_delay: float = 300.0
-    poll_interval: float = 2.0
-    request_timeout: float = 60.0
-    lease_seconds: float = 120.0
+class OutboxConfig(_Section, frozen=True, kw_only=True):
+    workers: Positive = 4
+    batch_size: Positive = 20
+    max_attempts: Positive = 12
+    retry_delay: PositiveFloat = 2.0
+    max_retry_delay: PositiveFloat = 300.0
+    poll_interval: PositiveFloat = 2.0
+    request_timeout: PositiveFloat = 60.0
+    lease_seconds: PositiveFloat = 120.0
 
 
-@dataclass(frozen=True)
-class AppserviceConfig:
+class AppserviceConfig(_Section, frozen=True, kw_only=True):
     address: str
-    hostname: str
+    hostname: str = "127.0.0.1"
     port: int
     id: str
     bot_username: str
-    bot_displayname: str
-    as_token: str
-    hs_token: str
-    database: str
-    embedded_data_dir: Path
+    bot_displayname: str = "Network bridge bot"
+    bot_avatar: str | None = None
+    # Placeholders until `bridge generate-registration` replaces them (then refused by run).
+    as_token: str = "generate"  # noqa: S105
+    hs_token: str = "generate"  # noqa: S105
+    database: str = "embedded"
+    embedded_data_dir: Path = Path("data/postgres")
     database_pool_min: int = 2
     database_pool_max: int = 20
     ephemeral_events: bool = True
-    max_body_size: int = 32 * 1024 * 1024
+    max_body_size: Positive = 32 * 1024 * 1024
     role: str = "all"
     reuse_port: bool = False
     listen_notify: bool = True
-    inbox: InboxConfig = field(default_factory=InboxConfig)
-    outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    inbox: InboxConfig = InboxConfig()
+    outbox: OutboxConfig = OutboxConfig()
 
     @property
     def uses_embedded_database(self) -> bool:
@@ -109,17 +127,15 @@ class AppserviceConfig:
         return self.role in ("all", "worker")
 
 
-@dataclass(frozen=True)
-class BridgeSettings:
-    username_template: str
-    alias_template: str
-    displayname_template: str
-    protocol_id: str
-    permissions: Mapping[str, str]
+class BridgeSettings(_Section, frozen=True, kw_only=True):
+    username_template: str = "_pn_{userid}"
+    alias_template: str = "_pn_conv_{conversationid}"
+    displayname_template: str = "{displayname}"
+    protocol_id: str = "professional-network"
+    permissions: dict[str, str] = {}
 
 
-@dataclass(frozen=True)
-class JwtConfig:
+class JwtConfig(_Section, frozen=True, kw_only=True):
     algorithm: str = "HS256"
     secret: str | None = None
     public_key_file: Path | None = None
@@ -130,27 +146,23 @@ class JwtConfig:
     leeway: int = 30
 
 
-@dataclass(frozen=True)
-class ApiConfig:
+class ApiConfig(_Section, frozen=True, kw_only=True):
     enabled: bool = True
     token_name: str = "access_token"  # noqa: S105 - a parameter name, not a secret
-    jwt: JwtConfig = field(default_factory=JwtConfig)
+    jwt: JwtConfig = JwtConfig()
 
 
-@dataclass(frozen=True)
-class LoggingConfig:
+class LoggingConfig(_Section, frozen=True, kw_only=True):
     level: str = "INFO"
     format: str = "text"
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(_Section, frozen=True, kw_only=True):
     homeserver: HomeserverConfig
     appservice: AppserviceConfig
     bridge: BridgeSettings
-    api: ApiConfig
-    logging: LoggingConfig
-    path: Path | None = None
+    api: ApiConfig = ApiConfig()
+    logging: LoggingConfig = LoggingConfig()
 
     @property
     def bot_mxid(self) -> str:
@@ -182,60 +194,87 @@ class Config:
         return perms.get("*", "block")
 
 
-class _Reader:
-    """Typed access to a nested mapping, naming the dotted key on every error."""
+# --- decoding: types, required and unknown keys -----------------------------------------------
 
-    def __init__(self, data: Mapping[str, Any], prefix: str = "") -> None:
-        self._data = data
-        self._prefix = prefix
+_AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_UNKNOWN = re.compile(r"Object contains unknown field `(?P<name>[^`]*)`")
+_MISSING = re.compile(r"Object missing required field `(?P<name>[^`]*)`")
+_TYPE = re.compile(r"Expected `(?P<expected>[^`]*)`, got `(?P<got>[^`]*)`")
+_BOUND = re.compile(r"Expected `(?P<kind>int|float)` (?P<bound>[<>]=? \S+)")
+_POSITIVE_BOUNDS = frozenset({">= 1", "> 0", "> 0.0"})
 
-    def key(self, name: str) -> str:
-        return f"{self._prefix}{name}"
 
-    def section(self, name: str, *, required: bool = True) -> _Reader:
-        value = self._data.get(name)
-        if value is None:
-            if required:
-                raise ConfigError(self.key(name), "missing section")
-            value = {}
-        if not isinstance(value, Mapping):
-            raise ConfigError(self.key(name), "must be a mapping")
-        return _Reader(value, f"{self.key(name)}.")
-
-    def get(
-        self, name: str, kind: type[T], default: T | None = None, *, required: bool = False
-    ) -> T:
-        value = self._data.get(name)
-        if value is None:
-            if required or default is None:
-                raise ConfigError(self.key(name), "required")
-            return default
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if kind is int and isinstance(value, bool):
-            raise ConfigError(self.key(name), "must be an integer")
-        if not isinstance(value, kind):
-            raise ConfigError(
-                self.key(name), f"must be {kind.__name__}, got {type(value).__name__}"
-            )
-        return value
-
-    def optional(self, name: str, kind: type[T]) -> T | None:
-        if self._data.get(name) is None:
+def _section_type(path: list[str]) -> type[_Section] | None:
+    """The section type at a dotted path (None where the path leads to no section)."""
+    node: type[_Section] = Config
+    for name in path:
+        hint = get_type_hints(node).get(name)
+        if not (isinstance(hint, type) and issubclass(hint, _Section)):
             return None
-        return self.get(name, kind)
-
-    def mapping(self, name: str) -> Mapping[str, Any]:
-        value = self._data.get(name) or {}
-        if not isinstance(value, Mapping):
-            raise ConfigError(self.key(name), "must be a mapping")
-        return value
+        node = hint
+    return node
 
 
-def _positive(reader: _Reader, name: str, value: T) -> T:
-    if isinstance(value, (int, float)) and value <= 0:
-        raise ConfigError(reader.key(name), "must be positive")
-    return value
+def _problem(message: str, path: list[str]) -> tuple[str, str]:
+    """(dotted key, problem) for one of msgspec's validation messages."""
+    if found := _UNKNOWN.fullmatch(message):
+        name = found["name"]
+        section = _section_type(path)
+        known = [f.name for f in msgspec.structs.fields(section)] if section else []
+        close = get_close_matches(name, known, n=1)
+        hint = f"; did you mean {'.'.join([*path, close[0]])!r}?" if close else ""
+        return ".".join([*path, name]), f"unknown key{hint}"
+    if found := _MISSING.fullmatch(message):
+        key = [*path, found["name"]]
+        return ".".join(key), "missing section" if _section_type(key) else "required"
+    dotted = ".".join(path) or "(file)"
+    if found := _TYPE.fullmatch(message):
+        expected, got = found["expected"], found["got"]
+        if expected == "object":
+            return dotted, "must be a mapping"
+        if expected == "int" and got == "bool":
+            return dotted, "must be an integer, got bool"
+        return dotted, f"must be {expected}, got {got}"
+    if found := _BOUND.fullmatch(message):
+        bound = found["bound"]
+        return dotted, "must be positive" if bound in _POSITIVE_BOUNDS else f"must be {bound}"
+    return dotted, message
+
+
+def _without_nulls(data: Mapping[str, Any], section: type[_Section]) -> dict[str, Any]:
+    """The mapping without null values (a key left empty means its default), section by
+    section; a null inside another value (a permission's level) stays, to be refused."""
+    hints = get_type_hints(section)
+    result: dict[str, Any] = {}
+    for name, value in data.items():
+        if value is None:
+            continue
+        hint = hints.get(name)
+        if isinstance(value, Mapping) and isinstance(hint, type) and issubclass(hint, _Section):
+            value = _without_nulls(value, hint)
+        result[name] = value
+    return result
+
+
+def _decode(data: Mapping[str, Any], base: _Base) -> Config:
+    def paths(kind: type, value: Any) -> Any:
+        if kind is Path:
+            if not isinstance(value, str):
+                raise TypeError(f"Expected `str`, got `{type(value).__name__}`")
+            return _resolve_path(base, value)
+        raise NotImplementedError
+
+    try:
+        return msgspec.convert(_without_nulls(data, Config), Config, dec_hook=paths)
+    except msgspec.ValidationError as exc:
+        found = _AT.fullmatch(str(exc))
+        assert found is not None  # the pattern matches any text
+        path = (found["path"] or "").replace("[...]", "")
+        key, problem = _problem(found["message"], [p for p in path.split(".") if p])
+        raise ConfigError(key, problem) from None
+
+
+# --- checks beyond types ------------------------------------------------------------------------
 
 
 def _check_url(key: str, value: str) -> str:
@@ -244,202 +283,99 @@ def _check_url(key: str, value: str) -> str:
     return value.rstrip("/")
 
 
-def _check_template(key: str, value: str, placeholder: str) -> str:
+def _check_template(key: str, value: str, placeholder: str) -> None:
     if value.count(placeholder) != 1:
         raise ConfigError(key, f"must contain {placeholder} exactly once")
     if not _LOCALPART_RE.match(value.replace(placeholder, "x")):
         raise ConfigError(key, "may only contain a-z, 0-9 and ._=-/+ around the placeholder")
-    return value
 
 
-def _resolve_path(base: Path | None, value: str) -> Path:
+def _resolve_path(base: _Base, value: str) -> Path:
     path = Path(value).expanduser()
     if not path.is_absolute() and base is not None:
         path = base / path
     return path
 
 
-def _parse_homeserver(root: _Reader) -> HomeserverConfig:
-    hs = root.section("homeserver")
-    domain = hs.get("domain", str, required=True)
-    if not _SERVER_NAME_RE.match(domain):
-        raise ConfigError(hs.key("domain"), f"not a valid server name: {domain!r}")
-    return HomeserverConfig(
-        address=_check_url(hs.key("address"), hs.get("address", str, required=True)),
-        domain=domain,
-        verify_ssl=hs.get("verify_ssl", bool, True),
-    )
+def _checked_homeserver(hs: HomeserverConfig) -> HomeserverConfig:
+    if not _SERVER_NAME_RE.match(hs.domain):
+        raise ConfigError("homeserver.domain", f"not a valid server name: {hs.domain!r}")
+    return replace(hs, address=_check_url("homeserver.address", hs.address))
 
 
-def _parse_inbox(asr: _Reader) -> InboxConfig:
-    ib = asr.section("inbox", required=False)
-    max_backlog = ib.get("max_backlog", int, 20_000)
-    if max_backlog < 0:
-        raise ConfigError(ib.key("max_backlog"), "must be 0 (no limit) or a positive number")
-    keep_days = ib.get("keep_days", float, 7.0)
-    if keep_days < 0:
-        raise ConfigError(ib.key("keep_days"), "must be 0 (keep forever) or more")
-    max_hold = ib.get("max_hold", float, 30.0)
-    if not 0 < max_hold <= 50:
+def _check_inbox(ib: InboxConfig) -> None:
+    if ib.max_backlog < 0:
         raise ConfigError(
-            ib.key("max_hold"), "must be more than 0 and at most 50 (the homeserver waits 60 s)"
+            "appservice.inbox.max_backlog", "must be 0 (no limit) or a positive number"
         )
-    return InboxConfig(
-        workers=_positive(ib, "workers", ib.get("workers", int, 4)),
-        batch_size=_positive(ib, "batch_size", ib.get("batch_size", int, 100)),
-        lanes_per_claim=_positive(ib, "lanes_per_claim", ib.get("lanes_per_claim", int, 16)),
-        max_backlog=max_backlog,
-        max_hold=max_hold,
-        keep_days=keep_days,
-        max_attempts=_positive(ib, "max_attempts", ib.get("max_attempts", int, 3)),
-        retry_delay=_positive(ib, "retry_delay", ib.get("retry_delay", float, 1.0)),
-        poll_interval=_positive(ib, "poll_interval", ib.get("poll_interval", float, 2.0)),
-    )
+    if ib.keep_days < 0:
+        raise ConfigError("appservice.inbox.keep_days", "must be 0 (keep forever) or more")
+    if not 0 < ib.max_hold <= 50:
+        raise ConfigError(
+            "appservice.inbox.max_hold",
+            "must be more than 0 and at most 50 (the homeserver waits 60 s)",
+        )
 
 
-def _parse_outbox(asr: _Reader) -> OutboxConfig:
-    ob = asr.section("outbox", required=False)
-    defaults = OutboxConfig()
-    values: dict[str, Any] = {}
-    for name in ("workers", "batch_size", "max_attempts"):
-        values[name] = _positive(ob, name, ob.get(name, int, getattr(defaults, name)))
-    for name in (
-        "retry_delay",
-        "max_retry_delay",
-        "poll_interval",
-        "request_timeout",
-        "lease_seconds",
-    ):
-        values[name] = _positive(ob, name, ob.get(name, float, getattr(defaults, name)))
-    if values["lease_seconds"] <= values["request_timeout"]:
+def _checked_appservice(asr: AppserviceConfig) -> AppserviceConfig:
+    if not 0 < asr.port < 65536:
+        raise ConfigError("appservice.port", "must be between 1 and 65535")
+    if asr.database != "embedded" and not re.match(r"^postgres(ql)?://", asr.database):
+        raise ConfigError("appservice.database", "must be 'embedded' or a postgres:// URL")
+    if not _LOCALPART_RE.match(asr.bot_username):
+        raise ConfigError("appservice.bot_username", "not a valid Matrix localpart")
+    if asr.bot_avatar is not None and not _MXC_RE.match(asr.bot_avatar):
+        raise ConfigError("appservice.bot_avatar", "must be an mxc://<server>/<media id> URL")
+    if not re.match(r"^[A-Za-z0-9_.\-]+$", asr.id):
+        raise ConfigError("appservice.id", "may only contain letters, digits and _.-")
+    if asr.database_pool_min < 1 or asr.database_pool_max < asr.database_pool_min:
+        raise ConfigError("appservice.database_pool_max", "must be >= database_pool_min >= 1")
+    if asr.role not in ROLES:
+        raise ConfigError("appservice.role", f"must be one of {', '.join(ROLES)}")
+    _check_inbox(asr.inbox)
+    if asr.outbox.lease_seconds <= asr.outbox.request_timeout:
         # A sender renews its lease before each request; one request must fit in a lease.
-        raise ConfigError(ob.key("lease_seconds"), "must be more than request_timeout")
-    return OutboxConfig(**values)
-
-
-def _parse_appservice(root: _Reader, base: Path | None) -> AppserviceConfig:
-    asr = root.section("appservice")
-    port = asr.get("port", int, required=True)
-    if not 0 < port < 65536:
-        raise ConfigError(asr.key("port"), "must be between 1 and 65535")
-    database = asr.get("database", str, "embedded")
-    if database != "embedded" and not re.match(r"^postgres(ql)?://", database):
-        raise ConfigError(asr.key("database"), "must be 'embedded' or a postgres:// URL")
-    bot_username = asr.get("bot_username", str, required=True)
-    if not _LOCALPART_RE.match(bot_username):
-        raise ConfigError(asr.key("bot_username"), "not a valid Matrix localpart")
-    as_id = asr.get("id", str, required=True)
-    if not re.match(r"^[A-Za-z0-9_.\-]+$", as_id):
-        raise ConfigError(asr.key("id"), "may only contain letters, digits and _.-")
-    pool_min = asr.get("database_pool_min", int, 2)
-    pool_max = asr.get("database_pool_max", int, 20)
-    if pool_min < 1 or pool_max < pool_min:
-        raise ConfigError(asr.key("database_pool_max"), "must be >= database_pool_min >= 1")
-    role = asr.get("role", str, "all")
-    if role not in ROLES:
-        raise ConfigError(asr.key("role"), f"must be one of {', '.join(ROLES)}")
-    inbox, outbox = _parse_inbox(asr), _parse_outbox(asr)
+        raise ConfigError("appservice.outbox.lease_seconds", "must be more than request_timeout")
     # Every inbox and outbox worker holds a connection while it works; requests need some too.
-    needed = inbox.workers + outbox.workers + 2 if role != "intake" else 2
-    if pool_max < needed:
-        raise ConfigError(
-            asr.key("database_pool_max"),
-            f"must be at least inbox.workers + outbox.workers + 2 = {needed}"
-            if role != "intake"
-            else f"must be at least {needed}",
-        )
-    return AppserviceConfig(
-        address=_check_url(asr.key("address"), asr.get("address", str, required=True)),
-        hostname=asr.get("hostname", str, "127.0.0.1"),
-        port=port,
-        id=as_id,
-        bot_username=bot_username,
-        bot_displayname=asr.get("bot_displayname", str, "Network bridge bot"),
-        as_token=str(asr.get("as_token", str, "generate")),
-        hs_token=str(asr.get("hs_token", str, "generate")),
-        database=database,
-        embedded_data_dir=_resolve_path(base, asr.get("embedded_data_dir", str, "data/postgres")),
-        database_pool_min=pool_min,
-        database_pool_max=pool_max,
-        ephemeral_events=asr.get("ephemeral_events", bool, True),
-        max_body_size=_positive(asr, "max_body_size", asr.get("max_body_size", int, 32 << 20)),
-        role=role,
-        reuse_port=asr.get("reuse_port", bool, False),
-        listen_notify=asr.get("listen_notify", bool, True),
-        inbox=inbox,
-        outbox=outbox,
-    )
+    if asr.runs_workers:
+        needed = asr.inbox.workers + asr.outbox.workers + 2
+        if asr.database_pool_max < needed:
+            raise ConfigError(
+                "appservice.database_pool_max",
+                f"must be at least inbox.workers + outbox.workers + 2 = {needed}",
+            )
+    elif asr.database_pool_max < 2:
+        raise ConfigError("appservice.database_pool_max", "must be at least 2")
+    return replace(asr, address=_check_url("appservice.address", asr.address))
 
 
-def _parse_bridge(root: _Reader) -> BridgeSettings:
-    br = root.section("bridge")
-    permissions: dict[str, str] = {}
-    for who, level in br.mapping("permissions").items():
-        key = br.key(f"permissions.{who}")
+def _check_bridge(br: BridgeSettings) -> None:
+    for who, level in br.permissions.items():
+        key = f"bridge.permissions.{who}"
         if level not in PERMISSION_LEVELS:
             raise ConfigError(key, f"level must be one of {', '.join(PERMISSION_LEVELS)}")
-        if who != "*" and not (who.startswith("@") or _SERVER_NAME_RE.match(str(who))):
+        if who != "*" and not (who.startswith("@") or _SERVER_NAME_RE.match(who)):
             raise ConfigError(key, "must be '*', a server name or an MXID")
-        permissions[str(who)] = level
-    protocol_id = br.get("protocol_id", str, "professional-network")
-    if not re.match(r"^[a-z0-9_.\-]+$", protocol_id):
-        raise ConfigError(br.key("protocol_id"), "may only contain a-z, 0-9 and _.-")
-    return BridgeSettings(
-        username_template=_check_template(
-            br.key("username_template"),
-            br.get("username_template", str, "_pn_{userid}"),
-            "{userid}",
-        ),
-        alias_template=_check_template(
-            br.key("alias_template"),
-            br.get("alias_template", str, "_pn_conv_{conversationid}"),
-            "{conversationid}",
-        ),
-        displayname_template=br.get("displayname_template", str, "{displayname}"),
-        protocol_id=protocol_id,
-        permissions=permissions,
-    )
+    if not re.match(r"^[a-z0-9_.\-]+$", br.protocol_id):
+        raise ConfigError("bridge.protocol_id", "may only contain a-z, 0-9 and _.-")
+    _check_template("bridge.username_template", br.username_template, "{userid}")
+    _check_template("bridge.alias_template", br.alias_template, "{conversationid}")
 
 
-def _parse_api(root: _Reader, base: Path | None) -> ApiConfig:
-    api = root.section("api", required=False)
-    jwt = api.section("jwt", required=False)
-    algorithm = jwt.get("algorithm", str, "HS256")
-    if algorithm not in ("HS256", "RS256"):
-        raise ConfigError(jwt.key("algorithm"), "must be HS256 or RS256")
-
-    def path(name: str) -> Path | None:
-        value = jwt.optional(name, str)
-        return _resolve_path(base, value) if value else None
-
-    token_name = api.get("token_name", str, "access_token")
-    if not re.match(r"^[A-Za-z0-9_\-]+$", token_name):
-        raise ConfigError(api.key("token_name"), "must be a header/cookie name")
-    return ApiConfig(
-        enabled=api.get("enabled", bool, True),
-        token_name=token_name,
-        jwt=JwtConfig(
-            algorithm=algorithm,
-            secret=jwt.optional("secret", str),
-            public_key_file=path("public_key_file"),
-            jwks_file=path("jwks_file"),
-            private_key_file=path("private_key_file"),
-            issuer=jwt.optional("issuer", str),
-            audience=jwt.optional("audience", str),
-            leeway=jwt.get("leeway", int, 30),
-        ),
-    )
+def _check_api(api: ApiConfig) -> None:
+    if api.jwt.algorithm not in ("HS256", "RS256"):
+        raise ConfigError("api.jwt.algorithm", "must be HS256 or RS256")
+    if not re.match(r"^[A-Za-z0-9_\-]+$", api.token_name):
+        raise ConfigError("api.token_name", "must be a header/cookie name")
 
 
-def _parse_logging(root: _Reader) -> LoggingConfig:
-    lg = root.section("logging", required=False)
-    level = lg.get("level", str, "INFO").upper()
+def _checked_logging(lg: LoggingConfig) -> LoggingConfig:
+    level = lg.level.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise ConfigError(lg.key("level"), "must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
-    fmt = lg.get("format", str, "text")
-    if fmt not in ("text", "json"):
-        raise ConfigError(lg.key("format"), "must be text or json")
-    return LoggingConfig(level=level, format=fmt)
+        raise ConfigError("logging.level", "must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    if lg.format not in ("text", "json"):
+        raise ConfigError("logging.format", "must be text or json")
+    return replace(lg, level=level)
 
 
 def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -466,16 +402,18 @@ def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dic
 
 
 def parse_config(data: Mapping[str, Any], *, path: Path | None = None) -> Config:
-    """Build a :class:`Config` from a raw mapping (already with env overrides applied)."""
-    root = _Reader(data)
-    base = path.parent if path is not None else None
-    return Config(
-        homeserver=_parse_homeserver(root),
-        appservice=_parse_appservice(root, base),
-        bridge=_parse_bridge(root),
-        api=_parse_api(root, base),
-        logging=_parse_logging(root),
-        path=path,
+    """Build a :class:`Config` from a raw mapping (already with env overrides applied).
+
+    Relative paths in it are resolved against the directory of ``path``, the file it came from.
+    """
+    config = _decode(data, path.parent if path is not None else None)
+    _check_bridge(config.bridge)
+    _check_api(config.api)
+    return replace(
+        config,
+        homeserver=_checked_homeserver(config.homeserver),
+        appservice=_checked_appservice(config.appservice),
+        logging=_checked_logging(config.logging),
     )
 
 

@@ -9,7 +9,7 @@ class BridgeError(Exception):
     """An error with an HTTP status and a machine-readable code.
 
     The Matrix-facing middleware renders it as ``{"errcode", "error"}``; the REST API renders
-    it as the seed's error body. Raise it from services and handlers; never build an error
+    it as the network API's error body. Raise it from services and handlers; never build an error
     response by hand.
     """
 

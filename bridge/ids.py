@@ -1,14 +1,10 @@
-"""Validation of identifiers that come from outside: network UUIDs and Matrix ids."""
+"""Validation of what comes from outside: network UUIDs and free text."""
 
 from __future__ import annotations
 
-import re
 import uuid
 
 from .errors import BadRequest
-
-_MXID_RE = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(:[0-9]{1,5})?$")
-_ROOM_ID_RE = re.compile(r"^![^\s:]+:[A-Za-z0-9.\-]+(:[0-9]{1,5})?$")
 
 
 def parse_uuid(value: object, field: str = "id") -> uuid.UUID:
@@ -24,18 +20,6 @@ def parse_uuid(value: object, field: str = "id") -> uuid.UUID:
     if str(parsed) != value.lower():
         raise BadRequest(f"{field} must be a UUID in canonical form")
     return parsed
-
-
-def is_mxid(value: object) -> bool:
-    return isinstance(value, str) and len(value) <= 255 and bool(_MXID_RE.match(value))
-
-
-def server_of(user_id: str) -> str:
-    return user_id.split(":", 1)[1]
-
-
-def is_room_id(value: object) -> bool:
-    return isinstance(value, str) and len(value) <= 255 and bool(_ROOM_ID_RE.match(value))
 
 
 def clean_text(value: str, *, limit: int, multiline: bool = True) -> str:

@@ -58,7 +58,6 @@ class Room:
     join_rule: str = "invite"
     alias: str | None = None
     is_direct: bool = False
-    create_body: dict[str, Any] = field(default_factory=dict)
     members: dict[str, str] = field(default_factory=dict)  # user id -> membership
     events: list[Event] = field(default_factory=list)
     state: dict[tuple[str, str], Event] = field(default_factory=dict)
@@ -356,7 +355,7 @@ class FakeHomeserver:
                 raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
         join_rule = "public" if body.get("preset") == "public_chat" else "invite"
         room = Room(f"!r{next(self._ids)}:{self.domain}", call.user_id, join_rule, alias,
-                    bool(body.get("is_direct")), body)
+                    bool(body.get("is_direct")))
         self.rooms[room.room_id] = room
         self._event(room, Event(self._new_id(), "m.room.create", call.user_id,
                                 {"creator": call.user_id}, ""))

@@ -23,7 +23,7 @@ from pathlib import Path
 import trustme
 
 from bridge.db.embedded import postgres_bin_dir
-from bridge.db.pg_host import child_env, reachable_binaries, resolve_identity
+from bridge.db.pg_os_user import child_env, reachable_binaries, resolve_identity
 
 USER = "bridge"
 _START_TIMEOUT = 60.0

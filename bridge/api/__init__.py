@@ -1,6 +1,8 @@
-"""The network-facing REST API: JWT auth, the seed's envelope, routes per service.
+"""The network-facing REST API: JWT auth, the reference's envelope, routes per service.
 
-Mount it with :func:`mount_api` (or :func:`api_apps` for the prefixes and sub-applications).
+"The reference" is the professional network's REST API reference these routes follow: its
+envelope, error body, paging and filters. Mount it with :func:`mount_api` (or :func:`api_apps`
+for the prefixes and sub-applications).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""The REST API as aiohttp sub-applications, one per seed service prefix.
+"""The REST API as aiohttp sub-applications, one per service prefix.
 
 aiohttp cannot mount a sub-application at the root, and the API spans several top-level
 prefixes, so :func:`api_apps` returns one sub-application per prefix and :func:`mount_api`
-adds them all to the bridge's application. Each has its own error middleware (the seed's error
+adds them all to the bridge's application. Each has its own error middleware (the reference's error
 body; Symphony's on ``/pod``) and, except the public ones, the JWT middleware; the Matrix-facing
 middleware leaves sub-application requests alone.
 """
@@ -16,7 +16,7 @@ from ..config import Config, ConfigError
 from ..db.database import Database
 from .auth import TokenVerifier, auth_middleware
 from .context import ApiContext, ApiServices
-from .envelope import Envelope, ErrorRenderer, error_middleware, json_response, seed_error
+from .envelope import Envelope, ErrorRenderer, error_middleware, json_response, network_error
 from .keys import KeyFileError, SigningKey
 from .messaging import MessagingApi
 from .networking import NetworkingApi
@@ -46,7 +46,7 @@ def _sub_app(
     public: bool = False,
     symphony: bool = False,
 ) -> web.Application:
-    render: ErrorRenderer = symphony_error if symphony else seed_error
+    render: ErrorRenderer = symphony_error if symphony else network_error
     middlewares = [error_middleware(render)]
     if not public:
         middlewares.append(auth_middleware(ctx, symphony=symphony))

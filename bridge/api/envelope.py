@@ -1,4 +1,4 @@
-"""The seed's response envelope and error body, and the middleware that renders errors.
+"""The reference's response envelope and error body, and the middleware that renders errors.
 
 Success::
 
@@ -65,7 +65,7 @@ def json_response(data: object, *, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=dumps)
 
 
-def seed_error(status: int, message: str, detail: str) -> dict[str, Any]:
+def network_error(status: int, message: str, detail: str) -> dict[str, Any]:
     return {
         "result": "ERR",
         "status": status,
@@ -90,7 +90,7 @@ _HTTP_MESSAGES = {
 }
 
 
-def error_middleware(render: ErrorRenderer = seed_error) -> Middleware:
+def error_middleware(render: ErrorRenderer = network_error) -> Middleware:
     """The outermost middleware of each API sub-application: timing, request id, errors."""
 
     @web.middleware

@@ -1,10 +1,10 @@
-"""List filters from the query string, as the seed describes them.
+"""List filters from the query string, as the reference describes them.
 
 Every filter takes one value (``?x=a``), repeated values (``?x=a&x=b``: any of them) and
 ``null`` (``?x=null``: no value; on a column that always has one this matches nothing).
 
 Date filters also take a date (``2024-01-15``: that UTC day), an instant
-(``2024-01-15T10:00:00Z``: exactly then) and the seed's shortcuts, which it names without
+(``2024-01-15T10:00:00Z``: exactly then) and the reference's shortcuts, which it names without
 defining; this API reads them as:
 
 ==================  =============================================================

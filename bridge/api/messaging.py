@@ -1,4 +1,4 @@
-"""``/messaging-api/v1``: conversations and messages (seed: messaging service)."""
+"""``/messaging-api/v1``: conversations and messages (reference: messaging)."""
 
 from __future__ import annotations
 
@@ -188,7 +188,7 @@ class MessagingApi:
         )
 
     async def delete_conversation(self, request: web.Request) -> web.Response:
-        """Leave a group conversation (the seed's delete is "group exit")."""
+        """Leave a group conversation (the reference's delete is "group exit")."""
         me = principal_of(request).user_id
         conversation_id = _path_id(request, "conversationId")
         async with self._db.transaction() as conn:

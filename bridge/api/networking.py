@@ -1,4 +1,4 @@
-"""``/networking-api/v1``: connections and connection requests (seed: networking service)."""
+"""``/networking-api/v1``: connections and connection requests (reference: networking)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``/notification-api``: devices and notifications (seed: notification service)."""
+"""``/notification-api``: devices and notifications (reference: notification)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``GET /auth-api/publickey``: the bridge's token-signing public key, as the seed's auth
+"""``GET /auth-api/publickey``: the bridge's token-signing public key, as the reference's auth
 service serves it (``{"keyId", "keyData"}``), plus the same key as a JWK.
 
 Served only when the bridge signs tokens itself (RS256 with ``api.jwt.private_key_file``);

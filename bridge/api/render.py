@@ -1,4 +1,4 @@
-"""Domain objects in the seed's resource shapes (camelCase, with its bookkeeping fields)."""
+"""Domain objects in the reference's resource shapes (camelCase, with its bookkeeping fields)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def conversation(c: Conversation) -> dict[str, Any]:
 def message(m: Message, viewer: uuid.UUID) -> dict[str, Any]:
     """A message as ``viewer`` sees it.
 
-    ``readBy`` starts with the sender (the seed adds them by default); ``deletedFor`` shows only
+    ``readBy`` starts with the sender (the reference adds them); ``deletedFor`` shows only
     the viewer's own entry (who else hid a message is theirs to know). A message deleted for
     everyone keeps its place but not its content.
     """

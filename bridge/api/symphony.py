@@ -1,6 +1,6 @@
 """``/pod/v1/connection``: Symphony's Pod API connection calls over the same requests.
 
-Bodies and answers are Symphony's, not the seed envelope: ``UserConnection`` objects
+Bodies and answers are Symphony's, not the reference's envelope: ``UserConnection`` objects
 (``userId``, ``status``, ``firstRequestedAt``, ``updatedAt`` in epoch milliseconds,
 ``requestCounter``) and errors as ``{"code", "message"}``. User ids are network UUIDs.
 """

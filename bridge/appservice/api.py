@@ -41,7 +41,7 @@ class AppServiceAPI:
 
     def routes(self) -> list[web.RouteDef]:
         routes = []
-        for prefix in (PREFIX, ""):  # "": the legacy unprefixed paths of the seed
+        for prefix in (PREFIX, ""):  # "": the legacy unprefixed paths (application service API v1)
             routes += [
                 web.put(f"{prefix}/transactions/{{txn_id}}", self.put_transaction),
                 web.get(f"{prefix}/users/{{user_id}}", self.get_user),

@@ -26,25 +26,3 @@ class Directory(Protocol):
 
     async def location_by_alias(self, alias: str) -> list[dict[str, Any]]:
         """The third-party location behind a room alias, if any."""
-
-
-class EmptyDirectory:
-    """A directory that knows no network users or conversations (no domain wired in)."""
-
-    async def query_user(self, user_id: str) -> bool:
-        return False
-
-    async def query_alias(self, alias: str) -> bool:
-        return False
-
-    async def lookup_users(self, fields: Mapping[str, str]) -> list[dict[str, Any]]:
-        return []
-
-    async def lookup_locations(self, fields: Mapping[str, str]) -> list[dict[str, Any]]:
-        return []
-
-    async def user_by_mxid(self, user_id: str) -> list[dict[str, Any]]:
-        return []
-
-    async def location_by_alias(self, alias: str) -> list[dict[str, Any]]:
-        return []

@@ -6,48 +6,68 @@ postmaster orphaned by a killed previous owner, and stops it again on ``stop()``
 
 The PostgreSQL binaries come from the ``pgserver`` wheel; only its ``bin`` directory is used.
 PostgreSQL refuses to run as root, so when the bridge runs as root every PostgreSQL command
-runs as an unprivileged system user (``bridge-postgres`` unless configured otherwise).
+runs as an unprivileged system user (``bridge-postgres`` unless configured otherwise): see
+:mod:`.pg_os_user`. The processes and ``postmaster.pid`` are :mod:`.pg_host`'s, the managed
+files and the data directory lock :mod:`.pg_files`'.
+
+Over 400 lines because it is one state machine (initialise, adopt, recover, start, stop) whose
+steps share invariants (the lock is held, the socket directory is known) best read in one place.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import logging
 import os
 import shlex
 import shutil
 import signal
-import stat
-import subprocess
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import IO
 from urllib.parse import quote
 
+from .pg_files import (
+    LOG_FILE,
+    DataDirLock,
+    append_include_line,
+    ensure_include_line,
+    rotate_log,
+    write_settings,
+)
 from .pg_host import (
-    DEFAULT_OS_USER,
-    LOG_TAIL_LINES,
+    SOCKET_UNSAFE,
+    TEMP_SOCKET_PREFIX,
     EmbeddedPostgresError,
-    OsIdentity,
     PidFile,
-    check_reachable,
-    child_env,
+    fsync_dir,
+    is_socket,
+    is_temp_socket_dir,
     last_lines,
     looks_like_postmaster,
-    make_parent_dirs,
-    permits,
     pid_alive,
-    reachable_binaries,
     read_pidfile,
-    resolve_identity,
+    remove_socket_files,
+    rmdir_quietly,
     server_processes_in,
+    socket_dir_usable,
+    tail_file,
     validate_data_dir_path,
     wait_for_exit,
+)
+from .pg_os_user import (
+    DEFAULT_OS_USER,
+    CommandFailed,
+    OsIdentity,
+    check_access,
+    chown_tree_if_needed,
+    make_parent_dirs,
+    reachable_binaries,
+    resolve_identity,
+    run_as,
+    secure_dir,
 )
 
 __all__ = ["DEFAULT_OS_USER", "EmbeddedPostgres", "EmbeddedPostgresError", "postgres_bin_dir"]
@@ -57,39 +77,11 @@ log = logging.getLogger(__name__)
 
 _SUPERUSER = "postgres"
 _DEFAULT_PORT = 5432
-_MAX_SOCKET_PATH_BYTES = 100
-_TEMP_SOCKET_PREFIX = "bridge-pg-"
 _START_TIMEOUT_S = 60
 _STOP_TIMEOUT_S = 60
 _COMMAND_TIMEOUT_S = 180.0
-_LOG_ROTATE_BYTES = 16 * 1024 * 1024
-_SETTINGS_FILE = "bridge.conf"
-_INCLUDE_LINE = f"include_if_exists = '{_SETTINGS_FILE}'"
-_LOG_FILE = "postgres.log"
 _SOCKET_SUBDIR = "run"
 _REQUIRED_BINARIES = ("initdb", "pg_ctl", "postgres", "psql")
-
-# Characters that break libpq's comma-separated host list or the unix_socket_directories list.
-_SOCKET_UNSAFE = frozenset(",\"'\\")
-
-_SERVER_SETTINGS: tuple[tuple[str, str], ...] = (
-    # No TCP at all; the socket directory is private and the socket itself owner-only.
-    ("listen_addresses", "''"),
-    ("unix_socket_permissions", "0700"),
-    # Sized for one bridge process with a few connection pools.
-    ("max_connections", "200"),
-    ("shared_buffers", "128MB"),
-    ("effective_cache_size", "512MB"),
-    ("work_mem", "8MB"),
-    ("maintenance_work_mem", "64MB"),
-    # Durability: the bridge's state must survive power loss.
-    ("fsync", "on"),
-    ("synchronous_commit", "on"),
-    ("full_page_writes", "on"),
-    ("timezone", "'UTC'"),
-    ("log_timezone", "'UTC'"),
-    ("log_line_prefix", "'%m [%p] '"),
-)
 
 
 def postgres_bin_dir() -> Path:
@@ -126,9 +118,8 @@ class EmbeddedPostgres:
         self._data_dir = Path(os.path.abspath(os.fspath(data_dir)))
         self._database = database
         self._os_user = os_user
-        self._lock_path = self._data_dir.with_name(self._data_dir.name + ".lock")
         self._mutex = threading.RLock()
-        self._lock_fd: int | None = None
+        self._lock = DataDirLock(self._data_dir)
         self._identity: OsIdentity | None = None
         self._bin_dir: Path | None = None
         self._socket_dir: Path | None = None
@@ -155,7 +146,7 @@ class EmbeddedPostgres:
                 raise EmbeddedPostgresError(
                     f"cannot create {self._data_dir.parent}: {exc}"
                 ) from exc
-            self._acquire_lock()
+            self._lock.acquire()
             try:
                 self._bring_up()
             except OSError as exc:
@@ -174,7 +165,7 @@ class EmbeddedPostgres:
         Blocking (``pg_ctl stop -m fast -w``). Releases the data directory lock.
         """
         with self._mutex:
-            if self._lock_fd is None:
+            if not self._lock.held:
                 return
             try:
                 pidfile = read_pidfile(self._pidfile_path)
@@ -185,7 +176,7 @@ class EmbeddedPostgres:
                 self._remove_temp_socket_dir()
             finally:
                 self._dsn = None
-                self._release_lock()
+                self._lock.release()
 
     @property
     def dsn(self) -> str:
@@ -228,7 +219,7 @@ class EmbeddedPostgres:
 
     def _bring_up(self) -> None:
         """With the lock held: initialise if needed, adopt or start, ensure the database."""
-        self._check_access([self._data_dir.parent], [self._bin()])
+        check_access(self._ident(), [self._data_dir.parent], [self._bin()], _REQUIRED_BINARIES)
         self._ensure_cluster()
         pidfile = self._adoptable_postmaster()
         if pidfile is not None:
@@ -251,16 +242,16 @@ class EmbeddedPostgres:
             log.exception("could not stop embedded PostgreSQL after a failed start")
         finally:
             self._dsn = None
-            self._release_lock()
+            self._lock.release()
 
     def _ensure_cluster(self) -> None:
         """Run initdb unless the data directory already holds a cluster; fix its ownership."""
         if not (self._data_dir / "PG_VERSION").is_file():
             self._initdb()
-        self._chown_tree_if_needed(self._data_dir)
-        self._secure_dir(self._data_dir)
-        self._ensure_include_line()
-        self._write_settings()
+        chown_tree_if_needed(self._data_dir, self._ident())
+        secure_dir(self._data_dir, self._ident())
+        ensure_include_line(self._data_dir)
+        write_settings(self._data_dir, self._ident())
 
     def _initdb(self) -> None:
         """Initialise a new cluster, atomically (staging directory + rename) when possible."""
@@ -279,22 +270,22 @@ class EmbeddedPostgres:
         staging = Path(tempfile.mkdtemp(prefix=self._staging_prefix, dir=data.parent))
         try:
             self._run_initdb(staging)
-            self._append_include_line(staging / "postgresql.conf")
+            append_include_line(staging / "postgresql.conf")
             os.rename(staging, data)  # replaces an empty directory atomically
         except OSError as exc:
             log.info("cannot move the new cluster into %s (%s); initialising in place", data, exc)
-            _rmtree(staging)
+            shutil.rmtree(staging, ignore_errors=True)
             self._run_initdb(data)
             return
         except BaseException:
-            _rmtree(staging)
+            shutil.rmtree(staging, ignore_errors=True)
             raise
-        _fsync_dir(data.parent)
+        fsync_dir(data.parent)
 
     def _run_initdb(self, target: Path) -> None:
         """Run initdb into ``target`` (an existing empty directory or a missing path)."""
         target.mkdir(mode=0o700, exist_ok=True)
-        self._secure_dir(target)
+        secure_dir(target, self._ident())
         log.info("initialising embedded PostgreSQL cluster in %s", self._data_dir)
         self._run(
             [
@@ -330,7 +321,7 @@ class EmbeddedPostgres:
         socket_ok = (
             pidfile.socket_dir is not None
             and pidfile.port is not None
-            and _is_socket(Path(pidfile.socket_dir) / f".s.PGSQL.{pidfile.port}")
+            and is_socket(Path(pidfile.socket_dir) / f".s.PGSQL.{pidfile.port}")
         )
         if pidfile.status == "ready" and not pidfile.listen_address and socket_ok:
             return pidfile
@@ -364,7 +355,7 @@ class EmbeddedPostgres:
         self._port = _DEFAULT_PORT
         self._kill_orphaned_server_processes()
         self._socket_dir = self._prepare_socket_dir()
-        self._rotate_log()
+        rotate_log(self._log_path)
         options = [
             "-c",
             "listen_addresses=",
@@ -457,7 +448,7 @@ class EmbeddedPostgres:
 
     @property
     def _log_path(self) -> Path:
-        return self._data_dir / _LOG_FILE
+        return self._data_dir / LOG_FILE
 
     @property
     def _staging_prefix(self) -> str:
@@ -513,9 +504,9 @@ class EmbeddedPostgres:
         )
         if pidfile is not None and pidfile.socket_dir and pidfile.port is not None:
             socket_dir = Path(pidfile.socket_dir)
-            if _is_temp_socket_dir(socket_dir):
-                _remove_socket_files(socket_dir, pidfile.port)
-                _rmdir_quietly(socket_dir)
+            if is_temp_socket_dir(socket_dir):
+                remove_socket_files(socket_dir, pidfile.port)
+                rmdir_quietly(socket_dir)
         self._pidfile_path.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ files and directories
@@ -523,30 +514,30 @@ class EmbeddedPostgres:
     def _prepare_socket_dir(self) -> Path:
         """Return a private (0700, owned by the PostgreSQL user) socket directory."""
         preferred = self._data_dir / _SOCKET_SUBDIR
-        if _socket_dir_usable(preferred, self._port):
+        if socket_dir_usable(preferred, self._port):
             preferred.mkdir(mode=0o700, exist_ok=True)
             socket_dir = preferred
         else:
-            socket_dir = Path(tempfile.mkdtemp(prefix=_TEMP_SOCKET_PREFIX))
+            socket_dir = Path(tempfile.mkdtemp(prefix=TEMP_SOCKET_PREFIX))
             log.info("socket path under %s is too long; using %s", self._data_dir, socket_dir)
-            if not _socket_dir_usable(socket_dir, self._port):
-                _rmdir_quietly(socket_dir)
+            if not socket_dir_usable(socket_dir, self._port):
+                rmdir_quietly(socket_dir)
                 raise EmbeddedPostgresError(
                     f"no usable unix socket directory: {preferred} and {socket_dir} are too long "
-                    f"or contain one of {''.join(sorted(_SOCKET_UNSAFE))!r}; "
+                    f"or contain one of {''.join(sorted(SOCKET_UNSAFE))!r}; "
                     "use a shorter data directory path or set TMPDIR"
                 )
-            self._check_access([socket_dir.parent], [])
-        self._secure_dir(socket_dir)
-        _remove_socket_files(socket_dir, self._port)  # leftovers of a killed postmaster
+            check_access(self._ident(), [socket_dir.parent], [], _REQUIRED_BINARIES)
+        secure_dir(socket_dir, self._ident())
+        remove_socket_files(socket_dir, self._port)  # leftovers of a killed postmaster
         return socket_dir
 
     def _remove_temp_socket_dir(self) -> None:
         """Remove a socket directory we made under the temp dir (postgres emptied it)."""
         socket_dir = self._socket_dir
-        if socket_dir is not None and _is_temp_socket_dir(socket_dir):
-            _remove_socket_files(socket_dir, self._port)
-            _rmdir_quietly(socket_dir)
+        if socket_dir is not None and is_temp_socket_dir(socket_dir):
+            remove_socket_files(socket_dir, self._port)
+            rmdir_quietly(socket_dir)
         self._socket_dir = None
 
     def _remove_stale_staging_dirs(self) -> None:
@@ -555,137 +546,7 @@ class EmbeddedPostgres:
         for entry in os.scandir(self._data_dir.parent):
             if entry.name.startswith(prefix) and entry.is_dir(follow_symlinks=False):
                 log.warning("removing incomplete cluster %s", entry.path)
-                _rmtree(Path(entry.path))
-
-    def _ensure_include_line(self) -> None:
-        """Make ``postgresql.conf`` include the bridge-managed settings file."""
-        conf = self._data_dir / "postgresql.conf"
-        fd = os.open(conf, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as fh:
-            present = _INCLUDE_LINE.encode() in fh.read()
-        if not present:
-            self._append_include_line(conf)
-
-    @staticmethod
-    def _append_include_line(conf: Path) -> None:
-        text = f"\n# Settings managed by the bridge, rewritten at every start.\n{_INCLUDE_LINE}\n"
-        fd = os.open(conf, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(text.encode())
-
-    def _write_settings(self) -> None:
-        """(Re)write the bridge-managed settings file; ALTER SYSTEM still overrides it."""
-        lines = [
-            "# Managed by the bridge (bridge.db.embedded); rewritten at every start.",
-            "# Override with ALTER SYSTEM (postgresql.auto.conf) if you must.",
-            *(f"{name} = {value}" for name, value in _SERVER_SETTINGS),
-        ]
-        target = self._data_dir / _SETTINGS_FILE
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.unlink(missing_ok=True)
-        fd = os.open(
-            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-        )
-        try:
-            identity = self._ident()
-            if identity.switch:
-                os.fchown(fd, identity.uid, identity.gid)
-            os.write(fd, ("\n".join(lines) + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-
-    def _rotate_log(self) -> None:
-        """Keep ``postgres.log`` bounded: move a large one aside before starting."""
-        try:
-            size = self._log_path.stat().st_size
-        except FileNotFoundError:
-            return
-        if size > _LOG_ROTATE_BYTES:
-            os.replace(self._log_path, self._log_path.with_name(_LOG_FILE + ".1"))
-
-    def _secure_dir(self, path: Path) -> None:
-        """Make ``path`` 0700 and owned by the PostgreSQL user, never following a symlink.
-
-        As root we work inside directories the PostgreSQL user controls, so everything is
-        done through a descriptor opened with O_NOFOLLOW.
-        """
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError as exc:
-            raise EmbeddedPostgresError(f"{path} is not a usable directory: {exc}") from exc
-        try:
-            identity = self._ident()
-            if identity.switch:
-                os.fchown(fd, identity.uid, identity.gid)
-            os.fchmod(fd, 0o700)
-        finally:
-            os.close(fd)
-
-    def _chown_tree_if_needed(self, root: Path) -> None:
-        """Give an existing cluster to the PostgreSQL user if another user owns it."""
-        identity = self._ident()
-        if not identity.switch or root.stat().st_uid == identity.uid:
-            return
-        log.warning("changing ownership of %s to %s", root, identity.name)
-        for dirpath, dirnames, filenames in os.walk(root):
-            os.chown(dirpath, identity.uid, identity.gid, follow_symlinks=False)
-            for name in (*dirnames, *filenames):
-                os.chown(
-                    os.path.join(dirpath, name), identity.uid, identity.gid, follow_symlinks=False
-                )
-
-    def _check_access(self, dirs: Iterable[Path], searchable: Iterable[Path]) -> None:
-        """Raise unless the PostgreSQL user can reach ``dirs`` and search ``searchable``."""
-        identity = self._ident()
-        if not identity.switch:
-            return
-        for target in dirs:
-            check_reachable(target, identity)
-        for target in searchable:
-            check_reachable(target, identity)
-            for name in _REQUIRED_BINARIES:
-                binary = target / name
-                if not permits(binary.stat(), identity, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
-                    raise EmbeddedPostgresError(
-                        f"{binary} is not executable by PostgreSQL's OS user {identity.name!r}"
-                    )
-
-    # ------------------------------------------------------------------ lock
-
-    def _acquire_lock(self) -> None:
-        """Take the exclusive lock on ``<data_dir>.lock`` (no-op if this object holds it)."""
-        if self._lock_fd is not None:
-            return
-        try:
-            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise EmbeddedPostgresError(f"cannot open lock file {self._lock_path}: {exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = _read_lock_holder(fd)
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise EmbeddedPostgresError(
-                    f"embedded PostgreSQL data directory {self._data_dir} is in use by another "
-                    f"bridge process (pid {holder}); lock file {self._lock_path}"
-                ) from None
-            raise EmbeddedPostgresError(f"cannot lock {self._lock_path}: {exc}") from exc
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._lock_fd = fd
-
-    def _release_lock(self) -> None:
-        fd, self._lock_fd = self._lock_fd, None
-        if fd is None:
-            return
-        try:
-            os.ftruncate(fd, 0)
-        except OSError:
-            pass
-        os.close(fd)  # closing the only descriptor releases the flock
+                shutil.rmtree(entry.path, ignore_errors=True)
 
     # ------------------------------------------------------------------ running commands
 
@@ -698,54 +559,20 @@ class EmbeddedPostgres:
         return self._identity
 
     def _run(self, args: list[str], *, what: str, timeout: float = _COMMAND_TIMEOUT_S) -> str:
-        """Run a PostgreSQL command as the PostgreSQL OS user; return its combined output.
-
-        Output goes to a temporary *file*: a postmaster started by pg_ctl must never inherit
-        a pipe we are reading, or we would wait for it forever.
-        """
-        identity = self._ident()
-        log.debug("running %s", shlex.join(args))
-        with tempfile.TemporaryFile() as out:
-            try:
-                proc = subprocess.run(
-                    args,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env=child_env(identity),
-                    cwd="/",
-                    timeout=timeout,
-                    check=False,
-                    user=identity.uid if identity.switch else None,
-                    group=identity.gid if identity.switch else None,
-                    extra_groups=[] if identity.switch else None,
-                )
-            except subprocess.TimeoutExpired:
-                raise EmbeddedPostgresError(
-                    self._failure(what, args, f"timed out after {timeout:g}s", _read_all(out))
-                ) from None
-            except OSError as exc:
-                raise EmbeddedPostgresError(
-                    self._failure(what, args, f"could not be run: {exc}", "")
-                ) from exc
-            output = _read_all(out)
-        if proc.returncode != 0:
-            raise EmbeddedPostgresError(
-                self._failure(what, args, f"failed with exit status {proc.returncode}", output)
-            )
-        return output
+        """Run a PostgreSQL command as the PostgreSQL OS user; return its combined output."""
+        try:
+            return run_as(self._ident(), args, timeout=timeout)
+        except CommandFailed as exc:
+            raise EmbeddedPostgresError(self._failure(what, args, exc.reason, exc.output)) from exc
 
     def _failure(self, what: str, args: list[str], reason: str, output: str) -> str:
         parts = [f"{what} {reason}: {shlex.join(args)}"]
         if output.strip():
             parts.append(f"--- output ---\n{last_lines(output)}")
-        log_tail = _tail_file(self._log_path)
+        log_tail = tail_file(self._log_path)
         if log_tail:
             parts.append(f"--- last lines of {self._log_path} ---\n{log_tail}")
         return "\n".join(parts)
-
-
-# ---------------------------------------------------------------------- module helpers
 
 
 def _locate_binaries() -> Path:
@@ -758,69 +585,6 @@ def _locate_binaries() -> Path:
     return bin_dir
 
 
-def _read_lock_holder(fd: int) -> str:
-    try:
-        text = os.pread(fd, 64, 0).decode(errors="replace").strip()
-    except OSError:
-        return "unknown"
-    return text if text.isdigit() else "unknown"
-
-
-def _socket_dir_usable(directory: Path, port: int) -> bool:
-    socket_path = os.fsencode(str(directory / f".s.PGSQL.{port}"))
-    text = str(directory)
-    return (
-        len(socket_path) <= _MAX_SOCKET_PATH_BYTES
-        and not _SOCKET_UNSAFE.intersection(text)
-        and not any(ch.isspace() for ch in text)
-    )
-
-
-def _is_temp_socket_dir(directory: Path) -> bool:
-    normalized = Path(os.path.normpath(directory))
-    return normalized.parent == Path(tempfile.gettempdir()) and normalized.name.startswith(
-        _TEMP_SOCKET_PREFIX
-    )
-
-
-def _is_socket(path: Path) -> bool:
-    try:
-        return stat.S_ISSOCK(path.lstat().st_mode)
-    except OSError:
-        return False
-
-
-def _remove_socket_files(directory: Path, port: int) -> None:
-    for name in (f".s.PGSQL.{port}", f".s.PGSQL.{port}.lock"):
-        try:
-            (directory / name).unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            log.warning("cannot remove %s: %s", directory / name, exc)
-
-
-def _rmdir_quietly(directory: Path) -> None:
-    try:
-        directory.rmdir()
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        log.warning("cannot remove socket directory %s: %s", directory, exc)
-
-
-def _rmtree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _make_dsn(socket_dir: Path, port: int, database: str) -> str:
     return (
         f"postgresql://{_SUPERUSER}@/{quote(database, safe='')}"
@@ -831,17 +595,3 @@ def _make_dsn(socket_dir: Path, port: int, database: str) -> str:
 def _read_all(fh: IO[bytes]) -> str:
     fh.seek(0)
     return fh.read().decode(errors="replace")
-
-
-def _tail_file(path: Path, count: int = LOG_TAIL_LINES) -> str:
-    """Last ``count`` lines of a (possibly large) text file, or ``""``."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 64 * 1024))
-            data = fh.read()
-    except OSError:
-        return ""
-    return last_lines(data.decode(errors="replace"), count)

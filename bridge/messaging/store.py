@@ -1,4 +1,8 @@
-"""All SQL of messaging: conversations, participants, messages, reactions, read markers."""
+"""All SQL of messaging: conversations, participants, messages, reactions, read markers.
+
+Over 400 lines because every statement of the domain lives here (stores hold all SQL); the read
+queries with filters are :mod:`.queries`.
+"""
 
 from __future__ import annotations
 
@@ -162,20 +166,6 @@ class MessagingStore:
             user_id,
         )
         return bool(status == "DELETE 1")
-
-    async def is_participant(
-        self, conn: asyncpg.Connection, conversation_id: uuid.UUID, user_id: uuid.UUID
-    ) -> bool:
-        return bool(
-            await conn.fetchval(
-                """
-                SELECT EXISTS (SELECT 1 FROM conversation_participant
-                               WHERE conversation_id = $1 AND user_id = $2)
-                """,
-                conversation_id,
-                user_id,
-            )
-        )
 
     async def list_conversations(
         self, conn: asyncpg.Connection, user_id: uuid.UUID, *, limit: int, offset: int = 0

@@ -151,11 +151,6 @@ class NetworkingService:
             await listener.disconnected(conn, removed)
         return removed
 
-    async def pending_between(
-        self, conn: asyncpg.Connection, a: uuid.UUID, b: uuid.UUID
-    ) -> ConnectionRequest | None:
-        return await self._store.get_pending_between(conn, a, b)
-
     async def set_request_room(
         self, conn: asyncpg.Connection, request_id: uuid.UUID, room_id: str
     ) -> None:

@@ -106,12 +106,6 @@ class NotificationStore:
         )
         return Device(**dict(row))
 
-    async def delete_device(self, conn: asyncpg.Connection, user_id: uuid.UUID, token: str) -> bool:
-        status = await conn.execute(
-            "DELETE FROM device WHERE user_id = $1 AND token = $2", user_id, token
-        )
-        return bool(status == "DELETE 1")
-
     # --- REST API: devices by id ----------------------------------------------------------------
 
     async def delete_device_by_id(

@@ -159,7 +159,7 @@ def write(path: Path, data: bytes | str) -> Path:
 
 
 def assert_error(status: int, body: Any, expected: int, fragment: str = "") -> None:
-    """The seed's error body."""
+    """The network API's error body."""
     assert status == expected, body
     assert body["result"] == "ERR"
     assert body["status"] == expected and body["errCode"] == expected

@@ -54,7 +54,7 @@ def b64(data: dict[str, Any]) -> str:
 # --- missing and bad tokens ---------------------------------------------------------------------
 
 
-async def test_missing_token_is_401_with_seed_body(api: Api) -> None:
+async def test_missing_token_is_401_with_the_network_error_body(api: Api) -> None:
     resp = await api.client.get(CONVERSATIONS)
     assert resp.headers["WWW-Authenticate"].startswith("Bearer")
     assert_error(resp.status, await resp.json(), 401, "no access token")

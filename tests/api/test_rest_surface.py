@@ -21,7 +21,7 @@ from tests.api.conftest import Api, api_config, assert_error, hs_token
 CONV = "/messaging-api/v1/conversations"
 
 
-async def test_unknown_route_and_method_use_the_seed_body(api: Api) -> None:
+async def test_unknown_route_and_method_use_the_network_error_body(api: Api) -> None:
     resp = await api.client.get("/messaging-api/v1/nothing")
     assert_error(resp.status, await resp.json(), 404, "no such route")
     resp = await api.client.put(CONV, headers={"Authorization": f"Bearer {hs_token(uuid.uuid4())}"})

@@ -497,7 +497,7 @@ def test_unreachable_installation_is_run_from_a_reachable_copy() -> None:
     """A virtualenv under a private (0700) directory: its binaries are copied where the user can
     reach them, and they run."""
     from bridge.db.embedded import postgres_bin_dir
-    from bridge.db.pg_host import BINARY_CACHE, reachable_binaries, resolve_identity
+    from bridge.db.pg_os_user import BINARY_CACHE, reachable_binaries, resolve_identity
 
     private = Path(tempfile.mkdtemp(prefix="bridge-private-"))
     try:

@@ -224,19 +224,6 @@ class ManagedProcess:
             self.proc.wait(STOP_TIMEOUT)
         return self.proc.returncode
 
-    def restart(self, *, kill: bool = False, timeout: float = START_TIMEOUT) -> None:
-        """Stop (SIGKILL when ``kill``, else SIGTERM) and start again on the same config/data."""
-        if kill:
-            self.kill()
-        else:
-            self.stop()
-        self._note(f"restarting ({'SIGKILL' if kill else 'SIGTERM'}) at {time.time():.3f}")
-        self.start(timeout)
-
-    async def arestart(self, *, kill: bool = False) -> None:
-        """:meth:`restart` off the event loop, so the test's other tasks keep running."""
-        await asyncio.to_thread(self.restart, kill=kill)
-
     async def astart(self) -> None:
         """:meth:`start` off the event loop."""
         await asyncio.to_thread(self.start)

@@ -36,7 +36,7 @@ async def client(hs: FakeHomeserver, dsn: str, aiohttp_client: Any) -> TestClien
     return await aiohttp_client(await init_app(config, dsn))
 
 
-async def seed(client: TestClient, dsn: str) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
+async def people_and_conversation(client: TestClient, dsn: str) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
     """Bob (network), Alice (Matrix) and their group conversation.
 
     Made as if from Matrix, so that no portal is queued in the outbox: only the queries under
@@ -60,7 +60,7 @@ async def seed(client: TestClient, dsn: str) -> tuple[uuid.UUID, uuid.UUID, uuid
 async def test_user_query_registers_the_ghost_before_200(
     client: TestClient, hs: FakeHomeserver, dsn: str, conn: asyncpg.Connection
 ) -> None:
-    bob, _, _ = await seed(client, dsn)
+    bob, _, _ = await people_and_conversation(client, dsn)
     ghost = f"@_pn_{bob}:localhost"
     resp = await client.get(f"/_matrix/app/v1/users/{ghost}", headers=AUTH)
     assert resp.status == 200
@@ -87,7 +87,7 @@ async def test_user_query_for_unknown_ids_is_404_without_registering(
 async def test_alias_query_creates_the_portal_before_200(
     client: TestClient, hs: FakeHomeserver, dsn: str, conn: asyncpg.Connection
 ) -> None:
-    bob, _, conv = await seed(client, dsn)
+    bob, _, conv = await people_and_conversation(client, dsn)
     alias = f"#_pn_conv_{conv}:localhost"
     responses = await asyncio.gather(
         *(client.get(f"/_matrix/app/v1/rooms/{alias.replace('#', '%23')}", headers=AUTH) for _ in range(2))
@@ -110,7 +110,7 @@ async def test_alias_query_creates_the_portal_before_200(
 
 
 async def test_thirdparty_lookups_find_network_users(client: TestClient, dsn: str) -> None:
-    bob, _, conv = await seed(client, dsn)
+    bob, _, conv = await people_and_conversation(client, dsn)
     resp = await client.get("/_matrix/app/v1/thirdparty/user/professional-network?name=bob", headers=AUTH)
     assert await resp.json() == [{"userid": f"@_pn_{bob}:localhost", "protocol": "professional-network",
                                   "fields": {"userid": str(bob), "name": "Bob Network"}}]
@@ -130,7 +130,7 @@ async def test_portal_power_levels_fit_the_room_version(
     fake.url = str(server.make_url("")).rstrip("/")
     config = parse_config(config_data(homeserver__address=fake.url, appservice__role="intake"))
     client = await aiohttp_client(await init_app(config, dsn))
-    bob, _, conv = await seed(client, dsn)
+    bob, _, conv = await people_and_conversation(client, dsn)
     resp = await client.get(f"/_matrix/app/v1/rooms/%23_pn_conv_{conv}:localhost", headers=AUTH)
     assert resp.status == 200
     (call,) = fake.calls_to("/createRoom")

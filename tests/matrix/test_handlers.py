@@ -14,11 +14,11 @@ import pytest
 
 from bridge.config import Config, InboxConfig
 from bridge.db.database import Database
-from bridge.matrix.bridging.context import HandlerContext
+from bridge.matrix.bridging.context import BridgingContext
 from bridge.matrix.bridging.from_matrix import register_handlers
 from bridge.matrix.bridging.portal_store import PortalStore
-from bridge.matrix.bridging.to_matrix.network_changes import MatrixDelivery
-from bridge.matrix.bridging.to_matrix.request_answers import NetworkingMirror
+from bridge.matrix.bridging.to_matrix.network_changes import NetworkChangesToMatrix
+from bridge.matrix.bridging.to_matrix.request_answers import RequestAnswersToMatrix
 from bridge.matrix.ids import MatrixIds
 from bridge.matrix.inbox.dispatch import BatchHandler, Dispatcher, Handler
 from bridge.matrix.inbox.events import EventKind, IncomingEvent
@@ -79,15 +79,15 @@ class Bridge:
         self.messaging = MessagingService(MessagingStore(), notifications)
         self.networking = NetworkingService(NetworkingStore(), notifications)
         self.ids = MatrixIds(config)
-        self.ctx = HandlerContext(
+        self.ctx = BridgingContext(
             config=config, ids=self.ids, portals=PortalStore(), outbox=self.outbox, users=self.users,
             messaging=self.messaging, networking=self.networking, notifications=notifications,
         )
-        self.networking.add_listener(NetworkingMirror(self.ctx))
-        delivery = MatrixDelivery(self.ctx)
-        self.messaging.add_listener(delivery)
-        self.networking.add_listener(delivery)
-        notifications.add_listener(delivery)
+        self.networking.add_listener(RequestAnswersToMatrix(self.ctx))
+        to_matrix = NetworkChangesToMatrix(self.ctx)
+        self.messaging.add_listener(to_matrix)
+        self.networking.add_listener(to_matrix)
+        notifications.add_listener(to_matrix)
         dispatcher = Dispatcher() if batch else OneByOne()
         register_handlers(dispatcher, self.ctx)
         self.dispatcher = dispatcher

@@ -45,15 +45,6 @@ async def db(dsn: str) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-async def hs(aiohttp_server: Any) -> AsyncIterator[FakeHomeserver]:
-    fake = FakeHomeserver(as_token=AS_TOKEN)
-    server = await aiohttp_server(fake.app())
-    fake.url = str(server.make_url(""))
-    yield fake
-    assert fake.violations == []
-
-
-@pytest.fixture
 async def session() -> AsyncIterator[ClientSession]:
     async with ClientSession() as client_session:
         yield client_session

@@ -55,6 +55,13 @@ def test_example_config_loads_but_refuses_placeholder_tokens() -> None:
         ({"appservice__listen_notify": 1}, "appservice.listen_notify", "bool"),
         ({"appservice__outbox": {"lease_seconds": 30, "request_timeout": 30}}, "appservice.outbox.lease_seconds", "more than request_timeout"),
         ({"appservice__role": "intake", "appservice__database_pool_max": 1, "appservice__database_pool_min": 1}, "appservice.database_pool_max", "at least 2"),
+        ({"appservice__outbox": "fast"}, "appservice.outbox", "must be a mapping"),
+        ({"appservice__bot_avatar": "https://x/a.png"}, "appservice.bot_avatar", "mxc://"),
+        ({"appservice__bot_displayname": 7}, "appservice.bot_displayname", "must be str, got int"),
+        ({"api__jwt__public_key_file": 7}, "api.jwt.public_key_file", "must be str, got int"),
+        ({"bridge__permissions": {"localhost": None}}, "bridge.permissions", "must be str, got null"),
+        ({"api__token_name": "a b"}, "api.token_name", "header/cookie"),
+        ({"logging__format": "xml"}, "logging.format", "text or json"),
     ],
 )
 def test_bad_values_name_the_dotted_key(override: dict, key: str, problem: str) -> None:
@@ -138,3 +145,54 @@ def test_roles_and_process_keys() -> None:
     assert worker.appservice.reuse_port and not worker.appservice.runs_intake
     assert worker.appservice.runs_workers
     assert worker.appservice.outbox.lease_seconds == 120.0
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "suggestion"),
+    [
+        ({"homeservr": {}}, "homeservr", "'homeserver'"),
+        ({"homeserver__verify_tls": False}, "homeserver.verify_tls", "'homeserver.verify_ssl'"),
+        ({"appservice__prot": 1}, "appservice.prot", "'appservice.port'"),
+        ({"appservice__inbox__worker": 3}, "appservice.inbox.worker", "'appservice.inbox.workers'"),
+        ({"appservice__outbox__retry_dely": 1}, "appservice.outbox.retry_dely", "'appservice.outbox.retry_delay'"),
+        ({"bridge__permission": {}}, "bridge.permission", "'bridge.permissions'"),
+        ({"api__enable": True}, "api.enable", "'api.enabled'"),
+        ({"api__jwt__secrets": "x"}, "api.jwt.secrets", "'api.jwt.secret'"),
+        ({"logging__levl": "INFO"}, "logging.levl", "'logging.level'"),
+        ({"appservice__colour": "blue"}, "appservice.colour", None),
+        ({"path": "/etc"}, "path", None),
+    ],
+)
+def test_unknown_keys_are_refused_at_every_level(override: dict, key: str, suggestion: str | None) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(config_data(**override))
+    assert err.value.key == key
+    if suggestion is None:
+        assert str(err.value) == f"config: {key}: unknown key"
+    else:
+        assert str(err.value) == f"config: {key}: unknown key; did you mean {suggestion}?"
+
+
+def test_an_unknown_key_from_the_environment_is_refused_too() -> None:
+    data = apply_env_overrides(config_data(), {"BRIDGE_APPSERVICE__INBOX__WORKRS": "3"})
+    with pytest.raises(ConfigError, match=r"appservice.inbox.workrs: unknown key; did you mean"):
+        parse_config(data)
+
+
+def test_empty_keys_take_their_defaults() -> None:
+    config = parse_config(config_data(appservice__inbox=None, appservice__hostname=None,
+                                      api={"jwt": {"secret": None, "leeway": None}}))
+    assert config.appservice.inbox.workers == 4
+    assert config.appservice.hostname == "127.0.0.1"
+    assert config.api.jwt.secret is None and config.api.jwt.leeway == 30
+    assert config.appservice.bot_displayname == "Network bridge bot"
+    assert config.appservice.bot_avatar is None
+
+
+def test_values_are_normalised() -> None:
+    config = parse_config(config_data(homeserver__address="http://hs:8008/", logging__level="debug",
+                                      appservice__bot_avatar="mxc://localhost/botface"))
+    assert config.homeserver.address == "http://hs:8008"
+    assert config.logging.level == "DEBUG"
+    assert config.appservice.bot_avatar == "mxc://localhost/botface"
+    assert config.appservice.outbox.retry_delay == 2.0 and isinstance(config.appservice.inbox.keep_days, float)

@@ -1,4 +1,5 @@
-"""What every Matrix event handler works with, and the small helpers they share."""
+"""What the bridging code works with in both directions: the config, the ids, the services, the
+portal records and the outbox, with the small helpers they share (notices, management rooms)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,10 @@ class Outbox(Protocol):
 
 
 @dataclass(frozen=True)
-class HandlerContext:
+class BridgingContext:
+    """Everything bridging needs, built once by the app factory: the inbox handlers, the
+    listeners that turn domain changes into outbox actions and the homeserver queries use it."""
+
     config: Config
     ids: MatrixIds
     portals: PortalStore

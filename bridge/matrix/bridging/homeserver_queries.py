@@ -16,7 +16,7 @@ from typing import Any
 from ...db.database import Database
 from ...messaging.models import Conversation
 from ..outbox.intents import Intents, RoomSpec
-from .context import HandlerContext
+from .context import BridgingContext
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ _LOOKUP_LIMIT = 20
 
 
 class BridgeDirectory:
-    def __init__(self, db: Database, ctx: HandlerContext, intents: Intents) -> None:
+    def __init__(self, db: Database, ctx: BridgingContext, intents: Intents) -> None:
         self._db = db
         self._ctx = ctx
         self._intents = intents

@@ -288,7 +288,3 @@ class InboxStore:
 
     async def count_pending(self, conn: asyncpg.Connection) -> int:
         return int(await conn.fetchval("SELECT count(*) FROM inbox WHERE state = 'pending'"))
-
-    async def count_by_state(self, conn: asyncpg.Connection) -> dict[str, int]:
-        rows = await conn.fetch("SELECT state, count(*) AS n FROM inbox GROUP BY state")
-        return {r["state"]: r["n"] for r in rows}

@@ -191,7 +191,6 @@ def decode(kind: str, payload: str | bytes) -> OutboxAction | Unreadable:
     return Unreadable(kind, reason, room_id)
 
 
-
 def to_json(action: OutboxAction) -> dict[str, Any]:
     """The action as a JSON object (with its ``action`` tag)."""
     result: dict[str, Any] = msgspec.to_builtins(action)

@@ -15,6 +15,9 @@ so per-room order holds across processes and takeovers. A row whose result was n
 (the holder died after the homeserver accepted it) is sent again with the same Matrix
 transaction id (:func:`matrix_txn_id`), and the homeserver answers with the event it already
 made.
+
+Over 400 lines because it is one mechanism whose parts share the lane's lease: claim, resolve
+references, perform, classify a failure, retry or dead-letter and report.
 """
 
 from __future__ import annotations

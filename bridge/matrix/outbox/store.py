@@ -245,11 +245,6 @@ class OutboxStore:
             )
         )
 
-    async def count_by_state(self, conn: asyncpg.Connection) -> dict[str, int]:
-        """How many rows are in each state."""
-        rows = await conn.fetch("SELECT state, count(*) AS n FROM outbox GROUP BY state")
-        return {r["state"]: r["n"] for r in rows}
-
 
 async def find_message_send(conn: asyncpg.Connection, message_id: str) -> int | None:
     """The outbox row that sends (or sent) a network message into Matrix, if any."""

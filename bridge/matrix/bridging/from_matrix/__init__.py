@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from ...inbox.dispatch import Dispatcher
-from ..context import HandlerContext
+from ..context import BridgingContext
 from .commands import CommandHandler
 from .membership import MembershipHandler
 from .message_batch import MessageBatch
 from .messages import RoomEventHandlers
 
 
-def register_handlers(dispatcher: Dispatcher, ctx: HandlerContext) -> None:
+def register_handlers(dispatcher: Dispatcher, ctx: BridgingContext) -> None:
     room = RoomEventHandlers(ctx, CommandHandler(ctx))
     dispatcher.register("m.room.member", MembershipHandler(ctx))
     dispatcher.register("m.room.message", room.message, batch=MessageBatch(ctx, room))

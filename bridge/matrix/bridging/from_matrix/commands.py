@@ -13,7 +13,7 @@ from ....ids import clean_text
 from ....networking.models import RequestStatus
 from ....users.models import NetworkUser
 from ...inbox.events import Outcome
-from ..context import HandlerContext
+from ..context import BridgingContext
 
 HELP_TEXT = """Commands:
   help                         this list
@@ -36,7 +36,7 @@ class CommandError(Exception):
 
 
 class CommandHandler:
-    def __init__(self, ctx: HandlerContext) -> None:
+    def __init__(self, ctx: BridgingContext) -> None:
         self.ctx = ctx
         self._commands: dict[str, Command] = {
             "help": self._help,

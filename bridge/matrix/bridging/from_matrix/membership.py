@@ -12,14 +12,14 @@ from ....errors import BridgeError
 from ....messaging.models import Origin
 from ...inbox.events import InboxEvent, Outcome
 from ...outbox.actions import Invite, Join, Leave
-from ..context import HandlerContext
+from ..context import BridgingContext
 from .commands import HELP_TEXT
 
 log = logging.getLogger(__name__)
 
 
 class MembershipHandler:
-    def __init__(self, ctx: HandlerContext) -> None:
+    def __init__(self, ctx: BridgingContext) -> None:
         self.ctx = ctx
 
     async def __call__(self, conn: asyncpg.Connection, event: InboxEvent) -> Outcome:

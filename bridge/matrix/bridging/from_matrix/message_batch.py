@@ -26,7 +26,7 @@ from ....messaging.models import Conversation, Message, Origin
 from ....messaging.rules import prepare_message
 from ....users.models import NetworkUser
 from ...inbox.events import InboxEvent, Outcome
-from ..context import HandlerContext
+from ..context import BridgingContext
 from ..portal_store import RoomRole
 from .messages import RoomEventHandlers, mentioned_users, new_message, relation_of
 
@@ -52,7 +52,7 @@ class _Fallback(enum.Enum):
 
 
 class MessageBatch:
-    def __init__(self, ctx: HandlerContext, room: RoomEventHandlers) -> None:
+    def __init__(self, ctx: BridgingContext, room: RoomEventHandlers) -> None:
         self.ctx = ctx
         self._room = room
 

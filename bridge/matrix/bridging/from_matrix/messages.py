@@ -14,7 +14,7 @@ from ....errors import BridgeError
 from ....messaging.models import NewMessage, Origin
 from ....messaging.rules import MEDIA_MSGTYPES
 from ...inbox.events import InboxEvent, Outcome
-from ..context import HandlerContext
+from ..context import BridgingContext
 from .commands import CommandHandler
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def new_message(
 class RoomEventHandlers:
     """Handlers for a portal's timeline; the management room's messages go to commands."""
 
-    def __init__(self, ctx: HandlerContext, commands: CommandHandler) -> None:
+    def __init__(self, ctx: BridgingContext, commands: CommandHandler) -> None:
         self.ctx = ctx
         self.commands = commands
 

@@ -31,7 +31,7 @@ from ...outbox.actions import (
 )
 from ...outbox.sender import conversation_lane
 from ...outbox.store import find_message_send
-from ..context import HandlerContext
+from ..context import BridgingContext
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,11 @@ log = logging.getLogger(__name__)
 _SEEN_IN_MATRIX = frozenset({"message", "mention", "connection_request"})
 
 
-class MatrixDelivery:
-    """Listener of the messaging, networking and notification services."""
+class NetworkChangesToMatrix:
+    """Network to Matrix: listens to the messaging, networking and notification services and
+    queues what their network-side changes mean in Matrix."""
 
-    def __init__(self, ctx: HandlerContext) -> None:
+    def __init__(self, ctx: BridgingContext) -> None:
         self.ctx = ctx
 
     # --- helpers ------------------------------------------------------------------------------
@@ -255,7 +256,7 @@ class MatrixDelivery:
         )
 
     async def request_answered(self, conn: asyncpg.Connection, request: ConnectionRequest) -> None:
-        return None  # NetworkingMirror handles the rooms of both directions
+        return None  # RequestAnswersToMatrix handles the rooms of both directions
 
     async def disconnected(self, conn: asyncpg.Connection, connection: Connection) -> None:
         return None

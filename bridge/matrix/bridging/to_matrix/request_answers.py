@@ -11,13 +11,14 @@ from ....messaging.models import Origin
 from ....networking.models import Connection, ConnectionRequest, RequestStatus
 from ...outbox.actions import CreateRoom, Join, Kick, Leave, Send
 from ...outbox.store import OutboxRow
-from ..context import HandlerContext
+from ..context import BridgingContext
 
 
-class NetworkingMirror:
-    """Answers to connection requests made from a Matrix direct room show in that room."""
+class RequestAnswersToMatrix:
+    """Answers to connection requests, whichever side gave them, shown in the request's Matrix
+    room (the ghost joins or leaves, the conversation is bridged to the room)."""
 
-    def __init__(self, ctx: HandlerContext) -> None:
+    def __init__(self, ctx: BridgingContext) -> None:
         self.ctx = ctx
 
     async def request_sent(
@@ -87,7 +88,7 @@ class NetworkingMirror:
 class OutboxResults:
     """Records what sent outbox rows produced in Matrix (same DB transaction as "sent")."""
 
-    def __init__(self, ctx: HandlerContext) -> None:
+    def __init__(self, ctx: BridgingContext) -> None:
         self.ctx = ctx
 
     async def sent(self, conn: asyncpg.Connection, row: OutboxRow, result: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""Delivery benchmark: a REST message create until the homeserver's ``/send`` completed.
+"""REST-to-Matrix benchmark: a REST message create until the homeserver's ``/send`` completed.
 
 Runs on 127.0.0.1: a local Synapse (SQLite, the bridge's registration loaded, rate limits
 lifted, as the end-to-end test bed runs it), a private Postgres, and the bridge's real app
@@ -23,7 +23,7 @@ The bridge's share = (``/send`` completed - t0) - the direct ``/send``'s round t
 the direct send next to it; also shown split into the REST call (t1 - t0), the wait for the
 outbox sender (``/send`` started - t1) and the ``/send`` itself.
 
-Run from the repository root: ``python -m bench.delivery [--quick] [--json]``.
+Run from the repository root: ``python -m bench.rest_to_matrix [--quick] [--json]``.
 """
 
 from __future__ import annotations
@@ -48,12 +48,12 @@ import aiohttp
 import asyncpg
 import yaml
 
-from bench.apps import bridge_config_dict
 from bench.common import (
     HOST,
     BenchError,
     Child,
     Cluster,
+    bridge_config_dict,
     child_env,
     free_port,
     header_line,
@@ -483,7 +483,7 @@ def print_report(report: dict[str, Any], out: TextIO) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.delivery", description=__doc__.split("\n\n")[0]
+        prog="python -m bench.rest_to_matrix", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--quick", action="store_true", help="~1 minute smoke run")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
