@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 import yaml
 
-from bench.processing import make_portals, seed_portals
+from bench.processing import insert_portals, make_portals
 from bridge.matrix.outbox.actions import Send
 from bridge.matrix.outbox.store import OutboxItem, OutboxStore
 from tests.conftest import AS_TOKEN, HS_TOKEN, config_data
@@ -187,7 +187,7 @@ async def test_intake_and_workers_in_separate_processes_survive_a_killed_worker(
     deployment: Deployment, tcp_dsn: str
 ) -> None:
     portals = make_portals(ROOMS, matrix_users=ROOMS, network_users=ROOMS)
-    await seed_portals(tcp_dsn, portals, ROOMS, ROOMS)
+    await insert_portals(tcp_dsn, portals, ROOMS, ROOMS)
     conn = await asyncpg.connect(tcp_dsn)
     try:
         intakes = [await deployment.start(f"intake{n}", "intake") for n in (1, 2)]
