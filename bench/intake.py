@@ -3,8 +3,11 @@
 Runs, against one private Postgres, three servers each in its own process on 127.0.0.1:
 
 - ``bridge``: the bridge's real app (``bridge.app.init_app``) with its default inbox workers
-  (plus, see ``--variants``, ``bridge-1w`` with ``appservice.inbox.workers: 1`` and
-  ``bridge-0w`` with no background workers (inbox, outbox): intake alone);
+  (plus, see ``--variants``, ``bridge-1w`` with ``appservice.inbox.workers: 1``,
+  ``bridge-0w`` with no background workers (inbox, outbox): intake alone, and
+  ``bridge-split``, the deployment "intake process + worker process": ``appservice.role:
+  intake`` answering the homeserver, a second process with ``role: worker`` processing the
+  inbox beside it on the same database; its CPU column counts the intake process);
 - ``mautrix``: ``mautrix.appservice.AppService`` with a no-op event handler;
 - ``floor``: a bare aiohttp handler doing one ``INSERT ... SELECT FROM unnest(...)``.
 
@@ -70,7 +73,7 @@ HS_TOKEN = "bench-hs-token"
 TXN_PATH = "/_matrix/app/v1/transactions/{}"
 REQUEST_TIMEOUT_S = 60.0  # Synapse's appservice request timeout
 MODES = {"A": 1, "B": 4}
-VARIANTS = {"1w": 1, "0w": 0}  # bridge variants: appservice.inbox.workers
+VARIANTS = {"1w": 1, "0w": 0, "split": None}  # bridge variants: appservice.inbox.workers
 MODE_LABELS = {"A": "A: 1 in flight", "B": "B: 4 in flight"}
 GOALS = {
     "bridge/mautrix events/s": (">=", 1.5),
@@ -98,6 +101,8 @@ class Server:
     name: str
     kind: str
     workers: int | None = None
+    role: str | None = None  # bridge: appservice.role
+    companion: Server | None = None  # a process started beside it (split: the worker)
     database: str | None = None
     dsn: str | None = None
     port: int = 0
@@ -149,6 +154,8 @@ def start_server(server: Server, workdir: Path) -> None:
         cmd += ["--dsn", server.dsn]
     if server.workers is not None:
         cmd += ["--workers", str(server.workers)]
+    if server.role is not None:
+        cmd += ["--role", server.role]
     env = {**os.environ, "BENCH_HS_TOKEN": HS_TOKEN, "PYTHONPATH": str(REPO_ROOT)}
     with open(server.log_path, "wb") as out:
         # Own session: a Ctrl-C in the terminal reaches only this process, which then stops
@@ -483,8 +490,9 @@ async def benchmark(
         # What each server's database did over the whole run, processing included. Backends
         # report their counters when their connection closes: stop the servers first.
         for server in servers.values():
-            if server.proc is not None:
-                stop_process(server.proc, server.name)
+            for process in (server, server.companion):
+                if process is not None and process.proc is not None:
+                    stop_process(process.proc, process.name)
         for conn in bridge_conns.values():
             await conn.close()
         bridge_conns.clear()
@@ -653,10 +661,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--events-per-txn", type=int, default=100)
     parser.add_argument(
         "--variants",
-        default="1w,0w",
+        default="1w,0w,split",
         help="comma-separated bridge variants to run as well: 1w (one inbox "
-        "worker), 0w (no background workers: intake alone, a diagnostic); "
-        "default 1w,0w; '' for none",
+        "worker), 0w (no background workers: intake alone, a diagnostic), split (an intake "
+        "process and a worker process); default 1w,0w,split; '' for none",
     )
     parser.add_argument(
         "--profile",
@@ -705,6 +713,9 @@ def main(argv: list[str] | None = None) -> int:
         servers[name] = Server(
             name, "bridge", workers=VARIANTS[variant], database=f"bench_bridge_{variant}"
         )
+        if variant == "split":
+            servers[name].role = "intake"
+            servers[name].companion = Server(f"{name}-worker", "bridge", role="worker")
     servers["mautrix"] = Server("mautrix", "mautrix")
     servers["floor"] = Server("floor", "floor", database="bench_floor")
     unknown = set(args.profile_servers) - set(servers)
@@ -737,6 +748,9 @@ def main(argv: list[str] | None = None) -> int:
         for server in servers.values():
             log(f"starting {server.name}")
             start_server(server, root)
+            if server.companion is not None:
+                server.companion.dsn = server.dsn
+                start_server(server.companion, root)
         report = asyncio.run(benchmark(args, sizes, servers, admin_dsn, pg.postmaster_pid, spies))
         if args.json:
             json.dump(report, sys.stdout, indent=2)
@@ -755,7 +769,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for spy, name in spies:
             stop_process(spy, name, signal.SIGINT)
-        for server in servers.values():
+        for server in [s for top in servers.values() for s in (top, top.companion) if s]:
             if server.proc is not None:
                 stop_process(server.proc, server.name)
                 if server.proc.returncode not in (0, None) and status == 0:

@@ -22,7 +22,10 @@ other participant.
   transaction; the bridge is woken by one more transaction of 100 through its endpoint, the
   floors poll), then the time until none is pending. Compared: ``bridge``, ``floor`` and
   ``floor-full`` (the bridge's domain effects done set-based: message rows, notifications for
-  the other participants, ``last_message_at``).
+  the other participants, ``last_message_at``). Also ``split-1`` and ``split-2``: the bridge
+  deployed as an intake process (``appservice.role: intake``, which takes the wake-up
+  transaction) beside one or two worker processes (``role: worker``, 4 inbox workers each):
+  how processing scales with worker processes on this machine.
 
 Servers take turns within each round, in rotated order, each on its own database of one
 private Postgres. Prints the tables and the ratios against the goals, then checks that every
@@ -267,10 +270,22 @@ class Setup:
         return sum(cpu_seconds(c.pid) for c in self.children() if c.running())
 
 
+#: Drains of the split deployment: worker processes beside one intake process.
+SPLIT_WORKERS = {"split-1": 1, "split-2": 2}
+
+
 def bridge_child(
-    name: str, dsn: str, port: int, root: Path, workers: int | None, max_backlog: int | None = None
+    name: str,
+    dsn: str,
+    port: int,
+    root: Path,
+    workers: int | None,
+    max_backlog: int | None = None,
+    role: str | None = None,
 ) -> Child:
     args = ["bridge", "--port", str(port), "--dsn", dsn]
+    if role is not None:
+        args += ["--role", role]
     if workers is not None:
         args += ["--workers", str(workers)]
     if max_backlog is not None:
@@ -510,31 +525,52 @@ async def drain_run(
     if log_statements:
         await cluster.log_statements(database)
         offset = log_offset(cluster.log_path)
-    child: Child
+    children: list[Child]
     port = 0
     if name == "bridge":
         port = free_port()
-        child = bridge_child(f"{name}-drain{round_no}", dsn, port, root, None, sizes.max_backlog)
+        children = [
+            bridge_child(f"{name}-drain{round_no}", dsn, port, root, None, sizes.max_backlog)
+        ]
+    elif name in SPLIT_WORKERS:
+        port = free_port()
+        children = [
+            bridge_child(
+                f"{name}-intake{round_no}", dsn, port, root, None, sizes.max_backlog, "intake"
+            )
+        ] + [
+            bridge_child(
+                f"{name}-worker{k}-{round_no}", dsn, free_port(), root, None, None, "worker"
+            )
+            for k in range(SPLIT_WORKERS[name])
+        ]
     else:
         mode = "full" if name == "floor-full" else "minimal"
-        child = floor_child(f"{name}-drain{round_no}", dsn, mode, root)
+        children = [floor_child(f"{name}-drain{round_no}", dsn, mode, root)]
+    child = children[0]
+    takes_wake = name == "bridge" or name in SPLIT_WORKERS
+
+    def cpu() -> float:
+        return sum(cpu_seconds(c.pid) for c in children)
+
     spy = None
     conn = await asyncpg.connect(dsn)
     admin = await asyncpg.connect(cluster.admin_dsn)
     try:
-        child.start()
+        for process in children:
+            process.start()
         await asyncio.sleep(0.5)
         await cluster.checkpoint()
         xacts0 = await _xacts(admin, database)
-        moved = n - len(wake_events) if name == "bridge" else n
+        moved = n - len(wake_events) if takes_wake else n
         if profile is not None and name == "bridge":
             spy = start_py_spy(find_py_spy(), child.pid, profile / f"drain-bridge-{round_no}.txt")
             await asyncio.sleep(1.0)
-        cpu0, pg0 = cpu_seconds(child.pid), postgres_cpu_seconds(cluster.postmaster)
+        cpu0, pg0 = cpu(), postgres_cpu_seconds(cluster.postmaster)
         async with conn.transaction():
             await conn.execute(_MOVE, moved)
         started = time.monotonic()
-        if name == "bridge":
+        if takes_wake:
             body = json.dumps({"events": wake_events}, separators=(",", ":")).encode()
             async with (
                 aiohttp.ClientSession() as session,
@@ -563,7 +599,7 @@ async def drain_run(
                 finished = time.monotonic() - started
                 break
             await asyncio.sleep(0.05)
-        cpu = cpu_seconds(child.pid) - cpu0
+        cpu_used = cpu() - cpu0
         pg = postgres_cpu_seconds(cluster.postmaster) - pg0
         if spy is not None:
             stop_process(spy, "py-spy", 2)
@@ -576,7 +612,8 @@ async def drain_run(
         else:
             done_events = n
             seconds = finished
-        child.stop()
+        for process in children:
+            process.stop()
         await asyncio.sleep(0.5)
         xacts = await _xacts(admin, database) - xacts0 - polls - 1
         check = await conn.fetchrow(
@@ -602,7 +639,7 @@ async def drain_run(
             "finished": finished is not None,
             "seconds": seconds,
             "messages_per_s": done_events / seconds,
-            "cpu_ms_per_message": 1000 * cpu / max(done_events, 1),
+            "cpu_ms_per_message": 1000 * cpu_used / max(done_events, 1),
             "pg_cpu_ms_per_message": 1000 * pg / max(done_events, 1),
             "db_transactions_per_1000": 1000 * xacts / max(done_events, 1),
             "progress": progress,
@@ -611,7 +648,8 @@ async def drain_run(
     finally:
         if spy is not None:
             stop_process(spy, "py-spy", 2)
-        child.stop()
+        for process in children:
+            process.stop()
         await conn.close()
         await admin.close()
         await cluster.drop_database(database)
@@ -704,11 +742,14 @@ async def run(
     # --- drain -----------------------------------------------------------------------------
     if not args.skip_drain:
         names = ["bridge", "floor", "floor-full"]
+        if not args.skip_split:
+            names += list(SPLIT_WORKERS)
         for round_no in range(1, sizes.drain_rounds + 1):
             if time.monotonic() - run_started > sizes.max_seconds:
                 log("time budget spent: no more drain rounds")
                 break
-            rotation = names[(round_no - 1) % 3 :] + names[: (round_no - 1) % 3]
+            turn = (round_no - 1) % len(names)
+            rotation = names[turn:] + names[:turn]
             for name in rotation:
                 result = await drain_run(
                     name, cluster, root, sizes, wake_events, round_no, args.profile
@@ -809,11 +850,17 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
                 )
             )
     drains = report["drain"]
-    for ref in ("floor", "floor-full"):
-        if "bridge" in drains and ref in drains:
-            n = min(len(drains["bridge"]), len(drains[ref]))
-            out["ratios"][f"drain bridge/{ref} messages/s"] = statistics.median(
-                drains["bridge"][i]["messages_per_s"] / drains[ref][i]["messages_per_s"]
+    for measured, ref in (
+        ("bridge", "floor"),
+        ("bridge", "floor-full"),
+        ("split-1", "bridge"),
+        ("split-2", "split-1"),
+        ("split-2", "bridge"),
+    ):
+        if measured in drains and ref in drains:
+            n = min(len(drains[measured]), len(drains[ref]))
+            out["ratios"][f"drain {measured}/{ref} messages/s"] = statistics.median(
+                drains[measured][i]["messages_per_s"] / drains[ref][i]["messages_per_s"]
                 for i in range(n)
             )
     return out
@@ -985,6 +1032,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-sustained", action="store_true")
     parser.add_argument("--skip-drain", action="store_true")
+    parser.add_argument(
+        "--skip-split",
+        action="store_true",
+        help="leave out the drains of an intake process with 1 and 2 worker processes",
+    )
     parser.add_argument(
         "--statements",
         action="store_true",

@@ -5,6 +5,7 @@ SIGINT on 127.0.0.1:PORT, with ``BENCH_HS_TOKEN`` from the environment as the ho
 
 - ``bridge``: the bridge's real application (``bridge.app.init_app``), set up the way
   ``bridge run`` does it (logging at INFO, access log, inbox workers and outbox sender running);
+  ``--role intake|worker`` runs one role of a split deployment (``appservice.role``);
 - ``mautrix``: ``mautrix.appservice.AppService`` with an in-memory state store and a no-op event
   handler, i.e. what a bridge author gets from the framework before writing any code;
 - ``floor``: a bare aiohttp handler: token check, JSON parse, one ``INSERT ... SELECT FROM
@@ -59,7 +60,11 @@ def setup_logging() -> None:
 
 
 def bridge_config(
-    hs_token: str, port: int, workers: int | None, max_backlog: int | None = None
+    hs_token: str,
+    port: int,
+    workers: int | None,
+    max_backlog: int | None = None,
+    role: str | None = None,
 ) -> Any:
     """A minimal valid bridge config (as in the test suite), with the bridge's defaults."""
     from bridge.config import parse_config
@@ -71,7 +76,10 @@ def bridge_config(
         inbox["max_backlog"] = 0  # nothing processes here: no back-pressure either
     elif max_backlog is not None:
         inbox["max_backlog"] = max_backlog
-    extra = {"appservice": {"inbox": inbox}} if inbox else {}
+    appservice: dict[str, Any] = {"inbox": inbox} if inbox else {}
+    if role is not None:
+        appservice["role"] = role
+    extra = {"appservice": appservice} if appservice else {}
     return parse_config(bridge_config_dict(hs_token, port, extra))
 
 
@@ -88,7 +96,7 @@ async def serve(runner: web.AppRunner, port: int, stop: asyncio.Event) -> None:
 async def run_bridge(args: argparse.Namespace, hs_token: str, stop: asyncio.Event) -> None:
     from bridge.app import init_app
 
-    config = bridge_config(hs_token, args.port, args.workers, args.max_backlog)
+    config = bridge_config(hs_token, args.port, args.workers, args.max_backlog, args.role)
     # --workers 0, the diagnostic variant "intake only": events are stored, never processed.
     app = await init_app(config, args.dsn, background_workers=args.workers != 0)
 
@@ -213,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--max-backlog", type=int, help="bridge: appservice.inbox.max_backlog (0: no back-pressure)"
+    )
+    parser.add_argument(
+        "--role", choices=("all", "intake", "worker"), help="bridge: appservice.role"
     )
     args = parser.parse_args(argv)
     if args.kind in ("bridge", "floor") and not args.dsn:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
@@ -16,6 +19,7 @@ from .appservice.health import Health
 from .appservice.middleware import matrix_errors
 from .config import Config
 from .db.database import Database
+from .db.wakeups import INBOX_CHANNEL, OUTBOX_CHANNEL, WakeupListener
 from .logs import transaction_log_context
 from .matrix.bridging.context import BridgingContext
 from .matrix.bridging.from_matrix import register_handlers
@@ -47,6 +51,7 @@ INTENTS = web.AppKey("intents", Intents)
 OUTBOX = web.AppKey("outbox", OutboxQueue)
 METRICS = web.AppKey("metrics", Metrics)
 METRICS_APP = web.AppKey("metrics_app", web.Application)
+WAKEUPS = web.AppKey("wakeups", WakeupListener)
 
 
 def _waker(processor: InboxProcessor, sender: OutboxSender) -> Callable[[], None]:
@@ -55,6 +60,13 @@ def _waker(processor: InboxProcessor, sender: OutboxSender) -> Callable[[], None
         sender.wake()
 
     return wake
+
+
+def process_name(role: str) -> str:
+    """This application as the database sees it (``application_name``, at most 63 bytes) and
+    as the owner of the outbox lanes it leases: role, pid, a random tag (unique even for two
+    applications in one process), host."""
+    return f"bridge {role} {os.getpid()}.{secrets.token_hex(3)}@{socket.gethostname()}"[:63]
 
 
 async def init_app(
@@ -67,12 +79,16 @@ async def init_app(
 ) -> web.Application:
     """Build the bridge's aiohttp application on the database at ``dsn`` (schema at head).
 
-    ``dispatcher`` and ``directory`` replace the real event handlers and homeserver-query
-    answers (tests of the mechanism use them). Without ``background_workers`` nothing runs
-    the inbox workers, the outbox sender or retention: events are stored, never processed
-    (for tools and tests that drive processing themselves, or measure intake alone).
+    ``appservice.role`` decides what runs: ``intake`` serves the homeserver, the REST API and
+    health; ``worker`` runs the inbox and outbox workers and the periodic jobs and serves only
+    health; ``all`` does both. ``dispatcher`` and ``directory`` replace the real event handlers
+    and homeserver-query answers (tests of the mechanism use them). Without
+    ``background_workers`` nothing runs the inbox workers, the outbox sender or retention,
+    whatever the role: events are stored, never processed (for tools and tests that drive
+    processing themselves, or measure intake alone).
     """
     metrics = Metrics()
+    role = config.appservice.role
     app = web.Application(
         middlewares=[
             appservice_metrics_middleware(metrics),
@@ -82,10 +98,12 @@ async def init_app(
         ],
         client_max_size=config.appservice.max_body_size,
     )
+    name = process_name(role)
     db = Database(
         dsn,
         min_size=config.appservice.database_pool_min,
         max_size=config.appservice.database_pool_max,
+        application_name=name,
     )
     session = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=config.appservice.outbox.request_timeout),
@@ -125,6 +143,7 @@ async def init_app(
         config.appservice.outbox,
         portals=ctx.portals,
         on_sent=OutboxResults(ctx).sent,
+        owner=name,
         metrics=metrics,
     )
     outbox.wake_with(sender.wake)
@@ -134,14 +153,19 @@ async def init_app(
         register_handlers(dispatcher, ctx)
     inbox_store = InboxStore()
     inbox_config = config.appservice.inbox
-    backlog = Backlog(inbox_config.max_backlog, inbox_config.max_hold)
+
+    async def count_pending() -> int:
+        async with db.acquire() as conn:
+            return await inbox_store.count_pending(conn)
+
+    backlog = Backlog(inbox_config.max_backlog, inbox_config.max_hold, recount=count_pending)
     processor = InboxProcessor(
         db,
         inbox_store,
         dispatcher,
         inbox_config,
         after_commit=outbox.flush,
-        backlog=backlog,
+        backlog=backlog if config.appservice.runs_intake else None,
         metrics=metrics,
     )
     intake = IntakeService(db, inbox_store, processor.wake, backlog, metrics=metrics)
@@ -149,15 +173,23 @@ async def init_app(
     gap_store = GapStore()
     gaps_config = config.appservice.transaction_gaps
     gap_checker = GapChecker(db, gap_store, gaps_config, metrics)
-    appservice = AppServiceAPI(
-        config,
-        intake,
-        directory or BridgeDirectory(db, ctx, intents),
-        gaps=TxnGapWatch(db, gap_store, gaps_config, metrics),
+    wakeups = WakeupListener(
+        dsn,
+        name,
+        {INBOX_CHANNEL: processor.wake, OUTBOX_CHANNEL: sender.wake}
+        if config.appservice.runs_workers and config.appservice.listen_notify
+        else {},
     )
-    app.add_routes(appservice.routes())
+    if config.appservice.runs_intake:
+        appservice = AppServiceAPI(
+            config,
+            intake,
+            directory or BridgeDirectory(db, ctx, intents),
+            gaps=TxnGapWatch(db, gap_store, gaps_config, metrics),
+        )
+        app.add_routes(appservice.routes())
     app.add_routes(Health(db).routes())
-    if config.api.enabled:
+    if config.api.enabled and config.appservice.runs_intake:
         mount_api(
             app,
             config,
@@ -173,9 +205,10 @@ async def init_app(
     status_store = StatusStore()
     embedded = config.appservice.uses_embedded_database
     app[METRICS_APP] = metrics_app(metrics, StateCollector(db, status_store, embedded=embedded))
-    if config.admin.enabled:
+    if config.admin.enabled and config.appservice.runs_intake:
         wake = _waker(processor, sender)
         mount_admin(app, config, db, metrics, intents, status_store, gap_store, wake=wake)
+    app[WAKEUPS] = wakeups
 
     async def database(_: web.Application) -> AsyncIterator[None]:
         await db.open()
@@ -191,7 +224,9 @@ async def init_app(
         sender.start()
         retention.start()
         gap_checker.start()
+        wakeups.start()
         yield
+        await wakeups.stop()
         await gap_checker.stop()
         await retention.stop()
         await processor.stop()
@@ -202,7 +237,7 @@ async def init_app(
             yield
 
     app.cleanup_ctx.extend([homeserver_session, database])
-    if background_workers:
+    if background_workers and config.appservice.runs_workers:
         app.cleanup_ctx.append(workers)
     if config.metrics.enabled:
         app.cleanup_ctx.append(metrics_listener)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ from msgspec.structs import replace
 from . import __version__
 from .cli_ops import add_parsers as add_ops_parsers
 from .cli_token import add_parser as add_mint_token_parser
-from .config import Config, ConfigError, load_config
+from .config import ROLES, Config, ConfigError, load_config
 from .db.embedded import EmbeddedPostgresError
 from .db.schema import SchemaError, ensure_schema
 from .demo.command import add_parser as add_demo_parser
@@ -23,6 +24,7 @@ from .errors import BridgeError
 from .logs import setup_logging
 from .registration import generate
 from .serving import database_dsn, running_bridge
+from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +50,35 @@ async def migrate_only(config: Config) -> str:
         return await ensure_schema(dsn, migrate=True)
 
 
+async def supervise(config: Config, path: Path, processes: int, *, migrate: bool) -> int:
+    """Run ``processes`` children of the config's role, each on the config file at ``path``,
+    on the (embedded) database until stopped."""
+    async with database_dsn(config) as dsn:
+        revision = await ensure_schema(dsn, migrate=migrate)
+        log.info("Database schema at revision %s", revision)
+        supervisor = Supervisor(
+            path,
+            config.appservice.role,
+            processes,
+            dsn,
+            hand_down_dsn=config.appservice.uses_embedded_database,
+        )
+        return await supervisor.run()
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    environ = dict(os.environ)
+    if args.role is not None:
+        environ["BRIDGE_APPSERVICE__ROLE"] = args.role
+    config = load_config(args.config, environ)
     config.require_tokens()
     setup_logging(config.logging)
+    if args.processes > 1:
+        return asyncio.run(
+            supervise(
+                config, args.config.resolve(), args.processes, migrate=not args.no_migrate
+            )
+        )
     asyncio.run(serve(config, migrate=not args.no_migrate))
     return 0
 
@@ -118,6 +145,16 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bridge", description=__doc__)
     parser.add_argument(
@@ -138,6 +175,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-migrate",
         action="store_true",
         help="refuse to start on an out-of-date schema instead of migrating it",
+    )
+    run.add_argument(
+        "--role",
+        choices=ROLES,
+        help="what this process does (overrides appservice.role): all, intake (HTTP, writes "
+        "the inbox and outbox) or worker (processes the inbox, sends the outbox)",
+    )
+    run.add_argument(
+        "--processes",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="start N processes of the role sharing the port (SO_REUSEPORT) and keep them "
+        "running (default 1: this process serves)",
     )
     run.set_defaults(func=_cmd_run)
 

@@ -31,6 +31,9 @@ ENV_PREFIX = "BRIDGE_"
 #: Token values that mean "not generated yet"; `bridge generate-registration` replaces them.
 TOKEN_PLACEHOLDERS = frozenset({"", "generate", "change_me", "changeme"})
 PERMISSION_LEVELS = ("block", "user", "admin")
+#: What a process does: ``intake`` serves HTTP and writes the inbox and outbox, ``worker``
+#: processes the inbox and sends the outbox, ``all`` does both.
+ROLES = ("all", "intake", "worker")
 #: HS256 needs a secret at least as long as its hash (RFC 7518, section 3.2).
 MIN_HS256_SECRET_BYTES = 32
 #: The most clock skew tolerated on a token's times: more makes expiry meaningless.
@@ -91,6 +94,7 @@ class OutboxConfig(_Section, frozen=True, kw_only=True):
     max_retry_delay: PositiveFloat = 300.0
     poll_interval: PositiveFloat = 2.0
     request_timeout: PositiveFloat = 60.0
+    lease_seconds: PositiveFloat = 120.0
 
 
 class TxnGapConfig(_Section, frozen=True, kw_only=True):
@@ -118,6 +122,9 @@ class AppserviceConfig(_Section, frozen=True, kw_only=True):
     database_pool_max: int = 20
     ephemeral_events: bool = True
     max_body_size: Positive = 32 * 1024 * 1024
+    role: str = "all"
+    reuse_port: bool = False
+    listen_notify: bool = True
     inbox: InboxConfig = InboxConfig()
     outbox: OutboxConfig = OutboxConfig()
     transaction_gaps: TxnGapConfig = TxnGapConfig()
@@ -125,6 +132,16 @@ class AppserviceConfig(_Section, frozen=True, kw_only=True):
     @property
     def uses_embedded_database(self) -> bool:
         return self.database == "embedded"
+
+    @property
+    def runs_intake(self) -> bool:
+        """Serves the homeserver and the REST API, and writes the inbox and outbox."""
+        return self.role in ("all", "intake")
+
+    @property
+    def runs_workers(self) -> bool:
+        """Processes the inbox, sends the outbox, and runs the periodic jobs."""
+        return self.role in ("all", "worker")
 
 
 class BridgeSettings(_Section, frozen=True, kw_only=True):
@@ -357,14 +374,22 @@ def _checked_appservice(asr: AppserviceConfig) -> AppserviceConfig:
         raise ConfigError("appservice.id", "may only contain letters, digits and _.-")
     if asr.database_pool_min < 1 or asr.database_pool_max < asr.database_pool_min:
         raise ConfigError("appservice.database_pool_max", "must be >= database_pool_min >= 1")
+    if asr.role not in ROLES:
+        raise ConfigError("appservice.role", f"must be one of {', '.join(ROLES)}")
     _check_inbox(asr.inbox)
+    if asr.outbox.lease_seconds <= asr.outbox.request_timeout:
+        # A sender renews its lease before each request; one request must fit in a lease.
+        raise ConfigError("appservice.outbox.lease_seconds", "must be more than request_timeout")
     # Every inbox and outbox worker holds a connection while it works; requests need some too.
-    needed = asr.inbox.workers + asr.outbox.workers + 2
-    if asr.database_pool_max < needed:
-        raise ConfigError(
-            "appservice.database_pool_max",
-            f"must be at least inbox.workers + outbox.workers + 2 = {needed}",
-        )
+    if asr.runs_workers:
+        needed = asr.inbox.workers + asr.outbox.workers + 2
+        if asr.database_pool_max < needed:
+            raise ConfigError(
+                "appservice.database_pool_max",
+                f"must be at least inbox.workers + outbox.workers + 2 = {needed}",
+            )
+    elif asr.database_pool_max < 2:
+        raise ConfigError("appservice.database_pool_max", "must be at least 2")
     return replace(asr, address=_check_url("appservice.address", asr.address))
 
 

@@ -46,19 +46,33 @@ async def running_bridge(config: Config, dsn: str) -> AsyncIterator[web.Applicat
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.appservice.hostname, config.appservice.port)
+        site = web.TCPSite(
+            runner,
+            config.appservice.hostname,
+            config.appservice.port,
+            reuse_port=config.appservice.reuse_port or None,
+        )
         await site.start()
         log.info(
-            "Bridge %s listening on %s:%d as %s",
+            "Bridge %s (%s) listening on %s:%d as %s",
             __version__,
+            config.appservice.role,
             config.appservice.hostname,
             config.appservice.port,
             config.bot_mxid,
         )
-        started = [
-            asyncio.create_task(ping_homeserver(app[INTENTS], config.appservice.id, app[METRICS])),
-            asyncio.create_task(keep_applying_bot_profile(app[INTENTS], config.appservice)),
-        ]
+        # The ping makes the homeserver resend what it held back, and the bot's profile is set
+        # once: intake's business (workers start and stop in numbers).
+        started = (
+            [
+                asyncio.create_task(
+                    ping_homeserver(app[INTENTS], config.appservice.id, app[METRICS])
+                ),
+                asyncio.create_task(keep_applying_bot_profile(app[INTENTS], config.appservice)),
+            ]
+            if config.appservice.runs_intake
+            else []
+        )
         try:
             yield app
         finally:

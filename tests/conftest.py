@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -18,6 +19,7 @@ import pytest
 from bridge.config import Config, parse_config
 from bridge.db.embedded import EmbeddedPostgres
 from bridge.db.schema import ensure_schema
+from tests.pg_tcp import TcpPostgres
 
 HS_TOKEN = "hs-secret-token"
 AS_TOKEN = "as-secret-token"
@@ -30,8 +32,13 @@ def with_database(dsn: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
+class PostgresServer(Protocol):
+    @property
+    def dsn(self) -> str: ...
+
+
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[EmbeddedPostgres]:
+def embedded_pg_server() -> Iterator[EmbeddedPostgres]:
     """A private Postgres for the whole session, started by the suite itself."""
     root = Path(tempfile.mkdtemp(prefix="bridge-tests-"))
     root.chmod(0o711)  # as root, Postgres runs as an unprivileged user that must reach it
@@ -42,6 +49,31 @@ def pg_server() -> Iterator[EmbeddedPostgres]:
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tcp_pg_server() -> Iterator[TcpPostgres]:
+    """A second server, not embedded: reached over TCP on loopback with a password and TLS."""
+    root = Path(tempfile.mkdtemp(prefix="bridge-tests-tcp-"))
+    root.chmod(0o711)  # as root, Postgres runs as an unprivileged user that must reach it
+    server = TcpPostgres(root / "pg")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server(request: pytest.FixtureRequest) -> PostgresServer:
+    """The session's server: the embedded one, or with ``BRIDGE_TEST_POSTGRES=tcp`` the TCP
+    one (the whole suite then runs over TCP with ``sslmode=require``)."""
+    choice = os.environ.get("BRIDGE_TEST_POSTGRES", "embedded")
+    if choice not in ("embedded", "tcp"):
+        raise pytest.UsageError(f"BRIDGE_TEST_POSTGRES must be embedded or tcp, not {choice!r}")
+    server: PostgresServer = request.getfixturevalue(f"{choice}_pg_server")
+    return server
 
 
 async def _create_template(admin_dsn: str) -> None:
@@ -55,15 +87,23 @@ async def _create_template(admin_dsn: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def template_database(pg_server: EmbeddedPostgres) -> str:
+def template_database(pg_server: PostgresServer) -> str:
     """A database migrated to head once; each test gets a copy of it."""
     asyncio.run(_create_template(pg_server.dsn))
     return TEMPLATE_DB
 
 
+@pytest.fixture(scope="session")
+def tcp_template_database(tcp_pg_server: TcpPostgres, pg_server: PostgresServer) -> str:
+    """The template on the TCP server (the same one when the session runs over TCP)."""
+    if pg_server is not tcp_pg_server:
+        asyncio.run(_create_template(tcp_pg_server.dsn))
+    return TEMPLATE_DB
+
+
 @contextlib.asynccontextmanager
 async def fresh_database(
-    pg_server: EmbeddedPostgres, template: str | None
+    pg_server: PostgresServer, template: str | None
 ) -> AsyncIterator[str]:
     """A new database copied from ``template`` (empty without one), dropped afterwards; yields
     its DSN."""
@@ -82,14 +122,21 @@ async def fresh_database(
 
 
 @pytest.fixture
-async def dsn(pg_server: EmbeddedPostgres, template_database: str) -> AsyncIterator[str]:
+async def tcp_dsn(tcp_pg_server: TcpPostgres, tcp_template_database: str) -> AsyncIterator[str]:
+    """A fresh database at schema head on the TCP server (``sslmode=require``)."""
+    async with fresh_database(tcp_pg_server, tcp_template_database) as fresh:
+        yield fresh
+
+
+@pytest.fixture
+async def dsn(pg_server: PostgresServer, template_database: str) -> AsyncIterator[str]:
     """A fresh database at schema head for one test."""
     async with fresh_database(pg_server, template_database) as fresh:
         yield fresh
 
 
 @pytest.fixture
-async def other_dsn(pg_server: EmbeddedPostgres, template_database: str) -> AsyncIterator[str]:
+async def other_dsn(pg_server: PostgresServer, template_database: str) -> AsyncIterator[str]:
     """A second fresh database, for tests that compare two runs."""
     async with fresh_database(pg_server, template_database) as fresh:
         yield fresh

@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,15 +22,10 @@ import yaml
 
 from bridge.matrix.inbox.store import _LANE_LOCK_CLASS
 from tests.conftest import HS_TOKEN, config_data
+from tests.pg_tcp import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DEADLINE = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Daemon:

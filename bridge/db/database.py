@@ -32,16 +32,27 @@ async def init_connection(conn: asyncpg.Connection) -> None:
 class Database:
     """An asyncpg pool with JSON codecs. Built unopened by the app factory, opened on start."""
 
-    def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 10) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_size: int = 2,
+        max_size: int = 10,
+        application_name: str = "bridge",
+    ) -> None:
+        """``application_name`` names this process to the server (``pg_stat_activity``) and
+        is the payload of the wake-ups its commits send (see :mod:`bridge.db.wakeups`)."""
         self.dsn = dsn
+        self.application_name = application_name
         self._min_size = min_size
         self._max_size = max_size
         self._pool: asyncpg.Pool | None = None
-        self._after_commit: list[Callable[[], None]] = []
+        self._after_commit: list[Callable[[asyncpg.Connection], None]] = []
 
-    def after_commit(self, hook: Callable[[], None]) -> None:
-        """Call ``hook`` after every transaction of :meth:`transaction` commits (e.g. to wake
-        the outbox sender for rows the transaction queued)."""
+    def after_commit(self, hook: Callable[[asyncpg.Connection], None]) -> None:
+        """Call ``hook`` with the connection after every transaction of :meth:`transaction`
+        commits, before the connection goes back to the pool (e.g. to wake the outbox sender
+        for rows the transaction queued)."""
         self._after_commit.append(hook)
 
     @property
@@ -58,7 +69,7 @@ class Database:
             init=init_connection,
             reset=_keep_session,
             command_timeout=60,
-            server_settings={"application_name": "bridge"},
+            server_settings={"application_name": self.application_name},
         )
 
     async def close(self) -> None:
@@ -73,7 +84,8 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
         """One DB transaction: committed on normal exit, rolled back on an exception."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            yield conn
-        for hook in self._after_commit:
-            hook()
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                yield conn
+            for hook in self._after_commit:
+                hook(conn)

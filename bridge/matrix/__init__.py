@@ -21,7 +21,9 @@ management room
 lane
     One ordered queue of work. Inbox lanes are rooms (events of a room are processed in arrival
     order); outbox lanes are rooms or ``conv:<conversation-id>`` for a conversation whose portal
-    may not exist yet. Different lanes proceed in parallel; one lane never does.
+    may not exist yet. Different lanes proceed in parallel; one lane never does, in whichever
+    bridge process: an inbox lane is held by its batch's DB transaction, an outbox lane by a
+    lease (owner and expiry) taken over by another worker if its holder dies.
 waiting invite
     A ghost invited to a Matrix group room that may not join yet (its user is not a connection
     of the inviter, or the group would have fewer than three participants); it joins when that

@@ -4,8 +4,9 @@ Shared by the inbox processor and the outbox sender. A wake-up rouses one idle w
 of them: an idle pool woken for every committed transaction costs a database round trip per
 worker); a worker that found work rouses one more, so the pool ramps up under a backlog. A
 wake-up that finds no idle worker is kept for the next worker about to sleep, so none is lost.
-Idle workers also wake for the next scheduled retry and every ``poll_interval`` (work queued by
-other bridge processes).
+Idle workers also wake for the next scheduled retry (or an outbox lease running out) and every
+``poll_interval``: work committed by other bridge processes wakes them at once through
+:mod:`bridge.db.wakeups`, and polling finds it when that cannot.
 """
 
 from __future__ import annotations

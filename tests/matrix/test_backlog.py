@@ -105,3 +105,23 @@ async def test_the_first_count_includes_events_from_before_a_restart(
     assert backlog.pending == 6  # counted 8 from the database, then finished 2
     await processor.drain()
     assert backlog.pending == 0
+
+
+async def test_without_workers_in_the_process_the_hold_ends_when_the_database_says_so() -> None:
+    """An intake process: no worker tells it of finished events; it re-reads the count."""
+    in_database = [50]
+    reads = 0
+
+    async def recount() -> int:
+        nonlocal reads
+        reads += 1
+        return in_database[0]
+
+    backlog = Backlog(limit=10, max_hold=30, recount=recount, recount_interval=0.01)
+    backlog.added(50)
+    holders = [asyncio.create_task(backlog.wait_for_room()) for _ in range(3)]
+    await asyncio.wait_for(_until(lambda: reads >= 2), 5)
+    assert not any(h.done() for h in holders)
+    in_database[0] = 4  # workers elsewhere caught up
+    await asyncio.wait_for(asyncio.gather(*holders), 5)
+    assert backlog.pending == 4 and backlog.holds == 3

@@ -22,7 +22,9 @@ AUTH = {"Authorization": f"Bearer {HS_TOKEN}"}
 
 @pytest.fixture
 async def client(hs: FakeHomeserver, dsn: str, aiohttp_client: Any) -> TestClient:
-    config = parse_config(config_data(homeserver__address=hs.url))
+    # An intake process: the homeserver's queries are answered synchronously, with no outbox
+    # sender racing them for the portal the seed's conversation queued.
+    config = parse_config(config_data(homeserver__address=hs.url, appservice__role="intake"))
     return await aiohttp_client(await init_app(config, dsn))
 
 
@@ -125,7 +127,7 @@ async def test_portal_power_levels_fit_the_room_version(
     fake = FakeHomeserver(as_token=AS_TOKEN, room_version=room_version)
     server = await aiohttp_server(fake.app())
     fake.url = str(server.make_url("")).rstrip("/")
-    config = parse_config(config_data(homeserver__address=fake.url))
+    config = parse_config(config_data(homeserver__address=fake.url, appservice__role="intake"))
     client = await aiohttp_client(await init_app(config, dsn))
     bob, _, conv = await people_and_conversation(client, dsn)
     resp = await client.get(f"/_matrix/app/v1/rooms/%23_pn_conv_{conv}:localhost", headers=AUTH)

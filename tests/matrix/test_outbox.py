@@ -117,6 +117,15 @@ async def make_due(conn: asyncpg.Connection) -> None:
     await conn.execute("UPDATE outbox_lane SET not_before = now()")
 
 
+async def expire_leases(conn: asyncpg.Connection) -> None:
+    """Let the time of every lane's lease pass (a leased lane's not_before is its expiry)."""
+    leased = await conn.execute(
+        "UPDATE outbox_lane SET not_before = now() - interval '1 second'"
+        " WHERE lease IS NOT NULL"
+    )
+    assert leased != "UPDATE 0"
+
+
 async def lane_wait(conn: asyncpg.Connection, lane: str) -> float:
     """Seconds until the lane is due."""
     return float(await conn.fetchval(
@@ -269,6 +278,8 @@ async def test_a_resend_after_a_crash_gets_the_same_event(
         await make_sender(db, hs, session, store=CrashBeforeCommit()).run_once()
     assert (await row(conn, row_id))["state"] == "pending"  # the mark was rolled back
     assert len(hs.calls_to("/send/")) == 1
+    assert await drain(make_sender(db, hs, session)) == 0  # the dead sender's lease holds
+    await expire_leases(conn)
     await drain(make_sender(db, hs, session))
     first, second = hs.calls_to("/send/")
     assert first.path == second.path  # same transaction id
@@ -632,6 +643,7 @@ async def test_create_room_after_a_crash_adopts_the_room_behind_its_alias(
     with pytest.raises(Crash):
         await make_sender(db, hs, session, store=CrashBeforeCommit()).run_once()
     assert await conn.fetchval("SELECT count(*) FROM portal") == 0
+    await expire_leases(conn)
     sender = make_sender(db, hs, session)
     await drain(sender)
     [room_id] = hs.rooms
@@ -751,3 +763,68 @@ async def test_rows_queued_before_actions_were_typed_are_still_sent(
                                  conversation)
     assert hs.rooms[portal].members[GHOST] == "invite"
     assert hs.profiles[GHOST] == {"displayname": "Alice"}
+
+
+# --- leases: no transaction across the network, takeover --------------------------------------
+
+
+async def wait_for(predicate: Any, within: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not await predicate():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_no_transaction_or_lock_is_held_while_the_homeserver_answers(
+    db: Database, conn: asyncpg.Connection, hs: FakeHomeserver, session: ClientSession
+) -> None:
+    room_id = hs.add_room([BOT])
+    release = hs.hold_response("/send/")
+    await enqueue(db, message(room_id, "first"))
+    sender = make_sender(db, hs, session)
+    sending = asyncio.create_task(sender.run_once())
+    await hs.wait_for(lambda: len(hs.calls_to("/send/")) == 1)
+    # While the request is out: no open transaction in the sender's pool, no lock on the lane.
+    in_transaction = await conn.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND pid <> pg_backend_pid() AND xact_start IS NOT NULL"
+    )
+    assert in_transaction == 0
+    lane = await conn.fetchrow("SELECT lease_owner, lease FROM outbox_lane WHERE lane = $1", room_id)
+    assert lane["lease_owner"] == "bridge" and lane["lease"] is not None
+    # Enqueueing in the lane being sent does not wait for the homeserver.
+    async with asyncio.timeout(5):
+        await enqueue(db, message(room_id, "second"))
+    release.set()
+    assert await sending is True
+    await drain(sender)
+    assert bodies(hs, room_id) == ["first", "second"]
+    assert await conn.fetchval("SELECT count(*) FROM outbox_lane") == 0
+
+
+async def test_an_expired_lease_is_taken_over_and_the_stalled_holder_records_nothing(
+    db: Database, conn: asyncpg.Connection, hs: FakeHomeserver, session: ClientSession,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    room_id = hs.add_room([BOT])
+    release = hs.hold_response("/send/")
+    first, second = await enqueue(db, message(room_id, "1"), message(room_id, "2"))
+    stalled = make_sender(db, hs, session)
+    stalling = asyncio.create_task(stalled.run_once())
+    await hs.wait_for(lambda: len(hs.calls_to("/send/")) == 1)
+    await expire_leases(conn)  # the holder stalled past its lease
+    other = make_sender(db, hs, session)
+    taking_over = asyncio.create_task(drain(other))
+    await hs.wait_for(lambda: len(hs.calls_to("/send/")) == 2)
+    release.set()  # both get their answers now
+    await taking_over
+    assert await stalling is True
+    assert "was taken over" in caplog.text and "Taking over outbox lane" in caplog.text
+    # Row 1 went twice under one transaction id: one event. Order kept, nothing duplicated.
+    paths = [c.path for c in hs.calls_to("/send/")]
+    assert paths[0] == paths[1] and len(set(paths)) == 2
+    assert bodies(hs, room_id) == ["1", "2"]
+    for row_id in (first, second):
+        assert (await row(conn, row_id))["state"] == "sent"
+    assert await conn.fetchval("SELECT count(*) FROM outbox_lane") == 0

@@ -9,7 +9,7 @@ import uuid
 import jwt
 from aiohttp.test_utils import TestClient
 
-from bridge.app import CONFIG, DATABASE
+from bridge.app import CONTEXT, DATABASE
 from bridge.ops.admin_auth import SESSION_COOKIE, AdminAuth
 from tests.ops.bed import JWT_SECRET, Bed, message, poll
 
@@ -24,7 +24,7 @@ def token(*, admin: bool) -> str:
 
 async def login(bed: Bed) -> str:
     """Open a session through a one-time link; return the page's CSRF token."""
-    secret = await AdminAuth(bed.app[DATABASE], bed.app[CONFIG].admin).create_link_secret()
+    secret = await AdminAuth(bed.app[DATABASE], bed.app[CONTEXT].config.admin).create_link_secret()
     resp = await bed.client.get(f"/admin/login?token={secret}", allow_redirects=False)
     assert resp.status == 303 and resp.headers["Location"] == "/admin"
     cookie = resp.cookies[SESSION_COOKIE]
@@ -45,7 +45,7 @@ async def test_no_session_no_page(bed: Bed) -> None:
 
 
 async def test_a_link_works_once(bed: Bed) -> None:
-    secret = await AdminAuth(bed.app[DATABASE], bed.app[CONFIG].admin).create_link_secret()
+    secret = await AdminAuth(bed.app[DATABASE], bed.app[CONTEXT].config.admin).create_link_secret()
     first = await bed.client.get(f"/admin/login?token={secret}", allow_redirects=False)
     assert first.status == 303
     again = await bed.client.get(f"/admin/login?token={secret}", allow_redirects=False)

@@ -8,7 +8,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from bridge.app import CONFIG, DATABASE
+from bridge.app import CONTEXT, DATABASE
 from bridge.ops.admin_auth import AdminAuth
 from tests.ops.bed import Bed, gap_state, message, poll
 from tests.ops.browser import chromium, ensure_chromium
@@ -47,7 +47,7 @@ async def test_status_page_shows_the_state_and_replays_a_dead_letter(
     letter = await dead_letter_id(conn, "$ops2")
 
     app = bed.app
-    secret = await AdminAuth(app[DATABASE], app[CONFIG].admin).create_link_secret()
+    secret = await AdminAuth(app[DATABASE], app[CONTEXT].config.admin).create_link_secret()
     link = str(bed.client.make_url(f"/admin/login?token={secret}"))
 
     async with chromium() as page:

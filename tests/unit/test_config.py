@@ -50,6 +50,11 @@ def test_example_config_loads_but_refuses_placeholder_tokens() -> None:
         ({"appservice__database_pool_max": 1, "appservice__database_pool_min": 3}, "appservice.database_pool_max", ">="),
         ({"appservice__database_pool_max": 7}, "appservice.database_pool_max", "inbox.workers + outbox.workers + 2 = 8"),
         ({"appservice__outbox": {"max_retry_delay": 0}}, "appservice.outbox.max_retry_delay", "positive"),
+        ({"appservice__role": "both"}, "appservice.role", "all, intake, worker"),
+        ({"appservice__reuse_port": "yes please"}, "appservice.reuse_port", "bool"),
+        ({"appservice__listen_notify": 1}, "appservice.listen_notify", "bool"),
+        ({"appservice__outbox": {"lease_seconds": 30, "request_timeout": 30}}, "appservice.outbox.lease_seconds", "more than request_timeout"),
+        ({"appservice__role": "intake", "appservice__database_pool_max": 1, "appservice__database_pool_min": 1}, "appservice.database_pool_max", "at least 2"),
         ({"appservice__outbox": "fast"}, "appservice.outbox", "must be a mapping"),
         ({"appservice__bot_avatar": "https://x/a.png"}, "appservice.bot_avatar", "mxc://"),
         ({"appservice__bot_displayname": 7}, "appservice.bot_displayname", "must be str, got int"),
@@ -126,6 +131,20 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(data))
     config = load_config(path, environ={})
     assert config.appservice.embedded_data_dir == tmp_path / "pgdata"
+
+
+def test_roles_and_process_keys() -> None:
+    defaults = parse_config(config_data()).appservice
+    assert (defaults.role, defaults.reuse_port, defaults.listen_notify) == ("all", False, True)
+    assert defaults.runs_intake and defaults.runs_workers
+    intake = parse_config(
+        config_data(appservice__role="intake", appservice__database_pool_max=2)
+    ).appservice
+    assert intake.runs_intake and not intake.runs_workers
+    worker = parse_config(config_data(appservice__role="worker", appservice__reuse_port=True))
+    assert worker.appservice.reuse_port and not worker.appservice.runs_intake
+    assert worker.appservice.runs_workers
+    assert worker.appservice.outbox.lease_seconds == 120.0
 
 
 @pytest.mark.parametrize(

@@ -8,22 +8,36 @@ homeserver's 60 s request timeout: past it, intake answers anyway and the backlo
 The count of pending events is kept in the process: intake adds what it stored, the workers
 subtract what they finished; when the workers find nothing to claim while the count says there
 is work, they set it from the database (retries waiting for their time, events another bridge
-process took, a batch that rolled back after it was counted).
+process took, a batch that rolled back after it was counted). An intake process without workers
+of its own (``role: intake``) is told of no finished events, so while it holds an answer it
+re-reads the count from the database every ``recount_interval`` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
 
 
 class Backlog:
-    def __init__(self, limit: int, max_hold: float) -> None:
-        """``limit`` pending events before intake holds (0: never); ``max_hold`` seconds."""
+    def __init__(
+        self,
+        limit: int,
+        max_hold: float,
+        *,
+        recount: Callable[[], Awaitable[int]] | None = None,
+        recount_interval: float = 0.25,
+    ) -> None:
+        """``limit`` pending events before intake holds (0: never); ``max_hold`` seconds;
+        ``recount`` reads the pending count from the database while an answer is held."""
         self.limit = limit
         self.max_hold = max_hold
+        self._recount = recount
+        self._recount_interval = recount_interval
+        self._recounting: asyncio.Lock | None = None
         self._pending = 0
         self._room = asyncio.Event()
         self._room.set()
@@ -59,9 +73,18 @@ class Backlog:
         if not self.over_limit:
             return
         self.holds += 1
-        try:
-            await asyncio.wait_for(self._room.wait(), self.max_hold)
-        except TimeoutError:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_hold
+        while self.over_limit:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            wait = remaining if self._recount is None else min(remaining, self._recount_interval)
+            try:
+                await asyncio.wait_for(self._room.wait(), wait)
+            except TimeoutError:
+                await self._read_count()
+        if self.over_limit:
             log.warning(
                 "Inbox backlog of %d events is over its limit of %d after %.0f s; answering "
                 "the homeserver anyway",
@@ -69,3 +92,18 @@ class Backlog:
                 self.limit,
                 self.max_hold,
             )
+
+    async def _read_count(self) -> None:
+        """Re-read the count (one holder at a time; the others use what it read)."""
+        if self._recount is None:
+            return
+        if self._recounting is None:
+            self._recounting = asyncio.Lock()
+        if self._recounting.locked():
+            async with self._recounting:
+                return
+        async with self._recounting:
+            try:
+                self.reset(await self._recount())
+            except Exception as exc:  # the database is away: hold on the count we have
+                log.warning("Could not re-read the inbox backlog: %s", exc)

@@ -18,6 +18,8 @@ from .events import EventRefused, InboxEvent
 from .store import InboxStore
 
 log = logging.getLogger(__name__)
+#: One batch: events finished, the events taken by lane, the lanes to retry with their delay.
+_Batch = tuple[int, dict[str, list[InboxEvent]], dict[str, float]]
 
 _MAX_ERROR_CHARS = 500
 
@@ -59,7 +61,7 @@ class InboxProcessor:
         dispatcher: Dispatcher,
         config: InboxConfig,
         *,
-        after_commit: Callable[[], None] | None = None,
+        after_commit: Callable[[asyncpg.Connection], None] | None = None,
         backlog: Backlog | None = None,
         metrics: Metrics | None = None,
     ) -> None:
@@ -100,42 +102,53 @@ class InboxProcessor:
 
         False when no lane was due (or all were taken by other workers).
         """
-        config = self._config
         started = time.perf_counter()
-        async with self._db.acquire() as conn, conn.transaction():
-            if self._backlog is not None and not self._backlog_counted:
-                self._backlog.reset(await self._store.count_pending(conn))
-                self._backlog_counted = True
-            claimed = await self._store.claim_lanes(conn, config.lanes_per_claim)
-            if not claimed:
-                if self._backlog is not None and self._backlog.pending:
-                    self._backlog.reset(await self._store.count_pending(conn))
+        async with self._db.acquire() as conn:
+            async with conn.transaction():
+                batch = await self._run_batch(conn)
+            if batch is None:
                 return False
-            lanes = [lane for lane, _ in claimed]
-            pending = await self._store.list_pending_lanes(conn, lanes, config.batch_size)
-            retries, finished = await self._apply_lanes(conn, pending)
-            postpone: dict[str, float] = {}
-            release: list[tuple[str, int]] = []
-            for lane, seq in claimed:
-                events = pending.get(lane, [])
-                if lane in retries:
-                    postpone[lane] = retries[lane]
-                elif len(events) == config.batch_size:
-                    postpone[lane] = 0.0  # more to do: to the back of the queue
-                else:
-                    release.append((lane, seq))
-            if len(claimed) > 1:
-                await self._store.lock_lanes(conn, sorted(lanes))
-            kept = await self._store.release_lanes(conn, release)
-            postpone.update(dict.fromkeys(kept, 0.0))
-            await self._store.postpone_lanes(conn, postpone)
+            if self._after_commit is not None:
+                self._after_commit(conn)  # e.g. wake the outbox sender for what the batch queued
+        finished, pending, retries = batch
         if self._backlog is not None:
             self._backlog.finished(finished)
         if self._metrics is not None:
             self._metrics.observe_batch(started, pending, retries)
-        if self._after_commit is not None:
-            self._after_commit()  # e.g. wake the outbox sender for what the batch queued
         return True
+
+    async def _run_batch(self, conn: asyncpg.Connection) -> _Batch | None:
+        """Claim lanes and apply their events in ``conn``'s transaction; return how many
+        events are finished, the events by lane and the lanes to retry (None if no lane was
+        claimed)."""
+        config = self._config
+        if self._backlog is not None and not self._backlog_counted:
+            self._backlog.reset(await self._store.count_pending(conn))
+            self._backlog_counted = True
+        claimed = await self._store.claim_lanes(conn, config.lanes_per_claim)
+        if not claimed:
+            if self._backlog is not None and self._backlog.pending:
+                self._backlog.reset(await self._store.count_pending(conn))
+            return None
+        lanes = [lane for lane, _ in claimed]
+        pending = await self._store.list_pending_lanes(conn, lanes, config.batch_size)
+        retries, finished = await self._apply_lanes(conn, pending)
+        postpone: dict[str, float] = {}
+        release: list[tuple[str, int]] = []
+        for lane, seq in claimed:
+            events = pending.get(lane, [])
+            if lane in retries:
+                postpone[lane] = retries[lane]
+            elif len(events) == config.batch_size:
+                postpone[lane] = 0.0  # more to do: to the back of the queue
+            else:
+                release.append((lane, seq))
+        if len(claimed) > 1:
+            await self._store.lock_lanes(conn, sorted(lanes))
+        kept = await self._store.release_lanes(conn, release)
+        postpone.update(dict.fromkeys(kept, 0.0))
+        await self._store.postpone_lanes(conn, postpone)
+        return finished, pending, retries
 
     async def _apply_lanes(
         self, conn: asyncpg.Connection, pending: dict[str, list[InboxEvent]]

@@ -51,12 +51,15 @@ WITH fresh AS (
 SELECT count(*) FROM ins
 """
 
+# The candidates are read lazily, so a wide window costs nothing until the first lanes are
+# taken: with many workers (in several processes) each wanting ``$1`` lanes, a window of a few
+# claims' worth would leave the later ones with none while lanes further back wait.
 _CLAIM_LANES = f"""
 SELECT lane, seq FROM (
     SELECT lane, seq FROM inbox_lane
     WHERE not_before <= now()
     ORDER BY not_before
-    LIMIT $1 * 4
+    LIMIT $1 * 16
 ) candidates
 WHERE pg_try_advisory_xact_lock({_LANE_LOCK_CLASS}, hashtext(lane))
 LIMIT $1

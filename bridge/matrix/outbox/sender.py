@@ -1,19 +1,29 @@
 """The outbox sender: Matrix side effects, sent in order per lane and retried durably.
 
 Domain code enqueues rows (:class:`~bridge.matrix.outbox.store.OutboxStore`) in the DB
-transaction of its change, then calls :meth:`OutboxSender.wake`. A worker claims a lane (an
-advisory lock held by its DB transaction), sends a small batch of the lane's rows and marks
-each one sent in that same transaction. If the process dies after the homeserver accepted a
-row but before the commit, the row is sent again with the same Matrix transaction id
-(:func:`matrix_txn_id`), and the homeserver answers with the event it already made.
+transaction of its change, then calls :meth:`OutboxSender.wake`. A worker leases a lane
+(:class:`~bridge.matrix.outbox.lane_store.OutboxLaneStore`: one short statement), sends a small
+batch of the lane's rows outside any DB transaction, and records each result in a short
+transaction that first proves the lease is still its own. No transaction, row lock or advisory
+lock is held while the homeserver is talked to.
 
-Over 400 lines because it is one mechanism whose parts share the lane's DB transaction: claim,
-resolve references, perform, classify a failure, retry or dead-letter and report.
+The lease is renewed before any request that might outlast it, so no request of a holder is in
+flight once its lease has expired; a lane whose holder died or stalled is taken over by any
+sender (of any process) when the lease expires, and the stalled holder, finding its lease gone,
+drops the lane without recording anything. Rows are sent strictly one after another per lane,
+so per-room order holds across processes and takeovers. A row whose result was not recorded
+(the holder died after the homeserver accepted it) is sent again with the same Matrix
+transaction id (:func:`matrix_txn_id`), and the homeserver answers with the event it already
+made.
+
+Over 400 lines because it is one mechanism whose parts share the lane's lease: claim, resolve
+references, perform, classify a failure, retry or dead-letter and report.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import uuid
@@ -49,6 +59,7 @@ from .actions import (
     to_json,
 )
 from .intents import Intents, RoomSpec, retry_after_ms
+from .lane_store import LaneClaim, OutboxLaneStore
 from .store import OutboxItem, OutboxRow, OutboxStore
 
 log = logging.getLogger(__name__)
@@ -98,6 +109,10 @@ class Undeliverable(Exception):
 
 class NotReady(Exception):
     """What the row depends on is not there yet (its portal room, a referenced event)."""
+
+
+class LeaseLost(Exception):
+    """The lane's lease expired and another sender took the lane over."""
 
 
 class _Kind(enum.Enum):
@@ -210,7 +225,20 @@ def _required(value: str | None, name: str) -> str:
 @dataclass(slots=True)
 class _Failed:
     retry_in: float | None  # the lane waits this long; None: the row is dead, the lane goes on
-    report: OutboxItem | None = None
+    reported: bool = False  # a notice reporting the dead row was queued in the lane
+
+
+@dataclass(slots=True)
+class _Lease:
+    """A worker's lease on a lane; ``expires`` on the event loop's clock, never later than the
+    database's expiry (it is counted from before the statement that set it)."""
+
+    claim: LaneClaim
+    expires: float
+
+    @property
+    def lane(self) -> str:
+        return self.claim.lane
 
 
 class OutboxSender:
@@ -236,10 +264,13 @@ class OutboxSender:
         portals: PortalStore | None = None,
         on_sent: SentHook | None = None,
         metrics: Metrics | None = None,
+        owner: str = "bridge",
     ) -> None:
         self._metrics = metrics
+        self._owner = owner
         self._db = db
         self._store = store
+        self._lanes = OutboxLaneStore()
         self._portals = portals or PortalStore()
         self._intents = intents
         self._settings = settings
@@ -278,24 +309,58 @@ class OutboxSender:
 
     async def run_once(self) -> bool:
         """Send one batch of one due lane. False when no lane was due (or all were taken)."""
-        async with self._db.acquire() as conn, conn.transaction():
-            claimed = await self._store.claim_lane(conn)
-            if claimed is None:
+        async with self._db.acquire() as conn:  # no transaction: statements commit one by one
+            lease = await self._claim(conn)
+            if lease is None:
                 return False
-            lane, seq = claimed
-            rows = await self._store.list_pending(conn, lane, self._settings.batch_size)
-            retry_in, reports = await self._deliver(conn, rows)
-            # Lane and report writes come last: they lock the lane's row, which enqueuers
-            # of this lane would otherwise wait on while the batch talks to the homeserver.
-            if reports:
-                await self._store.enqueue_many(conn, reports)
-            if retry_in is not None:
-                await self._store.postpone_lane(conn, lane, retry_in)
-            elif reports or len(rows) == self._settings.batch_size:
-                await self._store.postpone_lane(conn, lane, 0)
-            elif not await self._store.release_lane(conn, lane, seq):
-                await self._store.postpone_lane(conn, lane, 0)
+            lane, claim = lease.lane, lease.claim
+            try:
+                rows = await self._store.list_pending(conn, lane, self._settings.batch_size)
+                retry_in, reported = await self._deliver(conn, lease, rows)
+                if retry_in is not None:
+                    await self._lanes.postpone(conn, lane, claim.lease, retry_in)
+                elif reported or len(rows) == self._settings.batch_size:
+                    await self._lanes.postpone(conn, lane, claim.lease, 0)
+                else:
+                    await self._lanes.release(conn, lane, claim.lease, claim.seq)
+            except LeaseLost:
+                log.warning("Outbox lane %s was taken over (our lease expired); leaving it", lane)
+            except Exception:
+                # The database failed us mid-batch: hand the lane back at once if it still
+                # answers (rows not recorded stay pending), else the lease runs out.
+                with contextlib.suppress(Exception):
+                    await self._lanes.postpone(conn, lane, claim.lease, 0)
+                raise
         return True
+
+    async def _claim(self, conn: asyncpg.Connection) -> _Lease | None:
+        started = asyncio.get_running_loop().time()
+        claim = await self._lanes.claim(conn, self._owner, self._settings.lease_seconds)
+        if claim is None:
+            return None
+        if claim.taken_from is not None:
+            log.warning(
+                "Taking over outbox lane %s from %s, whose lease expired",
+                claim.lane,
+                claim.taken_from,
+            )
+        return _Lease(claim, started + self._settings.lease_seconds)
+
+    async def _renew(self, conn: asyncpg.Connection, lease: _Lease) -> None:
+        """Extend the lease, or raise :class:`LeaseLost`. In a transaction, this also proves
+        the lease until commit (the lane's row stays locked)."""
+        started = asyncio.get_running_loop().time()
+        seconds = self._settings.lease_seconds
+        if not await self._lanes.renew(conn, lease.lane, lease.claim.lease, seconds):
+            raise LeaseLost(lease.lane)
+        lease.expires = started + seconds
+
+    async def _keep_for_a_request(self, conn: asyncpg.Connection, lease: _Lease) -> None:
+        """Renew unless the lease outlasts the longest request with room to spare."""
+        settings = self._settings
+        spare = (settings.lease_seconds - settings.request_timeout) / 2
+        if lease.expires - asyncio.get_running_loop().time() < settings.request_timeout + spare:
+            await self._renew(conn, lease)
 
     async def drain(self) -> int:
         """Send until no lane is due; return the batches run. For tools and tests."""
@@ -305,23 +370,26 @@ class OutboxSender:
         return batches
 
     async def _deliver(
-        self, conn: asyncpg.Connection, rows: list[OutboxRow]
-    ) -> tuple[float | None, list[OutboxItem]]:
-        """Send rows in order until one must be retried; return its wait and failure reports."""
-        reports: list[OutboxItem] = []
+        self, conn: asyncpg.Connection, lease: _Lease, rows: list[OutboxRow]
+    ) -> tuple[float | None, bool]:
+        """Send rows in order until one must be retried; return its wait, and whether a
+        failure was reported in the lane."""
+        reported = False
         for row in rows:
             if self._stopping:
                 break  # the rest stays pending; the lane is not released while it has rows
-            failed = await self._deliver_row(conn, row)
+            await self._keep_for_a_request(conn, lease)
+            failed = await self._deliver_row(conn, lease, row)
             if failed is None:
                 continue
-            if failed.report is not None:
-                reports.append(failed.report)
+            reported = reported or failed.reported
             if failed.retry_in is not None:
-                return failed.retry_in, reports
-        return None, reports
+                return failed.retry_in, reported
+        return None, reported
 
-    async def _deliver_row(self, conn: asyncpg.Connection, row: OutboxRow) -> _Failed | None:
+    async def _deliver_row(
+        self, conn: asyncpg.Connection, lease: _Lease, row: OutboxRow
+    ) -> _Failed | None:
         room_id: str | None = None
         try:
             action = row.action
@@ -337,25 +405,31 @@ class OutboxSender:
                 existing = await self._portals.get_portal_by_conversation(conn, portal)
                 if existing is not None:
                     log.info("Conversation %s already has portal %s", portal, existing.room_id)
-                    await self._record_sent(conn, row, {"room_id": existing.room_id}, None)
+                    await self._record_sent(
+                        conn, lease, row, {"room_id": existing.room_id}, None
+                    )
                     return None
             async with asyncio.timeout(self._settings.request_timeout):
                 result = await self._perform(row, room_id, action)
-            await self._record_sent(conn, row, result, portal)
+            await self._record_sent(conn, lease, row, result, portal)
             if self._metrics is not None:
                 self._metrics.outbox_result("sent")
             return None
+        except LeaseLost:
+            raise
         except Exception as exc:  # every failure is recorded on the row
-            return await self._fail(conn, row, exc, room_id)
+            return await self._fail(conn, lease, row, exc, room_id)
 
     async def _record_sent(
         self,
         conn: asyncpg.Connection,
+        lease: _Lease,
         row: OutboxRow,
         result: dict[str, Any],
         conversation_id: uuid.UUID | None,
     ) -> None:
-        async with conn.transaction():  # a savepoint: a failing hook leaves the batch usable
+        async with conn.transaction():  # a failing hook rolls back this row's record only
+            await self._renew(conn, lease)
             if conversation_id is not None:
                 room_id = str(result["room_id"])
                 portal = await self._portals.claim_portal(
@@ -473,9 +547,15 @@ class OutboxSender:
                 return result
 
     async def _fail(
-        self, conn: asyncpg.Connection, row: OutboxRow, exc: Exception, room_id: str | None
+        self,
+        conn: asyncpg.Connection,
+        lease: _Lease,
+        row: OutboxRow,
+        exc: Exception,
+        room_id: str | None,
     ) -> _Failed:
-        """Record a failure of ``row``; say how long its lane waits, or report it dead."""
+        """Record a failure of ``row`` (while the lease holds); say how long its lane waits,
+        or report it dead."""
         kind, error = _classify(exc), _error_text(exc)
         settings = self._settings
         matrix_error = _matrix_error(exc)
@@ -494,7 +574,9 @@ class OutboxSender:
                 row.lane,
                 wait,
             )
-            await self._store.record_failure(conn, row.id, row.attempts, error)
+            async with conn.transaction():
+                await self._renew(conn, lease)
+                await self._store.record_failure(conn, row.id, row.attempts, error)
             return _Failed(wait)
         attempts = row.attempts + 1
         if kind is _Kind.TRANSIENT and attempts < settings.max_attempts:
@@ -511,7 +593,9 @@ class OutboxSender:
                 wait,
                 _short_error(exc),
             )
-            await self._store.record_failure(conn, row.id, attempts, error)
+            async with conn.transaction():
+                await self._renew(conn, lease)
+                await self._store.record_failure(conn, row.id, attempts, error)
             return _Failed(wait)
         log.error(
             "Dead-lettering outbox row %d (%s as %s in %s) after %d attempt(s): %s",
@@ -523,11 +607,16 @@ class OutboxSender:
             _short_error(exc),
             exc_info=exc,
         )
-        await self._store.dead_letter(conn, row.id, attempts, error, room_id)
+        report = self._report(row, room_id, exc)
+        async with conn.transaction():
+            await self._renew(conn, lease)
+            await self._store.dead_letter(conn, row.id, attempts, error, room_id)
+            if report is not None:
+                await self._store.enqueue_many(conn, [report])
         if self._metrics is not None:
             self._metrics.outbox_result("dead", errcode)
             self._metrics.dead_letters.labels("outbox", kind.name.lower()).inc()
-        return _Failed(None, self._report(row, room_id, exc))
+        return _Failed(None, reported=report is not None)
 
     def _report(self, row: OutboxRow, room_id: str | None, exc: Exception) -> OutboxItem | None:
         """A notice from the bot telling the room what failed; none for a failed report."""

@@ -85,19 +85,6 @@ WITH ins AS (
 SELECT id FROM ins ORDER BY id
 """
 
-# The first key of the advisory lock is the namespace of outbox lanes: any constant works,
-# 7304564 is 0x6F7574, "out".
-_CLAIM_LANE = """
-SELECT lane, seq FROM (
-    SELECT lane, seq FROM outbox_lane
-    WHERE not_before <= now()
-    ORDER BY not_before
-    LIMIT 64
-) candidates
-WHERE pg_try_advisory_xact_lock(7304564, hashtext(lane))
-LIMIT 1
-"""
-
 _LIST_PENDING = """
 SELECT id, lane, sender, action, payload::text AS payload, attempts, created_at
 FROM outbox
@@ -170,11 +157,6 @@ class OutboxStore:
         )
         return [int(r["id"]) for r in rows]
 
-    async def claim_lane(self, conn: asyncpg.Connection) -> tuple[str, int] | None:
-        """Lock the lane due first that no other worker holds, for this DB transaction."""
-        row = await conn.fetchrow(_CLAIM_LANE)
-        return None if row is None else (row["lane"], row["seq"])
-
     async def list_pending(
         self, conn: asyncpg.Connection, lane: str, limit: int
     ) -> list[OutboxRow]:
@@ -228,27 +210,6 @@ class OutboxStore:
     ) -> None:
         """Give up on a row: mark it dead and copy it to the dead letters; its lane goes on."""
         await conn.execute(_DEAD_LETTER, row_id, attempts, error, room_id)
-
-    async def postpone_lane(self, conn: asyncpg.Connection, lane: str, seconds: float) -> None:
-        """Keep the lane, due again after ``seconds`` (0: at the back of the queue)."""
-        await conn.execute(
-            "UPDATE outbox_lane SET not_before = now() + make_interval(secs => $2) WHERE lane = $1",
-            lane,
-            seconds,
-        )
-
-    async def release_lane(self, conn: asyncpg.Connection, lane: str, seq: int) -> bool:
-        """Drop the lane if it has nothing pending and nothing was enqueued since the claim."""
-        status = await conn.execute(
-            """
-            DELETE FROM outbox_lane
-            WHERE lane = $1 AND seq = $2
-              AND NOT EXISTS (SELECT 1 FROM outbox WHERE lane = $1 AND state = 'pending')
-            """,
-            lane,
-            seq,
-        )
-        return bool(status == "DELETE 1")
 
     async def seconds_until_due(self, conn: asyncpg.Connection) -> float | None:
         """Seconds until the next lane is due (0 if one is), None when no lane is waiting."""
