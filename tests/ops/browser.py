@@ -47,10 +47,17 @@ def ensure_chromium() -> str | None:
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         return f"{CHROMIUM} is missing and cannot be installed here (needs root and apt-get)"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    done = subprocess.run(
-        ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=600", "chromium"],
-        env=env, capture_output=True, text=True, timeout=1800, check=False,
-    )
+
+    def apt(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["apt-get", *args, "-q", "-o", "DPkg::Lock::Timeout=600"],
+            env=env, capture_output=True, text=True, timeout=1800, check=False,
+        )
+
+    done = apt("install", "-y", "chromium")
+    if done.returncode != 0:  # a new machine has no package lists yet
+        apt("update")
+        done = apt("install", "-y", "chromium")
     if done.returncode != 0 or not CHROMIUM.exists():
         return f"apt-get install chromium failed ({done.returncode}): {done.stderr[-2000:]}"
     return None
