@@ -47,10 +47,12 @@ DATE_FILTER_PATTERN = (
 ID_FILTER_PATTERN = f"^(?:null|{_HEX_UUID})$"
 
 Id = Annotated[uuid.UUID, Meta(description="a network id (UUID)")]
-Ids = Annotated[list[Id], Meta(max_length=MAX_IDS)]
-#: A list of ids: at least one, none twice.
-SomeIds = Annotated[
-    list[Id], Meta(min_length=1, max_length=MAX_IDS, extra_json_schema={"uniqueItems": True})
+_UNIQUE = {"uniqueItems": True}
+#: Lists of ids in bodies: none twice (the decoder checks every list of a body).
+Ids = Annotated[list[Id], Meta(max_length=MAX_IDS, extra_json_schema=_UNIQUE)]
+SomeIds = Annotated[list[Id], Meta(min_length=1, max_length=MAX_IDS, extra_json_schema=_UNIQUE)]
+TwoOrMoreIds = Annotated[
+    list[Id], Meta(min_length=2, max_length=MAX_IDS, extra_json_schema=_UNIQUE)
 ]
 Text = Annotated[str, Meta(pattern=TEXT_PATTERN)]
 SomeText = Annotated[str, Meta(pattern=SOME_TEXT_PATTERN)]
@@ -74,14 +76,5 @@ DateFilter = Annotated[
             "null, $today, $ltoday, $week, $lweek, $month, $leq-<day or instant> (the latest), "
             "$lin-<day or instant> (the earliest); repeat the parameter for several"
         ),
-    ),
-]
-Cursor = Annotated[
-    str,
-    Meta(
-        min_length=1,
-        max_length=200,
-        pattern="^[A-Za-z0-9_-]+$",
-        description="paging.nextCursor of the previous page",
     ),
 ]

@@ -11,7 +11,8 @@ from typing import Annotated, Literal
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from .fields import Cursor, DateFilter, Id, IdFilter
+from .cursor import ConversationsCursor, MessagesCursor, NotificationsCursor
+from .fields import DateFilter, Id, IdFilter
 
 DEFAULT_ROWS = 25
 #: The most rows one response carries, also for ``pageNumber=0``.
@@ -30,17 +31,23 @@ class PublicQuery(Struct, forbid_unknown_fields=True):
     """The seed's common parameters (``getJoins``, ``excludeCQRS``, ``caching`` and
     ``cacheTTL`` are accepted as the seed's clients send them; they change nothing here)."""
 
-    requestId: Annotated[
-        str,
-        Meta(pattern=REQUEST_ID_PATTERN, description="an id for this request (in the answer)"),
-    ] | UnsetType = UNSET
+    requestId: (
+        Annotated[
+            str,
+            Meta(pattern=REQUEST_ID_PATTERN, description="an id for this request (in the answer)"),
+        ]
+        | UnsetType
+    ) = UNSET
     access_token: Annotated[str, Meta(min_length=1)] | UnsetType = UNSET
     getJoins: Flag | UnsetType = UNSET
     excludeCQRS: Flag | UnsetType = UNSET
     caching: Flag | UnsetType = UNSET
-    cacheTTL: Annotated[
-        int, Meta(ge=0, le=86400, description="accepted for the seed's clients; no effect here")
-    ] | UnsetType = UNSET
+    cacheTTL: (
+        Annotated[
+            int, Meta(ge=0, le=86400, description="accepted for the seed's clients; no effect here")
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 class Query(PublicQuery):
@@ -59,10 +66,10 @@ class PagedQuery(Query):
 
 
 class ConversationsQuery(PagedQuery):
-    cursor: Annotated[Cursor, Meta(pattern="^c")] | UnsetType = UNSET
-    isGroup: Annotated[
-        list[Literal["true", "false", "null"]], Meta(max_length=3)
-    ] | UnsetType = UNSET
+    cursor: ConversationsCursor | UnsetType = UNSET
+    isGroup: Annotated[list[Literal["true", "false", "null"]], Meta(max_length=3)] | UnsetType = (
+        UNSET
+    )
     participantIds: IdFilter | UnsetType = UNSET
     participantIds_op: Annotated[
         Literal["contains", "overlap"],
@@ -72,14 +79,15 @@ class ConversationsQuery(PagedQuery):
 
 
 class MessagesQuery(PagedQuery):
-    cursor: Annotated[Cursor, Meta(pattern="^m")] | UnsetType = UNSET
+    cursor: MessagesCursor | UnsetType = UNSET
     conversationId: IdFilter | UnsetType = UNSET
     senderUserId: IdFilter | UnsetType = UNSET
     readBy: IdFilter | UnsetType = UNSET
     sentAt: DateFilter | UnsetType = UNSET
-    afterMessageId: Annotated[
-        Id, Meta(description="only messages after this one (totalRowCount counts those)")
-    ] | UnsetType = UNSET
+    afterMessageId: (
+        Annotated[Id, Meta(description="only messages after this one (totalRowCount counts those)")]
+        | UnsetType
+    ) = UNSET
 
 
 class ConnectionsQuery(PagedQuery):
@@ -87,12 +95,18 @@ class ConnectionsQuery(PagedQuery):
 
 
 class ConnectionRequestsQuery(PagedQuery):
-    status: Annotated[
-        list[Literal["pending", "accepted", "rejected", "cancelled", "null"]], Meta(max_length=5)
-    ] | UnsetType = UNSET
+    status: (
+        Annotated[
+            list[Literal["pending", "accepted", "rejected", "cancelled", "null"]],
+            Meta(max_length=5),
+        ]
+        | UnsetType
+    ) = UNSET
 
 
-NotificationSort = Literal["createdAt", "+createdAt", "createdAt:asc", "-createdAt", "createdAt:desc"]
+NotificationSort = Literal[
+    "createdAt", "+createdAt", "createdAt:asc", "-createdAt", "createdAt:desc"
+]
 
 
 class NotificationsQuery(Query):
@@ -101,26 +115,32 @@ class NotificationsQuery(Query):
     sortBy: Annotated[
         NotificationSort, Meta(description="oldest first (createdAt) or newest first")
     ] = "-createdAt"
-    cursor: Annotated[Cursor, Meta(pattern="^n")] | UnsetType = UNSET
+    cursor: NotificationsCursor | UnsetType = UNSET
 
 
-SymphonyStatusFilter = Literal["PENDING_INCOMING", "PENDING_OUTGOING", "ACCEPTED", "REJECTED", "ALL"]
+SymphonyStatusFilter = Literal[
+    "PENDING_INCOMING", "PENDING_OUTGOING", "ACCEPTED", "REJECTED", "ALL"
+]
 _HEX = "[0-9a-fA-F]"
 _UUID = f"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}"
 
 
 class SymphonyListQuery(Query):
-    status: Annotated[
-        SymphonyStatusFilter, Meta(description="both pending ones when not given")
-    ] | UnsetType = UNSET
-    userIds: Annotated[
-        str,
-        Meta(
-            pattern=f"^ *{_UUID} *(?:, *{_UUID} *)*$",
-            max_length=MAX_USER_IDS * 37 - 1,
-            description=f"comma-separated user ids (at most {MAX_USER_IDS})",
-        ),
-    ] | UnsetType = UNSET
+    status: (
+        Annotated[SymphonyStatusFilter, Meta(description="both pending ones when not given")]
+        | UnsetType
+    ) = UNSET
+    userIds: (
+        Annotated[
+            str,
+            Meta(
+                pattern=f"^ *{_UUID} *(?:, *{_UUID} *)*$",
+                max_length=MAX_USER_IDS * 37 - 1,
+                description=f"comma-separated user ids (at most {MAX_USER_IDS})",
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 class PublicKeyQuery(PublicQuery):

@@ -13,12 +13,14 @@ from typing import Annotated, Any, Literal
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from ..messaging.rules import MEDIA_MSGTYPES, MSGTYPES
-from .fields import Id, Ids, Instant, SomeIds, SomeText, Text
+from .fields import Id, Ids, Instant, SomeIds, SomeText, Text, TwoOrMoreIds
 
 _MXC = "^mxc://[A-Za-z0-9.:\\-]+/[A-Za-z0-9_\\-]+$"
 MxcUrl = Annotated[str, Meta(pattern=_MXC, max_length=255, description="an mxc:// URI")]
 Count = Annotated[int, Meta(ge=0, le=2**53 - 1)]
-MsgType = Literal[tuple(sorted(MSGTYPES))]  # type: ignore[valid-type]
+MsgType = Literal[
+    "m.audio", "m.emote", "m.file", "m.image", "m.location", "m.notice", "m.text", "m.video"
+]
 Scalar = Text | int | float | bool | None
 
 #: Field names the server sets on its resources: refused in every body, naming the field.
@@ -51,7 +53,7 @@ class Body(Struct, forbid_unknown_fields=True):
 
 class CreateConversation(Body):
     isGroup: bool
-    participantIds: Annotated[SomeIds, Meta(min_length=2)]
+    participantIds: TwoOrMoreIds
     title: Text | UnsetType = UNSET
     topic: Text | UnsetType = UNSET
 
@@ -168,8 +170,22 @@ RULES: dict[type[Body], list[dict[str, Any]]] = {
 }
 
 
+def _repeated(body: Body, path: str = "") -> str | None:
+    """The first list of ``body`` (nested bodies too) holding an item twice."""
+    for name in body.__struct_fields__:
+        value = getattr(body, name)
+        if isinstance(value, list) and len(set(value)) != len(value):
+            return f"{path}{name}: an item is given twice"
+        if isinstance(value, Body) and (found := _repeated(value, f"{path}{name}.")):
+            return found
+    return None
+
+
 def broken_rule(body: Body) -> str | None:
-    """What is wrong across ``body``'s fields by its type's ``RULES``, or None."""
+    """What is wrong across ``body``'s fields by its type's ``RULES`` (and its lists'
+    ``uniqueItems``), or None."""
+    if (repeated := _repeated(body)) is not None:
+        return repeated
     if isinstance(body, UpdateConversation | UpdateMessage):
         if all(getattr(body, name) is UNSET for name in body.__struct_fields__):
             fields = ", ".join(body.__struct_fields__)
@@ -180,6 +196,6 @@ def broken_rule(body: Body) -> str | None:
     if isinstance(body, CreateMessage):
         if body.content is UNSET and body.media is UNSET:
             return "content is required (or media)"
-        if body.msgtype in MEDIA_MSGTYPES and body.media is UNSET:
+        if isinstance(body.msgtype, str) and body.msgtype in MEDIA_MSGTYPES and not body.media:
             return f"media is required for msgtype {body.msgtype}"
     return None
