@@ -35,6 +35,7 @@ class PublicKeyApi:
                 PublicKeyQuery,
                 NoBody,
                 Answer(PublicKey),
+                errors=(404,),
             )
         ]
 
