@@ -58,11 +58,6 @@ class NotFound(BridgeError):
     errcode = "M_NOT_FOUND"
 
 
-class Unrecognized(BridgeError):
-    status = 404
-    errcode = "M_UNRECOGNIZED"
-
-
 class Conflict(BridgeError):
     status = 409
     errcode = "M_CONFLICT"

@@ -2,27 +2,32 @@
 
 aiohttp cannot mount a sub-application at the root, and the API spans several top-level
 prefixes, so :func:`api_apps` returns one sub-application per prefix and :func:`mount_api`
-adds them all to the bridge's application. Each has its own error middleware (the reference's error
+adds them all to the bridge's application. Each has the error middleware (the reference's error
 body; Symphony's on ``/pod``) and, except the public ones, the JWT middleware; the Matrix-facing
 middleware leaves sub-application requests alone.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from .. import __version__
 from ..config import Config, ConfigError
 from ..db.database import Database
+from ..http_errors import error_middleware
 from .auth import TokenVerifier, auth_middleware
 from .context import ApiContext, ApiServices
-from .envelope import Envelope, ErrorRenderer, error_middleware, json_response, network_error
+from .envelope import HTTP_MESSAGES, network_error, start_request
 from .keys import KeyFileError, SigningKey
 from .messaging import MessagingApi
 from .networking import NetworkingApi
 from .notification import NotificationApi
 from .openapi import OPENAPI_PATH, build_openapi
+from .operations import Answer, NoBody, Operation, Reply, Service
 from .publickey import PublicKeyApi
+from .queries import PublicQuery
 from .request_guard import request_guard
 from .symphony import SymphonyApi, symphony_error
 
@@ -47,19 +52,45 @@ def build_context(config: Config, db: Database, services: ApiServices) -> ApiCon
     return ApiContext(config, db, services, verifier, signing, __version__)
 
 
-def _sub_app(
-    ctx: ApiContext,
-    routes: list[web.RouteDef],
-    *,
-    public: bool = False,
-    symphony: bool = False,
-) -> web.Application:
-    render: ErrorRenderer = symphony_error if symphony else network_error
-    middlewares = [error_middleware(render), request_guard(ctx.config.api, symphony=symphony)]
-    if not public:
-        middlewares.append(auth_middleware(ctx, symphony=symphony))
+def api_services(ctx: ApiContext) -> list[Service]:
+    """The route table: every operation, by the prefix it is served under."""
+    services = [
+        Service("/messaging-api", MessagingApi(ctx).operations()),
+        Service("/networking-api", NetworkingApi(ctx).operations()),
+        Service("/notification-api", NotificationApi(ctx).operations()),
+        Service("/pod", SymphonyApi(ctx).operations(), symphony=True),
+        Service("/auth-api", PublicKeyApi(ctx).operations(), public=True),
+    ]
+    document: dict[str, Any] = {}
+
+    async def openapi(_: web.Request, __: PublicQuery, ___: NoBody) -> Reply:
+        return Reply(document)
+
+    meta = Service(
+        OPENAPI_PATH,
+        [
+            Operation(
+                "get", "", "openapi", "This document", openapi, PublicQuery, NoBody,
+                Answer(dict[str, Any]),
+            )
+        ],
+        public=True,
+    )  # fmt: skip
+    services.append(meta)
+    document.update(build_openapi(services, ctx.config.api.token_name, ctx.version))
+    return services
+
+
+def _sub_app(ctx: ApiContext, service: Service) -> web.Application:
+    render = symphony_error if service.symphony else network_error
+    middlewares = [
+        error_middleware(render, messages=HTTP_MESSAGES, prepare=start_request),
+        request_guard(ctx.config.api, symphony=service.symphony),
+    ]
+    if not service.public:
+        middlewares.append(auth_middleware(ctx, symphony=service.symphony))
     app = web.Application(middlewares=middlewares)
-    app.add_routes(routes)
+    app.add_routes([op.route(ctx.version) for op in service.operations])
     return app
 
 
@@ -68,20 +99,7 @@ def api_apps(
 ) -> list[tuple[str, web.Application]]:
     """The REST API's sub-applications with the prefix each is mounted at."""
     ctx = build_context(config, db, services)
-    envelope = Envelope(ctx.version)
-    document = build_openapi(config.api.token_name, ctx.version)
-
-    async def openapi(_: web.Request) -> web.Response:
-        return json_response(document)
-
-    return [
-        ("/messaging-api", _sub_app(ctx, MessagingApi(ctx, envelope).routes())),
-        ("/networking-api", _sub_app(ctx, NetworkingApi(ctx, envelope).routes())),
-        ("/notification-api", _sub_app(ctx, NotificationApi(ctx, envelope).routes())),
-        ("/pod", _sub_app(ctx, SymphonyApi(ctx).routes(), symphony=True)),
-        ("/auth-api", _sub_app(ctx, PublicKeyApi(ctx).routes(), public=True)),
-        (OPENAPI_PATH, _sub_app(ctx, [web.get("", openapi, allow_head=False)], public=True)),
-    ]
+    return [(service.prefix, _sub_app(ctx, service)) for service in api_services(ctx)]
 
 
 def mount_api(app: web.Application, config: Config, db: Database, services: ApiServices) -> None:

@@ -22,6 +22,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from ..bearer import bearer_token
 from ..config import MIN_HS256_SECRET_BYTES as MIN_SECRET_BYTES
 from ..config import ConfigError, JwtConfig
 from ..errors import BridgeError, Forbidden, Unauthorized
@@ -151,9 +152,9 @@ def _token_and_location(
     token = request.query.get(QUERY_TOKEN)
     if token:
         return token, "query"
-    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip(), "bearer"
+    bearer = bearer_token(request)
+    if bearer is not None:
+        return bearer, "bearer"
     if header := request.headers.get(token_name):
         return header, "header"
     if cookie := request.cookies.get(token_name):

@@ -7,31 +7,44 @@ Served only when the bridge signs tokens itself (RS256 with ``api.jwt.private_ke
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
+from msgspec import UNSET
 
 from ..errors import NotFound
 from .context import ApiContext
-from .envelope import json_response
 from .keys import public_jwk, public_pem
-from .paging import single
+from .operations import Answer, NoBody, Operation, Reply
+from .queries import PublicKeyQuery
+from .resources import PublicKey
 
 
 class PublicKeyApi:
     def __init__(self, ctx: ApiContext) -> None:
         self._ctx = ctx
 
-    def routes(self) -> list[web.RouteDef]:
-        return [web.get("/publickey", self.public_key, allow_head=False)]
+    def operations(self) -> list[Operation[Any, Any]]:
+        return [
+            Operation(
+                "get",
+                "/publickey",
+                "publicKey",
+                "The bridge's token-signing public key (404 unless it signs tokens)",
+                self.public_key,
+                PublicKeyQuery,
+                NoBody,
+                Answer(PublicKey),
+                errors=(404,),
+            )
+        ]
 
-    async def public_key(self, request: web.Request) -> web.Response:
+    async def public_key(self, request: web.Request, query: PublicKeyQuery, _: NoBody) -> Reply:
         signing = self._ctx.signing_key
         if signing is None or self._ctx.config.api.jwt.algorithm != "RS256":
             raise NotFound("this bridge does not sign tokens (no RS256 private key)")
         current = signing.current()
-        wanted = single(request.query, "keyId")
-        if wanted is not None and wanted != current.kid:
-            raise NotFound(f"no public key {wanted}")
+        if query.keyId is not UNSET and query.keyId != current.kid:
+            raise NotFound(f"no public key {query.keyId}")
         jwk = public_jwk(current.public_key) | {"kid": current.kid, "alg": "RS256", "use": "sig"}
-        return json_response(
-            {"keyId": current.kid, "keyData": public_pem(current.public_key), "jwk": jwk}
-        )
+        return Reply(PublicKey(current.kid, public_pem(current.public_key), jwk))

@@ -1,4 +1,4 @@
-"""The REST API as the demo's network users call it: minted tokens, the seed's envelope."""
+"""The REST API as the demo's network users call it: minted tokens, the reference's envelope."""
 
 from __future__ import annotations
 

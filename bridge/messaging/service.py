@@ -15,14 +15,15 @@ import uuid
 from collections.abc import Sequence
 
 from ..db.database import Database
-from ..errors import BadRequest, Conflict
+from ..errors import BadRequest, Conflict, Forbidden
+from ..listing import Page, Position
 from ..networking.service import NetworkingService
 from ..notifications.service import NotificationService
 from ..users.service import UserService
 from .conversations import MessagingListener, direct_key
 from .messages import MessageRules
 from .models import Conversation, Message, NewMessage, Origin
-from .queries import DateRange, MessagingQueries, Page, Position
+from .queries import DateRange, MessagingQueries
 from .store import MessagingStore
 
 __all__ = ["MessagingListener", "MessagingService", "direct_key"]
@@ -68,7 +69,7 @@ class MessagingService(MessageRules):
         """A new conversation of ``participant_ids``, which must include ``creator``: a group,
         or a 1:1 (409 naming the existing one when the pair already has one)."""
         if creator not in participant_ids:
-            raise BadRequest("participantIds must include the session user")
+            raise Forbidden("participantIds must include the session user")
         members = list(dict.fromkeys(participant_ids))
         others = [u for u in members if u != creator]
         if not is_group:

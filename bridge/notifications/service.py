@@ -19,10 +19,11 @@ import asyncpg
 from ..db.database import Database
 from ..errors import BadRequest, NotFound
 from ..ids import clean_text
+from ..listing import Page, Position
 from ..users.service import UserService
 from ..uuid7 import uuid7
 from .models import Device, Notification
-from .queries import NotificationPage, NotificationQueries
+from .queries import NotificationQueries
 from .store import NotificationStore
 
 
@@ -99,10 +100,10 @@ class NotificationService:
         user_id: uuid.UUID,
         *,
         oldest_first: bool = False,
-        after: tuple[datetime, uuid.UUID] | None = None,
+        after: Position | None = None,
         limit: int = 20,
         offset: int = 0,
-    ) -> NotificationPage:
+    ) -> Page[Notification]:
         """:meth:`list_page` on a pooled connection (a read: no transaction)."""
         async with self._db.acquire() as conn:
             return await self.list_page(
@@ -193,10 +194,10 @@ class NotificationService:
         user_id: uuid.UUID,
         *,
         oldest_first: bool = False,
-        after: tuple[datetime, uuid.UUID] | None = None,
+        after: Position | None = None,
         limit: int = 20,
         offset: int = 0,
-    ) -> NotificationPage:
+    ) -> Page[Notification]:
         """One page of the user's notifications, the total and whether more follow; ``after``
         is a keyset position (a cursor)."""
         return await self._queries.list_notifications_page(

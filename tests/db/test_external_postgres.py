@@ -166,18 +166,18 @@ async def test_the_listener_reconnects_and_wakes_everyone_once_back(tcp_dsn: str
         await listener.stop()
 
 
-async def test_revision_0005_goes_down_and_up_again(tcp_pg_server: TcpPostgres) -> None:
+async def test_revision_0007_goes_down_and_up_again(tcp_pg_server: TcpPostgres) -> None:
     async with fresh_database(tcp_pg_server, None) as dsn:
         config = alembic_config(dsn)
-        await asyncio.to_thread(command.upgrade, config, "0005")
+        await asyncio.to_thread(command.upgrade, config, "0007")
         conn = await asyncpg.connect(dsn)
         try:
             await conn.execute("INSERT INTO outbox_lane (lane) VALUES ('!r:localhost')")
-            await asyncio.to_thread(command.downgrade, config, "0004")
+            await asyncio.to_thread(command.downgrade, config, "0006")
             assert await conn.fetchval(
                 "SELECT count(*) FROM pg_trigger WHERE tgname IN ('inbox_notify', 'outbox_notify')"
             ) == 0
-            await asyncio.to_thread(command.upgrade, config, "0005")
+            await asyncio.to_thread(command.upgrade, config, "0007")
             row = await conn.fetchrow("SELECT lease, lease_owner FROM outbox_lane")
             assert (row["lease"], row["lease_owner"]) == (None, None)  # a free lane
         finally:

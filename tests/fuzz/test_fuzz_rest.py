@@ -1,5 +1,5 @@
 """Generated hostile requests to every REST route (taken from the app's router) on a real
-Postgres: never a 5xx, never a hang, always the seed's JSON bodies; afterwards every list
+Postgres: never a 5xx, never a hang, always the reference's JSON bodies; afterwards every list
 route still reads what was stored."""
 
 from __future__ import annotations
@@ -235,6 +235,6 @@ async def test_hostile_requests_to_every_route_are_never_500(
     token = hs_token(user, **({"roles": ["admin"]} if request.admin else {}))
     status, text = await send(api.client, request, token)
     assert status < 500, (request.method, request.path, text)
-    parsed = json.loads(text)  # every answer is JSON: the envelope or the seed's error body
+    parsed = json.loads(text)  # every answer is JSON: the envelope or the reference's error body
     if status >= 400 and not request.path.startswith("/pod"):
         assert parsed["result"] == "ERR" and parsed["status"] == status, parsed

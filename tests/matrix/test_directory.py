@@ -23,7 +23,7 @@ AUTH = {"Authorization": f"Bearer {HS_TOKEN}"}
 @pytest.fixture
 async def client(hs: FakeHomeserver, dsn: str, aiohttp_client: Any) -> TestClient:
     # An intake process: the homeserver's queries are answered synchronously, with no outbox
-    # sender racing them for the portal the seed's conversation queued.
+    # sender racing them for the portal the reference's conversation queued.
     config = parse_config(config_data(homeserver__address=hs.url, appservice__role="intake"))
     return await aiohttp_client(await init_app(config, dsn))
 

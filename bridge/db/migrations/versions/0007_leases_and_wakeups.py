@@ -12,8 +12,8 @@ LISTENs). The payload is the writer's ``application_name``, so a process can ski
 wake-ups (it wakes its workers in memory). PostgreSQL folds identical notifications of one
 transaction into one and delivers them on commit.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-11-29
 """
 
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from bridge.db.sql_script import execute_script
 
-revision = "0005"
-down_revision = "0004"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
