@@ -37,3 +37,8 @@ required_text  # bridge/api/body.py
 token_user_id  # bridge/api/context.py Principal
 Unrecognized  # bridge/errors.py
 Unavailable
+
+# Columns of a row kept in its record (read by the status page's template or for debugging).
+_.forced_txn  # bridge/appservice/gap_store.py
+_.closed_at
+_.invited_at  # bridge/matrix/bridging/invite_store.py

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -85,8 +85,6 @@ class Operation(Generic[Q, B]):
     #: operationIds of the operations taking the id this one creates (or, for a list, the
     #: id of its first row): OpenAPI links, which a stateful client follows.
     links: tuple[str, ...] = ()
-    description: str = ""
-    tags: tuple[str, ...] = field(default=())
 
     def route(self, version: str) -> web.RouteDef:
         async def serve(request: web.Request) -> web.StreamResponse:

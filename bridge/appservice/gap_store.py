@@ -7,9 +7,6 @@ from datetime import datetime
 
 import asyncpg
 
-#: States of a gap not resolved yet.
-UNRESOLVED = ("open", "due", "forced")
-
 
 @dataclass(frozen=True, slots=True)
 class TxnGap:

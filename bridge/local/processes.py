@@ -262,10 +262,6 @@ class ManagedProcess:
         """:meth:`stop` off the event loop."""
         return await asyncio.to_thread(self.stop)
 
-    async def arestart(self, *, kill: bool = False) -> None:
-        """:meth:`restart` off the event loop."""
-        await asyncio.to_thread(self.restart, kill=kill)
-
     def note(self, text: str) -> None:
         """A line of this code's own in the process's log."""
         with self.log_path.open("ab") as log:

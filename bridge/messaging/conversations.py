@@ -193,11 +193,6 @@ class ConversationRules:
             raise Forbidden("only participants can see this conversation")
         return conversation
 
-    async def list_for(
-        self, conn: asyncpg.Connection, user_id: uuid.UUID, *, limit: int = 25, offset: int = 0
-    ) -> list[Conversation]:
-        return await self._store.list_conversations(conn, user_id, limit=limit, offset=offset)
-
     async def add_participants(
         self,
         conn: asyncpg.Connection,

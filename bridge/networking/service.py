@@ -14,7 +14,7 @@ from typing import Protocol
 import asyncpg
 
 from ..db.database import Database
-from ..errors import BadRequest, Conflict, Forbidden, NotFound
+from ..errors import Conflict, Forbidden, NotFound
 from ..ids import clean_text
 from ..notifications.service import NotificationService
 from ..users.service import UserService
@@ -165,7 +165,7 @@ class NetworkingService:
         When the receiver already asked the sender, this accepts that request instead.
         """
         if sender == receiver:
-            raise BadRequest("cannot connect to yourself")
+            raise Conflict("cannot connect to yourself")
         if await self.is_connected(conn, sender, receiver):
             raise Conflict("already connected")
         pending = await self._store.get_pending_between(conn, sender, receiver)
@@ -316,7 +316,7 @@ class NetworkingService:
     ) -> Connection:
         """Connect two users without a request (an administrator's act)."""
         if a == b:
-            raise BadRequest("cannot connect a user to themselves")
+            raise Conflict("cannot connect a user to themselves")
         if await self.is_connected(conn, a, b):
             raise Conflict("already connected")
         return await self._store.insert_connection(conn, a, b)

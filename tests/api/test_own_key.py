@@ -48,8 +48,9 @@ def mint(config_path: Path, capsys: pytest.CaptureFixture[str], sub: uuid.UUID) 
     return capsys.readouterr().out.strip()
 
 
+@pytest.mark.usefixtures("no_umask")
 def test_creates_the_key_owner_only_and_names_it_in_the_config_keeping_comments(
-    config_path: Path, capsys: pytest.CaptureFixture[str], no_umask: None
+    config_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = config_path.read_text()
     generate(config_path)
@@ -155,7 +156,8 @@ def test_a_foreign_file_at_the_key_path_is_refused(config_path: Path) -> None:
     assert key_file.read_text() == "not a key"
 
 
-def test_a_named_key_file_that_is_missing_is_created(config_path: Path, no_umask: None) -> None:
+@pytest.mark.usefixtures("no_umask")
+def test_a_named_key_file_that_is_missing_is_created(config_path: Path) -> None:
     text = config_path.read_text().replace("algorithm: HS256", "algorithm: RS256")
     text = text.replace("    private_key_file:", "    private_key_file: keys/mine.pem")
     config_path.write_text(text)

@@ -31,8 +31,9 @@ async def dead_letter_id(conn: asyncpg.Connection, event_id: str) -> int | None:
     )
 
 
+@pytest.mark.usefixtures("browser_available")
 async def test_status_page_shows_the_state_and_replays_a_dead_letter(
-    bed: Bed, conn: asyncpg.Connection, browser_available: None
+    bed: Bed, conn: asyncpg.Connection
 ) -> None:
     # Seeded state: one event processed, one failing until dead, one malformed (dead at
     # intake), a held-back event pending, and a skipped transaction id (11).
