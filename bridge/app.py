@@ -13,6 +13,7 @@ from .appservice.directory import Directory
 from .appservice.health import Health
 from .appservice.middleware import matrix_errors
 from .config import Config
+from .credentials.setup import build_credentials
 from .db.database import Database
 from .matrix.bridging.context import HandlerContext
 from .matrix.bridging.from_matrix import register_handlers
@@ -125,12 +126,18 @@ async def init_app(
     app.add_routes(appservice.routes())
     app.add_routes(Health(db).routes())
     if config.api.enabled:
+        credentials = build_credentials(config, db, users)
         mount_api(
             app,
             config,
             db,
             ApiServices(
-                users=users, messaging=messaging, networking=networking, notifications=notifications
+                users=users,
+                messaging=messaging,
+                networking=networking,
+                notifications=notifications,
+                credentials=credentials.service,
+                credential_auth=credentials.auth,
             ),
         )
 

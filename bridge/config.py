@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +112,10 @@ class JwtConfig:
     issuer: str | None = None
     audience: str | None = None
     leeway: int = 30
+    #: The bridge's own signing keys (the newest signs, the others still verify), generated
+    #: on first start when ``private_key_file`` is unset; ``bridge keys rotate`` adds one.
+    key_dir: Path | None = None
+    keep_keys: int = 3
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,18 @@ class ApiConfig:
     enabled: bool = True
     token_name: str = "access_token"  # noqa: S105 - a parameter name, not a secret
     jwt: JwtConfig = field(default_factory=JwtConfig)
+
+
+@dataclass(frozen=True)
+class CredentialsConfig:
+    #: AES-256-GCM keys (``<key id>:<base64 key>`` a line, the last one newest) that encrypt
+    #: credential secrets; the environment variable named by ``key_env`` replaces the file.
+    key_file: Path | None = None
+    key_env: str = "BRIDGE_CREDENTIALS_KEYS"
+    #: Network users whose credentials act with administrator rights.
+    admin_accounts: tuple[str, ...] = ()
+    #: Lifetime of the tokens ``POST /auth-api/token`` issues, in seconds.
+    token_ttl: int = 3600
 
 
 @dataclass(frozen=True)
@@ -134,6 +151,7 @@ class Config:
     api: ApiConfig
     logging: LoggingConfig
     path: Path | None = None
+    credentials: CredentialsConfig = field(default_factory=CredentialsConfig)
 
     @property
     def bot_mxid(self) -> str:
@@ -393,7 +411,35 @@ def _parse_api(root: _Reader, base: Path | None) -> ApiConfig:
             issuer=jwt.optional("issuer", str),
             audience=jwt.optional("audience", str),
             leeway=jwt.get("leeway", int, 30),
+            key_dir=path("key_dir") or _beside(base, "data/signing-keys"),
+            keep_keys=_positive(jwt, "keep_keys", jwt.get("keep_keys", int, 3)),
         ),
+    )
+
+
+def _beside(base: Path | None, default: str) -> Path | None:
+    """A default file beside the config file (none when the config has no file, as in tests)."""
+    return None if base is None else _resolve_path(base, default)
+
+
+def _parse_credentials(root: _Reader, base: Path | None) -> CredentialsConfig:
+    cr = root.section("credentials", required=False)
+    key_file = cr.optional("key_file", str)
+    key_env = cr.get("key_env", str, "BRIDGE_CREDENTIALS_KEYS")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env):
+        raise ConfigError(cr.key("key_env"), "must be an environment variable name")
+    admins = cr.get("admin_accounts", list, [])
+    for i, account in enumerate(admins):
+        try:
+            if not isinstance(account, str) or str(uuid.UUID(account)) != account.lower():
+                raise ValueError
+        except ValueError:
+            raise ConfigError(cr.key(f"admin_accounts[{i}]"), "must be a network user id") from None
+    return CredentialsConfig(
+        key_file=_resolve_path(base, key_file) if key_file else _beside(base, "credentials.key"),
+        key_env=key_env,
+        admin_accounts=tuple(a.lower() for a in admins),
+        token_ttl=_positive(cr, "token_ttl", cr.get("token_ttl", int, 3600)),
     )
 
 
@@ -442,6 +488,7 @@ def parse_config(data: Mapping[str, Any], *, path: Path | None = None) -> Config
         api=_parse_api(root, base),
         logging=_parse_logging(root),
         path=path,
+        credentials=_parse_credentials(root, base),
     )
 
 

@@ -16,26 +16,30 @@ from ..config import Config, ConfigError
 from ..db.database import Database
 from .auth import TokenVerifier, auth_middleware
 from .context import ApiContext, ApiServices
+from .credentials import PREFIX as CREDENTIALS_PREFIX
+from .credentials import CredentialsApi
 from .envelope import Envelope, ErrorRenderer, error_middleware, json_response, seed_error
-from .keys import KeyFileError, SigningKey
+from .keys import KeyFileError
 from .messaging import MessagingApi
 from .networking import NetworkingApi
 from .notification import NotificationApi
+from .oauth import TokenApi
 from .openapi import OPENAPI_PATH, build_openapi
+from .problems import problem_middleware
 from .publickey import PublicKeyApi
+from .signing_keys import SigningKeys
 from .symphony import SymphonyApi, symphony_error
 
 
 def build_context(config: Config, db: Database, services: ApiServices) -> ApiContext:
     """Load the key material (failing fast with the dotted config key) and bundle the rest."""
     jwt_config = config.api.jwt
-    signing = None
-    if jwt_config.private_key_file is not None:
-        try:
-            signing = SigningKey(jwt_config.private_key_file)
-        except KeyFileError as exc:
-            raise ConfigError("api.jwt.private_key_file", str(exc)) from None
-    verifier = TokenVerifier(jwt_config, signing if jwt_config.algorithm == "RS256" else None)
+    try:
+        signing = SigningKeys.load(jwt_config.private_key_file, jwt_config.key_dir)
+    except KeyFileError as exc:
+        key = "private_key_file" if jwt_config.private_key_file is not None else "key_dir"
+        raise ConfigError(f"api.jwt.{key}", str(exc)) from None
+    verifier = TokenVerifier(jwt_config, signing)
     return ApiContext(config, db, services, verifier, signing, __version__)
 
 
@@ -45,9 +49,10 @@ def _sub_app(
     *,
     public: bool = False,
     symphony: bool = False,
+    problems: bool = False,
 ) -> web.Application:
     render: ErrorRenderer = symphony_error if symphony else seed_error
-    middlewares = [error_middleware(render)]
+    middlewares = [problem_middleware() if problems else error_middleware(render)]
     if not public:
         middlewares.append(auth_middleware(ctx, symphony=symphony))
     app = web.Application(middlewares=middlewares)
@@ -71,7 +76,12 @@ def api_apps(
         ("/networking-api", _sub_app(ctx, NetworkingApi(ctx, envelope).routes())),
         ("/notification-api", _sub_app(ctx, NotificationApi(ctx, envelope).routes())),
         ("/pod", _sub_app(ctx, SymphonyApi(ctx).routes(), symphony=True)),
-        ("/auth-api", _sub_app(ctx, PublicKeyApi(ctx).routes(), public=True)),
+        (
+            "/auth-api",
+            _sub_app(ctx, [*PublicKeyApi(ctx).routes(), *TokenApi(ctx).routes()], public=True),
+        ),
+        ("/.well-known", _sub_app(ctx, PublicKeyApi(ctx).jwks_routes(), public=True)),
+        (CREDENTIALS_PREFIX, _sub_app(ctx, CredentialsApi(ctx).routes(), problems=True)),
         (OPENAPI_PATH, _sub_app(ctx, [web.get("", openapi, allow_head=False)], public=True)),
     ]
 

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ..config import Config
+from ..credentials.authn import CredentialAuthenticator
+from ..credentials.service import CredentialService
 from ..db.database import Database
 from ..messaging.service import MessagingService
 from ..networking.service import NetworkingService
@@ -17,7 +19,7 @@ from ..users.service import UserService
 
 if TYPE_CHECKING:
     from .auth import TokenVerifier
-    from .keys import SigningKey
+    from .signing_keys import SigningKeys
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class ApiServices:
     messaging: MessagingService
     networking: NetworkingService
     notifications: NotificationService
+    credentials: CredentialService | None = None
+    credential_auth: CredentialAuthenticator | None = None
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ class ApiContext:
     db: Database
     services: ApiServices
     verifier: TokenVerifier
-    signing_key: SigningKey | None
+    signing_key: SigningKeys | None
     version: str
 
 
@@ -51,6 +55,9 @@ class Principal:
     token_user_id: uuid.UUID
     user_id: uuid.UUID
     is_admin: bool
+    #: The credential the request was authenticated with (API key, Basic, or a token issued to
+    #: an OAuth client), if any.
+    credential_id: uuid.UUID | None = None
 
 
 def _request_key(name: str, kind: type) -> Any:

@@ -1,0 +1,141 @@
+"""The bridge's own RS256 signing keys: the one that signs, and the older ones still trusted.
+
+With ``api.jwt.private_key_file`` set, that file's key signs. Otherwise the keys live in
+``api.jwt.key_dir`` as ``<UTC timestamp>.pem`` files (0600): the newest signs, the older ones
+still verify what they signed until ``bridge keys rotate`` retires them (it keeps
+``api.jwt.keep_keys``). A key is generated there on first start. The directory is looked at
+again when it changes, so a rotation takes effect without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from .keys import KeyFile, KeyFileError, SigningKey, SigningMaterial, _signing
+
+log = logging.getLogger(__name__)
+
+KEY_SIZE = 2048
+
+
+def _new_key_pem() -> bytes:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_SIZE)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    tmp.replace(path)
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def key_files(key_dir: Path) -> list[Path]:
+    """The directory's key files, oldest first."""
+    if not key_dir.is_dir():
+        return []
+    return sorted(p for p in key_dir.iterdir() if p.suffix == ".pem" and not p.name.startswith("."))
+
+
+def ensure_signing_key(key_dir: Path) -> Path | None:
+    """Generate the first signing key when the directory holds none; the file written."""
+    if key_files(key_dir):
+        return None
+    key_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = key_dir / f"{_stamp()}.pem"
+    _write_private(path, _new_key_pem())
+    log.info("Generated the bridge's token-signing key %s", path)
+    return path
+
+
+def rotate(private_key_file: Path | None, key_dir: Path, keep: int) -> tuple[str, list[Path]]:
+    """A new signing key (the kid returned); keys beyond the ``keep`` newest are removed.
+
+    With ``private_key_file``, its key moves to the directory (still trusted) and the new key
+    takes its place.
+    """
+    key_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    pem = _new_key_pem()
+    if private_key_file is not None:
+        if private_key_file.exists():
+            _write_private(key_dir / f"{_stamp()}.pem", private_key_file.read_bytes())
+        _write_private(private_key_file, pem)
+    else:
+        _write_private(key_dir / f"{_stamp()}.pem", pem)
+    files = key_files(key_dir)
+    trusted = keep - 1 if private_key_file is not None else keep
+    retired = files[: max(len(files) - trusted, 0)]
+    for path in retired:
+        path.unlink()
+    return _signing(pem).kid, retired
+
+
+class SigningKeys:
+    """The signing key and every key still trusted, by ``kid``."""
+
+    def __init__(self, private_key_file: Path | None, key_dir: Path | None) -> None:
+        self._file = SigningKey(private_key_file) if private_key_file is not None else None
+        self._dir = key_dir
+        self._dir_stamp: int | None = None
+        self._dir_keys: list[KeyFile[SigningMaterial]] = []
+        self._scan()
+        if self._file is None and not self._dir_keys:
+            raise KeyFileError(f"{key_dir}: holds no signing key")
+
+    @classmethod
+    def load(cls, private_key_file: Path | None, key_dir: Path | None) -> SigningKeys | None:
+        """The configured keys, or ``None`` when there are none."""
+        if private_key_file is None and (key_dir is None or not key_files(key_dir)):
+            return None
+        return cls(private_key_file, key_dir)
+
+    def _scan(self) -> None:
+        if self._dir is None:
+            return
+        try:
+            stamp = os.stat(self._dir).st_mtime_ns
+        except OSError:
+            stamp = -1
+        if stamp == self._dir_stamp:
+            return
+        self._dir_stamp = stamp
+        keys: list[KeyFile[SigningMaterial]] = []
+        for path in key_files(self._dir):
+            try:
+                keys.append(KeyFile(path, _signing))
+            except KeyFileError as exc:
+                log.warning("Ignoring signing key %s: %s", path, exc)
+        self._dir_keys = keys
+
+    def _materials(self) -> list[SigningMaterial]:
+        """Newest (the signing key) first."""
+        self._scan()
+        found = [key.get() for key in reversed(self._dir_keys)]
+        return [self._file.current(), *found] if self._file is not None else found
+
+    def current(self) -> SigningMaterial:
+        """The key new tokens are signed with."""
+        return self._materials()[0]
+
+    def trusted(self) -> dict[str, RSAPublicKey]:
+        """Every key whose signatures are accepted, by ``kid`` (the signing key first)."""
+        keys: dict[str, RSAPublicKey] = {}
+        for material in self._materials():
+            keys.setdefault(material.kid, material.public_key)
+        return keys
