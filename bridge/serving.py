@@ -12,6 +12,7 @@ from aiohttp import web
 
 from . import __version__
 from .api import RedactingAccessLogger
+from .api.signing_keys import ensure_signing_key
 from .app import INTENTS, init_app
 from .config import Config
 from .db.embedded import EmbeddedPostgres
@@ -38,6 +39,9 @@ async def database_dsn(config: Config) -> AsyncIterator[str]:
 async def running_bridge(config: Config, dsn: str) -> AsyncIterator[web.Application]:
     """The bridge listening on its port, on the database at ``dsn`` (schema at head), until the
     block ends; then its listener, workers and pool are shut down."""
+    jwt = config.api.jwt
+    if jwt.private_key_file is None and jwt.key_dir is not None:
+        ensure_signing_key(jwt.key_dir)  # first start: the bridge signs its own tokens
     app = await init_app(config, dsn)
     runner = web.AppRunner(
         app, access_log=log.getChild("access"), access_log_class=RedactingAccessLogger

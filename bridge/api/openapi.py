@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .credentials_openapi import credential_openapi
 from .paging import DEFAULT_ROWS, MAX_ROWS
 
 OPENAPI_PATH = "/openapi.json"
@@ -711,6 +712,8 @@ def build_openapi(token_name: str, version: str) -> dict[str, Any]:
         elif op.security == "symphony":
             operation["security"] = [*API_SECURITY, {"sessionToken": []}]
         paths.setdefault(op.path, {})[op.method] = operation
+    credential_paths, credential_schemas = credential_openapi()
+    paths.update(credential_paths)
     return {
         "openapi": "3.0.3",
         "info": {
@@ -722,13 +725,15 @@ def build_openapi(token_name: str, version: str) -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": SCHEMAS | credential_schemas,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
                 "queryToken": {"type": "apiKey", "in": "query", "name": "access_token"},
                 "headerToken": {"type": "apiKey", "in": "header", "name": token_name},
                 "cookieToken": {"type": "apiKey", "in": "cookie", "name": token_name},
                 "sessionToken": {"type": "apiKey", "in": "header", "name": "sessionToken"},
+                "basic": {"type": "http", "scheme": "basic"},
+                "clientBasic": {"type": "http", "scheme": "basic"},
             },
         },
         "security": API_SECURITY,
@@ -740,4 +745,5 @@ API_SECURITY: list[dict[str, list[str]]] = [
     {"bearer": []},
     {"headerToken": []},
     {"cookieToken": []},
+    {"basic": []},
 ]

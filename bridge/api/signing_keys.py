@@ -14,33 +14,13 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from .keys import KeyFile, KeyFileError, SigningKey, SigningMaterial, _signing
+from ..own_key import create_private_key_file
+from .keys import KeyFile, KeyFileError, SigningKey, SigningMaterial
+from .keys import _signing as signing_material
 
 log = logging.getLogger(__name__)
-
-KEY_SIZE = 2048
-
-
-def _new_key_pem() -> bytes:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_SIZE)
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    tmp.replace(path)
-
 
 def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
@@ -53,37 +33,42 @@ def key_files(key_dir: Path) -> list[Path]:
     return sorted(p for p in key_dir.iterdir() if p.suffix == ".pem" and not p.name.startswith("."))
 
 
+def _new_key(key_dir: Path) -> Path:
+    key_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = key_dir / f"{_stamp()}.pem"
+    create_private_key_file(path)
+    return path
+
+
 def ensure_signing_key(key_dir: Path) -> Path | None:
     """Generate the first signing key when the directory holds none; the file written."""
     if key_files(key_dir):
         return None
-    key_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = key_dir / f"{_stamp()}.pem"
-    _write_private(path, _new_key_pem())
+    path = _new_key(key_dir)
     log.info("Generated the bridge's token-signing key %s", path)
     return path
 
 
 def rotate(private_key_file: Path | None, key_dir: Path, keep: int) -> tuple[str, list[Path]]:
-    """A new signing key (the kid returned); keys beyond the ``keep`` newest are removed.
+    """A new signing key (its kid returned); trusted keys beyond the ``keep`` newest go.
 
-    With ``private_key_file``, its key moves to the directory (still trusted) and the new key
+    With ``private_key_file``, its key moves to the directory (still trusted) and a new key
     takes its place.
     """
-    key_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    pem = _new_key_pem()
     if private_key_file is not None:
         if private_key_file.exists():
-            _write_private(key_dir / f"{_stamp()}.pem", private_key_file.read_bytes())
-        _write_private(private_key_file, pem)
+            key_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.replace(private_key_file, key_dir / f"{_stamp()}.pem")
+        create_private_key_file(private_key_file)
+        new = private_key_file
     else:
-        _write_private(key_dir / f"{_stamp()}.pem", pem)
+        new = _new_key(key_dir)
     files = key_files(key_dir)
     trusted = keep - 1 if private_key_file is not None else keep
     retired = files[: max(len(files) - trusted, 0)]
     for path in retired:
         path.unlink()
-    return _signing(pem).kid, retired
+    return signing_material(new.read_bytes()).kid, retired
 
 
 class SigningKeys:
@@ -118,7 +103,7 @@ class SigningKeys:
         keys: list[KeyFile[SigningMaterial]] = []
         for path in key_files(self._dir):
             try:
-                keys.append(KeyFile(path, _signing))
+                keys.append(KeyFile(path, signing_material))
             except KeyFileError as exc:
                 log.warning("Ignoring signing key %s: %s", path, exc)
         self._dir_keys = keys

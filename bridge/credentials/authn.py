@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from ..db.database import Database
 from ..errors import Unauthorized
-from .crypto import DecryptionError, Keyring
+from .crypto import DecryptionError, KeySource
 from .models import Credential
 from .service import lookup_material
 from .store import CredentialStore
@@ -25,12 +25,12 @@ class CredentialAuthenticator:
         self,
         db: Database,
         store: CredentialStore,
-        keyring: Keyring | None,
+        keys: KeySource,
         admin_accounts: frozenset[uuid.UUID] = frozenset(),
     ) -> None:
         self.db = db
         self.store = store
-        self.keyring = keyring
+        self.keys = keys
         self.admin_accounts = admin_accounts
 
     def is_admin(self, owner_id: uuid.UUID) -> bool:
@@ -39,18 +39,17 @@ class CredentialAuthenticator:
     async def _find(
         self, kind: str, public: dict[str, str], secret: dict[str, str], what: str
     ) -> Credential:
-        if self.keyring is None:
+        keyring = self.keys.get()
+        if keyring is None:
             raise Unauthorized(f"unknown {what}")
         material = lookup_material(kind, public, secret)
         assert material is not None
         async with self.db.acquire() as conn:
-            credential = await self.store.get_by_lookup(
-                conn, self.keyring.lookup_hashes(material), kind
-            )
+            credential = await self.store.get_by_lookup(conn, keyring.lookup_hashes(material), kind)
         if credential is None:
             raise Unauthorized(f"unknown {what}")
         try:
-            opened = self.keyring.open_all(credential.id, credential.sealed)
+            opened = keyring.open_all(credential.id, credential.sealed)
         except DecryptionError:
             raise Unauthorized(f"unknown {what}") from None
         field = "client_secret" if kind == "oauth_client" else "secret"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import logging
 import os
 import re
 import secrets
@@ -32,6 +33,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..config import ConfigError, CredentialsConfig
+
+log = logging.getLogger(__name__)
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -148,23 +151,51 @@ class Keyring:
         return [hmac.new(k.lookup, material.encode(), sha256).digest() for k in self._keys.values()]
 
 
-def load_keyring(
-    config: CredentialsConfig, environ: Mapping[str, str] | None = None
-) -> Keyring | None:
-    """The configured keys; ``None`` when neither the variable nor the file exists."""
-    env = os.environ if environ is None else environ
-    value = env.get(config.key_env)
-    try:
-        if value:
-            return Keyring(parse_keys(value, f"${config.key_env}"))
-        if config.key_file is None or not config.key_file.exists():
-            return None
-        return Keyring(
-            parse_keys(config.key_file.read_text(encoding="utf-8"), str(config.key_file))
-        )
-    except (KeyringError, OSError, UnicodeDecodeError) as exc:
-        key = "credentials.key_env" if value else "credentials.key_file"
-        raise ConfigError(key, str(exc)) from None
+class KeySource:
+    """The configured keyring, read again when the key file changes (``rotate-key`` adds a key
+    while the bridge runs); a file that turns bad keeps the last good keys."""
+
+    def __init__(self, config: CredentialsConfig, environ: Mapping[str, str] | None = None) -> None:
+        env = os.environ if environ is None else environ
+        self.config = config
+        self.from_env = bool(env.get(config.key_env))
+        self.config_key = "credentials.key_env" if self.from_env else "credentials.key_file"
+        self._stamp: tuple[int, int, int] | None = None
+        self._keyring: Keyring | None = None
+        if self.from_env:
+            try:
+                self._keyring = Keyring(parse_keys(env[config.key_env], f"${config.key_env}"))
+            except KeyringError as exc:
+                raise ConfigError(self.config_key, str(exc)) from None
+            return
+        try:
+            self._reload()
+        except (KeyringError, OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(self.config_key, str(exc)) from None
+
+    def _reload(self) -> None:
+        path = self.config.key_file
+        if path is None:
+            return
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if stamp != self._stamp:
+            self._keyring = Keyring(parse_keys(path.read_text(encoding="utf-8"), str(path)))
+            self._stamp = stamp
+
+    def get(self) -> Keyring | None:
+        """The keys now; ``None`` when none are configured."""
+        if not self.from_env:
+            try:
+                self._reload()
+            except (KeyringError, OSError, UnicodeDecodeError) as exc:
+                if self._keyring is None:
+                    raise ConfigError(self.config_key, str(exc)) from None
+                log.warning("Keeping the previous credential keys: %s", exc)
+        return self._keyring
 
 
 def create_key_file(path: Path) -> bool:

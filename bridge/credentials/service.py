@@ -22,7 +22,7 @@ import msgspec
 from ..db.database import Database
 from ..errors import BadRequest, Conflict, Forbidden, NotFound, Unavailable
 from ..users.service import UserService
-from .crypto import DecryptionError, Keyring
+from .crypto import DecryptionError, Keyring, KeySource
 from .listing import ListQuery
 from .models import (
     GENERATED_SECRETS,
@@ -92,21 +92,20 @@ class CredentialService:
         db: Database,
         store: CredentialStore,
         users: UserService,
-        keyring: Keyring | None,
+        keys: KeySource,
         admin_accounts: frozenset[uuid.UUID] = frozenset(),
-        key_source: str = "credentials.key_file",
     ) -> None:
         self.db = db
         self.store = store
         self.users = users
-        self.keyring = keyring
+        self.keys = keys
         self.admin_accounts = admin_accounts
-        self._key_source = key_source
 
     def _keys(self) -> Keyring:
-        if self.keyring is None:
-            raise Unavailable(f"credentials need an encryption key ({self._key_source})")
-        return self.keyring
+        keyring = self.keys.get()
+        if keyring is None:
+            raise Unavailable(f"credentials need an encryption key ({self.keys.config_key})")
+        return keyring
 
     async def _authorize(self, conn: asyncpg.Connection, actor: Actor, owner_id: uuid.UUID) -> None:
         if actor.via_credential and not actor.is_admin:
