@@ -235,11 +235,10 @@ class CredentialService:
     ) -> list[Credential]:
         async with self.db.acquire() as conn:
             await self._authorize(conn, actor, owner_id)
-            if query.start_after is not None and not await self.store.name_exists(
-                conn, owner_id, query.start_after
-            ):
-                raise BadRequest(f"start_after: no credential named {query.start_after}")
-            return await self.store.list_credentials(conn, owner_id, query)
+            found = await self.store.list_credentials(conn, owner_id, query)
+        if found is None:
+            raise BadRequest(f"start_after: no credential named {query.start_after}")
+        return found
 
     def _may_change(self, actor: Actor, credential: Credential) -> None:
         if credential.managed == "Managed" and not actor.is_admin:

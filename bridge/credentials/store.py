@@ -53,25 +53,27 @@ def _filter_sql(item: Filter, params: list[Any]) -> str:
     return f"{expr} {_COMPARE[item.op]} ${n}"
 
 
-def _after_sql(query: ListQuery) -> str:
-    """Rows after the anchor ``a`` in the query's order, as an OR of prefixes (keyset)."""
+def _after_sql(query: ListQuery, anchor: asyncpg.Record, params: list[Any]) -> str:
+    """Rows after the anchor row in the query's order (keyset), its values as parameters."""
+    values = []
+    for key in query.order:
+        params.append(anchor[key.field])
+        param = f"${len(params)}"
+        if key.field == "expires":
+            param = f"COALESCE({param}::timestamptz, 'infinity'::timestamptz)"
+        values.append(param)
+    columns = [_SORT_EXPR[k.field].format(t="c") for k in query.order]
+    if len({k.descending for k in query.order}) == 1:
+        # One direction: a row comparison, which the index takes as its range condition.
+        cmp = "<" if query.order[0].descending else ">"
+        return f"({', '.join(columns)}) {cmp} ({', '.join(values)})"
     alternatives = []
     for i, key in enumerate(query.order):
-        terms = [
-            f"{_SORT_EXPR[k.field].format(t='c')} = {_SORT_EXPR[k.field].format(t='a')}"
-            for k in query.order[:i]
-        ]
-        cmp = "<" if key.descending else ">"
-        terms.append(
-            f"{_SORT_EXPR[key.field].format(t='c')} {cmp} {_SORT_EXPR[key.field].format(t='a')}"
-        )
+        terms = [f"{columns[j]} = {values[j]}" for j in range(i)]
+        terms.append(f"{columns[i]} {'<' if key.descending else '>'} {values[i]}")
         alternatives.append("(" + " AND ".join(terms) + ")")
-    first = query.order[0]
     # The first key's bound on its own lets the index range-scan from the anchor.
-    bound = (
-        f"{_SORT_EXPR[first.field].format(t='c')} {'<=' if first.descending else '>='} "
-        f"{_SORT_EXPR[first.field].format(t='a')}"
-    )
+    bound = f"{columns[0]} {'<=' if query.order[0].descending else '>='} {values[0]}"
     return f"{bound} AND (" + " OR ".join(alternatives) + ")"
 
 
@@ -162,28 +164,23 @@ class CredentialStore:
         )
         return None if row is None else _credential(row)
 
-    async def name_exists(self, conn: asyncpg.Connection, owner_id: uuid.UUID, name: str) -> bool:
-        return bool(
-            await conn.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM credential WHERE owner_id = $1 AND name = $2)",
-                owner_id,
-                name,
-            )
-        )
-
     async def list_credentials(
         self, conn: asyncpg.Connection, owner_id: uuid.UUID, query: ListQuery
-    ) -> list[Credential]:
-        """One page of an account's credentials in the query's order, after ``start_after``."""
+    ) -> list[Credential] | None:
+        """One page of an account's credentials in the query's order, after the one named
+        ``start_after`` (``None`` when the account has no credential of that name)."""
         params: list[Any] = [owner_id]
         where = ["c.owner_id = $1"]
-        source = "credential c"
         if query.start_after is not None:
-            params.append(query.start_after)
-            source += (
-                f", (SELECT * FROM credential WHERE owner_id = $1 AND name = ${len(params)}) a"
+            anchor = await conn.fetchrow(
+                "SELECT name, created_at, updated_at, expires FROM credential "
+                "WHERE owner_id = $1 AND name = $2",
+                owner_id,
+                query.start_after,
             )
-            where.append(_after_sql(query))
+            if anchor is None:
+                return None
+            where.append(_after_sql(query, anchor, params))
         where.extend(_filter_sql(item, params) for item in query.filters)
         order = ", ".join(
             f"{_SORT_EXPR[k.field].format(t='c')} {'DESC' if k.descending else 'ASC'}"
@@ -191,7 +188,7 @@ class CredentialStore:
         )
         params.append(query.limit)
         rows = await conn.fetch(
-            f"SELECT {_C_COLUMNS} FROM {source} WHERE {' AND '.join(where)} "
+            f"SELECT {_C_COLUMNS} FROM credential c WHERE {' AND '.join(where)} "
             f"ORDER BY {order} LIMIT ${len(params)}",
             *params,
         )
