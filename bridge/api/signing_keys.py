@@ -3,8 +3,8 @@
 With ``api.jwt.private_key_file`` set, that file's key signs. Otherwise the keys live in
 ``api.jwt.key_dir`` as ``<UTC timestamp>.pem`` files (0600): the newest signs, the older ones
 still verify what they signed until ``bridge keys rotate`` retires them (it keeps
-``api.jwt.keep_keys``). A key is generated there on first start. The directory is looked at
-again when it changes, so a rotation takes effect without a restart.
+``api.jwt.keep_keys``). A key is generated there on first start. The directory is listed
+again on each use, so a rotation takes effect without a restart.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class SigningKeys:
     def __init__(self, private_key_file: Path | None, key_dir: Path | None) -> None:
         self._file = SigningKey(private_key_file) if private_key_file is not None else None
         self._dir = key_dir
-        self._dir_stamp: int | None = None
+        self._dir_files: list[Path] | None = None
         self._dir_keys: list[KeyFile[SigningMaterial]] = []
         self._scan()
         if self._file is None and not self._dir_keys:
@@ -93,15 +93,13 @@ class SigningKeys:
     def _scan(self) -> None:
         if self._dir is None:
             return
-        try:
-            stamp = os.stat(self._dir).st_mtime_ns
-        except OSError:
-            stamp = -1
-        if stamp == self._dir_stamp:
+        # The names, not the directory's mtime: two rotations within its resolution still show.
+        files = key_files(self._dir)
+        if files == self._dir_files:
             return
-        self._dir_stamp = stamp
+        self._dir_files = files
         keys: list[KeyFile[SigningMaterial]] = []
-        for path in key_files(self._dir):
+        for path in files:
             try:
                 keys.append(KeyFile(path, signing_material))
             except KeyFileError as exc:

@@ -72,7 +72,9 @@ def parse_keys(text: str, source: str) -> list[tuple[str, bytes]]:
             if not sep or not _KEY_ID_RE.fullmatch(kid):
                 raise KeyringError(f"{source}: each key must read <key id>:<base64 key>")
             try:
-                material = base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_")
+                material = base64.b64decode(
+                    encoded + "=" * (-len(encoded) % 4), altchars=b"-_", validate=True
+                )
             except (binascii.Error, ValueError):
                 raise KeyringError(f"{source}: key {kid} is not base64") from None
             if len(material) != KEY_BYTES:

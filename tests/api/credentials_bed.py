@@ -12,15 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
-from bridge.api import ApiServices
+from bridge.api import ApiServices, RedactingAccessLogger, mount_api
 from bridge.api.signing_keys import ensure_signing_key
 from bridge.config import Config, parse_config
 from bridge.credentials.crypto import create_key_file
 from bridge.credentials.setup import Credentials, build_credentials
 from bridge.db.database import Database
-from tests.api.conftest import SECRET, TOKEN_NAME, hs_token, serve
+from tests.api.conftest import SECRET, TOKEN_NAME, hs_token
 from tests.conftest import config_data
 
 ADMIN_ACCOUNT = uuid.UUID("00000000-0000-4000-8000-00000000ad01")
@@ -136,7 +137,12 @@ async def make_bed(
         credentials=credentials.service,
         credential_auth=credentials.auth,
     )
-    client = await serve(aiohttp_client, config, db, full)
+    app = web.Application()
+    mount_api(app, config, db, full)
+    # The access log the bridge runs with (it masks an access_token in the query).
+    server = TestServer(app)
+    await server.start_server(access_log_class=RedactingAccessLogger)
+    client = await aiohttp_client(server)
     bed = Bed(client, db, full, credentials, config, tmp_path)
     await bed.person("Admin", ADMIN_ACCOUNT)
     return bed
