@@ -166,3 +166,11 @@ def assert_error(status: int, body: Any, expected: int, fragment: str = "") -> N
     assert isinstance(body["date"], str) and body["date"].endswith("Z")
     assert isinstance(body["detail"], str) and body["detail"]
     assert fragment in body["message"], body["message"]
+
+
+@pytest.fixture
+async def bed(aiohttp_client: Any, db: Database, services: ApiServices, tmp_path: Path) -> Any:
+    """The API with credentials on (see :mod:`tests.api.credentials_bed`)."""
+    from tests.api.credentials_bed import make_bed
+
+    return await make_bed(aiohttp_client, db, services, tmp_path)

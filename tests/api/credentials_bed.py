@@ -6,12 +6,10 @@ from __future__ import annotations
 import base64
 import json as jsonlib
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -99,7 +97,12 @@ class Bed:
         return Reply(resp.status, resp.headers, jsonlib.loads(text) if text else None)
 
     async def create(
-        self, owner: uuid.UUID, config: dict[str, Any], *, as_user: uuid.UUID | None = None, **fields: Any
+        self,
+        owner: uuid.UUID,
+        config: dict[str, Any],
+        *,
+        as_user: uuid.UUID | None = None,
+        **fields: Any,
     ) -> dict[str, Any]:
         reply = await self.call(
             "POST", f"{BASE}/{owner}", as_user or owner, json={"config": config, **fields}
@@ -146,10 +149,3 @@ async def make_bed(
     bed = Bed(client, db, full, credentials, config, tmp_path)
     await bed.person("Admin", ADMIN_ACCOUNT)
     return bed
-
-
-@pytest.fixture
-async def bed(
-    aiohttp_client: Any, db: Database, services: ApiServices, tmp_path: Path
-) -> AsyncIterator[Bed]:
-    yield await make_bed(aiohttp_client, db, services, tmp_path)

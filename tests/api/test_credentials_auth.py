@@ -14,7 +14,6 @@ from jwt.algorithms import RSAAlgorithm
 
 from bridge.api.signing_keys import key_files, rotate
 from tests.api.credentials_bed import ADMIN_ACCOUNT, BASE, Bed, basic
-from tests.api.credentials_bed import bed as bed  # noqa: F401 (fixture)
 
 CONVERSATIONS = "/messaging-api/v1/conversations"
 TOKEN = "/auth-api/token"
@@ -75,7 +74,12 @@ async def test_basic_authenticates_as_its_account(bed: Bed) -> None:
     created = await bed.create(owner, {"type": "basic", "username": "crm", "secret": "pa:ss word"})
     reply = await _as(bed, basic("crm", "pa:ss word"))
     assert reply.status == 200 and reply.body["userId"] == str(owner)
-    for auth in (basic("crm", "pa:ss wore"), basic("crn", "pa:ss word"), "Basic !!!", "Basic " + base64.b64encode(b"nocolon").decode()):
+    for auth in (
+        basic("crm", "pa:ss wore"),
+        basic("crn", "pa:ss word"),
+        "Basic !!!",
+        "Basic " + base64.b64encode(b"nocolon").decode(),
+    ):
         reply = await _as(bed, auth)
         assert reply.status == 401, auth
     await bed.call("DELETE", f"{BASE}/{owner}/{created['id']}", owner)
@@ -108,8 +112,17 @@ async def test_client_credentials_grant_form_and_basic(bed: Bed) -> None:
     owner = await bed.person()
     client = await bed.create(owner, {"type": "oauth_client", "client_id": "crm-client"})
     secret = client["config"]["client_secret"]
-    by_form = await _token(bed, data={"grant_type": "client_credentials", "client_id": "crm-client", "client_secret": secret})
-    by_basic = await _token(bed, data={"grant_type": "client_credentials"}, auth=basic("crm-client", secret))
+    by_form = await _token(
+        bed,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": "crm-client",
+            "client_secret": secret,
+        },
+    )
+    by_basic = await _token(
+        bed, data={"grant_type": "client_credentials"}, auth=basic("crm-client", secret)
+    )
     for reply in (by_form, by_basic):
         assert reply.status == 200, reply.body
         assert reply.headers["Cache-Control"] == "no-store"
@@ -136,7 +149,11 @@ async def test_client_credentials_grant_form_and_basic(bed: Bed) -> None:
 
 async def test_client_token_of_an_admin_account(bed: Bed) -> None:
     client = await bed.create(ADMIN_ACCOUNT, {"type": "oauth_client", "client_id": "ops"})
-    reply = await _token(bed, data={"grant_type": "client_credentials"}, auth=basic("ops", client["config"]["client_secret"]))
+    reply = await _token(
+        bed,
+        data={"grant_type": "client_credentials"},
+        auth=basic("ops", client["config"]["client_secret"]),
+    )
     token = reply.body["access_token"]
     assert jwt.decode(token, options={"verify_signature": False})["roles"] == ["admin"]
     other = await bed.person()
@@ -147,7 +164,11 @@ async def test_expired_client_gets_no_token(bed: Bed) -> None:
     owner = await bed.person()
     past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
     client = await bed.create(owner, {"type": "oauth_client", "client_id": "old"}, expires=past)
-    reply = await _token(bed, data={"grant_type": "client_credentials"}, auth=basic("old", client["config"]["client_secret"]))
+    reply = await _token(
+        bed,
+        data={"grant_type": "client_credentials"},
+        auth=basic("old", client["config"]["client_secret"]),
+    )
     assert reply.status == 401 and reply.body["error"] == "invalid_client"
 
 
@@ -157,14 +178,56 @@ async def test_token_endpoint_errors_are_rfc6749(bed: Bed) -> None:
     secret = client["config"]["client_secret"]
     cases: list[tuple[dict[str, Any], int, str]] = [
         ({"data": {"client_id": "c", "client_secret": secret}}, 400, "invalid_request"),
-        ({"data": {"grant_type": "password", "client_id": "c", "client_secret": secret}}, 400, "unsupported_grant_type"),
+        (
+            {"data": {"grant_type": "password", "client_id": "c", "client_secret": secret}},
+            400,
+            "unsupported_grant_type",
+        ),
         ({"data": {"grant_type": "client_credentials"}}, 401, "invalid_client"),
-        ({"data": {"grant_type": "client_credentials", "client_id": "c", "client_secret": "wrong"}}, 401, "invalid_client"),
-        ({"data": {"grant_type": "client_credentials", "client_id": "c"}, "auth": basic("c", secret)}, 400, "invalid_request"),
-        ({"data": {"grant_type": "client_credentials", "scope": "admin"}, "auth": basic("c", secret)}, 400, "invalid_scope"),
-        ({"json": {"grant_type": "client_credentials"}, "auth": basic("c", secret)}, 400, "invalid_request"),
+        (
+            {
+                "data": {
+                    "grant_type": "client_credentials",
+                    "client_id": "c",
+                    "client_secret": "wrong",
+                }
+            },
+            401,
+            "invalid_client",
+        ),
+        (
+            {
+                "data": {"grant_type": "client_credentials", "client_id": "c"},
+                "auth": basic("c", secret),
+            },
+            400,
+            "invalid_request",
+        ),
+        (
+            {
+                "data": {"grant_type": "client_credentials", "scope": "admin"},
+                "auth": basic("c", secret),
+            },
+            400,
+            "invalid_scope",
+        ),
+        (
+            {"json": {"grant_type": "client_credentials"}, "auth": basic("c", secret)},
+            400,
+            "invalid_request",
+        ),
         ({"data": {"grant_type": "client_credentials"}, "auth": "Bearer x"}, 401, "invalid_client"),
-        ({"data": [("grant_type", "client_credentials"), ("grant_type", "client_credentials")], "auth": basic("c", secret)}, 400, "invalid_request"),
+        (
+            {
+                "data": [
+                    ("grant_type", "client_credentials"),
+                    ("grant_type", "client_credentials"),
+                ],
+                "auth": basic("c", secret),
+            },
+            400,
+            "invalid_request",
+        ),
     ]
     for kw, status, error in cases:
         reply = await _token(bed, **kw)
@@ -180,13 +243,17 @@ async def test_signing_key_rotation_keeps_old_tokens_valid(bed: Bed) -> None:
     owner = await bed.person()
     client = await bed.create(owner, {"type": "oauth_client", "client_id": "c"})
     auth = basic("c", client["config"]["client_secret"])
-    old = (await _token(bed, data={"grant_type": "client_credentials"}, auth=auth)).body["access_token"]
+    old = (await _token(bed, data={"grant_type": "client_credentials"}, auth=auth)).body[
+        "access_token"
+    ]
     old_kid = jwt.get_unverified_header(old)["kid"]
     key_dir = bed.config.api.jwt.key_dir
     assert key_dir is not None
     new_kid, retired = rotate(None, key_dir, keep=2)
     assert new_kid != old_kid and retired == []
-    new = (await _token(bed, data={"grant_type": "client_credentials"}, auth=auth)).body["access_token"]
+    new = (await _token(bed, data={"grant_type": "client_credentials"}, auth=auth)).body[
+        "access_token"
+    ]
     assert jwt.get_unverified_header(new)["kid"] == new_kid
     for token in (old, new):
         assert (await _as(bed, f"Bearer {token}")).status == 200
@@ -227,6 +294,8 @@ async def test_tokens_by_foreign_keys_with_a_known_kid_fail(bed: Bed) -> None:
     kid = (await bed.call("GET", "/auth-api/publickey")).body["keyId"]
     forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     now = int(datetime.now(UTC).timestamp())
-    token = jwt.encode({"sub": str(uuid.uuid4()), "exp": now + 60}, forger, algorithm="RS256", headers={"kid": kid})
+    token = jwt.encode(
+        {"sub": str(uuid.uuid4()), "exp": now + 60}, forger, algorithm="RS256", headers={"kid": kid}
+    )
     reply = await _as(bed, f"Bearer {token}")
     assert reply.status == 401 and "signature" in reply.body["message"]

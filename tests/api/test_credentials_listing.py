@@ -11,7 +11,6 @@ import pytest
 
 from bridge.credentials.listing import parse_list_query
 from tests.api.credentials_bed import BASE, Bed
-from tests.api.credentials_bed import bed as bed  # noqa: F401 (fixture)
 from tests.api.test_credentials_routes import assert_problem
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -23,8 +22,14 @@ async def _seed(bed: Bed, owner: uuid.UUID, count: int) -> list[dict[str, Any]]:
     made = []
     for i in range(count):
         expires = None if i % 3 == 0 else (NOW + timedelta(days=i % 2)).isoformat()
-        config = {"type": "secret", "secret": "x"} if i % 2 else {"type": "aws", "access_key_id": f"A{i}", "secret_access_key": "s"}
-        made.append(await bed.create(owner, config, name=f"c{i:03d}", fullname=f"Cred {i}", expires=expires))
+        config = (
+            {"type": "secret", "secret": "x"}
+            if i % 2
+            else {"type": "aws", "access_key_id": f"A{i}", "secret_access_key": "s"}
+        )
+        made.append(
+            await bed.create(owner, config, name=f"c{i:03d}", fullname=f"Cred {i}", expires=expires)
+        )
     return made
 
 
@@ -62,9 +67,13 @@ async def test_default_order_limit_and_depth(bed: Bed) -> None:
     made = await _seed(bed, owner, 23)
     assert await _names(bed, owner) == sorted(c["name"] for c in made)
     assert await _names(bed, owner, limit="5") == [f"c{i:03d}" for i in range(5)]
-    assert await _names(bed, owner, limit="5", start_after="c017") == [f"c{i:03d}" for i in range(18, 23)]
+    assert await _names(bed, owner, limit="5", start_after="c017") == [
+        f"c{i:03d}" for i in range(18, 23)
+    ]
     assert await _walk(bed, owner, 4, []) == sorted(c["name"] for c in made)
-    assert await _walk(bed, owner, 4, [("order", "name[desc]")]) == sorted((c["name"] for c in made), reverse=True)
+    assert await _walk(bed, owner, 4, [("order", "name[desc]")]) == sorted(
+        (c["name"] for c in made), reverse=True
+    )
 
 
 async def test_multi_field_order_pages_exactly(bed: Bed) -> None:
@@ -79,7 +88,9 @@ async def test_multi_field_order_pages_exactly(bed: Bed) -> None:
     ]
     for keys in cases:
         params = [("order", f"{f}[{'desc' if d else 'asc'}]") for f, d in keys]
-        expected = _expected(made, *keys, *([] if any(f == "name" for f, _ in keys) else [("name", keys[0][1])]))
+        expected = _expected(
+            made, *keys, *([] if any(f == "name" for f, _ in keys) else [("name", keys[0][1])])
+        )
         assert await _names(bed, owner, **{}) == sorted(expected)  # sanity
         reply = await bed.call("GET", f"{BASE}/{owner}", owner, params=params)
         assert [c["name"] for c in reply.result] == expected, keys
@@ -115,7 +126,10 @@ async def test_other_accounts_are_not_listed(bed: Bed) -> None:
         (["expires[lte]2030-01-01T00:00:00Z"], ["c002", "c004"]),
         (["expires[in]2030-01-02T00:00:00+00:00"], ["c001", "c005"]),
         (["created_at[lt]2000-01-01T00:00:00Z"], []),
-        (["created_at[gte]2000-01-01T00:00:00Z", "config.type[eq]aws", "name[ne]c000"], ["c002", "c004"]),
+        (
+            ["created_at[gte]2000-01-01T00:00:00Z", "config.type[eq]aws", "name[ne]c000"],
+            ["c002", "c004"],
+        ),
     ],
 )
 async def test_each_filter_operator(bed: Bed, filters: list[str], expected: list[str]) -> None:

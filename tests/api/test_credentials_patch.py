@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from tests.api.credentials_bed import BASE, Bed, basic
-from tests.api.credentials_bed import bed as bed  # noqa: F401 (fixture)
 from tests.api.test_credentials_routes import assert_problem
 
 
@@ -48,22 +47,40 @@ async def test_every_op(bed: Bed) -> None:
     assert result["updated_at"] > created["updated_at"]
     removed = await _patch(bed, owner, url, [{"op": "remove", "path": "/expires"}])
     assert removed.result["expires"] is None
-    moved = await _patch(bed, owner, url, [{"op": "move", "from": "/config/username", "path": "/name"}, {"op": "add", "path": "/config/username", "value": "u"}])
+    moved = await _patch(
+        bed,
+        owner,
+        url,
+        [
+            {"op": "move", "from": "/config/username", "path": "/name"},
+            {"op": "add", "path": "/config/username", "value": "u"},
+        ],
+    )
     assert moved.result["name"] == "crm2" and moved.result["config"]["username"] == "u"
 
 
 async def test_replacing_a_secret_re_encrypts_it(bed: Bed) -> None:
     owner, created, url = await _basic(bed)
     async with bed.db.acquire() as conn:
-        before = await conn.fetchval("SELECT sealed FROM credential WHERE id = $1", uuid.UUID(created["id"]))
-    reply = await _patch(bed, owner, url, [{"op": "replace", "path": "/config/secret", "value": "new-password"}])
+        before = await conn.fetchval(
+            "SELECT sealed FROM credential WHERE id = $1", uuid.UUID(created["id"])
+        )
+    reply = await _patch(
+        bed, owner, url, [{"op": "replace", "path": "/config/secret", "value": "new-password"}]
+    )
     assert reply.status == 200 and "new-password" not in str(reply.body)
     async with bed.db.acquire() as conn:
-        after = await conn.fetchval("SELECT sealed FROM credential WHERE id = $1", uuid.UUID(created["id"]))
+        after = await conn.fetchval(
+            "SELECT sealed FROM credential WHERE id = $1", uuid.UUID(created["id"])
+        )
     assert after["secret"] != before["secret"]
-    assert (await bed.call("GET", f"{BASE}/lookup/{created['id']}", auth=basic("crm", "old-password"))).status == 401
+    assert (
+        await bed.call("GET", f"{BASE}/lookup/{created['id']}", auth=basic("crm", "old-password"))
+    ).status == 401
     # The new password authenticates (a credential manages no credentials: 403, not 401).
-    assert (await bed.call("GET", f"{BASE}/lookup/{created['id']}", auth=basic("crm", "new-password"))).status == 403
+    assert (
+        await bed.call("GET", f"{BASE}/lookup/{created['id']}", auth=basic("crm", "new-password"))
+    ).status == 403
 
 
 async def _unchanged(bed: Bed, owner: uuid.UUID, url: str, created: dict[str, Any]) -> None:
@@ -75,16 +92,34 @@ async def _unchanged(bed: Bed, owner: uuid.UUID, url: str, created: dict[str, An
 @pytest.mark.parametrize(
     ("ops", "fragment"),
     [
-        ([{"op": "replace", "path": "/fullname", "value": "x"}, {"op": "test", "path": "/name", "value": "nope"}], "operation 1 (test /name): test failed"),
-        ([{"op": "replace", "path": "/nothing/here", "value": 1}], "operation 0 (replace /nothing/here)"),
+        (
+            [
+                {"op": "replace", "path": "/fullname", "value": "x"},
+                {"op": "test", "path": "/name", "value": "nope"},
+            ],
+            "operation 1 (test /name): test failed",
+        ),
+        (
+            [{"op": "replace", "path": "/nothing/here", "value": 1}],
+            "operation 0 (replace /nothing/here)",
+        ),
         ([{"op": "remove", "path": "/config/token_url"}], "does not exist"),
         ([{"op": "move", "from": "/missing", "path": "/name"}], "operation 0"),
         ([{"op": "replace", "path": "/id", "value": str(uuid.uuid4())}], "id cannot be patched"),
         ([{"op": "replace", "path": "/managed", "value": "Managed"}], "managed cannot be patched"),
-        ([{"op": "replace", "path": "/created_at", "value": "2020-01-01T00:00:00+00:00"}], "created_at cannot be patched"),
+        (
+            [{"op": "replace", "path": "/created_at", "value": "2020-01-01T00:00:00+00:00"}],
+            "created_at cannot be patched",
+        ),
         ([{"op": "remove", "path": "/updated_at"}], "updated_at cannot be patched"),
-        ([{"op": "replace", "path": "/account_id", "value": str(uuid.uuid4())}], "account_id cannot be patched"),
-        ([{"op": "replace", "path": "/owner_type", "value": "integration"}], "owner_type cannot be patched"),
+        (
+            [{"op": "replace", "path": "/account_id", "value": str(uuid.uuid4())}],
+            "account_id cannot be patched",
+        ),
+        (
+            [{"op": "replace", "path": "/owner_type", "value": "integration"}],
+            "owner_type cannot be patched",
+        ),
         ([{"op": "remove", "path": "/config/secret"}], "secret"),
         ([{"op": "add", "path": "/colour", "value": "red"}], "colour"),
         ([{"op": "replace", "path": "/name", "value": "Bad Name"}], "lowercase"),
@@ -125,7 +160,7 @@ async def test_renaming_onto_another_name_is_409(bed: Bed) -> None:
 
 
 async def test_changing_the_type_needs_the_new_secrets(bed: Bed) -> None:
-    owner, created, url = await _basic(bed)
+    owner, _, url = await _basic(bed)
     ops = [{"op": "replace", "path": "/config", "value": {"type": "secret", "secret": "s3"}}]
     reply = await _patch(bed, owner, url, ops)
     assert reply.result["config"] == {"type": "secret"}

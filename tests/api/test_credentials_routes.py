@@ -13,7 +13,6 @@ import pytest
 from bridge.api import ApiServices
 from bridge.db.database import Database
 from tests.api.credentials_bed import ADMIN_ACCOUNT, BASE, Bed, Reply, basic, make_bed
-from tests.api.credentials_bed import bed as bed  # noqa: F401 (fixture)
 
 
 def assert_problem(reply: Reply, status: int, fragment: str = "") -> None:
@@ -45,7 +44,12 @@ RESPONSE_FIELDS = {
 async def test_create_each_type_answers_without_secrets(bed: Bed) -> None:
     owner = await bed.person()
     configs: list[dict[str, Any]] = [
-        {"type": "aws", "access_key_id": "AKIA1", "secret_access_key": "aws-s3cr3t", "session": "sess-s3cr3t"},
+        {
+            "type": "aws",
+            "access_key_id": "AKIA1",
+            "secret_access_key": "aws-s3cr3t",
+            "session": "sess-s3cr3t",
+        },
         {"type": "token", "secret": "tok-s3cr3t-0123456789"},
         {"type": "basic", "username": "crm", "secret": "basic-s3cr3t"},
         {"type": "secret", "secret": "plain-s3cr3t"},
@@ -65,7 +69,12 @@ async def test_create_each_type_answers_without_secrets(bed: Bed) -> None:
         {"type": "oauth_client", "client_id": "client-1", "token_url": "https://idp.example/token"},
     ]
     for config, public in zip(configs, expected_public, strict=True):
-        reply = await bed.call("POST", f"{BASE}/{owner}", owner, json={"config": config, "fullname": f"My {config['type']}"})
+        reply = await bed.call(
+            "POST",
+            f"{BASE}/{owner}",
+            owner,
+            json={"config": config, "fullname": f"My {config['type']}"},
+        )
         assert reply.status == 201, reply.body
         result = reply.body["result"]
         assert set(result) == RESPONSE_FIELDS
@@ -89,7 +98,9 @@ async def test_generated_secret_is_returned_once(bed: Bed) -> None:
     client = await bed.create(owner, {"type": "oauth_client", "client_id": "c1"})
     assert len(client["config"]["client_secret"]) >= 43
     listed = await bed.call("GET", f"{BASE}/{owner}", owner)
-    assert secret not in str(listed.body) and client["config"]["client_secret"] not in str(listed.body)
+    assert secret not in str(listed.body) and client["config"]["client_secret"] not in str(
+        listed.body
+    )
 
 
 async def test_names(bed: Bed) -> None:
@@ -98,17 +109,36 @@ async def test_names(bed: Bed) -> None:
     assert neither["name"] == neither["id"] == neither["fullname"]
     only_name = await bed.create(owner, {"type": "secret", "secret": "x"}, name="crm-key_1")
     assert only_name["fullname"] == "crm-key_1"
-    only_full = await bed.create(owner, {"type": "secret", "secret": "x"}, fullname="CRM Key (prod)!")
+    only_full = await bed.create(
+        owner, {"type": "secret", "secret": "x"}, fullname="CRM Key (prod)!"
+    )
     assert only_full["name"] == "crm_key_prod" and only_full["fullname"] == "CRM Key (prod)!"
-    dup = await bed.call("POST", f"{BASE}/{owner}", owner, json={"name": "crm-key_1", "config": {"type": "secret", "secret": "x"}})
+    dup = await bed.call(
+        "POST",
+        f"{BASE}/{owner}",
+        owner,
+        json={"name": "crm-key_1", "config": {"type": "secret", "secret": "x"}},
+    )
     assert_problem(dup, 409, "crm-key_1")
-    dup_generated = await bed.call("POST", f"{BASE}/{owner}", owner, json={"fullname": "CRM KEY prod", "config": {"type": "secret", "secret": "x"}})
+    dup_generated = await bed.call(
+        "POST",
+        f"{BASE}/{owner}",
+        owner,
+        json={"fullname": "CRM KEY prod", "config": {"type": "secret", "secret": "x"}},
+    )
     assert_problem(dup_generated, 409, "crm_key_prod")
-    upper = await bed.call("POST", f"{BASE}/{owner}", owner, json={"name": "CRM", "config": {"type": "secret", "secret": "x"}})
+    upper = await bed.call(
+        "POST",
+        f"{BASE}/{owner}",
+        owner,
+        json={"name": "CRM", "config": {"type": "secret", "secret": "x"}},
+    )
     assert_problem(upper, 400, "lowercase")
     # Another account may use the same name.
     other = await bed.person()
-    assert (await bed.create(other, {"type": "secret", "secret": "x"}, name="crm-key_1"))["name"] == "crm-key_1"
+    assert (await bed.create(other, {"type": "secret", "secret": "x"}, name="crm-key_1"))[
+        "name"
+    ] == "crm-key_1"
 
 
 @pytest.mark.parametrize(
@@ -132,15 +162,27 @@ async def test_create_refuses_bad_bodies(bed: Bed, body: dict[str, Any], fragmen
 
 async def test_bad_json_unknown_params_and_ids(bed: Bed) -> None:
     owner = await bed.person()
-    reply = await bed.call("POST", f"{BASE}/{owner}", owner, data="{not json", headers={"Content-Type": "application/json"})
+    reply = await bed.call(
+        "POST",
+        f"{BASE}/{owner}",
+        owner,
+        data="{not json",
+        headers={"Content-Type": "application/json"},
+    )
     assert_problem(reply, 400, "not valid JSON")
-    reply = await bed.call("POST", f"{BASE}/{owner}", owner, data="x=1", headers={"Content-Type": "text/plain"})
+    reply = await bed.call(
+        "POST", f"{BASE}/{owner}", owner, data="x=1", headers={"Content-Type": "text/plain"}
+    )
     assert_problem(reply, 400, "application/json")
-    assert_problem(await bed.call("GET", f"{BASE}/{owner}", owner, params={"colour": "red"}), 400, "colour")
+    assert_problem(
+        await bed.call("GET", f"{BASE}/{owner}", owner, params={"colour": "red"}), 400, "colour"
+    )
     assert_problem(await bed.call("GET", f"{BASE}/not-a-uuid", owner), 400, "ownerId")
     assert_problem(await bed.call("GET", f"{BASE}/{owner}/nope", owner), 400, "credentialId")
     assert_problem(await bed.call("GET", f"{BASE}/lookup/nope", owner), 400, "credentialId")
-    assert_problem(await bed.call("GET", f"{BASE}/{owner}/{uuid.uuid4()}", owner), 404, "no credential")
+    assert_problem(
+        await bed.call("GET", f"{BASE}/{owner}/{uuid.uuid4()}", owner), 404, "no credential"
+    )
     assert_problem(await bed.call("POST", f"{BASE}/{owner}/{uuid.uuid4()}", owner, json={}), 405)
     reply = await bed.call("GET", f"{BASE}/{owner}")
     assert_problem(reply, 401, "no access token")
@@ -149,7 +191,9 @@ async def test_bad_json_unknown_params_and_ids(bed: Bed) -> None:
 
 async def test_put_replaces_and_keeps_secrets_left_out(bed: Bed) -> None:
     owner = await bed.person()
-    created = await bed.create(owner, {"type": "basic", "username": "crm", "secret": "first-password"}, name="crm")
+    created = await bed.create(
+        owner, {"type": "basic", "username": "crm", "secret": "first-password"}, name="crm"
+    )
     url = f"{BASE}/{owner}/{created['id']}"
     body = dict(created, fullname="CRM (renamed)", name="crm2", expires="2031-01-01T00:00:00Z")
     body["config"] = {"type": "basic", "username": "crm-user"}
@@ -173,7 +217,9 @@ async def test_put_replaces_and_keeps_secrets_left_out(bed: Bed) -> None:
         ("owner_type", "integration", "integration"),
         ("account_id", str(uuid.uuid4()), "account_id"),
     ):
-        assert_problem(await bed.call("PUT", url, owner, json=dict(body, **{field: value})), 400, fragment)
+        assert_problem(
+            await bed.call("PUT", url, owner, json=dict(body, **{field: value})), 400, fragment
+        )
     missing = {k: v for k, v in body.items() if k != "name"}
     assert_problem(await bed.call("PUT", url, owner, json=missing), 400, "name")
 
@@ -208,7 +254,9 @@ async def test_others_get_404_never_403(bed: Bed) -> None:
     # Same answer as for an account that does not exist.
     missing = await bed.call("GET", f"{BASE}/{uuid.uuid4()}", stranger)
     assert_problem(missing, 404, "no account")
-    assert (await bed.call("GET", f"{BASE}/{owner}", stranger)).body["detail"].startswith("no account")
+    assert (
+        (await bed.call("GET", f"{BASE}/{owner}", stranger)).body["detail"].startswith("no account")
+    )
     # The credential is untouched.
     assert (await bed.call("GET", one, owner)).result == created
 
@@ -216,11 +264,19 @@ async def test_others_get_404_never_403(bed: Bed) -> None:
 async def test_admin_manages_any_account(bed: Bed) -> None:
     owner = await bed.person()
     admin = uuid.uuid4()
-    reply = await bed.call("POST", f"{BASE}/{owner}", admin, admin=True, json={"config": {"type": "secret", "secret": "x"}, "name": "by-admin"})
+    reply = await bed.call(
+        "POST",
+        f"{BASE}/{owner}",
+        admin,
+        admin=True,
+        json={"config": {"type": "secret", "secret": "x"}, "name": "by-admin"},
+    )
     assert reply.status == 201, reply.body
     listed = await bed.call("GET", f"{BASE}/{owner}", admin, admin=True)
     assert [c["name"] for c in listed.result] == ["by-admin"]
-    assert_problem(await bed.call("GET", f"{BASE}/{uuid.uuid4()}", admin, admin=True), 404, "no account")
+    assert_problem(
+        await bed.call("GET", f"{BASE}/{uuid.uuid4()}", admin, admin=True), 404, "no account"
+    )
 
 
 async def test_a_credential_manages_no_credentials_unless_admin(bed: Bed) -> None:
@@ -240,14 +296,19 @@ async def test_managed_credentials_are_changed_by_admins_only(bed: Bed) -> None:
     from bridge.credentials.service import Actor
 
     credential, _ = await bed.credentials.service.create(
-        Actor(owner, is_admin=True), owner, CredentialCreate(config=SecretCredential(secret="x"), name="managed"), managed="Managed"
+        Actor(owner, is_admin=True),
+        owner,
+        CredentialCreate(config=SecretCredential(secret="x"), name="managed"),
+        managed="Managed",
     )
     url = f"{BASE}/{owner}/{credential.id}"
     assert (await bed.call("GET", url, owner)).result["managed"] == "Managed"
     assert_problem(await bed.call("DELETE", url, owner), 403, "managed")
     patch = [{"op": "replace", "path": "/fullname", "value": "x"}]
     assert_problem(await bed.call("PATCH", url, owner, json=patch), 403, "managed")
-    assert (await bed.call("PATCH", url, uuid.uuid4(), admin=True, json=patch)).result["fullname"] == "x"
+    assert (await bed.call("PATCH", url, uuid.uuid4(), admin=True, json=patch)).result[
+        "fullname"
+    ] == "x"
 
 
 async def test_expired_credentials_stay_readable(bed: Bed) -> None:
@@ -255,7 +316,9 @@ async def test_expired_credentials_stay_readable(bed: Bed) -> None:
     past = (datetime.now(UTC) - timedelta(days=1)).isoformat()
     created = await bed.create(owner, {"type": "secret", "secret": "x"}, expires=past)
     assert (await bed.call("GET", f"{BASE}/{owner}/{created['id']}", owner)).result == created
-    assert [c["id"] for c in (await bed.call("GET", f"{BASE}/{owner}", owner)).result] == [created["id"]]
+    assert [c["id"] for c in (await bed.call("GET", f"{BASE}/{owner}", owner)).result] == [
+        created["id"]
+    ]
 
 
 async def test_without_an_encryption_key_it_is_503(

@@ -25,18 +25,32 @@ from bridge.credentials.crypto import (
 )
 from bridge.credentials.service import rotate_key
 from tests.api.credentials_bed import BASE, Bed, basic
-from tests.api.credentials_bed import bed as bed  # noqa: F401 (fixture)
 
 SECRETS = {
-    "aws": {"type": "aws", "access_key_id": "AKIAPUBLIC", "secret_access_key": "S3cr3t-aws-key", "session": "S3cr3t-session"},
+    "aws": {
+        "type": "aws",
+        "access_key_id": "AKIAPUBLIC",
+        "secret_access_key": "S3cr3t-aws-key",
+        "session": "S3cr3t-session",
+    },
     "token": {"type": "token", "secret": "S3cr3t-token-0123456789"},
     "basic": {"type": "basic", "username": "svc", "secret": "S3cr3t-basic"},
     "secret": {"type": "secret", "secret": "S3cr3t-plain"},
-    "oauth": {"type": "oauth_client", "client_id": "cid", "client_secret": "S3cr3t-oauth-0123456789", "extra": {"k": "S3cr3t-extra"}},
+    "oauth": {
+        "type": "oauth_client",
+        "client_id": "cid",
+        "client_secret": "S3cr3t-oauth-0123456789",
+        "extra": {"k": "S3cr3t-extra"},
+    },
 }
 NEEDLES = (
-    "S3cr3t-aws-key", "S3cr3t-session", "S3cr3t-token-0123456789", "S3cr3t-basic",
-    "S3cr3t-plain", "S3cr3t-oauth-0123456789", "S3cr3t-extra",
+    "S3cr3t-aws-key",
+    "S3cr3t-session",
+    "S3cr3t-token-0123456789",
+    "S3cr3t-basic",
+    "S3cr3t-plain",
+    "S3cr3t-oauth-0123456789",
+    "S3cr3t-extra",
 )
 
 
@@ -69,7 +83,12 @@ async def test_no_secret_in_any_column_of_any_table(bed: Bed, conn: asyncpg.Conn
     made = await _create_all(bed, owner)
     generated = await bed.create(owner, {"type": "token"}, name="generated")
     # Patch and replace paths write secrets too.
-    await bed.call("PATCH", f"{BASE}/{owner}/{made['secret']['id']}", owner, json=[{"op": "replace", "path": "/config/secret", "value": "S3cr3t-plain"}])
+    await bed.call(
+        "PATCH",
+        f"{BASE}/{owner}/{made['secret']['id']}",
+        owner,
+        json=[{"op": "replace", "path": "/config/secret", "value": "S3cr3t-plain"}],
+    )
     values = await _every_value(conn)
     assert any(table.endswith('"credential"') for table, _, _ in values)
     for needle in (*NEEDLES, generated["config"]["secret"]):
@@ -77,11 +96,19 @@ async def test_no_secret_in_any_column_of_any_table(bed: Bed, conn: asyncpg.Conn
             assert needle not in text, (needle, table, column)
 
 
-async def test_a_ciphertext_moved_to_another_row_does_not_open(bed: Bed, conn: asyncpg.Connection) -> None:
+async def test_a_ciphertext_moved_to_another_row_does_not_open(
+    bed: Bed, conn: asyncpg.Connection
+) -> None:
     owner = await bed.person()
-    first = await bed.create(owner, {"type": "basic", "username": "a", "secret": "password-a"}, name="a")
-    second = await bed.create(owner, {"type": "basic", "username": "b", "secret": "password-b"}, name="b")
-    assert (await bed.call("GET", "/messaging-api/v1/conversations", auth=basic("b", "password-b"))).status == 200
+    first = await bed.create(
+        owner, {"type": "basic", "username": "a", "secret": "password-a"}, name="a"
+    )
+    second = await bed.create(
+        owner, {"type": "basic", "username": "b", "secret": "password-b"}, name="b"
+    )
+    assert (
+        await bed.call("GET", "/messaging-api/v1/conversations", auth=basic("b", "password-b"))
+    ).status == 200
     # Give b the ciphertext of a's password, and the lookup hash a's would have.
     await conn.execute(
         "UPDATE credential SET sealed = (SELECT sealed FROM credential WHERE id = $1) WHERE id = $2",
@@ -98,7 +125,9 @@ async def test_a_ciphertext_moved_to_another_row_does_not_open(bed: Bed, conn: a
     for password in ("password-a", "password-b"):
         reply = await bed.call("GET", "/messaging-api/v1/conversations", auth=basic("b", password))
         assert reply.status == 401
-    sealed = json.loads(await conn.fetchval("SELECT sealed FROM credential WHERE id = $1", uuid.UUID(second["id"])))
+    sealed = json.loads(
+        await conn.fetchval("SELECT sealed FROM credential WHERE id = $1", uuid.UUID(second["id"]))
+    )
     with pytest.raises(DecryptionError):
         keyring.open(uuid.UUID(second["id"]), "secret", sealed["secret"])
     # Under another field name of the same row it does not open either.
@@ -116,8 +145,14 @@ async def test_key_rotation_with_reads_before_and_after(bed: Bed, conn: asyncpg.
     old_kid = parse_keys(key_file.read_text(), "file")[-1][0]
 
     async def reads() -> None:
-        assert (await bed.call("GET", "/messaging-api/v1/conversations", auth=f"Bearer {api_key}")).status == 200
-        assert (await bed.call("GET", "/messaging-api/v1/conversations", auth=basic("svc", "S3cr3t-basic"))).status == 200
+        assert (
+            await bed.call("GET", "/messaging-api/v1/conversations", auth=f"Bearer {api_key}")
+        ).status == 200
+        assert (
+            await bed.call(
+                "GET", "/messaging-api/v1/conversations", auth=basic("svc", "S3cr3t-basic")
+            )
+        ).status == 200
         keyring = bed.credentials.keys.get()
         assert keyring is not None
         for name, config in SECRETS.items():
@@ -125,7 +160,9 @@ async def test_key_rotation_with_reads_before_and_after(bed: Bed, conn: asyncpg.
             opened = keyring.open_all(row["id"], json.loads(row["sealed"]))
             for field, value in config.items():
                 if field in opened:
-                    assert opened[field] == (value if isinstance(value, str) else '{"k":"S3cr3t-extra"}')
+                    assert opened[field] == (
+                        value if isinstance(value, str) else '{"k":"S3cr3t-extra"}'
+                    )
 
     await reads()
     new_kid = add_key(key_file)
@@ -138,10 +175,14 @@ async def test_key_rotation_with_reads_before_and_after(bed: Bed, conn: asyncpg.
     assert keyring is not None and keyring.newest_kid == new_kid
     moved = await rotate_key(bed.db, bed.credentials.service.store, keyring, batch=2)
     assert moved == len(made) + 1  # every credential but the fresh one
-    assert set(await conn.fetchval("SELECT array_agg(DISTINCT key_id) FROM credential")) == {new_kid}
+    assert set(await conn.fetchval("SELECT array_agg(DISTINCT key_id) FROM credential")) == {
+        new_kid
+    }
     await reads()
     # Without the old key now, everything still opens.
-    lines = [line for line in key_file.read_text().splitlines() if not line.startswith(f"{old_kid}:")]
+    lines = [
+        line for line in key_file.read_text().splitlines() if not line.startswith(f"{old_kid}:")
+    ]
     key_file.write_text("\n".join(lines) + "\n")
     await reads()
     assert await rotate_key(bed.db, bed.credentials.service.store, keyring) == 0
@@ -158,11 +199,36 @@ async def test_secrets_never_reach_the_logs(bed: Bed, caplog: pytest.LogCaptureF
     await bed.call("GET", "/messaging-api/v1/conversations", params={"access_token": key})
     await bed.call("GET", "/messaging-api/v1/conversations", auth=basic("svc", "S3cr3t-basic"))
     await bed.call("GET", "/messaging-api/v1/conversations", auth=basic("svc", "S3cr3t-wrong"))
-    token = await bed.call("POST", "/auth-api/token", data={"grant_type": "client_credentials"}, auth=basic("c2", client_secret))
-    await bed.call("POST", "/auth-api/token", data={"grant_type": "client_credentials"}, auth=basic("c2", client_secret + "x"))
-    await bed.call("PATCH", f"{BASE}/{owner}/{made['token']['id']}", owner, json=[{"op": "replace", "path": "/config/secret", "value": "S3cr3t-token-0123456789"}])
-    await bed.call("PATCH", f"{BASE}/{owner}/{made['token']['id']}", owner, json=[{"op": "replace", "path": "/config/secret", "value": "short"}])
-    await bed.call("POST", f"{BASE}/{owner}", owner, json={"config": {"type": "token", "secret": "S3cr3t-token-0123456789"}})
+    token = await bed.call(
+        "POST",
+        "/auth-api/token",
+        data={"grant_type": "client_credentials"},
+        auth=basic("c2", client_secret),
+    )
+    await bed.call(
+        "POST",
+        "/auth-api/token",
+        data={"grant_type": "client_credentials"},
+        auth=basic("c2", client_secret + "x"),
+    )
+    await bed.call(
+        "PATCH",
+        f"{BASE}/{owner}/{made['token']['id']}",
+        owner,
+        json=[{"op": "replace", "path": "/config/secret", "value": "S3cr3t-token-0123456789"}],
+    )
+    await bed.call(
+        "PATCH",
+        f"{BASE}/{owner}/{made['token']['id']}",
+        owner,
+        json=[{"op": "replace", "path": "/config/secret", "value": "short"}],
+    )
+    await bed.call(
+        "POST",
+        f"{BASE}/{owner}",
+        owner,
+        json={"config": {"type": "token", "secret": "S3cr3t-token-0123456789"}},
+    )
     logged = caplog.text + "".join(str(r.args) for r in caplog.records)
     assert "Credential" in logged  # the log was captured
     for needle in (*NEEDLES, key, client_secret, token.body["access_token"], "S3cr3t-wrong"):
@@ -197,15 +263,17 @@ def test_key_source_env_and_bad_files(tmp_path: Path) -> None:
     from bridge.config import CredentialsConfig
 
     env_line = new_key_line("env1")
-    source = KeySource(CredentialsConfig(key_file=tmp_path / "none"), {"BRIDGE_CREDENTIALS_KEYS": env_line})
+    source = KeySource(
+        CredentialsConfig(key_file=tmp_path / "none"), {"BRIDGE_CREDENTIALS_KEYS": env_line}
+    )
     keyring = source.get()
     assert source.from_env and keyring is not None and keyring.newest_kid == "env1"
     assert KeySource(CredentialsConfig(key_file=tmp_path / "none"), {}).get() is None
     bad = tmp_path / "bad.key"
     bad.write_text("nonsense\n")
-    with pytest.raises(ConfigError, match="credentials.key_file"):
+    with pytest.raises(ConfigError, match=r"credentials\.key_file"):
         KeySource(CredentialsConfig(key_file=bad), {})
-    with pytest.raises(ConfigError, match="credentials.key_env"):
+    with pytest.raises(ConfigError, match=r"credentials\.key_env"):
         KeySource(CredentialsConfig(), {"BRIDGE_CREDENTIALS_KEYS": "x"})
     # A file that turns bad keeps the last good keys.
     good = tmp_path / "good.key"
