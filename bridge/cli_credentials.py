@@ -78,9 +78,9 @@ def _random_secret() -> str:
 async def _run(config: Config, args: argparse.Namespace) -> list[str]:
     if args.credentials_command == "rotate-key":
         return await _rotate_key(config)
+    owner = parse_uuid(args.owner, "--owner")  # checked before the database is opened
     async with _opened(config) as credentials:
         service = credentials.service
-        owner = parse_uuid(args.owner, "--owner")
         operator = Actor(owner, is_admin=True)
         if args.credentials_command == "add":
             body = CredentialCreate(
