@@ -66,6 +66,7 @@ from bench.common import (
     stats,
     workdir,
 )
+from bridge.api.cursor import CONVERSATIONS, MESSAGES, NOTIFICATIONS
 from bridge.api.cursor import encode as encode_cursor
 from bridge.cli_token import mint_token
 from bridge.config import parse_config
@@ -475,9 +476,7 @@ def calls(z: Sizes, data: dict[str, Any]) -> list[Call]:
     )
 
     def by_cursor(service: str, name: str, position: tuple[Any, uuid.UUID]) -> Call:
-        kind = {"messages": "messages", "conversations": "conversations"}.get(
-            service, "notifications-"
-        )
+        kind = {"messages": MESSAGES, "conversations": CONVERSATIONS}.get(service, NOTIFICATIONS)
         q = {"cursor": encode_cursor(kind, position)}
         if service == "messages":
             q |= {"conversationId": str(big), "pageRowCount": "25"}

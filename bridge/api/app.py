@@ -2,31 +2,36 @@
 
 aiohttp cannot mount a sub-application at the root, and the API spans several top-level
 prefixes, so :func:`api_apps` returns one sub-application per prefix and :func:`mount_api`
-adds them all to the bridge's application. Each has its own error middleware (the seed's error
+adds them all to the bridge's application. Each has the error middleware (the seed's error
 body; Symphony's on ``/pod``) and, except the public ones, the JWT middleware; the Matrix-facing
 middleware leaves sub-application requests alone.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from .. import __version__
 from ..config import Config, ConfigError
 from ..db.database import Database
+from ..http_errors import error_middleware
 from .auth import TokenVerifier, auth_middleware
 from .context import ApiContext, ApiServices
 from .credentials import PREFIX as CREDENTIALS_PREFIX
 from .credentials import CredentialsApi
-from .envelope import Envelope, ErrorRenderer, error_middleware, json_response, seed_error
+from .envelope import SEED_HTTP_MESSAGES, seed_error, start_request
 from .keys import KeyFileError
 from .messaging import MessagingApi
 from .networking import NetworkingApi
 from .notification import NotificationApi
 from .oauth import TokenApi
 from .openapi import OPENAPI_PATH, build_openapi
+from .operations import Answer, NoBody, Operation, Reply, Service
 from .problems import problem_middleware
 from .publickey import PublicKeyApi
+from .queries import PublicQuery
 from .signing_keys import SigningKeys
 from .symphony import SymphonyApi, symphony_error
 
@@ -43,20 +48,50 @@ def build_context(config: Config, db: Database, services: ApiServices) -> ApiCon
     return ApiContext(config, db, services, verifier, signing, __version__)
 
 
-def _sub_app(
-    ctx: ApiContext,
-    routes: list[web.RouteDef],
-    *,
-    public: bool = False,
-    symphony: bool = False,
-    problems: bool = False,
-) -> web.Application:
-    render: ErrorRenderer = symphony_error if symphony else seed_error
-    middlewares = [problem_middleware() if problems else error_middleware(render)]
-    if not public:
-        middlewares.append(auth_middleware(ctx, symphony=symphony))
+def api_services(ctx: ApiContext) -> list[Service]:
+    """The route table: every operation, by the prefix it is served under."""
+    services = [
+        Service("/messaging-api", MessagingApi(ctx).operations()),
+        Service("/networking-api", NetworkingApi(ctx).operations()),
+        Service("/notification-api", NotificationApi(ctx).operations()),
+        Service("/pod", SymphonyApi(ctx).operations(), symphony=True),
+        Service(
+            "/auth-api",
+            [*PublicKeyApi(ctx).operations(), *TokenApi(ctx).operations()],
+            public=True,
+        ),
+        Service("/.well-known", PublicKeyApi(ctx).jwks_operations(), public=True),
+        Service(CREDENTIALS_PREFIX, CredentialsApi(ctx).operations(), problems=True),
+    ]
+    document: dict[str, Any] = {}
+
+    async def openapi(_: web.Request, __: PublicQuery, ___: NoBody) -> Reply:
+        return Reply(document)
+
+    meta = Service(
+        OPENAPI_PATH,
+        [
+            Operation(
+                "get", "", "openapi", "This document", openapi, PublicQuery, NoBody,
+                Answer(dict[str, Any]),
+            )
+        ],
+        public=True,
+    )  # fmt: skip
+    services.append(meta)
+    document.update(build_openapi(services, ctx.config.api.token_name, ctx.version))
+    return services
+
+
+def _sub_app(ctx: ApiContext, service: Service) -> web.Application:
+    render = symphony_error if service.symphony else seed_error
+    middlewares = [error_middleware(render, messages=SEED_HTTP_MESSAGES, prepare=start_request)]
+    if service.problems:
+        middlewares = [problem_middleware()]
+    if not service.public:
+        middlewares.append(auth_middleware(ctx, symphony=service.symphony))
     app = web.Application(middlewares=middlewares)
-    app.add_routes(routes)
+    app.add_routes([op.route(ctx.version) for op in service.operations])
     return app
 
 
@@ -65,25 +100,7 @@ def api_apps(
 ) -> list[tuple[str, web.Application]]:
     """The REST API's sub-applications with the prefix each is mounted at."""
     ctx = build_context(config, db, services)
-    envelope = Envelope(ctx.version)
-    document = build_openapi(config.api.token_name, ctx.version)
-
-    async def openapi(_: web.Request) -> web.Response:
-        return json_response(document)
-
-    return [
-        ("/messaging-api", _sub_app(ctx, MessagingApi(ctx, envelope).routes())),
-        ("/networking-api", _sub_app(ctx, NetworkingApi(ctx, envelope).routes())),
-        ("/notification-api", _sub_app(ctx, NotificationApi(ctx, envelope).routes())),
-        ("/pod", _sub_app(ctx, SymphonyApi(ctx).routes(), symphony=True)),
-        (
-            "/auth-api",
-            _sub_app(ctx, [*PublicKeyApi(ctx).routes(), *TokenApi(ctx).routes()], public=True),
-        ),
-        ("/.well-known", _sub_app(ctx, PublicKeyApi(ctx).jwks_routes(), public=True)),
-        (CREDENTIALS_PREFIX, _sub_app(ctx, CredentialsApi(ctx).routes(), problems=True)),
-        (OPENAPI_PATH, _sub_app(ctx, [web.get("", openapi, allow_head=False)], public=True)),
-    ]
+    return [(service.prefix, _sub_app(ctx, service)) for service in api_services(ctx)]
 
 
 def mount_api(app: web.Application, config: Config, db: Database, services: ApiServices) -> None:

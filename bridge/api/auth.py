@@ -23,6 +23,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from ..bearer import bearer_token
 from ..config import ConfigError, JwtConfig
 from ..errors import BridgeError, Forbidden, NotFound, Unauthorized
 from ..ids import parse_uuid
@@ -165,9 +166,9 @@ def find_token(request: web.Request, token_name: str, *, symphony: bool = False)
     token = request.query.get(QUERY_TOKEN)
     if token:
         return token
-    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip()
+    bearer = bearer_token(request)
+    if bearer is not None:
+        return bearer
     for candidate in (request.headers.get(token_name), request.cookies.get(token_name)):
         if candidate:
             return candidate

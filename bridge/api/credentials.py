@@ -1,20 +1,26 @@
 """The seed's credentials routes, under ``/v1/credentials``: list and create in an account,
 read, replace (PUT), patch (JSON Patch) and delete one, and look one up by id alone.
 
-Bodies and answers are the msgspec shapes of :mod:`bridge.credentials.models`, in
-``{"result": ...}``; errors are RFC 9457 problem details. Unknown query parameters and body
-members are refused, naming them.
+Operations of the route table (:mod:`.operations`): the query, body and answer types are the
+msgspec shapes of :mod:`bridge.credentials.models`, answers are ``{"result": ...}``, errors
+RFC 9457 problem details; unknown query parameters and body members are refused, naming them.
 """
 
 from __future__ import annotations
 
-import uuid
-from typing import TypeVar
+from dataclasses import replace
+from typing import Annotated, Any
 
-import msgspec
 from aiohttp import web
+from msgspec import UNSET, Meta, Struct, UnsetType
 
-from ..credentials.listing import parse_list_query
+from ..credentials.listing import (
+    DEFAULT_LIMIT,
+    FILTER_OPS,
+    MAX_LIMIT,
+    ORDER_FIELDS,
+    parse_list_query,
+)
 from ..credentials.models import (
     CredentialCreate,
     CredentialList,
@@ -25,59 +31,97 @@ from ..credentials.models import (
 )
 from ..credentials.patching import operations_of
 from ..credentials.service import Actor, CredentialService
-from ..errors import BadRequest, Unavailable
-from ..ids import parse_uuid
+from ..errors import Unavailable
 from .context import ApiContext, principal_of
-
-T = TypeVar("T")
+from .decoding import path_id
+from .fields import Id
+from .operations import Answer, NoBody, Operation, Reply
 
 PREFIX = "/v1/credentials"
-#: Query parameters every route takes (read by the authentication middleware).
-_AUTH_PARAMS = frozenset({"access_token", "asUserId"})
-_LIST_PARAMS = _AUTH_PARAMS | {"limit", "start_after", "order", "filter"}
-_JSON_TYPES = ("application/json", "application/json-patch+json")
-_encoder = msgspec.json.Encoder()
+_ONE = "/{ownerId}/{credentialId}"
 
 
-def _check_params(request: web.Request, allowed: frozenset[str]) -> None:
-    for name in request.query:
-        if name not in allowed:
-            raise BadRequest(f"unknown query parameter {name!r}")
-    for name in ("limit", "start_after"):
-        if len(request.query.getall(name, [])) > 1:
-            raise BadRequest(f"{name} is given more than once")
+class CredentialQuery(Struct, forbid_unknown_fields=True):
+    """What every credentials route takes besides its path."""
+
+    access_token: Annotated[str, Meta(min_length=1)] | UnsetType = UNSET
+    asUserId: Annotated[Id, Meta(description="administrators: act as this user")] | (
+        UnsetType
+    ) = UNSET
 
 
-async def _body(request: web.Request, kind: type[T]) -> T:
-    if request.content_type not in _JSON_TYPES:
-        raise BadRequest(f"the body must be application/json, not {request.content_type}")
-    try:
-        return msgspec.json.decode(await request.read(), type=kind)
-    except msgspec.ValidationError as exc:
-        raise BadRequest(f"invalid body: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
-
-
-def _json(value: msgspec.Struct, status: int = 200) -> web.Response:
-    return web.Response(body=_encoder.encode(value), status=status, content_type="application/json")
+class CredentialListQuery(CredentialQuery):
+    limit: (
+        Annotated[
+            int,
+            Meta(ge=1, le=MAX_LIMIT, description=f"credentials per page (default {DEFAULT_LIMIT})"),
+        ]
+        | UnsetType
+    ) = UNSET
+    start_after: (
+        Annotated[
+            str,
+            Meta(pattern="^[a-z0-9_-]{1,128}$", description="the name the page starts after"),
+        ]
+        | UnsetType
+    ) = UNSET
+    order: (
+        Annotated[
+            list[str],
+            Meta(description=f"{', '.join(ORDER_FIELDS)}, each optionally [asc] or [desc]"),
+        ]
+        | UnsetType
+    ) = UNSET
+    filter: (
+        Annotated[
+            list[str],
+            Meta(description=f"field[op]value, op one of {', '.join(FILTER_OPS)}; ANDed"),
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 class CredentialsApi:
     def __init__(self, ctx: ApiContext) -> None:
         self._ctx = ctx
 
-    def routes(self) -> list[web.RouteDef]:
-        one = "/{ownerId}/{credentialId}"
+    def operations(self) -> list[Operation[Any, Any]]:
+        return [replace(op, tags=("credentials",)) for op in self._operations()]
+
+    def _operations(self) -> list[Operation[Any, Any]]:
         return [
-            web.get("/lookup/{credentialId}", self.lookup, allow_head=False),
-            web.get("/{ownerId}", self.list_credentials, allow_head=False),
-            web.post("/{ownerId}", self.create),
-            web.get(one, self.get, allow_head=False),
-            web.put(one, self.replace),
-            web.patch(one, self.patch),
-            web.delete(one, self.delete),
-        ]
+            Operation(
+                "get", "/lookup/{credentialId}", "lookupCredential", "Lookup Credential",
+                self.lookup, CredentialQuery, NoBody, Answer(CredentialResult),
+            ),
+            Operation(
+                "get", "/{ownerId}", "listCredentials", "List Credentials",
+                self.list_credentials, CredentialListQuery, NoBody, Answer(CredentialList),
+            ),
+            Operation(
+                "post", "/{ownerId}", "createCredential", "Create Credential",
+                self.create, CredentialQuery, CredentialCreate,
+                Answer(CredentialResult, status=201), errors=(409, 503),
+            ),
+            Operation(
+                "get", _ONE, "getCredential", "Get Credential",
+                self.get, CredentialQuery, NoBody, Answer(CredentialResult),
+            ),
+            Operation(
+                "put", _ONE, "updateCredential", "Update Credential",
+                self.replace, CredentialQuery, CredentialUpdate, Answer(CredentialResult),
+                errors=(409, 503),
+            ),
+            Operation(
+                "patch", _ONE, "patchCredential", "Patch Credential (JSON Patch, RFC 6902)",
+                self.patch, CredentialQuery, list[PatchOperation], Answer(CredentialResult),
+                errors=(409, 503),
+            ),
+            Operation(
+                "delete", _ONE, "deleteCredential", "Delete Credential",
+                self.delete, CredentialQuery, NoBody, Answer(None, status=204),
+            ),
+        ]  # fmt: skip
 
     def _service(self) -> CredentialService:
         service = self._ctx.services.credentials
@@ -90,67 +134,59 @@ class CredentialsApi:
         principal = principal_of(request)
         return Actor(principal.user_id, principal.is_admin, principal.credential_id is not None)
 
-    @staticmethod
-    def _ids(request: web.Request) -> tuple[uuid.UUID, uuid.UUID]:
-        return (
-            parse_uuid(request.match_info["ownerId"], "ownerId"),
-            parse_uuid(request.match_info["credentialId"], "credentialId"),
+    async def list_credentials(
+        self, request: web.Request, query: CredentialListQuery, _: NoBody
+    ) -> Reply:
+        parsed = parse_list_query(
+            None if query.limit is UNSET else str(query.limit),
+            None if query.start_after is UNSET else query.start_after,
+            [] if query.order is UNSET else query.order,
+            [] if query.filter is UNSET else query.filter,
         )
+        owner_id = path_id(request, "ownerId")
+        found = await self._service().list_credentials(self._actor(request), owner_id, parsed)
+        return Reply(CredentialList([render(c) for c in found]))
 
-    async def list_credentials(self, request: web.Request) -> web.Response:
-        _check_params(request, _LIST_PARAMS)
-        owner_id = parse_uuid(request.match_info["ownerId"], "ownerId")
-        query = parse_list_query(
-            request.query.get("limit"),
-            request.query.get("start_after"),
-            request.query.getall("order", []),
-            request.query.getall("filter", []),
-        )
-        found = await self._service().list_credentials(self._actor(request), owner_id, query)
-        return _json(CredentialList([render(c) for c in found]))
-
-    async def create(self, request: web.Request) -> web.Response:
-        _check_params(request, _AUTH_PARAMS)
-        owner_id = parse_uuid(request.match_info["ownerId"], "ownerId")
-        body = await _body(request, CredentialCreate)
+    async def create(
+        self, request: web.Request, _: CredentialQuery, body: CredentialCreate
+    ) -> Reply:
+        owner_id = path_id(request, "ownerId")
         credential, generated = await self._service().create(self._actor(request), owner_id, body)
-        response = _json(CredentialResult(render(credential, generated)), status=201)
-        response.headers["Location"] = f"{PREFIX}/{owner_id}/{credential.id}"
-        response.headers["Cache-Control"] = "no-store"  # it may carry a generated secret
-        return response
+        headers = {
+            "Location": f"{PREFIX}/{owner_id}/{credential.id}",
+            "Cache-Control": "no-store",  # it may carry a generated secret
+        }
+        return Reply(CredentialResult(render(credential, generated)), headers=headers)
 
-    async def get(self, request: web.Request) -> web.Response:
-        _check_params(request, _AUTH_PARAMS)
-        owner_id, credential_id = self._ids(request)
+    async def get(self, request: web.Request, _: CredentialQuery, __: NoBody) -> Reply:
+        owner_id, credential_id = path_id(request, "ownerId"), path_id(request, "credentialId")
         credential = await self._service().get(self._actor(request), owner_id, credential_id)
-        return _json(CredentialResult(render(credential)))
+        return Reply(CredentialResult(render(credential)))
 
-    async def lookup(self, request: web.Request) -> web.Response:
-        _check_params(request, _AUTH_PARAMS)
-        credential_id = parse_uuid(request.match_info["credentialId"], "credentialId")
+    async def lookup(self, request: web.Request, _: CredentialQuery, __: NoBody) -> Reply:
+        credential_id = path_id(request, "credentialId")
         credential = await self._service().lookup(self._actor(request), credential_id)
-        return _json(CredentialResult(render(credential)))
+        return Reply(CredentialResult(render(credential)))
 
-    async def replace(self, request: web.Request) -> web.Response:
-        _check_params(request, _AUTH_PARAMS)
-        owner_id, credential_id = self._ids(request)
-        body = await _body(request, CredentialUpdate)
+    async def replace(
+        self, request: web.Request, _: CredentialQuery, body: CredentialUpdate
+    ) -> Reply:
+        owner_id, credential_id = path_id(request, "ownerId"), path_id(request, "credentialId")
         credential = await self._service().replace_credential(
             self._actor(request), owner_id, credential_id, body
         )
-        return _json(CredentialResult(render(credential)))
+        return Reply(CredentialResult(render(credential)))
 
-    async def patch(self, request: web.Request) -> web.Response:
-        _check_params(request, _AUTH_PARAMS)
-        owner_id, credential_id = self._ids(request)
-        operations = operations_of(await _body(request, list[PatchOperation]))
+    async def patch(
+        self, request: web.Request, _: CredentialQuery, body: list[PatchOperation]
+    ) -> Reply:
+        owner_id, credential_id = path_id(request, "ownerId"), path_id(request, "credentialId")
         credential = await self._service().patch(
-            self._actor(request), owner_id, credential_id, operations
+            self._actor(request), owner_id, credential_id, operations_of(body)
         )
-        return _json(CredentialResult(render(credential)))
+        return Reply(CredentialResult(render(credential)))
 
-    async def delete(self, request: web.Request) -> web.Response:
-        _check_params(request, _AUTH_PARAMS)
-        owner_id, credential_id = self._ids(request)
+    async def delete(self, request: web.Request, _: CredentialQuery, __: NoBody) -> Reply:
+        owner_id, credential_id = path_id(request, "ownerId"), path_id(request, "credentialId")
         await self._service().delete(self._actor(request), owner_id, credential_id)
-        return web.Response(status=204)
+        return Reply(None)

@@ -1,4 +1,4 @@
-"""The seed's response envelope and error body, and the middleware that renders errors.
+"""The seed's response envelope and error body.
 
 Success::
 
@@ -15,156 +15,135 @@ reveals nothing)::
 
 from __future__ import annotations
 
-import json
-import logging
+import math
 import re
 import secrets
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
-from enum import Enum
-from http import HTTPStatus
-from typing import Any
+from typing import Any, Literal
 
+import msgspec
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
+from msgspec import UNSET, Struct, UnsetType
 
-from ..errors import BadRequest, BridgeError
-from .context import maybe_principal, set_started, started_of
+from ..errors import BadRequest
+from .context import set_started
+from .fields import Timestamp
+from .queries import MAX_ROWS, REQUEST_ID_PATTERN
+from .resources import iso
 
-log = logging.getLogger(__name__)
-
-ErrorRenderer = Callable[[int, str, str], dict[str, Any]]
-
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
-
-
-def iso(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC with a ``Z``, to the microsecond (lossless, so usable in filters)."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def _default(value: object) -> object:
-    if isinstance(value, datetime):
-        return iso(value)
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, Enum):
-        return value.value
-    raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
-def dumps(data: object) -> str:
-    return json.dumps(data, default=_default, ensure_ascii=False)
+_REQUEST_ID_RE = re.compile(REQUEST_ID_PATTERN)
+Action = Literal["get", "list", "create", "update", "delete"]
+_ENCODER = msgspec.json.Encoder()
 
 
 def json_response(data: object, *, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=dumps)
+    return web.Response(body=_ENCODER.encode(data), status=status, content_type="application/json")
 
 
-def seed_error(status: int, message: str, detail: str) -> dict[str, Any]:
-    return {
-        "result": "ERR",
-        "status": status,
-        "message": message,
-        "errCode": status,
-        "date": iso(datetime.now(UTC)),
-        "detail": detail,
-    }
+class SeedError(Struct):
+    """The seed's error body."""
+
+    result: Literal["ERR"]
+    status: int
+    message: str
+    errCode: int
+    date: Timestamp
+    detail: str
 
 
-def _reason(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
+def seed_error(status: int, errcode: str, message: str, detail: str) -> web.Response:
+    body = SeedError("ERR", status, message, status, iso(datetime.now(UTC)), detail)
+    response = json_response(body, status=status)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    return response
 
 
-_HTTP_MESSAGES = {
+#: What the seed body says for aiohttp's own errors.
+SEED_HTTP_MESSAGES = {
     404: "no such route",
     405: "method not allowed on this route",
     413: "request body too large",
 }
 
 
-def error_middleware(render: ErrorRenderer = seed_error) -> Middleware:
-    """The outermost middleware of each API sub-application: timing, request id, errors."""
-
-    @web.middleware
-    async def api_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-        started = time.monotonic()
-        try:
-            set_started(request, started, _request_id(request))
-            return await handler(request)
-        except BridgeError as exc:
-            detail = str(exc.extra.get("detail") or _reason(exc.status))
-            response = json_response(render(exc.status, exc.message, detail), status=exc.status)
-            if exc.status == 401:
-                response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-            return response
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            message = _HTTP_MESSAGES.get(exc.status, exc.reason)
-            response = json_response(render(exc.status, message, exc.reason), status=exc.status)
-            if "Allow" in exc.headers:
-                response.headers["Allow"] = exc.headers["Allow"]
-            return response
-        except Exception:
-            # The path only: the query string may carry an access token.
-            log.exception("Unhandled error serving %s %s", request.method, request.path)
-            return json_response(render(500, "internal server error", _reason(500)), status=500)
-
-    return api_errors
-
-
-def _request_id(request: web.Request) -> str:
+def start_request(request: web.Request) -> None:
+    """Stamp the start time and request id (the client's ``requestId``, or a random one)."""
     given = request.query.get("requestId")
-    if given is None:
-        return secrets.token_hex(16)
-    if not _REQUEST_ID_RE.match(given):
+    if given is not None and not _REQUEST_ID_RE.match(given):
         raise BadRequest("requestId must be 1 to 64 letters, digits or ._-")
-    return given
+    set_started(request, time.monotonic(), given or secrets.token_hex(16))
 
 
-class Envelope:
-    """Builds success responses for one API version (``appVersion``)."""
+class Paging(Struct):
+    pageNumber: int | None
+    pageRowCount: int
+    totalRowCount: int
+    pageCount: int
+    #: Lists with cursors: pass it as ``cursor=`` for the next page; null when no rows follow.
+    nextCursor: str | UnsetType | None = UNSET
 
-    def __init__(self, version: str) -> None:
-        self.version = version
 
-    def ok(
-        self,
-        request: web.Request,
-        *,
-        data_name: str,
-        data: dict[str, Any] | list[dict[str, Any]],
-        action: str,
-        status: int = 200,
-        paging: dict[str, int | str | None] | None = None,
-        filters: list[dict[str, Any]] | None = None,
-    ) -> web.Response:
-        started, request_id = started_of(request)
-        principal = maybe_principal(request)
-        body: dict[str, Any] = {
-            "status": "OK",
-            "statusCode": status,
-            "elapsedMs": round((time.monotonic() - started) * 1000) if started else 0,
-            "userId": str(principal.user_id) if principal else None,
-            "requestId": request_id,
-            "dataName": data_name,
-            "method": request.method,
-            "action": action,
-            "appVersion": self.version,
-            "rowCount": len(data) if isinstance(data, list) else 1,
-            data_name: data,
-        }
-        if paging is not None:
-            body["paging"] = paging
-        if isinstance(data, list):
-            body["filters"] = filters or []
-        body["uiPermissions"] = []
-        return json_response(body, status=status)
+class AppliedFilter(Struct):
+    name: str
+    values: list[str]
+
+
+class Envelope(Struct):
+    """The envelope's own fields; the data goes under the name in ``dataName``."""
+
+    status: Literal["OK"]
+    statusCode: int
+    elapsedMs: int
+    userId: uuid.UUID | None
+    requestId: str | None
+    dataName: str
+    method: str
+    action: Action
+    appVersion: str
+    rowCount: int
+    paging: Paging | UnsetType = UNSET
+    filters: list[AppliedFilter] | UnsetType = UNSET
+    uiPermissions: list[str] = msgspec.field(default_factory=list)
+
+
+def enveloped(envelope: Envelope, data: object) -> dict[str, Any]:
+    """The body: the envelope's fields, the data under ``dataName`` after ``rowCount``."""
+    body: dict[str, Any] = {}
+    for name in Envelope.__struct_fields__:
+        value = getattr(envelope, name)
+        if value is not UNSET:
+            body[name] = value
+        if name == "rowCount":
+            body[envelope.dataName] = data
+    return body
+
+
+class PageRequest(Struct, frozen=True):
+    """The page a list request asked for (``pageNumber`` 0: every row, up to MAX_ROWS)."""
+
+    number: int
+    rows: int
+    by_cursor: bool = False
+
+    @property
+    def limit(self) -> int:
+        return MAX_ROWS if self.number == 0 else self.rows
+
+    @property
+    def offset(self) -> int:
+        return 0 if self.number == 0 else (self.number - 1) * self.rows
+
+    def paging(self, total: int, *, next_cursor: str | UnsetType | None = UNSET) -> Paging:
+        """The envelope's ``paging``; ``pageNumber`` is null on a page a cursor asked for
+        (its number in the whole list is not known)."""
+        size = self.limit
+        return Paging(
+            pageNumber=None if self.by_cursor else self.number,
+            pageRowCount=size,
+            totalRowCount=total,
+            pageCount=math.ceil(total / size) if total else 0,
+            nextCursor=next_cursor,
+        )

@@ -1,11 +1,13 @@
 """List filters from the query string, as the seed describes them.
 
 Every filter takes one value (``?x=a``), repeated values (``?x=a&x=b``: any of them) and
-``null`` (``?x=null``: no value; on a column that always has one this matches nothing).
+``null`` (``?x=null``: no value; on a column that always has one this matches nothing). The
+forms each filter takes are declared by its query type (:mod:`bridge.api.fields`); a value
+of another form was refused before it gets here.
 
-Date filters also take a date (``2024-01-15``: that UTC day), an instant
-(``2024-01-15T10:00:00Z``: exactly then) and the seed's shortcuts, which it names without
-defining; this API reads them as:
+Date filters also take a date (``2024-01-15``: that UTC day, 1900 to 2999), an instant
+(``2024-01-15T10:00:00Z``: exactly then; UTC without an offset) and the seed's shortcuts,
+which it names without defining; this API reads them as:
 
 ==================  =============================================================
 ``$today``          the current UTC day
@@ -25,20 +27,22 @@ January 2024.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from multidict import MultiMapping
+from msgspec import UNSET, UnsetType
 
 from ..errors import BadRequest
-from ..ids import parse_uuid
+from .envelope import AppliedFilter
 
 T = TypeVar("T")
 NULL = "null"
-MAX_VALUES = 100
 _INSTANT = timedelta(microseconds=1)
+
+#: The values of a filter as decoded from the query string (each of the declared form).
+Given = Sequence[str] | UnsetType
 
 
 @dataclass(frozen=True)
@@ -50,55 +54,47 @@ class DateFilter:
 
 
 class Filters:
-    """Parses a request's filters and remembers them for the envelope's ``filters``."""
+    """Turns a request's filter values into what the queries take, and remembers them for the
+    envelope's ``filters``. The values already have the form the query type declares."""
 
-    def __init__(self, query: MultiMapping[str], *, now: datetime | None = None) -> None:
-        self._query = query
+    def __init__(self, *, now: datetime | None = None) -> None:
         self._now = now or datetime.now(UTC)
-        self.applied: list[dict[str, Any]] = []
+        self.applied: list[AppliedFilter] = []
 
-    def _raw(self, name: str) -> list[str]:
-        values = self._query.getall(name, [])
-        if len(values) > MAX_VALUES:
-            raise BadRequest(f"{name}: at most {MAX_VALUES} values")
-        if values:
-            self.applied.append({"name": name, "values": list(values)})
+    def _raw(self, name: str, given: Given) -> list[str]:
+        if given is UNSET or not given:
+            return []
+        values = list(given)
+        self.applied.append(AppliedFilter(name, values))
         return values
 
-    def _values(self, name: str, parse: Callable[[str], T]) -> tuple[list[T] | None, bool]:
-        raw = self._raw(name)
+    def _values(
+        self, name: str, given: Given, parse: Callable[[str], T]
+    ) -> tuple[list[T] | None, bool]:
+        raw = self._raw(name, given)
         if not raw:
             return None, False
-        with_null = any(v.lower() == NULL for v in raw)
-        return [parse(v) for v in raw if v.lower() != NULL], with_null
+        with_null = NULL in raw
+        return [parse(v) for v in raw if v != NULL], with_null
 
-    def ids(self, name: str) -> list[uuid.UUID] | None:
+    def ids(self, name: str, given: Given) -> list[uuid.UUID] | None:
         """An id filter on a column that is never NULL (``null`` alone matches nothing)."""
-        values, _ = self._values(name, lambda v: parse_uuid(v, name))
+        values, _ = self._values(name, given, uuid.UUID)
         return values
 
-    def ids_with_null(self, name: str) -> tuple[list[uuid.UUID] | None, bool]:
-        return self._values(name, lambda v: parse_uuid(v, name))
+    def ids_with_null(self, name: str, given: Given) -> tuple[list[uuid.UUID] | None, bool]:
+        return self._values(name, given, uuid.UUID)
 
-    def choices(self, name: str, allowed: dict[str, T]) -> list[T] | None:
-        """An enum filter (case-insensitive) on a column that is never NULL."""
-
-        def parse(value: str) -> T:
-            try:
-                return allowed[value.lower()]
-            except KeyError:
-                raise BadRequest(
-                    f"{name} must be one of {', '.join(sorted(allowed))} or null"
-                ) from None
-
-        values, _ = self._values(name, parse)
+    def choices(self, name: str, given: Given, allowed: dict[str, T]) -> list[T] | None:
+        """An enum filter on a column that is never NULL."""
+        values, _ = self._values(name, given, allowed.__getitem__)
         return values
 
-    def bools(self, name: str) -> list[bool] | None:
-        return self.choices(name, {"true": True, "false": False})
+    def bools(self, name: str, given: Given) -> list[bool] | None:
+        return self.choices(name, given, {"true": True, "false": False})
 
-    def dates(self, name: str) -> DateFilter | None:
-        raw = self._raw(name)
+    def dates(self, name: str, given: Given) -> DateFilter | None:
+        raw = self._raw(name, given)
         if not raw:
             return None
         periods: list[tuple[datetime, datetime]] = []
@@ -107,13 +103,12 @@ class Filters:
         with_null = False
         restricted = False
         for value in raw:
-            lowered = value.lower()
-            if lowered == NULL:
+            if value == NULL:
                 with_null = True
-            elif lowered.startswith("$leq-"):
+            elif value.startswith("$leq-"):
                 bound = _parse_point(name, value[5:], end_of_day=True)
                 until = bound if until is None else min(until, bound)
-            elif lowered.startswith("$lin-"):
+            elif value.startswith("$lin-"):
                 bound = _parse_point(name, value[5:], end_of_day=False)
                 since = bound if since is None else max(since, bound)
             else:
@@ -150,7 +145,7 @@ def _parse_point(name: str, value: str, *, end_of_day: bool) -> datetime:
 
 def _period(name: str, value: str, now: datetime) -> tuple[datetime, datetime]:
     today = _day(now.astimezone(UTC).date())
-    match value.lower():
+    match value:
         case "$today":
             return today, today + timedelta(days=1)
         case "$ltoday":

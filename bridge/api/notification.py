@@ -2,84 +2,76 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
+from msgspec import UNSET
 
-from ..errors import BadRequest, Forbidden
-from ..ids import clean_text, parse_uuid
-from . import body as b
-from . import render
+from ..errors import Forbidden
+from ..ids import clean_text
 from .context import ApiContext, principal_of
-from .cursor import next_cursor, parse_cursor
-from .envelope import Envelope
-from .paging import parse_page, single
+from .cursor import NOTIFICATIONS, decode, next_cursor
+from .decoding import path_id
+from .envelope import PageRequest
+from .operations import Answer, NoBody, Operation, Reply
+from .queries import NotificationsQuery, Query
+from .requests import MarkSeen, RegisterDevice, SendNotification
+from .resources import Device, Notification, Seen
 
-DEFAULT_LIMIT = 20
 DEFAULT_KIND = "announcement"
-#: ``sortBy`` values: oldest first?
-_SORTS = {
-    "createdat": True,
-    "createdat:asc": True,
-    "+createdat": True,
-    "-createdat": False,
-    "createdat:desc": False,
-}
+_OLDEST_FIRST = {"createdAt", "+createdAt", "createdAt:asc"}
 
 
 class NotificationApi:
-    def __init__(self, ctx: ApiContext, envelope: Envelope) -> None:
+    def __init__(self, ctx: ApiContext) -> None:
         self._db = ctx.db
         self._users = ctx.services.users
         self._notifications = ctx.services.notifications
-        self._env = envelope
 
-    def routes(self) -> list[web.RouteDef]:
+    def operations(self) -> list[Operation[Any, Any]]:
         return [
-            web.post("/devices/register", self.register_device),
-            web.delete("/devices/unregister/{deviceId}", self.unregister_device),
-            web.get("/notifications", self.list_notifications, allow_head=False),
-            web.post("/notifications", self.send_notification),
-            web.post("/notifications/seen", self.mark_seen),
-        ]
+            Operation("post", "/devices/register", "registerDevice",
+                      "Register (or re-register) a push device",
+                      self.register_device, Query, RegisterDevice,
+                      Answer(Device, "device", status=201), links=("unregisterDevice",)),
+            Operation("delete", "/devices/unregister/{deviceId}", "unregisterDevice",
+                      "Remove one of your devices",
+                      self.unregister_device, Query, NoBody, Answer(Device, "device")),
+            Operation("get", "/notifications", "getNotifications",
+                      "The session user's notifications",
+                      self.list_notifications, NotificationsQuery, NoBody,
+                      Answer(Notification, "notifications", many=True)),
+            Operation("post", "/notifications", "sendNotification",
+                      "Notify users (administrators)",
+                      self.send_notification, Query, SendNotification,
+                      Answer(Notification, "notifications", many=True, status=201)),
+            Operation("post", "/notifications/seen", "markNotificationsSeen",
+                      "Mark notifications seen (those of others are not counted)",
+                      self.mark_seen, Query, MarkSeen, Answer(Seen, "seen", action="update")),
+        ]  # fmt: skip
 
-    async def register_device(self, request: web.Request) -> web.Response:
+    async def register_device(self, request: web.Request, _: Query, body: RegisterDevice) -> Reply:
         me = principal_of(request).user_id
-        device = b.mapping(await b.json_object(request), "device", required=True) or {}
-        token = b.text(device, "token", required=True) or ""
-        platform = b.text(device, "platform", required=True) or ""
         async with self._db.transaction() as conn:
-            registered = await self._notifications.register_device(conn, me, token, platform)
-        return self._env.ok(
-            request,
-            data_name="device",
-            data=render.device(registered),
-            action="create",
-            status=201,
-        )
+            registered = await self._notifications.register_device(
+                conn, me, body.device.token, body.device.platform
+            )
+        return Reply(Device.of(registered))
 
-    async def unregister_device(self, request: web.Request) -> web.Response:
+    async def unregister_device(self, request: web.Request, _: Query, __: NoBody) -> Reply:
         me = principal_of(request).user_id
-        device_id = parse_uuid(request.match_info["deviceId"], "deviceId")
+        device_id = path_id(request, "deviceId")
         async with self._db.transaction() as conn:
             removed = await self._notifications.unregister_device(conn, me, device_id)
-        return self._env.ok(
-            request, data_name="device", data=render.device(removed), action="delete"
-        )
+        return Reply(Device.of(removed))
 
-    async def list_notifications(self, request: web.Request) -> web.Response:
+    async def list_notifications(
+        self, request: web.Request, query: NotificationsQuery, _: NoBody
+    ) -> Reply:
         me = principal_of(request).user_id
-        page = parse_page(
-            request.query,
-            number_name="page",
-            rows_name="limit",
-            default_rows=DEFAULT_LIMIT,
-            allow_all=False,
-        )
-        sort = single(request.query, "sortBy")
-        if sort is not None and sort.lower() not in _SORTS:
-            raise BadRequest("sortBy must be createdAt (oldest first) or -createdAt (newest first)")
-        oldest_first = _SORTS[sort.lower()] if sort is not None else False
-        kind = "notifications+" if oldest_first else "notifications-"
-        after = parse_cursor(request.query, kind, number_name="page")
+        page = PageRequest(query.page, query.limit, by_cursor=query.cursor is not UNSET)
+        oldest_first = query.sortBy in _OLDEST_FIRST
+        after = None if query.cursor is UNSET else decode(query.cursor)
         async with self._db.acquire() as conn:
             found = await self._notifications.list_page(
                 conn,
@@ -90,59 +82,37 @@ class NotificationApi:
                 offset=page.offset,
             )
         tail = found.rows[-1] if found.rows else None
-        return self._env.ok(
-            request,
-            data_name="notifications",
-            data=[render.notification(n) for n in found.rows],
-            action="list",
-            paging=page.describe_keyset(
-                found.total,
-                next_cursor(kind, found.more, (tail.created_at, tail.id) if tail else None),
-                by_cursor=after is not None,
+        position = (tail.created_at, tail.id) if tail else None
+        return Reply(
+            [Notification.of(n) for n in found.rows],
+            paging=page.paging(
+                found.total, next_cursor=next_cursor(NOTIFICATIONS, found.more, position)
             ),
+            filters=[],
         )
 
-    async def send_notification(self, request: web.Request) -> web.Response:
+    async def send_notification(
+        self, request: web.Request, _: Query, body: SendNotification
+    ) -> Reply:
         """Notify users: administrators only."""
         if not principal_of(request).is_admin:
             raise Forbidden("only administrators send notifications")
-        spec = b.mapping(await b.json_object(request), "notification", required=True) or {}
-        recipients = b.ids(spec, "userIds", required=True) or []
-        if not recipients:
-            raise BadRequest("notification.userIds must name at least one user")
-        title = (b.text(spec, "title", required=True) or "").strip()
-        if not title:
-            raise BadRequest("notification.title is required")
-        kind = clean_text(b.text(spec, "kind") or DEFAULT_KIND, limit=64, multiline=False)
+        spec = body.notification
+        kind = clean_text(spec.kind or DEFAULT_KIND, limit=64, multiline=False)
         async with self._db.transaction() as conn:
-            await self._users.require_all(conn, recipients)
+            await self._users.require_all(conn, spec.userIds)
             created = await self._notifications.notify(
                 conn,
-                recipients,
+                spec.userIds,
                 kind=kind or DEFAULT_KIND,
-                title=title,
-                body=b.text(spec, "body") or "",
-                payload=b.mapping(spec, "payload"),
+                title=spec.title.strip(),
+                body=spec.body or "",
+                payload=spec.payload or None,
             )
-        return self._env.ok(
-            request,
-            data_name="notifications",
-            data=[render.notification(n) for n in created],
-            action="create",
-            status=201,
-            paging=None,
-        )
+        return Reply([Notification.of(n) for n in created])
 
-    async def mark_seen(self, request: web.Request) -> web.Response:
+    async def mark_seen(self, request: web.Request, _: Query, body: MarkSeen) -> Reply:
         me = principal_of(request).user_id
-        ids = b.ids(await b.json_object(request), "notificationIds", required=True) or []
-        if not ids:
-            raise BadRequest("notificationIds must name at least one notification")
         async with self._db.transaction() as conn:
-            count = await self._notifications.mark_seen(conn, me, ids)
-        return self._env.ok(
-            request,
-            data_name="seen",
-            data={"notificationIds": ids, "seenCount": count},
-            action="update",
-        )
+            count = await self._notifications.mark_seen(conn, me, body.notificationIds)
+        return Reply(Seen(body.notificationIds, count))

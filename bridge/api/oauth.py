@@ -18,11 +18,12 @@ from urllib.parse import unquote_plus
 
 import jwt
 from aiohttp import web
+from msgspec import Struct
 
 from ..errors import BridgeError, Unauthorized
 from .context import ApiContext
 from .credential_auth import CREDENTIAL_CLAIM, decode_basic
-from .envelope import json_response
+from .operations import Answer, NoBody, Operation, Reply
 
 log = logging.getLogger(__name__)
 
@@ -38,23 +39,61 @@ class OAuthError(BridgeError):
         self.code = code
 
 
+class TokenQuery(Struct, forbid_unknown_fields=True):
+    """The token endpoint takes its parameters in the form body only."""
+
+
+class TokenForm(Struct):
+    """The form body (other parameters are ignored, as RFC 6749 §3.2 requires)."""
+
+    grant_type: str
+    client_id: str | None = None
+    client_secret: str | None = None
+    scope: str | None = None
+
+
+class TokenResponse(Struct):
+    access_token: str
+    token_type: str
+    expires_in: int
+
+
+class TokenError(Struct):
+    """An RFC 6749 §5.2 error body."""
+
+    error: str
+    error_description: str
+
+
 class TokenApi:
     def __init__(self, ctx: ApiContext) -> None:
         self._ctx = ctx
 
-    def routes(self) -> list[web.RouteDef]:
-        return [web.post("/token", self.token)]
+    def operations(self) -> list[Operation[Any, Any]]:
+        return [
+            Operation(
+                "post",
+                "/token",
+                "token",
+                "OAuth 2.0 client-credentials grant (RFC 6749 §4.4) for oauth_client credentials",
+                self.token,
+                TokenQuery,
+                NoBody,
+                Answer(TokenResponse, also=()),
+                errors=(401, 503),
+                raw_body=(FORM, TokenForm),
+                error_body=("application/json", TokenError),
+            )
+        ]
 
-    async def token(self, request: web.Request) -> web.Response:
+    async def token(self, request: web.Request, _: TokenQuery, __: NoBody) -> Reply:
         try:
             return await self._token(request)
         except OAuthError as exc:
-            body = {"error": exc.code, "error_description": exc.message}
-            response = json_response(body, status=exc.status)
+            headers = dict(_NO_STORE)
             if exc.status == 401:
-                response.headers["WWW-Authenticate"] = 'Basic realm="bridge"'
-            response.headers.update(_NO_STORE)
-            return response
+                headers["WWW-Authenticate"] = 'Basic realm="bridge"'
+            return Reply(TokenError(exc.code, exc.message), status=exc.status, headers=headers)
 
     async def _client(self, request: web.Request, form: dict[str, str]) -> tuple[str, str]:
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
@@ -93,7 +132,7 @@ class TokenApi:
             form[name] = values[0]
         return form  # other parameters are ignored, as RFC 6749 §3.2 requires
 
-    async def _token(self, request: web.Request) -> web.Response:
+    async def _token(self, request: web.Request) -> Reply:
         form = await self._form(request)
         grant = form.get("grant_type")
         if not grant:
@@ -132,6 +171,4 @@ class TokenApi:
         key = signing.current()
         token = jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid})
         log.info("Issued a token to client credential %s", credential.id)
-        response = json_response({"access_token": token, "token_type": "Bearer", "expires_in": ttl})
-        response.headers.update(_NO_STORE)
-        return response
+        return Reply(TokenResponse(token, "Bearer", ttl), headers=_NO_STORE)

@@ -22,6 +22,7 @@ from .keys import _signing as signing_material
 
 log = logging.getLogger(__name__)
 
+
 def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
 

@@ -7,27 +7,33 @@ Bodies and answers are Symphony's, not the seed envelope: ``UserConnection`` obj
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from aiohttp import web
+from msgspec import UNSET, Struct
 
-from ..errors import BadRequest
-from ..ids import parse_uuid
 from ..networking.models import RequestStatus
-from . import body as b
-from . import render
 from .context import ApiContext, principal_of
 from .envelope import json_response
-from .paging import single
+from .operations import Answer, NoBody, Operation, Reply
+from .queries import Query, SymphonyListQuery
+from .requests import UserConnectionRequest
+from .resources import UserConnection
 
 PENDING = ("PENDING_INCOMING", "PENDING_OUTGOING")
 STATUSES = ("PENDING_INCOMING", "PENDING_OUTGOING", "ACCEPTED", "REJECTED")
-MAX_USER_IDS = 500
 
 
-def symphony_error(status: int, message: str, detail: str) -> dict[str, Any]:
+class SymphonyError(Struct):
     """Symphony's ``Error`` body."""
-    return {"code": status, "message": message}
+
+    code: int
+    message: str
+
+
+def symphony_error(status: int, errcode: str, message: str, detail: str) -> web.Response:
+    return json_response(SymphonyError(status, message), status=status)
 
 
 class SymphonyApi:
@@ -36,62 +42,71 @@ class SymphonyApi:
         self._users = ctx.services.users
         self._networking = ctx.services.networking
 
-    def routes(self) -> list[web.RouteDef]:
+    def operations(self) -> list[Operation[Any, Any]]:
         return [
-            web.get("/v1/connection/list", self.list_connections, allow_head=False),
-            web.post("/v1/connection/create", self.create),
-            web.post("/v1/connection/accept", self.accept),
-            web.post("/v1/connection/reject", self.reject),
-        ]
+            Operation("get", "/v1/connection/list", "symphonyListConnections",
+                      "Symphony: connections by status (both pending ones by default)",
+                      self.list_connections, SymphonyListQuery, NoBody,
+                      Answer(list[UserConnection])),
+            *(
+                Operation("post", f"/v1/connection/{verb}", f"symphony{verb.title()}Connection",
+                          summary, handler, Query, UserConnectionRequest,
+                          Answer(UserConnection))
+                for verb, summary, handler in (
+                    ("create", "Symphony: invite a user to connect", self.create),
+                    ("accept", "Symphony: accept a user's invitation", self.accept),
+                    ("reject", "Symphony: reject a user's invitation", self.reject),
+                )
+            ),
+        ]  # fmt: skip
 
-    async def list_connections(self, request: web.Request) -> web.Response:
+    async def list_connections(
+        self, request: web.Request, query: SymphonyListQuery, _: NoBody
+    ) -> Reply:
         """The user's connections by ``status`` (default: both pending ones; ``ALL``: every
         one), optionally only with ``userIds`` (comma-separated)."""
         me = principal_of(request).user_id
-        raw_status = (single(request.query, "status") or "").upper()
-        if raw_status and raw_status not in (*STATUSES, "ALL"):
-            raise BadRequest(
-                "status must be PENDING_INCOMING, PENDING_OUTGOING, ACCEPTED, REJECTED or ALL"
-            )
-        wanted = STATUSES if raw_status == "ALL" else (raw_status,) if raw_status else PENDING
-        raw_ids = single(request.query, "userIds")
+        status = query.status
+        wanted = PENDING if status is UNSET else STATUSES if status == "ALL" else (status,)
         other_ids = None
-        if raw_ids is not None:
-            parts = [p.strip() for p in raw_ids.split(",") if p.strip()]
-            if len(parts) > MAX_USER_IDS:
-                raise BadRequest(f"userIds: at most {MAX_USER_IDS} ids")
-            other_ids = [parse_uuid(p, "userIds") for p in parts]
+        if query.userIds is not UNSET:
+            other_ids = [uuid.UUID(p.strip()) for p in query.userIds.split(",")]
         async with self._db.transaction() as conn:
             standings = await self._networking.relations(conn, me, other_ids)
-        return json_response(
+        return Reply(
             [
-                render.user_connection(other, status, request_, link)
-                for other, status, request_, link in standings
-                if status in wanted
+                UserConnection.of(other, status_, request_, link)
+                for other, status_, request_, link in standings
+                if status_ in wanted
             ]
         )
 
-    async def create(self, request: web.Request) -> web.Response:
+    async def create(
+        self, request: web.Request, query: Query, body: UserConnectionRequest
+    ) -> Reply:
         """Invite ``userId`` to connect (answers with the standing as the inviter sees it)."""
         me = principal_of(request).user_id
-        other = b.required_id(await b.json_object(request), "userId")
+        other = body.userId
         async with self._db.transaction() as conn:
             await self._users.require_all(conn, [other])
             sent, _ = await self._networking.send_request(conn, me, other)
         status = "ACCEPTED" if sent.status is RequestStatus.ACCEPTED else sent.seen_from(me)
-        return json_response(render.user_connection(other, status, sent, None))
+        return Reply(UserConnection.of(other, status, sent, None))
 
-    async def accept(self, request: web.Request) -> web.Response:
-        return await self._answer(request, accept=True)
+    async def accept(
+        self, request: web.Request, query: Query, body: UserConnectionRequest
+    ) -> Reply:
+        return await self._answer(request, body, accept=True)
 
-    async def reject(self, request: web.Request) -> web.Response:
-        return await self._answer(request, accept=False)
+    async def reject(
+        self, request: web.Request, query: Query, body: UserConnectionRequest
+    ) -> Reply:
+        return await self._answer(request, body, accept=False)
 
-    async def _answer(self, request: web.Request, *, accept: bool) -> web.Response:
+    async def _answer(
+        self, request: web.Request, body: UserConnectionRequest, *, accept: bool
+    ) -> Reply:
         me = principal_of(request).user_id
-        sender = b.required_id(await b.json_object(request), "userId")
         async with self._db.transaction() as conn:
-            answered = await self._networking.answer_from(conn, me, sender, accept=accept)
-        return json_response(
-            render.user_connection(sender, answered.status.value.upper(), answered, None)
-        )
+            answered = await self._networking.answer_from(conn, me, body.userId, accept=accept)
+        return Reply(UserConnection.of(body.userId, answered.status.value.upper(), answered, None))

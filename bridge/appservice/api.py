@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from typing import Any
@@ -10,7 +9,8 @@ from typing import Any
 from aiohttp import web
 
 from ..config import Config
-from ..errors import BadRequest, NotFound, NotJson, TooLarge
+from ..errors import BadRequest, NotFound, TooLarge
+from ..json_body import json_object
 from ..matrix.inbox.intake import IntakeService
 from .auth import check_hs_token
 from .directory import Directory
@@ -109,12 +109,7 @@ class AppServiceAPI:
     async def ping(self, request: web.Request) -> web.Response:
         self._authenticate(request)
         raw = await self._body(request)
-        try:
-            body: Any = json.loads(raw) if raw else {}
-        except (UnicodeDecodeError, ValueError):
-            raise NotJson("request body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise BadRequest("request body must be a JSON object")
+        body = json_object(raw) if raw else {}
         txn = body.get("transaction_id")
         if txn is not None and not isinstance(txn, str):
             raise BadRequest("transaction_id must be a string")

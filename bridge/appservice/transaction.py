@@ -8,7 +8,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import BadRequest, NotJson
+from ..errors import BadRequest
+from ..json_body import json_object
 from ..matrix.inbox.events import EventKind, IncomingEvent, RejectedEvent
 
 #: Keys that carry ephemeral events: the stable one and MSC2409's unstable one.
@@ -156,12 +157,7 @@ def parse_transaction(txn_id: str, raw_body: bytes) -> ParsedTransaction:
     Raises 400 (``M_NOT_JSON`` / ``M_BAD_JSON``) only for a body that is not a transaction at
     all; a malformed event inside a good transaction is rejected alone, to be dead-lettered.
     """
-    try:
-        body = json.loads(raw_body)
-    except (UnicodeDecodeError, ValueError):
-        raise NotJson("request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise BadRequest("request body must be a JSON object")
+    body = json_object(raw_body)
     pdus = _list(body, "events", required=True)
     # Synapse sends the same list under both keys when the registration enables both; the
     # stable key wins, the unstable one is read only from homeservers that send nothing else.

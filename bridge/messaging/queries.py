@@ -25,10 +25,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 import asyncpg
 
+from ..listing import Page, Position
 from .models import Conversation, Message
 from .store import _CONVERSATION, _MESSAGE, _conversation, _message
 
@@ -36,10 +37,6 @@ T = TypeVar("T")
 
 #: From this offset on, a page past the middle of a conversation is found from its end.
 FROM_THE_END = 100
-
-#: A keyset position: the sort key of the last row of the previous page.
-Position = tuple[datetime, uuid.UUID]
-
 
 @dataclass(frozen=True)
 class DateRange:
@@ -50,15 +47,6 @@ class DateRange:
     since: datetime | None = None
     until: datetime | None = None
     with_null: bool = False
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    """One page of a list, the total matching and whether rows follow it."""
-
-    rows: list[T]
-    total: int
-    more: bool
 
 
 class _Params:

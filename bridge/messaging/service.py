@@ -12,10 +12,11 @@ import asyncpg
 
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..ids import clean_text
+from ..listing import Page, Position
 from ..notifications.service import NotificationService
 from .html import sanitize_html
 from .models import Conversation, Message, NewMessage, Origin, Reaction
-from .queries import DateRange, MessagingQueries, Page, Position
+from .queries import DateRange, MessagingQueries
 from .rules import MAX_CONTENT, message_notifications, prepare_message
 from .store import MessagingStore
 

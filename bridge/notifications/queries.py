@@ -9,23 +9,15 @@ the index from the other end, so no page skips more than half of the list.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
 
 import asyncpg
 
+from ..listing import Page, Position
 from .models import Notification
 from .store import _NOTIFICATION, _notification
 
 #: From this offset on, a page past the middle of the list is found from its other end.
 DEEP_OFFSET = 100
-
-
-@dataclass(frozen=True)
-class NotificationPage:
-    rows: list[Notification]
-    total: int
-    more: bool  # rows follow this page
 
 
 class NotificationQueries:
@@ -35,10 +27,10 @@ class NotificationQueries:
         user_id: uuid.UUID,
         *,
         oldest_first: bool,
-        after: tuple[datetime, uuid.UUID] | None,
+        after: Position | None,
         limit: int,
         offset: int,
-    ) -> NotificationPage:
+    ) -> Page[Notification]:
         """One page of the user's notifications by ``created_at`` (newest first unless
         ``oldest_first``), the total and whether more follow; ``after`` starts past a
         ``(created_at, id)`` position of that order."""
@@ -57,7 +49,7 @@ class NotificationQueries:
                     max(total - offset - limit, 0),
                 )
                 rows.reverse()
-                return NotificationPage(
+                return Page(
                     [_notification(r) for r in rows], total, offset + len(rows) < total
                 )
             rows = await conn.fetch(
@@ -83,7 +75,7 @@ class NotificationQueries:
                 *args,
             )
             total = await self._count(conn, user_id)
-        return NotificationPage(
+        return Page(
             [_notification(r) for r in rows[:limit]], int(total), len(rows) > limit
         )
 

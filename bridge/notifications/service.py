@@ -13,9 +13,10 @@ import asyncpg
 
 from ..errors import BadRequest, NotFound
 from ..ids import clean_text
+from ..listing import Page, Position
 from ..uuid7 import uuid7
 from .models import Device, Notification
-from .queries import NotificationPage, NotificationQueries
+from .queries import NotificationQueries
 from .store import NotificationStore
 
 
@@ -111,10 +112,10 @@ class NotificationService:
         user_id: uuid.UUID,
         *,
         oldest_first: bool = False,
-        after: tuple[datetime, uuid.UUID] | None = None,
+        after: Position | None = None,
         limit: int = 20,
         offset: int = 0,
-    ) -> NotificationPage:
+    ) -> Page[Notification]:
         """One page of the user's notifications, the total and whether more follow; ``after``
         is a keyset position (a cursor)."""
         return await self._queries.list_notifications_page(

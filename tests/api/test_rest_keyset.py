@@ -142,15 +142,32 @@ async def test_bad_cursors(api: Api) -> None:
         await backdated(api, ab, bob, n)
     _, body = await api.call("GET", MSG, ann, params={"pageRowCount": 1})
     cursor = body["paging"]["nextCursor"]
+    first = body["messages"][0]["id"]
     for path, params, fragment in [
         (MSG, {"cursor": "not-a-cursor"}, "cursor"),
-        (MSG, {"cursor": cursor, "pageNumber": "2"}, "not both"),
-        (MSG, {"cursor": cursor, "afterMessageId": str(uuid.uuid4())}, "not both"),
+        (MSG, {"cursor": ""}, "cursor"),
+        (MSG, {"cursor": cursor, "afterMessageId": first}, "not both"),
         (MSG, {"cursor": [cursor, cursor]}, "once"),
         (CONV, {"cursor": cursor}, "cursor"),  # a messages cursor on conversations
         (NOTE, {"cursor": cursor}, "cursor"),
     ]:
         assert_error(*await api.call("GET", path, ann, params=params), 400, fragment)
+    # An unknown afterMessageId is a 404 whatever comes with it.
+    params = {"cursor": cursor, "afterMessageId": str(uuid.uuid4())}
+    assert_error(*await api.call("GET", MSG, ann, params=params), 404)
+    # With a cursor, pageNumber counts pages after it.
+    _, second = await api.call("GET", MSG, ann, params={"pageRowCount": 1, "cursor": cursor})
+    _, third = await api.call(
+        "GET", MSG, ann, params={"pageRowCount": 1, "cursor": cursor, "pageNumber": 2}
+    )
+    assert len(second["messages"]) == len(third["messages"]) == 1
+    assert second["messages"][0]["id"] != third["messages"][0]["id"]
+    assert third["paging"]["pageNumber"] is None
+    # Forged cursors at the ends of time: an empty page or the whole list, never a 500.
+    edge = "0" * 32
+    for forged, count in [(f"m999999999999999999_{edge}", 0), (f"m-999999999999999999_{edge}", 3)]:
+        status, body = await api.call("GET", MSG, ann, params={"cursor": forged})
+        assert status == 200 and len(body["messages"]) == count, body
     # A cursor is no permission: someone else's use of it sees only their own list.
     _, other = await api.call("GET", MSG, uuid.uuid4(), params={"cursor": cursor})
     assert other["messages"] == [] and other["paging"]["totalRowCount"] == 0
@@ -237,7 +254,9 @@ async def test_notifications_by_cursor_and_deep_pages(
             assert [n["title"] for n in body["notifications"]] == titles[3 * page - 3 : 3 * page]
             assert body["paging"]["totalRowCount"] == 7
             assert (body["paging"]["nextCursor"] is None) == (page >= 3)
-    # A cursor of one order is refused by the other.
+    # A cursor is a position: with the other order the list goes on from it the other way.
     _, body = await api.call("GET", NOTE, ann, params={"limit": "2"})
+    assert [n["title"] for n in body["notifications"]] == ["n6", "n5"]
     params = {"cursor": body["paging"]["nextCursor"], "sortBy": "createdAt"}
-    assert_error(*await api.call("GET", NOTE, ann, params=params), 400, "cursor")
+    status, body = await api.call("GET", NOTE, ann, params=params)
+    assert status == 200 and [n["title"] for n in body["notifications"]] == ["n6"]

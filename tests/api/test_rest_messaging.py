@@ -62,7 +62,7 @@ async def test_create_conversation_validation(api: Api) -> None:
     ann, bob, cat = uuid.uuid4(), await api.person("Bob"), await api.person("Cat")
     cases = [
         ({"participantIds": [str(ann), str(bob)]}, 400, "isGroup"),
-        ({"isGroup": False, "participantIds": [str(bob), str(cat)]}, 400, "session user"),
+        ({"isGroup": False, "participantIds": [str(bob), str(cat)]}, 403, "session user"),
         ({"isGroup": False, "participantIds": [str(ann), "nope"]}, 400, "UUID"),
         ({"isGroup": True, "participantIds": [str(ann), str(bob)]}, 400, "three"),
         ({"isGroup": False, "participantIds": [str(ann), str(bob), str(cat)]}, 400, "two"),
@@ -120,8 +120,9 @@ async def test_group_update_and_leave(api: Api) -> None:
     assert_error(
         *await api.call("PATCH", path, ann, json={"lastMessageAt": "2024-01-01"}),
         400,
-        "nothing to update",
+        "lastMessageAt is set by the server",
     )
+    assert_error(*await api.call("PATCH", path, ann, json={}), 400, "nothing to update")
     status, body = await api.call("DELETE", path, bob)
     assert status == 200 and body["conversation"]["isActive"] is False
     status, body = await api.call("GET", path, ann)
@@ -245,8 +246,12 @@ async def test_admin_posts_as_another_sender_and_backdates(api: Api) -> None:
     assert (
         message["senderUserId"] == str(bob) and message["sentAt"] == "2024-05-01T10:00:00.000000Z"
     )
-    # A user's sentAt is ignored: the server stamps it.
-    mine = await post(api, ann, conversation["id"], "now", sentAt=when)
+    # A user's sentAt is refused: the server stamps it.
+    status, body = await api.call(
+        "POST", MSG, ann, json={"conversationId": conversation["id"], "content": "x", "sentAt": when}
+    )
+    assert_error(status, body, 403, "sentAt")
+    mine = await post(api, ann, conversation["id"], "now")
     assert mine["sentAt"] > "2025"
 
 
@@ -262,7 +267,7 @@ async def test_edit_read_and_delete(api: Api) -> None:
     assert_error(*await api.call("PATCH", path, bob, json={"content": "hacked"}), 403, "sender")
     assert_error(*await api.call("PATCH", path, bob, json={"readBy": [str(ann)]}), 403, "yourself")
     assert_error(*await api.call("PATCH", path, bob, json={}), 400, "nothing to update")
-    status, body = await api.call("PATCH", path, bob, json={"readBy": str(bob)})
+    status, body = await api.call("PATCH", path, bob, json={"readBy": [str(bob)]})
     assert status == 200 and body["message"]["readBy"] == [str(ann), str(bob)]
     # Bob deletes it for himself: gone from his list, still in Ann's.
     status, body = await api.call("DELETE", path, bob)

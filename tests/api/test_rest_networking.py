@@ -33,7 +33,7 @@ async def test_send_and_repeat_a_request(api: Api) -> None:
 async def test_request_validation(api: Api) -> None:
     ann, bob = uuid.uuid4(), await api.person("Bob")
     assert_error(*await ask(api, ann, uuid.uuid4()), 404, "no network user")
-    assert_error(*await ask(api, ann, bob, status="accepted"), 400, "pending")
+    assert_error(*await ask(api, ann, bob, status="accepted"), 400, "status")
     assert_error(*await api.call("POST", REQ, ann, json={}), 400, "receiverUserId")
     assert_error(*await api.call("POST", REQ, ann, json={"receiverUserId": "bob"}), 400, "UUID")
     await api.call("GET", CONN, ann)  # creates Ann
@@ -51,7 +51,7 @@ async def test_only_the_parties_see_and_answer(api: Api) -> None:
     assert_error(*await api.call("PATCH", path, ann, json={"status": "accepted"}), 403, "receiver")
     assert_error(*await api.call("PATCH", path, bob, json={"status": "maybe"}), 400, "status")
     assert_error(*await api.call("DELETE", path, eve), 403)
-    status, body = await api.call("PATCH", path, bob, json={"status": "Accepted"})
+    status, body = await api.call("PATCH", path, bob, json={"status": "accepted"})
     assert status == 200, body
     assert body["connectionRequest"]["status"] == "accepted"
     assert body["connectionRequest"]["respondedAt"] is not None
@@ -101,7 +101,8 @@ async def test_list_requests_by_status(api: Api) -> None:
         return sorted(r["status"] for r in body["connectionRequests"])
 
     assert await statuses() == ["accepted", "pending", "rejected"]
-    assert await statuses(status="PENDING") == ["pending"]
+    assert await statuses(status="pending") == ["pending"]
+    assert_error(*await api.call("GET", REQ, ann, params={"status": "PENDING"}), 400, "status")
     assert await statuses(status=["pending", "accepted"]) == ["accepted", "pending"]
     assert await statuses(status="null") == []
     assert_error(*await api.call("GET", REQ, ann, params={"status": "lost"}), 400, "status")

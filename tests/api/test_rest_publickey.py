@@ -1,4 +1,4 @@
-"""GET /auth-api/publickey and the OpenAPI document."""
+"""GET /auth-api/publickey."""
 
 from __future__ import annotations
 
@@ -7,13 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-from aiohttp import web
-from aiohttp.web_urldispatcher import PrefixedSubAppResource
 
 from bridge.api import ApiServices
-from bridge.api.app import api_apps
 from bridge.api.keys import thumbprint
-from bridge.api.openapi import build_openapi
 from bridge.cli_token import mint_token
 from bridge.db.database import Database
 from tests.api.conftest import Api, RsaKey, api_config, assert_error, serve, write
@@ -51,42 +47,3 @@ async def test_public_key_of_the_signing_key(
 async def test_no_public_key_without_a_signing_key(api: Api) -> None:
     resp = await api.client.get("/auth-api/publickey")
     assert_error(resp.status, await resp.json(), 404, "does not sign")
-
-
-def routes_of(app: web.Application) -> set[tuple[str, str]]:
-    found = set()
-    for resource in app.router.resources():
-        assert isinstance(resource, PrefixedSubAppResource)
-        for route in resource._app.router.routes():
-            assert route.resource is not None
-            found.add((route.method.lower(), route.resource.canonical))
-    return found
-
-
-def test_openapi_documents_every_route(db: Database, services: ApiServices) -> None:
-    app = web.Application()
-    for prefix, sub_app in api_apps(api_config(), db, services):
-        app.add_subapp(prefix, sub_app)
-    served = routes_of(app)
-    document = build_openapi("token", "1")
-    documented = {
-        (method, path) for path, operations in document["paths"].items() for method in operations
-    }
-    assert served == documented
-    assert len(served) >= 30
-    for path, operations in document["paths"].items():
-        for method, operation in operations.items():
-            assert operation["responses"], (method, path)
-            declared = {p["name"] for p in operation["parameters"] if p["in"] == "path"}
-            assert declared == set(part[1:-1] for part in path.split("/") if part.startswith("{"))
-
-
-async def test_openapi_is_served_without_a_token(api: Api) -> None:
-    resp = await api.client.get("/openapi.json")
-    assert resp.status == 200
-    document = await resp.json()
-    assert document["openapi"].startswith("3.0")
-    assert "/messaging-api/v1/messages" in document["paths"]
-    assert (
-        document["components"]["securitySchemes"]["headerToken"]["name"] == "linkedin-access-token"
-    )

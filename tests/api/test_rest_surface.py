@@ -12,8 +12,10 @@ from multidict import MultiDict
 
 from bridge.api import ApiServices, mount_api
 from bridge.api.access_log import redact
+from bridge.api.decoding import decode_query
+from bridge.api.envelope import PageRequest
 from bridge.api.filters import Filters
-from bridge.api.paging import MAX_ROWS, parse_page
+from bridge.api.queries import MAX_ROWS, PagedQuery
 from bridge.app import CONTEXT, DATABASE, init_app
 from bridge.errors import BadRequest
 from tests.api.conftest import Api, api_config, assert_error, hs_token
@@ -89,7 +91,7 @@ NOW = datetime(2024, 5, 15, 13, 30, tzinfo=UTC)  # a Wednesday
 
 
 def dates(*values: str) -> Any:
-    return Filters(MultiDict([("d", v) for v in values]), now=NOW).dates("d")
+    return Filters(now=NOW).dates("d", list(values))
 
 
 def test_date_shortcuts() -> None:
@@ -111,19 +113,25 @@ def test_date_shortcuts() -> None:
         dates("$yesterday")
 
 
+def parse_page(query: MultiDict[str]) -> PageRequest:
+    decoded = decode_query(query, PagedQuery)
+    return PageRequest(decoded.pageNumber, decoded.pageRowCount)
+
+
 def test_paging_rules() -> None:
     assert parse_page(MultiDict()).limit == 25
     page = parse_page(MultiDict(pageNumber="3", pageRowCount="10"))
     assert (page.limit, page.offset) == (10, 20)
     everything = parse_page(MultiDict(pageNumber="0"))
     assert (everything.limit, everything.offset) == (MAX_ROWS, 0)
-    assert everything.describe(2500) == {
-        "pageNumber": 0,
-        "pageRowCount": MAX_ROWS,
-        "totalRowCount": 2500,
-        "pageCount": 3,
-    }
-    assert parse_page(MultiDict()).describe(0)["pageCount"] == 0
+    paging = everything.paging(2500)
+    assert (paging.pageNumber, paging.pageRowCount, paging.totalRowCount, paging.pageCount) == (
+        0,
+        MAX_ROWS,
+        2500,
+        3,
+    )
+    assert parse_page(MultiDict()).paging(0).pageCount == 0
     for bad in ({"pageNumber": "1.5"}, {"pageRowCount": "-2"}, {"pageNumber": "٣"}):
         with pytest.raises(BadRequest):
             parse_page(MultiDict(bad))

@@ -53,7 +53,7 @@ async def test_invite_accept_and_list(api: Api) -> None:
     status, body = await pod(api, "POST", "accept", bob, json={"userId": str(ann)})
     assert status == 200 and body["status"] == "ACCEPTED" and body["userId"] == str(ann)
     for user, other in ((ann, bob), (bob, ann)):
-        listed = (await pod(api, "GET", "list", user, params={"status": "accepted"}))[1]
+        listed = (await pod(api, "GET", "list", user, params={"status": "ACCEPTED"}))[1]
         assert [(c["userId"], c["status"]) for c in listed] == [(str(other), "ACCEPTED")]
     assert (await pod(api, "GET", "list", ann))[1] == []  # default: pending only
 

@@ -1,0 +1,146 @@
+"""The REST API's route table: each operation with its query, body and answer types.
+
+An :class:`Operation` is both the aiohttp route (its handler gets the request's query and body
+already decoded into the declared types) and the OpenAPI operation (:mod:`bridge.api.openapi`
+documents it from the same types), so what is served and what is documented cannot drift.
+Handlers return a :class:`Reply`; the operation renders it in the seed's envelope (or as it
+is, for answers outside the envelope).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import msgspec
+from aiohttp import web
+from msgspec import UNSET, UnsetType
+
+from .context import maybe_principal, started_of
+from .decoding import decode_body, decode_query
+from .envelope import Action, AppliedFilter, Envelope, Paging, enveloped, json_response
+from .requests import Body
+
+Q = TypeVar("Q", bound=msgspec.Struct)
+B = TypeVar("B", bound=Body)
+
+
+class NoBody(Body):
+    """The body of an operation that takes none (it is not read)."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a handler answers: the data, and for lists their paging and applied filters."""
+
+    data: Any
+    paging: Paging | UnsetType = UNSET
+    filters: list[AppliedFilter] | UnsetType = UNSET
+    status: int | None = None  # when not the operation's usual one
+    headers: Mapping[str, str] | None = None  # e.g. Location, Cache-Control
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An operation's success: ``resource`` under ``data_name`` in the envelope (a list of
+    them when ``many``), or, without ``data_name``, the resource type as the whole body
+    (``None``: no body, as a 204)."""
+
+    resource: Any
+    data_name: str | None = None
+    many: bool = False
+    status: int = 200
+    also: tuple[int, ...] = ()  # other success statuses
+    action: Action | None = None
+
+
+@dataclass(frozen=True)
+class Operation(Generic[Q, B]):
+    method: str
+    path: str  # below its service's prefix
+    operation_id: str
+    summary: str
+    handler: Callable[[web.Request, Q, B], Awaitable[Reply]]
+    query: type[Q]
+    body: type[B]
+    answer: Answer
+    #: Refusals beyond the usual (400 for bad input, 401/403/404 for the token and asUserId).
+    errors: tuple[int, ...] = ()
+    #: operationIds of the operations taking the id this one creates (OpenAPI links).
+    links: tuple[str, ...] = ()
+    description: str = ""
+    tags: tuple[str, ...] = field(default=())
+    #: A body the handler reads itself (``body`` is then NoBody), documented with its media
+    #: type, e.g. ``("application/x-www-form-urlencoded", TokenForm)``.
+    raw_body: tuple[str, Any] | None = None
+    #: The error body and media type when not the service's (e.g. RFC 6749 errors).
+    error_body: tuple[str, Any] | None = None
+
+    def route(self, version: str) -> web.RouteDef:
+        async def serve(request: web.Request) -> web.StreamResponse:
+            query = decode_query(request.query, self.query)
+            body: Any = NoBody() if self.body is NoBody else await decode_body(request, self.body)
+            reply = await self.handler(request, query, body)
+            return self.render(request, reply, version)
+
+        if self.method == "get":
+            return web.get(self.path, serve, allow_head=False)
+        return web.route(self.method.upper(), self.path, serve)
+
+    def render(self, request: web.Request, reply: Reply, version: str) -> web.Response:
+        response = self._render(request, reply, version)
+        if reply.headers:
+            response.headers.update(reply.headers)
+        return response
+
+    def _render(self, request: web.Request, reply: Reply, version: str) -> web.Response:
+        answer = self.answer
+        status = reply.status or answer.status
+        if answer.resource is None and status == answer.status:
+            return web.Response(status=status)
+        if answer.data_name is None:
+            return json_response(reply.data, status=status)
+        started, request_id = started_of(request)
+        principal = maybe_principal(request)
+        data = reply.data
+        envelope = Envelope(
+            status="OK",
+            statusCode=status,
+            elapsedMs=round((time.monotonic() - started) * 1000) if started else 0,
+            userId=principal.user_id if principal else None,
+            requestId=request_id,
+            dataName=answer.data_name,
+            method=request.method,
+            action=answer.action or _ACTIONS[self.method, answer.many],
+            appVersion=version,
+            rowCount=len(data) if isinstance(data, list) else 1,
+            paging=reply.paging,
+            filters=(reply.filters or []) if isinstance(data, list) else UNSET,
+        )
+        return json_response(enveloped(envelope, data), status=status)
+
+
+_ACTIONS: dict[tuple[str, bool], Action] = {
+    ("get", True): "list",
+    ("get", False): "get",
+    ("post", False): "create",
+    ("post", True): "create",
+    ("patch", False): "update",
+    ("delete", False): "delete",
+    ("put", False): "update",
+}
+
+
+@dataclass(frozen=True)
+class Service:
+    """Operations mounted under one prefix: ``public`` ones need no token; ``symphony``
+    ones answer errors in Symphony's shape and also take its ``sessionToken`` header."""
+
+    prefix: str
+    operations: list[Operation[Any, Any]]
+    public: bool = False
+    symphony: bool = False
+    #: Errors as RFC 9457 problem details (the credentials API, as Synqly's answers).
+    problems: bool = False
