@@ -58,11 +58,6 @@ class NotFound(BridgeError):
     errcode = "M_NOT_FOUND"
 
 
-class Unrecognized(BridgeError):
-    status = 404
-    errcode = "M_UNRECOGNIZED"
-
-
 class Conflict(BridgeError):
     status = 409
     errcode = "M_CONFLICT"
@@ -71,8 +66,3 @@ class Conflict(BridgeError):
 class TooLarge(BridgeError):
     status = 413
     errcode = "M_TOO_LARGE"
-
-
-class Unavailable(BridgeError):
-    status = 503
-    errcode = "M_UNAVAILABLE"

@@ -20,7 +20,13 @@ from msgspec import inspect
 from multidict import MultiMapping
 
 from ..errors import BadRequest
-from .fields import UUID_PATTERN
+from .fields import (
+    DATE_FILTER_PATTERN,
+    ID_FILTER_PATTERN,
+    SOME_TEXT_PATTERN,
+    TEXT_PATTERN,
+    UUID_PATTERN,
+)
 from .requests import SERVER_OWNED, Body, broken_rule
 
 B = TypeVar("B", bound=Body)
@@ -29,6 +35,17 @@ Q = TypeVar("Q", bound=msgspec.Struct)
 _WHERE = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]*)`$")
 _MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]*)`$")
+_PATTERN = re.compile(r"^Expected `str` matching regex '(?P<pattern>.*)'$", re.DOTALL)
+_PATTERN_PHRASES = {
+    TEXT_PATTERN: "must not contain NUL (U+0000)",
+    SOME_TEXT_PATTERN: "must hold a character other than white space, and no NUL (U+0000)",
+    UUID_PATTERN: "must be a UUID",
+    ID_FILTER_PATTERN: "must be a UUID or null",
+    DATE_FILTER_PATTERN: (
+        "must be a day (YYYY-MM-DD, 1900 to 2999), an ISO 8601 instant, null, $today, $ltoday, "
+        "$week, $lweek, $month, $leq-<day or instant> or $lin-<day or instant>"
+    ),
+}
 _INTEGER = re.compile(r"-?[0-9]{1,20}")
 _UUID = re.compile(UUID_PATTERN)
 
@@ -50,6 +67,9 @@ def describe(error: msgspec.ValidationError, *, parameter: bool = False) -> str:
         return f"unknown {kind} {_join(path, name)}"
     if missing := _MISSING.match(what):
         return f"{_join(path, missing['name'])} is required"
+    if pattern := _PATTERN.match(what):
+        phrase = _PATTERN_PHRASES.get(pattern["pattern"].replace("\\\\", "\\"))
+        what = phrase or f"must match {pattern['pattern']}"
     what = what.replace("Expected `", "expected `").replace("Invalid ", "invalid ")
     return f"{path}: {what}" if path else what
 

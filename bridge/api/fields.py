@@ -16,15 +16,16 @@ from msgspec import Meta
 #: The most ids a body's list may hold.
 MAX_IDS = 500
 #: The most values one filter may be given.
-MAX_VALUES = 100
+MAX_VALUES = 20
 
 _HEX_UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 UUID_PATTERN = f"^{_HEX_UUID}$"
 
-#: Text a client sends: no NUL (Postgres stores none) and no lone surrogate (not UTF-8).
-TEXT_PATTERN = "^[^\\x00\\ud800-\\udfff]*$"
+#: Text a client sends: no NUL (Postgres stores none). A lone surrogate is no UTF-8: the
+#: JSON decoder refuses it.
+TEXT_PATTERN = "^[^\\x00]*$"
 #: Text that must say something: at least one character that is not white space.
-SOME_TEXT_PATTERN = "^[^\\x00\\ud800-\\udfff]*[^\\s\\x00\\ud800-\\udfff][^\\x00\\ud800-\\udfff]*$"
+SOME_TEXT_PATTERN = "^[^\\x00]*[^\\s\\x00][^\\x00]*$"
 
 # Calendar days from 1900 to 2999, each month with its real length, 29 February in leap years.
 _YEAR = "(?:19|2[0-9])[0-9]{2}"

@@ -6,7 +6,6 @@ import uuid
 from datetime import UTC
 from typing import Any
 
-import msgspec
 from aiohttp import web
 from msgspec import UNSET
 
@@ -259,7 +258,7 @@ class MessagingApi:
             content=_opt(body.content) or "",
             msgtype=_opt(body.msgtype) or "m.text",
             formatted_content=_opt(body.formattedContent),
-            media=None if body.media is UNSET else msgspec.to_builtins(body.media),
+            media=None if body.media is UNSET else body.media.as_dict(),
             reply_to_message_id=_opt(body.replyToMessageId),
             mentions=tuple(_opt(body.mentions) or ()),
             sent_at=sent_at,

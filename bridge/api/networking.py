@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import Forbidden
+from ..errors import Conflict, Forbidden
 from ..networking.models import RequestStatus
 from .context import ApiContext, principal_of
 from .decoding import path_id
@@ -85,6 +85,8 @@ class NetworkingApi:
         """Connect two users directly: administrators only (users send requests)."""
         if not principal_of(request).is_admin:
             raise Forbidden("only administrators create connections; send a connection request")
+        if body.userId1 == body.userId2:
+            raise Conflict("cannot connect a user to themselves")
         async with self._db.transaction() as conn:
             await self._users.require_all(conn, [body.userId1, body.userId2])
             created = await self._networking.connect_directly(conn, body.userId1, body.userId2)
@@ -126,6 +128,8 @@ class NetworkingApi:
     ) -> Reply:
         """Ask to connect (a repeat raises the pending request's counter: 200, not 201)."""
         me = principal_of(request).user_id
+        if body.receiverUserId == me:
+            raise Conflict("cannot connect to yourself")
         message = body.message if isinstance(body.message, str) else None
         async with self._db.transaction() as conn:
             await self._users.require_all(conn, [body.receiverUserId])

@@ -48,6 +48,7 @@ class PublicKeyApi:
                 PublicKeyQuery,
                 NoBody,
                 Answer(PublicKey),
+                errors=(404,),
             )
         ]
 

@@ -19,7 +19,7 @@ DEFAULT_ROWS = 25
 MAX_ROWS = 1000
 #: Beyond this page number the offset makes no sense for any list here.
 MAX_PAGE = 1_000_000
-MAX_USER_IDS = 500
+MAX_USER_IDS = 100
 REQUEST_ID_PATTERN = "^[A-Za-z0-9._\\-]{1,64}$"
 #: Parameters carried by the document's security schemes rather than listed per operation.
 SECURITY_PARAMETERS = frozenset({"access_token"})
@@ -38,7 +38,7 @@ class PublicQuery(Struct, forbid_unknown_fields=True):
         ]
         | UnsetType
     ) = UNSET
-    access_token: Annotated[str, Meta(min_length=1)] | UnsetType = UNSET
+    access_token: str | UnsetType = UNSET  # empty: as if not given (the next place counts)
     getJoins: Flag | UnsetType = UNSET
     excludeCQRS: Flag | UnsetType = UNSET
     caching: Flag | UnsetType = UNSET

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from ..messaging.rules import MEDIA_MSGTYPES, MSGTYPES
@@ -17,7 +18,9 @@ from .fields import Id, Ids, Instant, SomeIds, SomeText, Text, TwoOrMoreIds
 
 _MXC = "^mxc://[A-Za-z0-9.:\\-]+/[A-Za-z0-9_\\-]+$"
 MxcUrl = Annotated[str, Meta(pattern=_MXC, max_length=255, description="an mxc:// URI")]
-Count = Annotated[int, Meta(ge=0, le=2**53 - 1)]
+#: A count or size. JSON does not tell 1 from 1.0 (nor does JSON Schema's ``integer``), so a
+#: number is read and must be whole; :meth:`Media.as_dict` stores it as an integer.
+Count = Annotated[float, Meta(ge=0, le=2**53 - 1, multiple_of=1)]
 MsgType = Literal[
     "m.audio", "m.emote", "m.file", "m.image", "m.location", "m.notice", "m.text", "m.video"
 ]
@@ -82,6 +85,15 @@ class Media(Body):
     url: MxcUrl
     info: MediaInfo | UnsetType = UNSET
     filename: Text | UnsetType = UNSET
+
+    def as_dict(self) -> dict[str, Any]:
+        """As stored and sent to Matrix (counts as integers)."""
+        media: dict[str, Any] = msgspec.to_builtins(self)
+        if "info" in media:
+            media["info"] = {
+                k: int(v) if isinstance(v, float) else v for k, v in media["info"].items()
+            }
+        return media
 
 
 class CreateMessage(Body):

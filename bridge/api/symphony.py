@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 from msgspec import UNSET, Struct
 
+from ..errors import Conflict
 from ..networking.models import RequestStatus
 from .context import ApiContext, principal_of
 from .envelope import json_response
@@ -51,7 +52,7 @@ class SymphonyApi:
             *(
                 Operation("post", f"/v1/connection/{verb}", f"symphony{verb.title()}Connection",
                           summary, handler, Query, UserConnectionRequest,
-                          Answer(UserConnection))
+                          Answer(UserConnection), errors=(409,))
                 for verb, summary, handler in (
                     ("create", "Symphony: invite a user to connect", self.create),
                     ("accept", "Symphony: accept a user's invitation", self.accept),
@@ -87,6 +88,8 @@ class SymphonyApi:
         """Invite ``userId`` to connect (answers with the standing as the inviter sees it)."""
         me = principal_of(request).user_id
         other = body.userId
+        if other == me:
+            raise Conflict("cannot connect to yourself")
         async with self._db.transaction() as conn:
             await self._users.require_all(conn, [other])
             sent, _ = await self._networking.send_request(conn, me, other)

@@ -37,7 +37,7 @@ async def test_request_validation(api: Api) -> None:
     assert_error(*await api.call("POST", REQ, ann, json={}), 400, "receiverUserId")
     assert_error(*await api.call("POST", REQ, ann, json={"receiverUserId": "bob"}), 400, "UUID")
     await api.call("GET", CONN, ann)  # creates Ann
-    assert_error(*await ask(api, ann, ann), 400, "yourself")
+    assert_error(*await ask(api, ann, ann), 409, "yourself")
 
 
 async def test_only_the_parties_see_and_answer(api: Api) -> None:

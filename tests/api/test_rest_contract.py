@@ -1,0 +1,99 @@
+"""The contract test: schemathesis against the live REST API, every check, stateful links.
+
+The bridge serves the API on a loopback port (aiohttp test server, the suite's Postgres) with
+seeded users and data; schemathesis reads ``/openapi.json`` and sends what it generates, as a
+network user with a valid token, and fails on any finding: a 5xx, a status or body the document
+does not declare, valid data refused, invalid data accepted, a resource gone after its create.
+The run is seeded and deterministic; ``CONTRACT_MAX_EXAMPLES`` makes a longer run (nightly).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from pathlib import Path
+
+from tests.api.conftest import Api, hs_token
+
+SEED = 20261129
+#: Examples per operation and phase; small enough for CI, each run the same.
+MAX_EXAMPLES = int(os.environ.get("CONTRACT_MAX_EXAMPLES", "8"))
+#: A bound on the whole run, seconds: a hang fails the test instead of holding CI.
+TIMEOUT = 300
+
+
+async def seed(api: Api, me: uuid.UUID) -> None:
+    """Users and data for the generated requests to find: a conversation, messages, a
+    connection, requests both ways, notifications and a device of the token's user."""
+    bob, cat, dan = [await api.person(n) for n in ("Bob", "Cat", "Dan")]
+    await api.call("GET", "/messaging-api/v1/conversations", me)  # creates the token's user
+    status, body = await api.call(
+        "POST",
+        "/messaging-api/v1/conversations",
+        me,
+        json={"isGroup": True, "participantIds": [str(me), str(bob), str(cat)], "title": "Team"},
+    )
+    assert status == 201, body
+    group = body["conversation"]["id"]
+    for n in range(3):
+        await api.call(
+            "POST",
+            "/messaging-api/v1/messages",
+            me,
+            json={"conversationId": group, "content": f"m{n}"},
+        )
+    await api.call(
+        "POST", "/networking-api/v1/connectionrequests", me, json={"receiverUserId": str(bob)}
+    )
+    await api.call(
+        "POST", "/networking-api/v1/connectionrequests", dan, json={"receiverUserId": str(me)}
+    )
+    await api.call(
+        "POST",
+        "/networking-api/v1/connections",
+        me,
+        admin=True,
+        json={"userId1": str(me), "userId2": str(cat)},
+    )
+    await api.call(
+        "POST",
+        "/notification-api/notifications",
+        me,
+        admin=True,
+        json={"notification": {"userIds": [str(me)], "title": "Welcome"}},
+    )
+    await api.call(
+        "POST", "/notification-api/devices/register", me,
+        json={"device": {"token": "device-1", "platform": "ios"}},
+    )  # fmt: skip
+
+
+async def test_the_api_keeps_its_documented_contract(api: Api, tmp_path: Path) -> None:
+    me = uuid.uuid4()
+    await seed(api, me)
+    server = api.client.server
+    base = f"http://{server.host}:{server.port}"
+    token = hs_token(me)
+    report = tmp_path / "report"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "schemathesis.cli", "run", f"{base}/openapi.json",
+        "--url", base,
+        "--checks", "all",
+        "--phases", "examples,coverage,fuzzing,stateful",
+        "--header", f"Authorization: Bearer {token}",
+        "--seed", str(SEED),
+        "--generation-deterministic",
+        "--max-examples", str(MAX_EXAMPLES),
+        "--workers", "1",
+        "--no-color",
+        "--output-truncate", "false",
+        "--report-dir", str(report),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=os.environ | {"SCHEMATHESIS_HOOKS": ""},
+    )  # fmt: skip
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=TIMEOUT)
+    text = output.decode(errors="replace")
+    assert process.returncode == 0, text[-20000:]
