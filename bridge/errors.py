@@ -66,3 +66,8 @@ class Conflict(BridgeError):
 class TooLarge(BridgeError):
     status = 413
     errcode = "M_TOO_LARGE"
+
+
+class Unavailable(BridgeError):
+    status = 503
+    errcode = "M_UNAVAILABLE"

@@ -173,7 +173,7 @@ async def test_bad_json_unknown_params_and_ids(bed: Bed) -> None:
     reply = await bed.call(
         "POST", f"{BASE}/{owner}", owner, data="x=1", headers={"Content-Type": "text/plain"}
     )
-    assert_problem(reply, 400, "application/json")
+    assert_problem(reply, 400, "not valid JSON")
     assert_problem(
         await bed.call("GET", f"{BASE}/{owner}", owner, params={"colour": "red"}), 400, "colour"
     )
