@@ -119,10 +119,25 @@ class JwtConfig:
 
 
 @dataclass(frozen=True)
+class TlsConfig:
+    """The optional TLS listener that requests client certificates (Symphony's certificate
+    authentication, ``POST /sessionauth/v1/authenticate``)."""
+
+    certificate: Path
+    key: Path
+    port: int
+    #: Address to bind; None: ``appservice.hostname``.
+    host: str | None = None
+    #: Lifetime of the session tokens certificate authentication issues, in seconds.
+    session_ttl: int = 3600
+
+
+@dataclass(frozen=True)
 class ApiConfig:
     enabled: bool = True
     token_name: str = "access_token"  # noqa: S105 - a parameter name, not a secret
     jwt: JwtConfig = field(default_factory=JwtConfig)
+    tls: TlsConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -414,6 +429,23 @@ def _parse_api(root: _Reader, base: Path | None) -> ApiConfig:
             key_dir=path("key_dir") or _beside(base, "data/signing-keys"),
             keep_keys=_positive(jwt, "keep_keys", jwt.get("keep_keys", int, 3)),
         ),
+        tls=_parse_tls(api, base),
+    )
+
+
+def _parse_tls(api: _Reader, base: Path | None) -> TlsConfig | None:
+    tls = api.section("tls", required=False)
+    if not any(tls.optional(name, object) is not None for name in ("certificate", "key", "port")):
+        return None
+    port = tls.get("port", int, required=True)
+    if not 0 < port < 65536:
+        raise ConfigError(tls.key("port"), "must be a TCP port (1-65535)")
+    return TlsConfig(
+        certificate=_resolve_path(base, tls.get("certificate", str, required=True)),
+        key=_resolve_path(base, tls.get("key", str, required=True)),
+        port=port,
+        host=tls.optional("host", str),
+        session_ttl=_positive(tls, "session_ttl", tls.get("session_ttl", int, 3600)),
     )
 
 

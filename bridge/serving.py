@@ -12,6 +12,7 @@ from aiohttp import web
 
 from . import __version__
 from .api import RedactingAccessLogger
+from .api.app import CLIENT_TLS
 from .api.signing_keys import ensure_signing_key
 from .app import INTENTS, init_app
 from .config import Config
@@ -57,14 +58,34 @@ async def running_bridge(config: Config, dsn: str) -> AsyncIterator[web.Applicat
             config.appservice.port,
             config.bot_mxid,
         )
+        tls_refresh = await start_tls_listener(runner, app, config)
         ping = asyncio.create_task(ping_homeserver(app[INTENTS], config.appservice.id))
         try:
             yield app
         finally:
             ping.cancel()
+            if tls_refresh is not None:
+                tls_refresh.cancel()
             log.info("Shutting down")
     finally:
         await runner.cleanup()
+
+
+async def start_tls_listener(
+    runner: web.AppRunner, app: web.Application, config: Config
+) -> asyncio.Task[None] | None:
+    """With ``api.tls``: the bridge also on its TLS port, requesting client certificates (the
+    task keeping its trust store in step with the company certificates is returned)."""
+    tls = config.api.tls
+    listener = app.get(CLIENT_TLS)
+    if tls is None or listener is None:
+        return None
+    await listener.refresh()
+    host = tls.host or config.appservice.hostname
+    site = web.TCPSite(runner, host, tls.port, ssl_context=listener.tls.context)
+    await site.start()
+    log.info("TLS listener (client certificates) on %s:%d", host, tls.port)
+    return asyncio.create_task(listener.keep_refreshed())
 
 
 async def ping_homeserver(intents: Intents, appservice_id: str) -> None:

@@ -9,6 +9,7 @@ middleware leaves sub-application requests alone.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from aiohttp import web
@@ -17,7 +18,12 @@ from .. import __version__
 from ..config import Config, ConfigError
 from ..db.database import Database
 from ..http_errors import error_middleware
+from ..symphony.authn import CertificateAuthenticator
+from ..symphony.service import CompanyCertService
+from ..symphony.store import CompanyCertStore
 from .auth import TokenVerifier, auth_middleware
+from .client_tls import ClientCertTls, ClientTlsListener
+from .companycert import CompanyCertApi
 from .context import ApiContext, ApiServices
 from .credentials import PREFIX as CREDENTIALS_PREFIX
 from .credentials import CredentialsApi
@@ -29,11 +35,16 @@ from .notification import NotificationApi
 from .oauth import TokenApi
 from .openapi import OPENAPI_PATH, build_openapi
 from .operations import Answer, NoBody, Operation, Reply, Service
+from .pod_certificate import PodCertificate
 from .problems import problem_middleware
 from .publickey import PublicKeyApi
 from .queries import PublicQuery
+from .sessionauth import PREFIX as SESSIONAUTH_PREFIX
+from .sessionauth import SessionAuthApi
 from .signing_keys import SigningKeys
 from .symphony import SymphonyApi, symphony_error
+
+CLIENT_TLS = web.AppKey("client_tls", ClientTlsListener)
 
 
 def build_context(config: Config, db: Database, services: ApiServices) -> ApiContext:
@@ -45,7 +56,28 @@ def build_context(config: Config, db: Database, services: ApiServices) -> ApiCon
         key = "private_key_file" if jwt_config.private_key_file is not None else "key_dir"
         raise ConfigError(f"api.jwt.{key}", str(exc)) from None
     verifier = TokenVerifier(jwt_config, signing)
-    return ApiContext(config, db, services, verifier, signing, __version__)
+    cert_store = CompanyCertStore()
+    company_certs = CompanyCertService(cert_store)
+    client_tls = None
+    if config.api.tls is not None:
+        try:
+            client_tls = ClientCertTls(config.api.tls)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError("api.tls.certificate", f"cannot load the TLS listener's certificate "
+                              f"and key: {exc}") from None
+        company_certs.on_stored(client_tls.trust)
+    return ApiContext(
+        config,
+        db,
+        services,
+        verifier,
+        signing,
+        __version__,
+        company_certs=company_certs,
+        cert_auth=CertificateAuthenticator(cert_store, services.users),
+        client_tls=client_tls,
+        pod_cert=None if signing is None else PodCertificate(signing, config.appservice.id),
+    )
 
 
 def api_services(ctx: ApiContext) -> list[Service]:
@@ -54,7 +86,12 @@ def api_services(ctx: ApiContext) -> list[Service]:
         Service("/messaging-api", MessagingApi(ctx).operations()),
         Service("/networking-api", NetworkingApi(ctx).operations()),
         Service("/notification-api", NotificationApi(ctx).operations()),
-        Service("/pod", SymphonyApi(ctx).operations(), symphony=True),
+        Service(
+            "/pod",
+            [*SymphonyApi(ctx).operations(), *CompanyCertApi(ctx).operations()],
+            symphony=True,
+        ),
+        Service(SESSIONAUTH_PREFIX, SessionAuthApi(ctx).operations(), public=True, symphony=True),
         Service(
             "/auth-api",
             [*PublicKeyApi(ctx).operations(), *TokenApi(ctx).operations()],
@@ -88,10 +125,12 @@ def _sub_app(ctx: ApiContext, service: Service) -> web.Application:
     middlewares = [error_middleware(render, messages=SEED_HTTP_MESSAGES, prepare=start_request)]
     if service.problems:
         middlewares = [problem_middleware()]
+    routes = [(op, op.route(ctx.version)) for op in service.operations]
     if not service.public:
-        middlewares.append(auth_middleware(ctx, symphony=service.symphony))
+        public = {route.handler for op, route in routes if op.public}
+        middlewares.append(auth_middleware(ctx, symphony=service.symphony, public=public))
     app = web.Application(middlewares=middlewares)
-    app.add_routes([op.route(ctx.version) for op in service.operations])
+    app.add_routes([route for _, route in routes])
     return app
 
 
@@ -99,11 +138,18 @@ def api_apps(
     config: Config, db: Database, services: ApiServices
 ) -> list[tuple[str, web.Application]]:
     """The REST API's sub-applications with the prefix each is mounted at."""
-    ctx = build_context(config, db, services)
+    return _api_apps(build_context(config, db, services))
+
+
+def _api_apps(ctx: ApiContext) -> list[tuple[str, web.Application]]:
     return [(service.prefix, _sub_app(ctx, service)) for service in api_services(ctx)]
 
 
 def mount_api(app: web.Application, config: Config, db: Database, services: ApiServices) -> None:
-    """Mount every REST API sub-application on the bridge's application."""
-    for prefix, sub_app in api_apps(config, db, services):
+    """Mount every REST API sub-application on the bridge's application (and, with
+    ``api.tls``, keep its TLS listener's context under :data:`CLIENT_TLS`)."""
+    ctx = build_context(config, db, services)
+    for prefix, sub_app in _api_apps(ctx):
         app.add_subapp(prefix, sub_app)
+    if ctx.client_tls is not None:
+        app[CLIENT_TLS] = ClientTlsListener(ctx.client_tls, db, ctx.company_certs)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -223,14 +224,33 @@ async def resolve_principal(
     return Principal(token_user_id=subject, user_id=acting, is_admin=admin)
 
 
-def auth_middleware(ctx: ApiContext, *, symphony: bool = False) -> Middleware:
-    """Authenticates every request of a sub-application (after the error middleware)."""
+async def _check_session(ctx: ApiContext, claims: dict[str, Any]) -> None:
+    """A session token (certificate authentication's, with ``sid``) must not be logged out."""
+    sid = claims.get("sid")
+    if sid is None:
+        return
+    try:
+        session_id = parse_uuid(sid, "sid")
+    except BridgeError:
+        raise Unauthorized("invalid session") from None
+    async with ctx.db.acquire() as conn:
+        if not await ctx.cert_auth.is_live(conn, session_id):
+            raise Unauthorized("invalid session: logged out or expired")
+
+
+def auth_middleware(
+    ctx: ApiContext, *, symphony: bool = False, public: Collection[object] = ()
+) -> Middleware:
+    """Authenticates every request of a sub-application (after the error middleware), except
+    those served by the ``public`` handlers."""
     token_name = ctx.config.api.token_name
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.match_info.http_exception is not None:
             return await handler(request)  # no such route or method: 404 / 405 before 401
+        if request.match_info.handler in public:
+            return await handler(request)
         as_user = request.query.get("asUserId")
         scheme, _, basic = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "basic":
@@ -243,6 +263,7 @@ def auth_middleware(ctx: ApiContext, *, symphony: bool = False) -> Middleware:
             set_principal(request, await api_key_principal(ctx, token, as_user))
             return await handler(request)
         claims = ctx.verifier.verify(token)
+        await _check_session(ctx, claims)
         principal = await resolve_principal(ctx, claims, as_user)
         set_principal(request, await issued_to_credential(ctx, claims, principal))
         return await handler(request)

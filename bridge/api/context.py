@@ -18,7 +18,11 @@ from ..notifications.service import NotificationService
 from ..users.service import UserService
 
 if TYPE_CHECKING:
+    from ..symphony.authn import CertificateAuthenticator
+    from ..symphony.service import CompanyCertService
     from .auth import TokenVerifier
+    from .client_tls import ClientCertTls
+    from .pod_certificate import PodCertificate
     from .signing_keys import SigningKeys
 
 
@@ -42,6 +46,12 @@ class ApiContext:
     verifier: TokenVerifier
     signing_key: SigningKeys | None
     version: str
+    company_certs: CompanyCertService
+    cert_auth: CertificateAuthenticator
+    #: The TLS listener's context (``api.tls``), None without one.
+    client_tls: ClientCertTls | None = None
+    #: The self-signed certificate over the signing key (None without a signing key).
+    pod_cert: PodCertificate | None = None
 
 
 @dataclass(frozen=True)

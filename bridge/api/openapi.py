@@ -52,8 +52,14 @@ def _name(kind: Any) -> str:
 
 
 def _parameters(op: Operation[Any, Any]) -> list[dict[str, Any]]:
+    types = dict(op.path_types)
     params: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": _ID}
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": msgspec.json.schema(types[name]) if name in types else _ID,
+        }
         for name in _PATH_PARAMETER.findall(op.path)
     ]
     _, components = msgspec.json.schema_components([op.query], ref_template=_REF)
@@ -139,7 +145,7 @@ def _operation(
         if op.links:
             responses[str(status)]["links"] = _links(op, by_id)
     codes = {400, 500, *op.errors}
-    if not service.public:
+    if not (service.public or op.public):
         codes |= {401, 403, 404}
     if _PATH_PARAMETER.search(op.path):
         codes.add(404)
@@ -166,7 +172,7 @@ def _operation(
             "required": True,
             "content": {media: {"schema": _schema_of(kind, schemas)}},
         }
-    if service.public:
+    if service.public or op.public:
         operation["security"] = []
     elif service.symphony:
         operation["security"] = [*API_SECURITY, {"sessionToken": []}]

@@ -77,6 +77,10 @@ class Operation(Generic[Q, B]):
     raw_body: tuple[str, Any] | None = None
     #: The error body and media type when not the service's (e.g. RFC 6749 errors).
     error_body: tuple[str, Any] | None = None
+    #: Served without a token even in a service that needs one (e.g. the pod certificate).
+    public: bool = False
+    #: The type of each path parameter that is not a UUID, e.g. ``(("uid", UserNumber),)``.
+    path_types: tuple[tuple[str, Any], ...] = ()
 
     def route(self, version: str) -> web.RouteDef:
         async def serve(request: web.Request) -> web.StreamResponse:
