@@ -33,8 +33,9 @@ class ClientCertTls:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(config.certificate, config.key)
         context.verify_mode = ssl.CERT_OPTIONAL
-        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | _NO_CHECK_TIME
-        context.verify_flags &= ~ssl.VERIFY_X509_STRICT
+        # Integers, not VerifyFlags: ``~`` on the enum would drop the bit it has no name for.
+        flags = int(context.verify_flags) | ssl.VERIFY_X509_PARTIAL_CHAIN | _NO_CHECK_TIME
+        context.verify_flags = ssl.VerifyFlags(flags & ~int(ssl.VERIFY_X509_STRICT))
         self.context = context
         self._trusted: set[str] = set()
 

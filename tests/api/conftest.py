@@ -174,3 +174,17 @@ async def bed(aiohttp_client: Any, db: Database, services: ApiServices, tmp_path
     from tests.api.credentials_bed import make_bed
 
     return await make_bed(aiohttp_client, db, services, tmp_path)
+
+
+@pytest.fixture
+async def pod_bed(
+    aiohttp_server: Any, db: Database, services: ApiServices, tmp_path: Path
+) -> AsyncIterator[Any]:
+    """The API over TLS with client certificates (see :mod:`tests.api.symphony_bed`)."""
+    from tests.api.symphony_bed import make_pod_bed
+
+    bed = await make_pod_bed(aiohttp_server, db, services, tmp_path)
+    try:
+        yield bed
+    finally:
+        await bed.close()
