@@ -110,7 +110,9 @@ class CompanyCertApi:
             raise BadRequest("give at least one certificate type")
         types = list(dict.fromkeys(CertType(t.type) for t in body))
         async with self._db.acquire() as conn:
-            found = await self._certs.list_certs(conn, types=types, skip=query.skip, limit=query.limit)
+            found = await self._certs.list_certs(
+                conn, types=types, skip=query.skip, limit=query.limit
+            )
         return Reply([CompanyCertInfoItem.of(c) for c in found])
 
     async def create(self, request: web.Request, _: Query, body: CompanyCert) -> Reply:

@@ -45,7 +45,7 @@ class SessionAuthApi:
         return [
             Operation("post", "/v1/authenticate", "symphonyAuthenticate",
                       "Symphony: a session token for the client certificate presented over TLS",
-                      self.authenticate, PublicQuery, NoBody, Answer(Token), errors=(403, 503),
+                      self.authenticate, PublicQuery, NoBody, Answer(Token), errors=(401, 403, 503),
                       tags=("sessionauth",)),
             Operation("get", "/v1/app/pod/certificate", "symphonyAuthenticatorPodCertificate",
                       "Symphony: the certificate verifying the session tokens",
@@ -60,7 +60,7 @@ class SessionAuthApi:
     async def authenticate(self, request: web.Request, _: PublicQuery, __: NoBody) -> Reply:
         der = peer_certificate(request)
         if der is None:
-            raise BadRequest(
+            raise Unauthorized(
                 "no client certificate: call this over the bridge's TLS listener (api.tls) "
                 "presenting one"
             )

@@ -154,9 +154,7 @@ async def test_symphony_errors(api: Api) -> None:
     assert_symphony_error(
         *await pod(api, "POST", "create", ann, json={"userId": str(uuid.uuid4())}), 400, "userId"
     )
-    assert_symphony_error(
-        *await pod(api, "POST", "create", ann, json={"userId": 0}), 400, "userId"
-    )
+    assert_symphony_error(*await pod(api, "POST", "create", ann, json={"userId": 0}), 400, "userId")
     assert_symphony_error(
         *await pod(api, "POST", "create", ann, json={"userId": 2**62}), 404, "no network user"
     )

@@ -10,6 +10,7 @@ import jwt
 import pytest
 from cryptography import x509
 
+from tests.api.conftest import Api
 from tests.api.symphony_bed import AUTHENTICATE, CERTS, LOGOUT, PodBed
 from tests.api.x509_kit import issue
 
@@ -115,7 +116,7 @@ async def test_unknown_issuer_and_no_certificate(pod_bed: PodBed) -> None:
     assert_refused(*await pod_bed.authenticate(issue(str(number), other_ca)), "not trusted")
     # No certificate at all.
     status, body = await pod_bed.authenticate(None)
-    assert status == 400 and "no client certificate" in body["message"]
+    assert status == 401 and "no client certificate" in body["message"]
 
 
 async def test_last_seen_moves_on_use(pod_bed: PodBed) -> None:
@@ -142,8 +143,7 @@ async def test_last_seen_moves_on_use(pod_bed: PodBed) -> None:
     assert second[0] >= first[0] and second[1] >= first[1] and second != (0, 0)
 
 
-async def test_plain_http_has_no_certificate(pod_bed: PodBed) -> None:
-    # A request without TLS (the test server's plain client would be the same): over TLS
-    # without a client certificate the answer names what is missing.
-    status, body = await pod_bed.call("POST", AUTHENTICATE)
-    assert status == 400 and body["code"] == 400
+async def test_plain_http_has_no_certificate(api: Api) -> None:
+    resp = await api.client.post(AUTHENTICATE)
+    body = await resp.json()
+    assert resp.status == 401 and body["code"] == 401 and "TLS listener" in body["message"]

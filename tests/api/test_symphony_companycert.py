@@ -31,7 +31,9 @@ async def test_create_get_and_details(pod_bed: PodBed) -> None:
     assert info["expiryDate"] == int(ca.cert.not_valid_after_utc.timestamp()) * 1000
     assert info["updatedBy"] == admin_number and info["lastSeen"] == 0
     assert info["updatedAt"] > 0
-    groups = {g["name"]: {a["name"]: a["value"] for a in g["attributes"]} for g in detail["certInfo"]}
+    groups = {
+        g["name"]: {a["name"]: a["value"] for a in g["attributes"]} for g in detail["certInfo"]
+    }
     assert list(groups) == ["General", "Validity", "Public Key"]
     assert groups["General"]["Subject"] == "CN=Company CA,O=Test Company"
     assert groups["General"]["Signature Algorithm"] == "SHA256withECDSA"
