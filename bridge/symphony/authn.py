@@ -107,6 +107,7 @@ class CertificateAuthenticator:
         session = Session(
             uuid.uuid4(), user.id, certs.fingerprint_of(leaf), now + timedelta(seconds=ttl)
         )
+        await self._store.delete_expired_sessions(conn, user.id)
         await self._store.insert_session(
             conn, session.id, session.user_id, session.fingerprint, session.expires_at
         )

@@ -217,6 +217,8 @@ class CompanyCertStore:
         )
         return live is True
 
-    async def delete_expired_sessions(self, conn: asyncpg.Connection) -> int:
-        result = await conn.execute("DELETE FROM symphony_session WHERE expires_at < now()")
-        return int(result.split()[-1])
+    async def delete_expired_sessions(self, conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
+        """Forget a user's sessions that ended (expired, or logged out and expired since)."""
+        await conn.execute(
+            "DELETE FROM symphony_session WHERE user_id = $1 AND expires_at < now()", user_id
+        )

@@ -54,7 +54,7 @@ def upgrade() -> None:
         expires_at  timestamptz NOT NULL,
         revoked_at  timestamptz
     );
-    CREATE INDEX symphony_session_expires_idx ON symphony_session (expires_at);
+    CREATE INDEX symphony_session_user_idx ON symphony_session (user_id, expires_at);
     """)
 
 
