@@ -63,8 +63,9 @@ def build_context(config: Config, db: Database, services: ApiServices) -> ApiCon
         try:
             client_tls = ClientCertTls(config.api.tls)
         except (OSError, ssl.SSLError) as exc:
-            raise ConfigError("api.tls.certificate", f"cannot load the TLS listener's certificate "
-                              f"and key: {exc}") from None
+            raise ConfigError(
+                "api.tls.certificate", f"cannot load the TLS listener's certificate and key: {exc}"
+            ) from None
         company_certs.on_stored(client_tls.trust)
     return ApiContext(
         config,
