@@ -224,13 +224,18 @@ async def resolve_principal(
     return Principal(token_user_id=subject, user_id=acting, is_admin=admin)
 
 
+#: The claim naming a certificate-authentication session (a name of the bridge's own, so the
+#: ``sid`` of other issuers' tokens is not taken for one).
+SESSION_CLAIM = "bridge_session"
+
+
 async def _check_session(ctx: ApiContext, claims: dict[str, Any]) -> None:
-    """A session token (certificate authentication's, with ``sid``) must not be logged out."""
-    sid = claims.get("sid")
+    """A session token (certificate authentication's) must not be logged out."""
+    sid = claims.get(SESSION_CLAIM)
     if sid is None:
         return
     try:
-        session_id = parse_uuid(sid, "sid")
+        session_id = parse_uuid(sid, SESSION_CLAIM)
     except BridgeError:
         raise Unauthorized("invalid session") from None
     async with ctx.db.acquire() as conn:

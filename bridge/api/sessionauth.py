@@ -2,9 +2,10 @@
 
 ``authenticate`` reads the client certificate of the TLS connection (the ``api.tls``
 listener) and answers a session token: an RS256 JWT signed with the bridge's own current key
-(``sub``: the network user's UUID, ``uid``: their numeric id, ``sid``: the session), accepted
-in the ``sessionToken`` header of every ``/pod`` route and as a Bearer token elsewhere, until
-it expires (``api.tls.session_ttl``) or is logged out. The pod certificate verifies it.
+(``sub``: the network user's UUID, ``uid``: their numeric id, ``bridge_session``: the
+session), accepted in the ``sessionToken`` header of every ``/pod`` route and as a Bearer token
+elsewhere, until it expires (``api.tls.session_ttl``) or is logged out. The pod certificate
+verifies it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from msgspec import Struct
 
 from ..errors import BadRequest, Unauthorized, Unavailable
 from ..ids import parse_uuid
-from .auth import ADMIN_ROLE, SYMPHONY_HEADER
+from .auth import ADMIN_ROLE, SESSION_CLAIM, SYMPHONY_HEADER
 from .client_tls import peer_certificate
 from .context import ApiContext
 from .operations import Answer, NoBody, Operation, Reply
@@ -74,7 +75,7 @@ class SessionAuthApi:
         claims: dict[str, Any] = {
             "sub": str(user.id),
             "uid": user.number,
-            "sid": str(session.id),
+            SESSION_CLAIM: str(session.id),
             "iat": int(session.expires_at.timestamp()) - self._ttl,
             "exp": int(session.expires_at.timestamp()),
         }
@@ -101,8 +102,8 @@ class SessionAuthApi:
         if not token:
             raise Unauthorized("no session token (sessionToken header)")
         claims = self._ctx.verifier.verify(token)
-        if "sid" not in claims:
+        if SESSION_CLAIM not in claims:
             raise BadRequest("not a session token of certificate authentication")
         async with self._ctx.db.transaction() as conn:
-            await self._ctx.cert_auth.logout(conn, parse_uuid(claims["sid"], "sid"))
+            await self._ctx.cert_auth.logout(conn, parse_uuid(claims[SESSION_CLAIM], SESSION_CLAIM))
         return Reply(LogoutResponse("Logged out."))

@@ -183,3 +183,11 @@ async def test_symphony_errors(api: Api) -> None:
 async def test_podcert_without_a_signing_key_is_503(api: Api) -> None:
     resp = await api.client.get("/pod/v1/podcert")
     assert_symphony_error(resp.status, await resp.json(), 503, "signing key")
+
+
+async def test_other_issuers_sid_claim_is_not_a_session(api: Api) -> None:
+    # OpenID providers put their own session id in ``sid``: not one of the bridge's sessions.
+    resp = await api.client.get(
+        f"{POD}/list", headers={"sessionToken": hs_token(uuid.uuid4(), sid="op-session-1")}
+    )
+    assert resp.status == 200, await resp.json()
