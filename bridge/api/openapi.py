@@ -23,6 +23,7 @@ from .symphony import SymphonyError
 OPENAPI_PATH = "/openapi.json"
 _REF = "#/components/schemas/{name}"
 _PATH_PARAMETER = re.compile(r"\{([^}]+)\}")
+_ROUTE_REGEX = re.compile(r"\{([^}:]+):[^}]*\}")
 _ID = {"type": "string", "format": "uuid"}
 
 API_SECURITY: list[dict[str, list[str]]] = [
@@ -43,6 +44,11 @@ _REASONS = {
 }
 
 
+def doc_path(path: str) -> str:
+    """A route's path as documented: ``{name:regex}`` (a route's own constraint) as ``{name}``."""
+    return _ROUTE_REGEX.sub(r"{\1}", path)
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": _REF.format(name=name)}
 
@@ -54,7 +60,7 @@ def _name(kind: Any) -> str:
 def _parameters(op: Operation[Any, Any]) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": _ID}
-        for name in _PATH_PARAMETER.findall(op.path)
+        for name in _PATH_PARAMETER.findall(doc_path(op.path))
     ]
     _, components = msgspec.json.schema_components([op.query], ref_template=_REF)
     query = components[_name(op.query)]
@@ -115,7 +121,7 @@ def _links(
     links = {}
     for target_id in op.links:
         _, target = by_id[target_id]
-        (param,) = _PATH_PARAMETER.findall(target.path)
+        (param,) = _PATH_PARAMETER.findall(doc_path(target.path))
         links[target_id[0].upper() + target_id[1:]] = {
             "operationId": target_id,
             "parameters": {param: f"$response.body#/{op.answer.data_name}/id"},
@@ -189,7 +195,7 @@ def build_openapi(services: list[Service], token_name: str, version: str) -> dic
     paths: dict[str, dict[str, Any]] = {}
     for service in services:
         for op in service.operations:
-            path = (service.prefix + op.path).rstrip("/") or "/"
+            path = (service.prefix + doc_path(op.path)).rstrip("/") or "/"
             paths.setdefault(path, {})[op.method] = _operation(service, op, by_id, schemas)
     return {
         "openapi": "3.1.0",

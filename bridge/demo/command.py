@@ -106,8 +106,9 @@ class Demo:
         """Everything up and seeded; returns the report."""
         layout, progress = self.layout, self.progress
         if not synapse_installed():
-            raise StepFailed("checking for Synapse", "matrix-synapse is not installed", None,
-                             INSTALL_HINT)
+            raise StepFailed(
+                "checking for Synapse", "matrix-synapse is not installed", None, INSTALL_HINT
+            )
         async with progress.step(
             f"data directory {layout.root}", hint=write_access_hint(layout.root)
         ):
@@ -116,7 +117,8 @@ class Demo:
         if fresh:
             async with progress.step(
                 "configuration written (bridge, REST signing key, homeserver, registration)",
-                log=layout.synapse_log, hint=write_access_hint(layout.root),
+                log=layout.synapse_log,
+                hint=write_access_hint(layout.root),
             ):
                 state = await asyncio.to_thread(self._write_configs)
         config = load_config(layout.config, environ={})
@@ -134,7 +136,8 @@ class Demo:
             layout.synapse, port=ports["homeserver"], log_path=layout.synapse_log, label="demo"
         )
         async with progress.step(
-            f"Synapse running at {synapse.url}", log=layout.synapse_log,
+            f"Synapse running at {synapse.url}",
+            log=layout.synapse_log,
             hint=_hints(_port_hint, _synapse_hint),
         ):
             if port_in_use(synapse.port):
@@ -142,7 +145,8 @@ class Demo:
             self.stack.push_async_callback(self._stop, "Synapse", synapse.stop)
             await synapse.astart()
         async with progress.step(
-            f"bridge listening at {config.appservice.address}", log=layout.bridge_log,
+            f"bridge listening at {config.appservice.address}",
+            log=layout.bridge_log,
             hint=_port_hint,
         ):
             if port_in_use(config.appservice.port):
@@ -163,7 +167,10 @@ class Demo:
             for u in scene.network_users
         }
         return build_report(
-            config, scene, layout, tokens,
+            config,
+            scene,
+            layout,
+            tokens,
             pids={"synapse": synapse.pid, "postgres": postgres.postmaster_pid},
             ready_seconds=progress.elapsed(),
         )
@@ -183,12 +190,16 @@ class Demo:
             self.lock.acquire()
         except DemoBusy as exc:
             raise StepFailed(
-                f"data directory {layout.root}", exc, None,
+                f"data directory {layout.root}",
+                exc,
+                None,
                 "stop that demo first (Ctrl-C in its terminal), or use another --dir",
             ) from None
         state = layout.read_state()
-        if self.args.reset or (state is not None and "scene" not in state) or (
-            state is None and layout.root.exists()
+        if (
+            self.args.reset
+            or (state is not None and "scene" not in state)
+            or (state is None and layout.root.exists())
         ):
             if layout.root.exists():
                 if not self.args.reset:
@@ -289,19 +300,23 @@ def add_parser(
         ),
     )
     parser.add_argument(
-        "--dir", default=str(DEFAULT_DIR),
+        "--dir",
+        default=str(DEFAULT_DIR),
         help=f"the demo's data directory (default: {DEFAULT_DIR})",
     )
     parser.add_argument("--reset", action="store_true", help="delete the demo's data first")
     parser.add_argument(
-        "--json", action="store_true",
+        "--json",
+        action="store_true",
         help="print the report as one JSON object on stdout (progress goes to stderr)",
     )
     parser.add_argument(
         "--port", type=int, default=0, help="the bridge's port on a fresh demo (default: free)"
     )
     parser.add_argument(
-        "--homeserver-port", type=int, default=0,
+        "--homeserver-port",
+        type=int,
+        default=0,
         help="Synapse's port on a fresh demo (default: a free one)",
     )
     parser.set_defaults(func=cmd_demo)
