@@ -46,8 +46,7 @@ _OWNER = "/{ownerId:(?!lookup(?:/|$))[^/]+}"
 _ONE = f"{_OWNER}/{{credentialId}}"
 _ORDER_PATTERN = f"^({'|'.join(ORDER_FIELDS)})(\\[(asc|desc)\\])?$"
 _FILTER_PATTERN = (
-    f"^({'|'.join(re.escape(f) for f in FILTER_FIELDS)})"
-    f"\\[({'|'.join(FILTER_OPS)})\\]"
+    f"^({'|'.join(re.escape(f) for f in FILTER_FIELDS)})\\[({'|'.join(FILTER_OPS)})\\]"
 )
 
 
