@@ -1,4 +1,5 @@
-"""Command line: ``bridge [run] | generate-registration | migrate | check-config``."""
+"""Command line: ``bridge [run] | generate-registration | migrate | check-config | users |
+mint-token | demo``."""
 
 from __future__ import annotations
 

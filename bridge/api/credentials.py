@@ -8,20 +8,23 @@ RFC 9457 problem details; unknown query parameters and body members are refused,
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Annotated, Any
 
 from aiohttp import web
-from msgspec import UNSET, Meta, Struct, UnsetType
+from msgspec import UNSET, Meta, UnsetType
 
 from ..credentials.listing import (
     DEFAULT_LIMIT,
     FILTER_OPS,
     MAX_LIMIT,
     ORDER_FIELDS,
-    parse_list_query,
+    TEXT_FIELDS,
+    TIME_FIELDS,
 )
 from ..credentials.models import (
+    NAME_PATTERN,
     CredentialCreate,
     CredentialList,
     CredentialResult,
@@ -29,28 +32,25 @@ from ..credentials.models import (
     PatchOperation,
     render,
 )
-from ..credentials.patching import operations_of
 from ..credentials.service import Actor, CredentialService
 from ..errors import Unavailable
 from .context import ApiContext, principal_of
 from .decoding import path_id
-from .fields import Id
 from .operations import Answer, NoBody, Operation, Reply
+from .queries import Query
 
 PREFIX = "/v1/credentials"
-_ONE = "/{ownerId}/{credentialId}"
+FILTER_FIELDS = TEXT_FIELDS + TIME_FIELDS
+#: ``lookup`` is no owner: without this, ``/lookup/{id}`` would also be an owner's credential.
+_OWNER = "/{ownerId:(?!lookup(?:/|$))[^/]+}"
+_ONE = f"{_OWNER}/{{credentialId}}"
+_ORDER_PATTERN = f"^({'|'.join(ORDER_FIELDS)})(\\[(asc|desc)\\])?$"
+_FILTER_PATTERN = (
+    f"^({'|'.join(re.escape(f) for f in FILTER_FIELDS)})\\[({'|'.join(FILTER_OPS)})\\]"
+)
 
 
-class CredentialQuery(Struct, forbid_unknown_fields=True):
-    """What every credentials route takes besides its path."""
-
-    access_token: Annotated[str, Meta(min_length=1)] | UnsetType = UNSET
-    asUserId: Annotated[Id, Meta(description="administrators: act as this user")] | (
-        UnsetType
-    ) = UNSET
-
-
-class CredentialListQuery(CredentialQuery):
+class CredentialListQuery(Query):
     limit: (
         Annotated[
             int,
@@ -61,20 +61,20 @@ class CredentialListQuery(CredentialQuery):
     start_after: (
         Annotated[
             str,
-            Meta(pattern="^[a-z0-9_-]{1,128}$", description="the name the page starts after"),
+            Meta(pattern=NAME_PATTERN, description="the name the page starts after"),
         ]
         | UnsetType
     ) = UNSET
     order: (
         Annotated[
-            list[str],
+            list[Annotated[str, Meta(pattern=_ORDER_PATTERN)]],
             Meta(description=f"{', '.join(ORDER_FIELDS)}, each optionally [asc] or [desc]"),
         ]
         | UnsetType
     ) = UNSET
     filter: (
         Annotated[
-            list[str],
+            list[Annotated[str, Meta(pattern=_FILTER_PATTERN)]],
             Meta(description=f"field[op]value, op one of {', '.join(FILTER_OPS)}; ANDed"),
         ]
         | UnsetType
@@ -92,34 +92,35 @@ class CredentialsApi:
         return [
             Operation(
                 "get", "/lookup/{credentialId}", "lookupCredential", "Lookup Credential",
-                self.lookup, CredentialQuery, NoBody, Answer(CredentialResult),
+                self.lookup, Query, NoBody, Answer(CredentialResult), errors=(503,),
             ),
             Operation(
-                "get", "/{ownerId}", "listCredentials", "List Credentials",
+                "get", _OWNER, "listCredentials", "List Credentials",
                 self.list_credentials, CredentialListQuery, NoBody, Answer(CredentialList),
+                errors=(503,),
             ),
             Operation(
-                "post", "/{ownerId}", "createCredential", "Create Credential",
-                self.create, CredentialQuery, CredentialCreate,
+                "post", _OWNER, "createCredential", "Create Credential",
+                self.create, Query, CredentialCreate,
                 Answer(CredentialResult, status=201), errors=(409, 503),
             ),
             Operation(
                 "get", _ONE, "getCredential", "Get Credential",
-                self.get, CredentialQuery, NoBody, Answer(CredentialResult),
+                self.get, Query, NoBody, Answer(CredentialResult), errors=(503,),
             ),
             Operation(
                 "put", _ONE, "updateCredential", "Update Credential",
-                self.replace, CredentialQuery, CredentialUpdate, Answer(CredentialResult),
+                self.replace, Query, CredentialUpdate, Answer(CredentialResult),
                 errors=(409, 503),
             ),
             Operation(
                 "patch", _ONE, "patchCredential", "Patch Credential (JSON Patch, RFC 6902)",
-                self.patch, CredentialQuery, list[PatchOperation], Answer(CredentialResult),
+                self.patch, Query, list[PatchOperation], Answer(CredentialResult),
                 errors=(409, 503),
             ),
             Operation(
                 "delete", _ONE, "deleteCredential", "Delete Credential",
-                self.delete, CredentialQuery, NoBody, Answer(None, status=204),
+                self.delete, Query, NoBody, Answer(None, status=204), errors=(503,),
             ),
         ]  # fmt: skip
 
@@ -137,19 +138,17 @@ class CredentialsApi:
     async def list_credentials(
         self, request: web.Request, query: CredentialListQuery, _: NoBody
     ) -> Reply:
-        parsed = parse_list_query(
+        parameters = (
             None if query.limit is UNSET else str(query.limit),
             None if query.start_after is UNSET else query.start_after,
             [] if query.order is UNSET else query.order,
             [] if query.filter is UNSET else query.filter,
         )
         owner_id = path_id(request, "ownerId")
-        found = await self._service().list_credentials(self._actor(request), owner_id, parsed)
+        found = await self._service().list_credentials(self._actor(request), owner_id, parameters)
         return Reply(CredentialList([render(c) for c in found]))
 
-    async def create(
-        self, request: web.Request, _: CredentialQuery, body: CredentialCreate
-    ) -> Reply:
+    async def create(self, request: web.Request, _: Query, body: CredentialCreate) -> Reply:
         owner_id = path_id(request, "ownerId")
         credential, generated = await self._service().create(self._actor(request), owner_id, body)
         headers = {
@@ -158,35 +157,31 @@ class CredentialsApi:
         }
         return Reply(CredentialResult(render(credential, generated)), headers=headers)
 
-    async def get(self, request: web.Request, _: CredentialQuery, __: NoBody) -> Reply:
+    async def get(self, request: web.Request, _: Query, __: NoBody) -> Reply:
         owner_id, credential_id = path_id(request, "ownerId"), path_id(request, "credentialId")
         credential = await self._service().get(self._actor(request), owner_id, credential_id)
         return Reply(CredentialResult(render(credential)))
 
-    async def lookup(self, request: web.Request, _: CredentialQuery, __: NoBody) -> Reply:
+    async def lookup(self, request: web.Request, _: Query, __: NoBody) -> Reply:
         credential_id = path_id(request, "credentialId")
         credential = await self._service().lookup(self._actor(request), credential_id)
         return Reply(CredentialResult(render(credential)))
 
-    async def replace(
-        self, request: web.Request, _: CredentialQuery, body: CredentialUpdate
-    ) -> Reply:
+    async def replace(self, request: web.Request, _: Query, body: CredentialUpdate) -> Reply:
         owner_id, credential_id = path_id(request, "ownerId"), path_id(request, "credentialId")
         credential = await self._service().replace_credential(
             self._actor(request), owner_id, credential_id, body
         )
         return Reply(CredentialResult(render(credential)))
 
-    async def patch(
-        self, request: web.Request, _: CredentialQuery, body: list[PatchOperation]
-    ) -> Reply:
+    async def patch(self, request: web.Request, _: Query, body: list[PatchOperation]) -> Reply:
         owner_id, credential_id = path_id(request, "ownerId"), path_id(request, "credentialId")
         credential = await self._service().patch(
-            self._actor(request), owner_id, credential_id, operations_of(body)
+            self._actor(request), owner_id, credential_id, body
         )
         return Reply(CredentialResult(render(credential)))
 
-    async def delete(self, request: web.Request, _: CredentialQuery, __: NoBody) -> Reply:
+    async def delete(self, request: web.Request, _: Query, __: NoBody) -> Reply:
         owner_id, credential_id = path_id(request, "ownerId"), path_id(request, "credentialId")
         await self._service().delete(self._actor(request), owner_id, credential_id)
         return Reply(None)

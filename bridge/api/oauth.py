@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote_plus
 
 import jwt
@@ -46,9 +46,10 @@ class TokenQuery(Struct, forbid_unknown_fields=True):
 class TokenForm(Struct):
     """The form body (other parameters are ignored, as RFC 6749 §3.2 requires)."""
 
-    grant_type: str
+    grant_type: Literal["client_credentials"]
     client_id: str | None = None
     client_secret: str | None = None
+    #: Accepted and ignored (RFC 6749 §3.3): a token grants what its account may do.
     scope: str | None = None
 
 
@@ -141,8 +142,6 @@ class TokenApi:
             raise OAuthError(
                 "unsupported_grant_type", f"{grant} is not supported; use client_credentials"
             )
-        if form.get("scope"):
-            raise OAuthError("invalid_scope", "this bridge grants no scopes")
         client_id, client_secret = await self._client(request, form)
         auth = self._ctx.services.credential_auth
         signing = self._ctx.signing_key

@@ -23,6 +23,7 @@ from .symphony import SymphonyError
 OPENAPI_PATH = "/openapi.json"
 _REF = "#/components/schemas/{name}"
 _PATH_PARAMETER = re.compile(r"\{([^}]+)\}")
+_ROUTE_REGEX = re.compile(r"\{([^}:]+):[^}]*\}")
 _ID = {"type": "string", "format": "uuid"}
 
 API_SECURITY: list[dict[str, list[str]]] = [
@@ -43,6 +44,14 @@ _REASONS = {
 }
 
 
+_UNPARSABLE = "; text/plain when the HTTP request itself cannot be parsed (a line over 8 KiB)"
+
+
+def doc_path(path: str) -> str:
+    """A route's path as documented: ``{name:regex}`` (a route's own constraint) as ``{name}``."""
+    return _ROUTE_REGEX.sub(r"{\1}", path)
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": _REF.format(name=name)}
 
@@ -60,7 +69,7 @@ def _parameters(op: Operation[Any, Any]) -> list[dict[str, Any]]:
             "required": True,
             "schema": msgspec.json.schema(types[name]) if name in types else _ID,
         }
-        for name in _PATH_PARAMETER.findall(op.path)
+        for name in _PATH_PARAMETER.findall(doc_path(op.path))
     ]
     _, components = msgspec.json.schema_components([op.query], ref_template=_REF)
     query = components[_name(op.query)]
@@ -119,12 +128,13 @@ def _links(
     op: Operation[Any, Any], by_id: dict[str, tuple[str, Operation[Any, Any]]]
 ) -> dict[str, Any]:
     links = {}
+    first = "/0" if op.answer.many else ""  # a list links its first row
     for target_id in op.links:
         _, target = by_id[target_id]
-        (param,) = _PATH_PARAMETER.findall(target.path)
+        (param,) = _PATH_PARAMETER.findall(doc_path(target.path))
         links[target_id[0].upper() + target_id[1:]] = {
             "operationId": target_id,
-            "parameters": {param: f"$response.body#/{op.answer.data_name}/id"},
+            "parameters": {param: f"$response.body#/{op.answer.data_name}{first}/id"},
         }
     return links
 
@@ -150,7 +160,11 @@ def _operation(
     if _PATH_PARAMETER.search(op.path):
         codes.add(404)
     for code in sorted(codes):
-        responses[str(code)] = {"description": _REASONS[code], "content": error}
+        responses[str(code)] = {"description": _REASONS[code], "content": dict(error)}
+    # The HTTP server refuses a request it cannot parse (a request line over 8 KiB, a control
+    # character in a header) before the API sees it, with a plain-text 400.
+    responses["400"]["content"]["text/plain"] = {"schema": {"type": "string"}}
+    responses["400"]["description"] += _UNPARSABLE
     operation: dict[str, Any] = {
         "operationId": op.operation_id,
         "summary": op.summary,
@@ -195,7 +209,7 @@ def build_openapi(services: list[Service], token_name: str, version: str) -> dic
     paths: dict[str, dict[str, Any]] = {}
     for service in services:
         for op in service.operations:
-            path = (service.prefix + op.path).rstrip("/") or "/"
+            path = (service.prefix + doc_path(op.path)).rstrip("/") or "/"
             paths.setdefault(path, {})[op.method] = _operation(service, op, by_id, schemas)
     return {
         "openapi": "3.1.0",

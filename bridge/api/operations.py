@@ -68,7 +68,8 @@ class Operation(Generic[Q, B]):
     answer: Answer
     #: Refusals beyond the usual (400 for bad input, 401/403/404 for the token and asUserId).
     errors: tuple[int, ...] = ()
-    #: operationIds of the operations taking the id this one creates (OpenAPI links).
+    #: operationIds of the operations taking the id this one creates (or, for a list, the
+    #: id of its first row): OpenAPI links, which a stateful client follows.
     links: tuple[str, ...] = ()
     description: str = ""
     tags: tuple[str, ...] = field(default=())

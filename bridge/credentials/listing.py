@@ -27,6 +27,8 @@ _ORDER_RE = re.compile(r"(?P<field>[a-z_.]+)(?:\[(?P<dir>asc|desc)\])?")
 _FILTER_RE = re.compile(r"(?P<field>[a-z_.]+)\[(?P<op>[a-z]+)\](?P<value>.*)", re.DOTALL)
 
 FilterValue = str | datetime | list[str] | list[datetime] | None
+#: The raw parameters: limit, start_after, order (repeated), filter (repeated).
+ListParameters = tuple[str | None, str | None, list[str], list[str]]
 
 
 @dataclass(frozen=True)

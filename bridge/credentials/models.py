@@ -18,7 +18,18 @@ import msgspec
 
 Aware = Annotated[datetime, msgspec.Meta(tz=True)]
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
-Name = Annotated[str, msgspec.Meta(max_length=128)]
+NAME_PATTERN = "^[a-z0-9_-]{1,128}$"
+Name = Annotated[
+    str, msgspec.Meta(pattern=NAME_PATTERN, description="lowercase letters, digits, _ and -")
+]
+#: A secret that authenticates (an API key, a client secret): long enough not to be guessed.
+KeySecret = Annotated[
+    str,
+    msgspec.Meta(
+        pattern="^[A-Za-z0-9_\\-~+/=]{16,4096}$",
+        description="at least 16 letters, digits or -_~+/=; left out, one is generated",
+    ),
+]
 FullName = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 OwnerType = Literal["account", "integration", "integration_point", "organization_webhook"]
 Managed = Literal["Managed", "Unmanaged"]
@@ -47,7 +58,7 @@ class AwsCredential(_Config, tag="aws"):
 
 
 class TokenCredential(_Config, tag="token"):
-    secret: Text | None = None
+    secret: KeySecret | None = None
 
 
 class BasicCredential(_Config, tag="basic"):
@@ -61,7 +72,7 @@ class SecretCredential(_Config, tag="secret"):
 
 class OAuthClientCredential(_Config, tag="oauth_client"):
     client_id: Text
-    client_secret: Text | None = None
+    client_secret: KeySecret | None = None
     token_url: Text | None = None
     extra: dict[str, Any] | None = None
 
@@ -74,10 +85,11 @@ CredentialConfig = (
 class CredentialCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """``POST /v1/credentials/{ownerId}``."""
 
+    config: CredentialConfig
     name: Name | None = None
     fullname: FullName | None = None
-    config: CredentialConfig | None = None
-    owner_type: OwnerType | None = None
+    #: Credentials here belong to an account (a network user).
+    owner_type: Literal["account"] | None = None
     expires: Aware | None = None
 
 
@@ -86,7 +98,7 @@ class CredentialUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     of ``config`` keep their stored values when the type is unchanged)."""
 
     id: str
-    owner_type: OwnerType
+    owner_type: Literal["account"]
     fullname: FullName
     managed: Managed
     name: Name

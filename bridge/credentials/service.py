@@ -23,7 +23,7 @@ from ..db.database import Database
 from ..errors import BadRequest, Conflict, Forbidden, NotFound, Unavailable
 from ..users.service import UserService
 from .crypto import DecryptionError, Keyring, KeySource
-from .listing import ListQuery
+from .listing import ListParameters, parse_list_query
 from .models import (
     GENERATED_SECRETS,
     SECRET_FIELDS,
@@ -31,15 +31,15 @@ from .models import (
     CredentialConfig,
     CredentialCreate,
     CredentialUpdate,
+    PatchOperation,
     split_config,
 )
-from .patching import apply_patch, patch_document
+from .patching import apply_patch, operations_of, patch_document
 from .store import CredentialStore
 
 log = logging.getLogger(__name__)
 
 _NAME_RE = re.compile(r"[a-z0-9_-]{1,128}")
-_KEY_SECRET_RE = re.compile(r"[A-Za-z0-9_\-~+/=]{16,4096}")
 _READ_ONLY = ("id", "account_id", "owner_type", "managed", "created_at", "updated_at")
 
 
@@ -67,23 +67,6 @@ def lookup_material(kind: str, public: dict[str, Any], secret: dict[str, str]) -
 def slug(fullname: str) -> str:
     """A name from a full name: lower case, runs of other characters as one ``_``."""
     return re.sub(r"[^a-z0-9_-]+", "_", fullname.lower()).strip("_")[:128]
-
-
-def _check_secrets(kind: str, values: dict[str, str]) -> None:
-    for field in ("secret", "client_secret"):
-        value = values.get(field)
-        if kind in GENERATED_SECRETS and value is not None and not _KEY_SECRET_RE.fullmatch(value):
-            raise BadRequest(
-                f"config.{field}: a {kind} secret is at least 16 letters, digits or -_~+/= "
-                "(leave it out to have one generated)"
-            )
-
-
-def _owner_type(value: str | None) -> None:
-    if value not in (None, "account"):
-        raise BadRequest(
-            f"owner_type {value} is not served by this bridge: credentials belong to an account"
-        )
 
 
 class CredentialService:
@@ -142,7 +125,6 @@ class CredentialService:
     ) -> Credential:
         keys = self._keys()
         kind, public, secret = split_config(config)
-        _check_secrets(kind, secret)
         material = lookup_material(kind, public, secret)
         credential = replace(
             credential,
@@ -173,36 +155,22 @@ class CredentialService:
         managed: str = "Unmanaged",
     ) -> tuple[Credential, dict[str, str]]:
         """Create a credential; a generated secret is returned beside it, this once only."""
-        _owner_type(body.owner_type)
-        if body.config is None:
-            raise BadRequest("config is required")
-        self._keys()
-        credential_id = uuid.uuid4()
-        name, fullname = self._names(credential_id, body.name, body.fullname)
-        config = body.config
-        generated: dict[str, str] = {}
-        field = GENERATED_SECRETS.get(str(type(config).__struct_config__.tag))
-        if field is not None and getattr(config, field) is None:
-            generated[field] = secrets.token_urlsafe(32)  # 256 bits
-            config = msgspec.structs.replace(config, **{field: generated[field]})
-        now = datetime.now(UTC)
-        draft = Credential(
-            credential_id,
-            owner_id,
-            "account",
-            name,
-            fullname,
-            "",
-            managed,
-            {},
-            {},
-            "",
-            body.expires,
-            now,
-            now,
-        )
         async with self.db.transaction() as conn:
             await self._authorize(conn, actor, owner_id)
+            self._keys()
+            credential_id = uuid.uuid4()
+            name, fullname = self._names(credential_id, body.name, body.fullname)
+            config = body.config
+            generated: dict[str, str] = {}
+            field = GENERATED_SECRETS.get(str(type(config).__struct_config__.tag))
+            if field is not None and getattr(config, field) is None:
+                generated[field] = secrets.token_urlsafe(32)  # 256 bits
+                config = msgspec.structs.replace(config, **{field: generated[field]})
+            now = datetime.now(UTC)
+            draft = Credential(
+                credential_id, owner_id, "account", name, fullname, "", managed, {}, {}, "",
+                body.expires, now, now,
+            )  # fmt: skip
             credential = await self._write(conn, draft, config, insert=True)
         log.info(
             "Credential %s (%s) created in account %s", credential.id, credential.type, owner_id
@@ -231,10 +199,13 @@ class CredentialService:
         return credential
 
     async def list_credentials(
-        self, actor: Actor, owner_id: uuid.UUID, query: ListQuery
+        self, actor: Actor, owner_id: uuid.UUID, parameters: ListParameters
     ) -> list[Credential]:
+        """A page of the account's credentials (the parameters are read once the account is
+        known to be the actor's to see)."""
         async with self.db.acquire() as conn:
             await self._authorize(conn, actor, owner_id)
+            query = parse_list_query(*parameters)
             found = await self.store.list_credentials(conn, owner_id, query)
         if found is None:
             raise BadRequest(f"start_after: no credential named {query.start_after}")
@@ -247,21 +218,22 @@ class CredentialService:
     async def replace_credential(
         self, actor: Actor, owner_id: uuid.UUID, credential_id: uuid.UUID, body: CredentialUpdate
     ) -> Credential:
-        """PUT: the whole credential; secrets left out keep their values if the type stays."""
-        _owner_type(body.owner_type)
-        if body.id != str(credential_id):
-            raise BadRequest(f"id {body.id!r} is not the credential's ({credential_id})")
-        if body.account_id not in (None, str(owner_id)):
-            raise BadRequest(f"account_id {body.account_id!r} is not the owner's ({owner_id})")
-        for other in ("integration_id", "integration_point_id", "organization_webhook_id"):
-            if getattr(body, other) is not None:
-                raise BadRequest(f"{other}: credentials here belong to an account")
+        """PUT: the whole credential; secrets left out keep their values if the type stays.
+        A body inconsistent with the credential (another id, owner or ``managed``) is a 409,
+        as RFC 9110 (§9.3.4) suggests."""
         async with self.db.transaction() as conn:
             await self._authorize(conn, actor, owner_id)
             current = await self._owned(conn, owner_id, credential_id)
             self._may_change(actor, current)
+            if body.id != str(credential_id):
+                raise Conflict(f"id {body.id!r} is not the credential's ({credential_id})")
+            if body.account_id not in (None, str(owner_id)):
+                raise Conflict(f"account_id {body.account_id!r} is not the owner's ({owner_id})")
+            for other in ("integration_id", "integration_point_id", "organization_webhook_id"):
+                if getattr(body, other) is not None:
+                    raise Conflict(f"{other}: credentials here belong to an account")
             if body.managed != current.managed:
-                raise BadRequest(f"managed cannot change (it is {current.managed})")
+                raise Conflict(f"managed cannot change (it is {current.managed})")
             raw = body.config or {"type": current.type, **current.public}
             if raw.get("type") == current.type:
                 stored = self._keys().open_all(current.id, current.sealed)
@@ -277,13 +249,14 @@ class CredentialService:
         actor: Actor,
         owner_id: uuid.UUID,
         credential_id: uuid.UUID,
-        operations: list[dict[str, Any]],
+        patch: list[PatchOperation],
     ) -> Credential:
         """PATCH: an RFC 6902 JSON Patch over the credential, applied whole or not at all."""
         async with self.db.transaction() as conn:
             await self._authorize(conn, actor, owner_id)
             current = await self._owned(conn, owner_id, credential_id)
             self._may_change(actor, current)
+            operations = operations_of(patch)
             opened = self._keys().open_all(current.id, current.sealed)
             before = patch_document(current, opened)
             after = apply_patch(before, operations, secret_fields=_ALL_SECRET_FIELDS)

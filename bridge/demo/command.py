@@ -13,16 +13,22 @@ import shutil
 import signal
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
 from ..config import Config, load_config
-from ..db.embedded import EmbeddedPostgres
+from ..db.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from ..db.schema import ensure_schema
-from ..local.processes import ProcessFailed, WaitTimedOut, free_port, port_in_use
+from ..local.processes import (
+    ProcessFailed,
+    WaitTimedOut,
+    free_port,
+    port_in_use,
+    stop_leftover,
+)
 from ..local.synapse import SynapseProcess, synapse_installed
 from ..serving import running_bridge
 from .layout import DEFAULT_DIR, DemoBusy, DemoLayout, DemoLock
@@ -32,9 +38,31 @@ from .report import TOKEN_TTL, build_report, render_text
 from .rest import DemoRest
 from .seed import Scene, Seeder
 
+T = TypeVar("T")
+
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
 INSTALL_HINT = "install the demo's extra: pip install -e '.[demo]' (it brings matrix-synapse)"
+
+
+#: Ports a new demo takes when they are free (the usual ones), so that its URLs stay the same
+#: across ``--reset``; otherwise it takes free ones.
+PREFERRED_HOMESERVER_PORT = 8008
+PREFERRED_BRIDGE_PORT = 29400
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port < 65536:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (0-65535)")
+    return port
+
+
+def _choose_port(asked: int | None, preferred: int) -> int:
+    """The port asked for (0: any free one), else ``preferred`` when free, else a free one."""
+    if asked is not None:
+        return asked or free_port()
+    return preferred if not port_in_use(preferred) else free_port()
 
 
 class PortInUse(OSError):
@@ -106,8 +134,9 @@ class Demo:
         """Everything up and seeded; returns the report."""
         layout, progress = self.layout, self.progress
         if not synapse_installed():
-            raise StepFailed("checking for Synapse", "matrix-synapse is not installed", None,
-                             INSTALL_HINT)
+            raise StepFailed(
+                "checking for Synapse", "matrix-synapse is not installed", None, INSTALL_HINT
+            )
         async with progress.step(
             f"data directory {layout.root}", hint=write_access_hint(layout.root)
         ):
@@ -116,7 +145,7 @@ class Demo:
         if fresh:
             async with progress.step(
                 "configuration written (bridge, REST signing key, homeserver, registration)",
-                log=layout.synapse_log, hint=write_access_hint(layout.root),
+                hint=write_access_hint(layout.root),
             ):
                 state = await asyncio.to_thread(self._write_configs)
         config = load_config(layout.config, environ={})
@@ -133,22 +162,28 @@ class Demo:
         synapse = SynapseProcess(
             layout.synapse, port=ports["homeserver"], log_path=layout.synapse_log, label="demo"
         )
+        await asyncio.to_thread(self._stop_leftover_synapse, state)
         async with progress.step(
-            f"Synapse running at {synapse.url}", log=layout.synapse_log,
+            f"Synapse running at {synapse.url}",
+            log=layout.synapse_log,
             hint=_hints(_port_hint, _synapse_hint),
         ):
             if port_in_use(synapse.port):
                 raise PortInUse("Synapse", synapse.port)
             self.stack.push_async_callback(self._stop, "Synapse", synapse.stop)
             await synapse.astart()
+            state["synapse_pid"] = synapse.pid
+            layout.write_state(state)
         async with progress.step(
-            f"bridge listening at {config.appservice.address}", log=layout.bridge_log,
+            f"bridge listening at {config.appservice.address}",
+            log=layout.bridge_log,
             hint=_port_hint,
         ):
             if port_in_use(config.appservice.port):
                 raise PortInUse("the bridge", config.appservice.port)
-            self.stack.push_async_callback(self._announce, "the bridge")
-            await self.stack.enter_async_context(running_bridge(config, dsn))
+            await self.stack.enter_async_context(
+                self._stopped_in_a_step("the bridge", running_bridge(config, dsn))
+            )
         session = await self.stack.enter_async_context(aiohttp.ClientSession(trust_env=False))
         rest = DemoRest(config, session)
         if "scene" in state:
@@ -163,7 +198,10 @@ class Demo:
             for u in scene.network_users
         }
         return build_report(
-            config, scene, layout, tokens,
+            config,
+            scene,
+            layout,
+            tokens,
             pids={"synapse": synapse.pid, "postgres": postgres.postmaster_pid},
             ready_seconds=progress.elapsed(),
         )
@@ -183,16 +221,21 @@ class Demo:
             self.lock.acquire()
         except DemoBusy as exc:
             raise StepFailed(
-                f"data directory {layout.root}", exc, None,
+                f"data directory {layout.root}",
+                exc,
+                None,
                 "stop that demo first (Ctrl-C in its terminal), or use another --dir",
             ) from None
         state = layout.read_state()
-        if self.args.reset or (state is not None and "scene" not in state) or (
-            state is None and layout.root.exists()
+        if (
+            self.args.reset
+            or (state is not None and "scene" not in state)
+            or (state is None and layout.root.exists())
         ):
             if layout.root.exists():
                 if not self.args.reset:
                     self.progress.say("An earlier demo set-up did not finish: starting over.")
+                self._stop_leftovers(state or {})
                 shutil.rmtree(layout.root)
             state = None
         layout.root.mkdir(parents=True, exist_ok=True)
@@ -200,10 +243,25 @@ class Demo:
         layout.logs.mkdir(exist_ok=True)
         return state or {}
 
+    def _stop_leftover_synapse(self, state: dict[str, Any]) -> None:
+        """Stop the Synapse a crashed earlier run left running (it would hold its port)."""
+        pid = state.get("synapse_pid")
+        if isinstance(pid, int) and stop_leftover(pid, str(self.layout.synapse.config)):
+            self.progress.say(f"[ok] stopped the Synapse an earlier demo left running (pid {pid})")
+
+    def _stop_leftovers(self, state: dict[str, Any]) -> None:
+        """Before the directory goes: its Synapse and PostgreSQL, if a crash left them running."""
+        self._stop_leftover_synapse(state)
+        if (self.layout.postgres_dir / "postmaster.pid").exists():
+            leftover = EmbeddedPostgres(self.layout.postgres_dir)
+            with contextlib.suppress(EmbeddedPostgresError):
+                leftover.start()  # adopts the running postmaster, so that it can stop it
+            leftover.stop()
+
     def _write_configs(self) -> dict[str, Any]:
         ports = {
-            "bridge": self.args.port or free_port(),
-            "homeserver": self.args.homeserver_port or free_port(),
+            "bridge": _choose_port(self.args.port, PREFERRED_BRIDGE_PORT),
+            "homeserver": _choose_port(self.args.homeserver_port, PREFERRED_HOMESERVER_PORT),
         }
         write_bridge_config(
             self.layout, bridge_port=ports["bridge"], homeserver_port=ports["homeserver"]
@@ -228,8 +286,18 @@ class Demo:
         async with self.progress.step(f"stopped {what}"):
             await asyncio.to_thread(stop)
 
-    async def _announce(self, what: str) -> None:
-        self.progress.say(f"[ok] stopped {what}")
+    @contextlib.asynccontextmanager
+    async def _stopped_in_a_step(
+        self, what: str, running: contextlib.AbstractAsyncContextManager[T]
+    ) -> AsyncIterator[T]:
+        """``running``'s value; its exit timed and reported as the step ``stopped <what>``."""
+        async with contextlib.AsyncExitStack() as inner:
+            value = await inner.enter_async_context(running)
+            try:
+                yield value
+            finally:
+                async with self.progress.step(f"stopped {what}"):
+                    await inner.aclose()
 
 
 async def run_demo(layout: DemoLayout, args: argparse.Namespace, progress: Progress) -> int:
@@ -289,20 +357,25 @@ def add_parser(
         ),
     )
     parser.add_argument(
-        "--dir", default=str(DEFAULT_DIR),
+        "--dir",
+        default=str(DEFAULT_DIR),
         help=f"the demo's data directory (default: {DEFAULT_DIR})",
     )
     parser.add_argument("--reset", action="store_true", help="delete the demo's data first")
     parser.add_argument(
-        "--json", action="store_true",
+        "--json",
+        action="store_true",
         help="print the report as one JSON object on stdout (progress goes to stderr)",
     )
     parser.add_argument(
-        "--port", type=int, default=0, help="the bridge's port on a fresh demo (default: free)"
+        "--port", type=_port, default=None,
+        help=f"the bridge's port in a new demo (default: {PREFERRED_BRIDGE_PORT} if free; "
+        "0: any free port)",
     )
     parser.add_argument(
-        "--homeserver-port", type=int, default=0,
-        help="Synapse's port on a fresh demo (default: a free one)",
+        "--homeserver-port", type=_port, default=None,
+        help=f"Synapse's port in a new demo (default: {PREFERRED_HOMESERVER_PORT} if free; "
+        "0: any free port)",
     )
     parser.set_defaults(func=cmd_demo)
     return parser

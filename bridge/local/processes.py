@@ -45,9 +45,7 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 def child_env(**extra: str) -> dict[str, str]:
     """The environment for a child: no proxies, no stray ``BRIDGE_*`` config overrides."""
     env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in _PROXY_VARS and not k.startswith("BRIDGE_")
+        k: v for k, v in os.environ.items() if k not in _PROXY_VARS and not k.startswith("BRIDGE_")
     }
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
@@ -106,6 +104,45 @@ async def wait_until(
         await asyncio.sleep(interval)
 
 
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie that nobody reaped yet is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def command_line(pid: int) -> str:
+    """The process's command line, arguments joined by spaces ("" when unknown)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
+
+
+def stop_leftover(pid: int, mark: str, timeout: float = STOP_TIMEOUT) -> bool:
+    """SIGTERM (then SIGKILL) a process left running by an earlier run, if ``pid`` is still that
+    process: alive, with ``mark`` in its command line. Returns whether there was one to stop."""
+    if not process_alive(pid) or mark not in command_line(pid):
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while process_alive(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + timeout
+        time.sleep(POLL_INTERVAL)
+    return True
+
+
 class ProcessFailed(RuntimeError):
     """A managed process exited before it was ready, or was not ready in time."""
 
@@ -160,8 +197,13 @@ class ManagedProcess:
             log.write(f"\n===== {self.label}: start #{self.starts} of {self.name} =====\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                self.argv, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                self.argv,
+                cwd=self.cwd,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         self.wait_ready(timeout)
 

@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bridge.api import ApiServices, mount_api
 from bridge.config import Config, parse_config
+from bridge.credentials.crypto import create_key_file
+from bridge.credentials.setup import build_credentials
 from bridge.db.database import Database
 from bridge.messaging.service import MessagingService
 from bridge.messaging.store import MessagingStore
@@ -92,13 +94,21 @@ async def db(dsn: str) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-def services() -> ApiServices:
+def services(db: Database, tmp_path: Path) -> ApiServices:
+    """The services as the app factory wires them, credentials with a key of their own."""
     notifications = NotificationService(NotificationStore())
+    users = UserService(UserStore())
+    key_file = tmp_path / "services-credentials.key"
+    create_key_file(key_file)
+    config = parse_config(config_data(credentials={"key_file": str(key_file)}))
+    credentials = build_credentials(config, db, users, environ={})
     return ApiServices(
-        users=UserService(UserStore()),
+        users=users,
         messaging=MessagingService(MessagingStore(), notifications),
         networking=NetworkingService(NetworkingStore(), notifications),
         notifications=notifications,
+        credentials=credentials.service,
+        credential_auth=credentials.auth,
     )
 
 

@@ -204,14 +204,6 @@ async def test_token_endpoint_errors_are_rfc6749(bed: Bed) -> None:
             "invalid_request",
         ),
         (
-            {
-                "data": {"grant_type": "client_credentials", "scope": "admin"},
-                "auth": basic("c", secret),
-            },
-            400,
-            "invalid_scope",
-        ),
-        (
             {"json": {"grant_type": "client_credentials"}, "auth": basic("c", secret)},
             400,
             "invalid_request",

@@ -122,7 +122,7 @@ async def _unchanged(bed: Bed, owner: uuid.UUID, url: str, created: dict[str, An
         ),
         ([{"op": "remove", "path": "/config/secret"}], "secret"),
         ([{"op": "add", "path": "/colour", "value": "red"}], "colour"),
-        ([{"op": "replace", "path": "/name", "value": "Bad Name"}], "lowercase"),
+        ([{"op": "replace", "path": "/name", "value": "Bad Name"}], "name"),
         ([{"op": "test", "path": "/config/secret", "value": "old-password"}], "cannot be tested"),
         ([{"op": "test", "path": "/config", "value": {}}], "cannot be tested"),
         ([{"op": "test", "path": "", "value": {}}], "cannot be tested"),

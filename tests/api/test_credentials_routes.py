@@ -133,7 +133,7 @@ async def test_names(bed: Bed) -> None:
         owner,
         json={"name": "CRM", "config": {"type": "secret", "secret": "x"}},
     )
-    assert_problem(upper, 400, "lowercase")
+    assert_problem(upper, 400, "name")
     # Another account may use the same name.
     other = await bed.person()
     assert (await bed.create(other, {"type": "secret", "secret": "x"}, name="crm-key_1"))[
@@ -211,15 +211,17 @@ async def test_put_replaces_and_keeps_secrets_left_out(bed: Bed) -> None:
     bad = dict(body, config={"type": "token"})
     reply = await bed.call("PUT", url, owner, json=dict(bad, config={"type": "secret"}))
     assert_problem(reply, 400, "secret")
-    for field, value, fragment in (
-        ("id", str(uuid.uuid4()), "id"),
-        ("managed", "Managed", "managed"),
-        ("owner_type", "integration", "integration"),
-        ("account_id", str(uuid.uuid4()), "account_id"),
+    # A body inconsistent with the credential is a conflict (RFC 9110 §9.3.4).
+    for field, value, status in (
+        ("id", str(uuid.uuid4()), 409),
+        ("managed", "Managed", 409),
+        ("account_id", str(uuid.uuid4()), 409),
+        ("owner_type", "integration", 400),
+        ("integration_id", str(uuid.uuid4()), 409),
     ):
-        assert_problem(
-            await bed.call("PUT", url, owner, json=dict(body, **{field: value})), 400, fragment
-        )
+        reply = await bed.call("PUT", url, owner, json=dict(body, **{field: value}))
+        assert_problem(reply, status, field)
+    assert (await bed.call("GET", url, owner)).result == result
     missing = {k: v for k, v in body.items() if k != "name"}
     assert_problem(await bed.call("PUT", url, owner, json=missing), 400, "name")
 

@@ -18,7 +18,7 @@ import warnings
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -30,12 +30,14 @@ from mautrix.errors import MatrixConnectionError, MatrixRequestError, MNotFound
 from mautrix.types import (
     EventType,
     FilterID,
+    MatrixUserIdentifier,
     MemberStateEventContent,
     MessageType,
     RoomAlias,
     RoomID,
     TextMessageEventContent,
     UserID,
+    UserIdentifier,
 )
 
 from bridge.local.processes import (
@@ -67,8 +69,6 @@ ALICE_PASSWORD = "alice-password"
 MESSAGE_DONE_STATE = "ignored"
 
 LOG_TAIL_LINES = 120
-
-T = TypeVar("T")
 
 
 class BridgeProcess(ManagedProcess):
@@ -552,6 +552,22 @@ class Network:
 
 
 # ---------------------------------------------------------------------------- more Matrix users
+
+
+@contextlib.asynccontextmanager
+async def logged_in(homeserver_url: str, user: str, password: str) -> AsyncIterator[ClientAPI]:
+    """A Matrix client logged in with a password (a device of its own), logged out after."""
+    client = ClientAPI(base_url=homeserver_url)
+    try:
+        await client.login(
+            identifier=UserIdentifier(MatrixUserIdentifier(user=user)), password=password,
+            store_access_token=True,
+        )
+        yield client
+    finally:
+        with contextlib.suppress(Exception):
+            await client.logout()
+        await client.api.session.close()
 
 
 async def register_user(homeserver: SynapseProcess, localpart: str, password: str) -> ClientAPI:

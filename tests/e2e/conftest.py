@@ -47,7 +47,6 @@ from mautrix.appservice import AppServiceAPI, IntentAPI
 from mautrix.appservice.state_store import ASStateStore
 from mautrix.client import ClientAPI
 from mautrix.client.state_store import MemoryStateStore
-from mautrix.types import MatrixUserIdentifier, UserIdentifier
 from mautrix.util.logging import TraceLogger
 
 from bridge.local.synapse import SynapseFiles, homeserver_config, write_config
@@ -68,6 +67,7 @@ from tests.e2e.bed import (
     SynapseProcess,
     child_env,
     free_port,
+    logged_in,
     register_user,
     tail,
 )
@@ -263,17 +263,8 @@ def homeserver(synapse: SynapseProcess) -> SynapseProcess:
 @pytest.fixture
 async def alice(homeserver: SynapseProcess) -> AsyncIterator[ClientAPI]:
     """A real Matrix user, logged in with mautrix (its own device for this test)."""
-    client = ClientAPI(base_url=homeserver.url)
-    try:
-        await client.login(
-            identifier=UserIdentifier(MatrixUserIdentifier(user=ALICE)), password=ALICE_PASSWORD,
-            store_access_token=True,
-        )
+    async with logged_in(homeserver.url, ALICE, ALICE_PASSWORD) as client:
         yield client
-    finally:
-        with contextlib.suppress(Exception):
-            await client.logout()
-        await client.api.session.close()
 
 
 @pytest.fixture
