@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import socket
@@ -18,6 +19,7 @@ from .appservice.gaps import GapChecker, TxnGapWatch
 from .appservice.health import Health
 from .appservice.middleware import matrix_errors
 from .config import Config
+from .credentials.setup import build_credentials
 from .db.database import Database
 from .db.wakeups import INBOX_CHANNEL, OUTBOX_CHANNEL, WakeupListener
 from .logs import transaction_log_context
@@ -190,11 +192,14 @@ async def init_app(
         app.add_routes(appservice.routes())
     app.add_routes(Health(db).routes())
     if config.api.enabled and config.appservice.runs_intake:
+        credentials = build_credentials(config, db, users)
         mount_api(
             app,
             config,
             db,
-            services,
+            dataclasses.replace(
+                services, credentials=credentials.service, credential_auth=credentials.auth
+            ),
         )
 
     app[DATABASE] = db

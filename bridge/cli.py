@@ -14,6 +14,7 @@ from pathlib import Path
 from msgspec.structs import replace
 
 from . import __version__
+from .cli_credentials import add_parsers as add_credentials_parsers
 from .cli_ops import add_parsers as add_ops_parsers
 from .cli_token import add_parser as add_mint_token_parser
 from .config import ROLES, Config, ConfigError, load_config
@@ -91,6 +92,8 @@ def _cmd_generate_registration(args: argparse.Namespace) -> int:
             f"REST API tokens: signed with the bridge's own RS256 key {generated.signing_key} "
             "(`bridge mint-token` issues them)."
         )
+    if generated.credentials_key is not None:
+        print(f"Credential secrets: encrypted under the new key file {generated.credentials_key}.")
     print(f"Wrote {args.registration} for application service {config.appservice.id!r}.")
     print("Add it to the homeserver's app_service_config_files and restart the homeserver.")
     return 0
@@ -223,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     lst.set_defaults(func=_cmd_users)
 
     add_mint_token_parser(sub, common)
+    add_credentials_parsers(sub, common)
     add_demo_parser(sub)
     add_ops_parsers(sub, common)
     return parser

@@ -1,8 +1,9 @@
 """``bridge mint-token``: print a REST API token signed with the configured key.
 
-HS256 tokens are signed with ``api.jwt.secret``; RS256 tokens with ``api.jwt.private_key_file``,
-their ``kid`` the key's RFC 7638 thumbprint (what ``GET /auth-api/publickey`` serves). ``iss``
-and ``aud`` default to the configured ones, so the bridge accepts what it mints.
+HS256 tokens are signed with ``api.jwt.secret``; RS256 tokens with ``api.jwt.private_key_file``
+(or the newest key of ``api.jwt.key_dir``), their ``kid`` the key's RFC 7638 thumbprint (what
+``GET /auth-api/publickey`` serves). ``iss`` and ``aud`` default to the configured ones, so the
+bridge accepts what it mints.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 
 import jwt
 
-from .api.keys import KeyFileError, SigningKey
+from .api.keys import KeyFileError
+from .api.signing_keys import SigningKeys
 from .config import Config, ConfigError, load_config
 from .ids import parse_uuid
 
@@ -48,12 +50,15 @@ def mint_token(
         if not settings.secret:
             raise ConfigError("api.jwt.secret", "required to mint HS256 tokens")
         return jwt.encode(claims, settings.secret, algorithm="HS256")
-    if settings.private_key_file is None:
-        raise ConfigError("api.jwt.private_key_file", "required to mint RS256 tokens")
     try:
-        key = SigningKey(settings.private_key_file).current()
+        signing = SigningKeys.load(settings.private_key_file, settings.key_dir)
     except KeyFileError as exc:
         raise ConfigError("api.jwt.private_key_file", str(exc)) from None
+    if signing is None:
+        raise ConfigError(
+            "api.jwt.private_key_file", "required to mint RS256 tokens (or keys in key_dir)"
+        )
+    key = signing.current()
     return jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid})
 
 

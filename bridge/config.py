@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from collections.abc import Mapping
 from difflib import get_close_matches
 from pathlib import Path
@@ -161,6 +162,24 @@ class JwtConfig(_Section, frozen=True, kw_only=True):
     issuer: str | None = None
     audience: str | None = None
     leeway: int = 30
+    #: The bridge's own signing keys (the newest signs, the others still verify), generated
+    #: on first start when ``private_key_file`` is unset; ``bridge keys rotate`` adds one.
+    #: Default: ``data/signing-keys`` beside the config file.
+    key_dir: Path | None = None
+    keep_keys: Positive = 3
+
+
+class TlsConfig(_Section, frozen=True, kw_only=True):
+    """The optional TLS listener that requests client certificates (Symphony's certificate
+    authentication, ``POST /sessionauth/v1/authenticate``)."""
+
+    certificate: Path
+    key: Path
+    port: int
+    #: Address to bind; None: ``appservice.hostname``.
+    host: str | None = None
+    #: Lifetime of the session tokens certificate authentication issues, in seconds.
+    session_ttl: Positive = 3600
 
 
 class ApiConfig(_Section, frozen=True, kw_only=True):
@@ -172,6 +191,19 @@ class ApiConfig(_Section, frozen=True, kw_only=True):
     #: Origins (``scheme://host[:port]``) whose pages may send unsafe requests authenticated by
     #: the token cookie; other cookie-authenticated unsafe requests are refused.
     allowed_origins: tuple[str, ...] = ()
+    tls: TlsConfig | None = None
+
+
+class CredentialsConfig(_Section, frozen=True, kw_only=True):
+    #: AES-256-GCM keys (``<key id>:<base64 key>`` a line, the last one newest) that encrypt
+    #: credential secrets; the environment variable named by ``key_env`` replaces the file.
+    #: Default: ``credentials.key`` beside the config file.
+    key_file: Path | None = None
+    key_env: str = "BRIDGE_CREDENTIALS_KEYS"
+    #: Network users whose credentials act with administrator rights.
+    admin_accounts: tuple[str, ...] = ()
+    #: Lifetime of the tokens ``POST /auth-api/token`` issues, in seconds.
+    token_ttl: Positive = 3600
 
 
 class LoggingConfig(_Section, frozen=True, kw_only=True):
@@ -207,6 +239,7 @@ class Config(_Section, frozen=True, kw_only=True):
     logging: LoggingConfig = LoggingConfig()
     metrics: MetricsConfig = MetricsConfig()
     admin: AdminConfig = AdminConfig()
+    credentials: CredentialsConfig = CredentialsConfig()
 
     @property
     def bot_mxid(self) -> str:
@@ -428,7 +461,35 @@ def _checked_api(api: ApiConfig) -> ApiConfig:
                 f"api.allowed_origins[{i}]",
                 "must be an origin: scheme://host[:port], no path or trailing slash",
             )
+    if api.tls is not None and not 0 < api.tls.port < 65536:
+        raise ConfigError("api.tls.port", "must be a TCP port (1-65535)")
     return replace(api, allowed_origins=tuple(o.lower() for o in api.allowed_origins))
+
+
+def _checked_credentials(cr: CredentialsConfig) -> CredentialsConfig:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", cr.key_env):
+        raise ConfigError("credentials.key_env", "must be an environment variable name")
+    for i, account in enumerate(cr.admin_accounts):
+        try:
+            if str(uuid.UUID(account)) != account.lower():
+                raise ValueError
+        except ValueError:
+            raise ConfigError(
+                f"credentials.admin_accounts[{i}]", "must be a network user id"
+            ) from None
+    return replace(cr, admin_accounts=tuple(a.lower() for a in cr.admin_accounts))
+
+
+def _with_files_beside(config: Config, base: _Base) -> Config:
+    """Default files beside the config file (none when the config has no file, as in tests)."""
+    if base is None:
+        return config
+    jwt, credentials = config.api.jwt, config.credentials
+    if jwt.key_dir is None:
+        jwt = replace(jwt, key_dir=_resolve_path(base, "data/signing-keys"))
+    if credentials.key_file is None:
+        credentials = replace(credentials, key_file=_resolve_path(base, "credentials.key"))
+    return replace(config, api=replace(config.api, jwt=jwt), credentials=credentials)
 
 
 def _check_metrics(metrics: MetricsConfig) -> None:
@@ -474,7 +535,8 @@ def parse_config(data: Mapping[str, Any], *, path: Path | None = None) -> Config
 
     Relative paths in it are resolved against the directory of ``path``, the file it came from.
     """
-    config = _decode(data, path.parent if path is not None else None)
+    base = path.parent if path is not None else None
+    config = _with_files_beside(_decode(data, base), base)
     _check_bridge(config.bridge)
     _check_metrics(config.metrics)
     return replace(
@@ -482,6 +544,7 @@ def parse_config(data: Mapping[str, Any], *, path: Path | None = None) -> Config
         homeserver=_checked_homeserver(config.homeserver),
         appservice=_checked_appservice(config.appservice),
         api=_checked_api(config.api),
+        credentials=_checked_credentials(config.credentials),
         logging=_checked_logging(config.logging),
     )
 

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from .config import TOKEN_PLACEHOLDERS, Config, ConfigError, load_config
+from .credentials.crypto import create_key_file
 from .own_key import config_relative, create_private_key_file, default_key_path, needs_signing_key
 from .yaml_edit import set_scalars
 
@@ -85,6 +86,8 @@ class Generated:
     config: Config
     #: The bridge's own signing key file, when this run created it (or adopted one left there).
     signing_key: Path | None = None
+    #: The credential encryption key file, when this run created it.
+    credentials_key: Path | None = None
 
 
 def generate(
@@ -144,7 +147,12 @@ def generate(
     _write_private(
         registration_path, yaml.safe_dump(registration, sort_keys=False, default_flow_style=False)
     )
-    return Generated(config, signing_key)
+    credentials_key = config.credentials.key_file
+    if credentials_key is None or os.environ.get(config.credentials.key_env):
+        credentials_key = None
+    elif not create_key_file(credentials_key):
+        credentials_key = None  # there already
+    return Generated(config, signing_key, credentials_key)
 
 
 def tighten_private(path: Path) -> int | None:

@@ -12,6 +12,8 @@ from aiohttp import web
 
 from . import __version__
 from .api import RedactingAccessLogger
+from .api.app import CLIENT_TLS
+from .api.signing_keys import ensure_signing_key
 from .app import INTENTS, METRICS, init_app
 from .config import Config
 from .db.embedded import EmbeddedPostgres
@@ -40,6 +42,9 @@ async def database_dsn(config: Config) -> AsyncIterator[str]:
 async def running_bridge(config: Config, dsn: str) -> AsyncIterator[web.Application]:
     """The bridge listening on its port, on the database at ``dsn`` (schema at head), until the
     block ends; then its listener, workers and pool are shut down."""
+    jwt = config.api.jwt
+    if jwt.private_key_file is None and jwt.key_dir is not None:
+        ensure_signing_key(jwt.key_dir)  # first start: the bridge signs its own tokens
     app = await init_app(config, dsn)
     runner = web.AppRunner(
         app, access_log=log.getChild("access"), access_log_class=RedactingAccessLogger
@@ -73,6 +78,9 @@ async def running_bridge(config: Config, dsn: str) -> AsyncIterator[web.Applicat
             if config.appservice.runs_intake
             else []
         )
+        tls_refresh = await start_tls_listener(runner, app, config)
+        if tls_refresh is not None:
+            started.append(tls_refresh)
         try:
             yield app
         finally:
@@ -81,6 +89,23 @@ async def running_bridge(config: Config, dsn: str) -> AsyncIterator[web.Applicat
             log.info("Shutting down")
     finally:
         await runner.cleanup()
+
+
+async def start_tls_listener(
+    runner: web.AppRunner, app: web.Application, config: Config
+) -> asyncio.Task[None] | None:
+    """With ``api.tls``: the bridge also on its TLS port, requesting client certificates (the
+    task keeping its trust store in step with the company certificates is returned)."""
+    tls = config.api.tls
+    listener = app.get(CLIENT_TLS)
+    if tls is None or listener is None:
+        return None
+    await listener.refresh()
+    host = tls.host or config.appservice.hostname
+    site = web.TCPSite(runner, host, tls.port, ssl_context=listener.tls.context)
+    await site.start()
+    log.info("TLS listener (client certificates) on %s:%d", host, tls.port)
+    return asyncio.create_task(listener.keep_refreshed())
 
 
 async def ping_homeserver(

@@ -79,9 +79,7 @@ def _render(indent: str, key: str, value: str | int | bool, rest: str, ending: s
     return f"{indent}{key}: {scalar(value)}{comment}{ending}"
 
 
-def set_scalars(
-    text: str, section: Sequence[str], values: Mapping[str, str | int | bool]
-) -> str:
+def set_scalars(text: str, section: Sequence[str], values: Mapping[str, str | int | bool]) -> str:
     """Set ``<section>.<key>`` scalars in YAML text; sections and keys missing are added.
 
     A key already there keeps its line's comment; a new key goes first in its section; a new

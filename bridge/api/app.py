@@ -9,6 +9,7 @@ middleware leaves sub-application requests alone.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from aiohttp import web
@@ -17,39 +18,75 @@ from .. import __version__
 from ..config import Config, ConfigError
 from ..db.database import Database
 from ..http_errors import error_middleware
+from ..symphony.authn import CertificateAuthenticator
+from ..symphony.service import CompanyCertService
+from ..symphony.store import CompanyCertStore
 from .auth import TokenVerifier, auth_middleware
+from .client_tls import ClientCertTls, ClientTlsListener
+from .companycert import CompanyCertApi
 from .context import ApiContext, ApiServices
+from .credentials import PREFIX as CREDENTIALS_PREFIX
+from .credentials import CredentialsApi
 from .envelope import HTTP_MESSAGES, network_error, start_request
-from .keys import KeyFileError, SigningKey
+from .keys import KeyFileError
 from .messaging import MessagingApi
 from .networking import NetworkingApi
 from .notification import NotificationApi
+from .oauth import TokenApi
 from .openapi import OPENAPI_PATH, build_openapi
 from .operations import Answer, NoBody, Operation, Reply, Service
+from .pod_certificate import PodCertificate
+from .problems import problem_middleware
 from .publickey import PublicKeyApi
 from .queries import PublicQuery
 from .request_guard import request_guard
+from .sessionauth import PREFIX as SESSIONAUTH_PREFIX
+from .sessionauth import SessionAuthApi
+from .signing_keys import SigningKeys
 from .symphony import SymphonyApi, symphony_error
 
+CLIENT_TLS = web.AppKey("client_tls", ClientTlsListener)
 
-def build_verifier(config: Config) -> tuple[TokenVerifier, SigningKey | None]:
-    """The token verifier and the bridge's own signing key, if any (failing fast with the
+
+def build_verifier(config: Config) -> tuple[TokenVerifier, SigningKeys | None]:
+    """The token verifier and the bridge's own signing keys, if any (failing fast with the
     dotted config key)."""
     jwt_config = config.api.jwt
-    signing = None
-    if jwt_config.private_key_file is not None:
-        try:
-            signing = SigningKey(jwt_config.private_key_file)
-        except KeyFileError as exc:
-            raise ConfigError("api.jwt.private_key_file", str(exc)) from None
-    verifier = TokenVerifier(jwt_config, signing if jwt_config.algorithm == "RS256" else None)
-    return verifier, signing
+    try:
+        signing = SigningKeys.load(jwt_config.private_key_file, jwt_config.key_dir)
+    except KeyFileError as exc:
+        key = "private_key_file" if jwt_config.private_key_file is not None else "key_dir"
+        raise ConfigError(f"api.jwt.{key}", str(exc)) from None
+    return TokenVerifier(jwt_config, signing), signing
 
 
 def build_context(config: Config, db: Database, services: ApiServices) -> ApiContext:
-    """Load the key material and bundle the rest."""
+    """Load the key material and the TLS listener's (failing fast with the dotted config key)
+    and bundle the rest."""
     verifier, signing = build_verifier(config)
-    return ApiContext(config, db, services, verifier, signing, __version__)
+    cert_store = CompanyCertStore()
+    company_certs = CompanyCertService(cert_store)
+    client_tls = None
+    if config.api.tls is not None:
+        try:
+            client_tls = ClientCertTls(config.api.tls)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                "api.tls.certificate", f"cannot load the TLS listener's certificate and key: {exc}"
+            ) from None
+        company_certs.on_stored(client_tls.trust)
+    return ApiContext(
+        config,
+        db,
+        services,
+        verifier,
+        signing,
+        __version__,
+        company_certs=company_certs,
+        cert_auth=CertificateAuthenticator(cert_store, services.users),
+        client_tls=client_tls,
+        pod_cert=None if signing is None else PodCertificate(signing, config.appservice.id),
+    )
 
 
 def api_services(ctx: ApiContext) -> list[Service]:
@@ -58,8 +95,19 @@ def api_services(ctx: ApiContext) -> list[Service]:
         Service("/messaging-api", MessagingApi(ctx).operations()),
         Service("/networking-api", NetworkingApi(ctx).operations()),
         Service("/notification-api", NotificationApi(ctx).operations()),
-        Service("/pod", SymphonyApi(ctx).operations(), symphony=True),
-        Service("/auth-api", PublicKeyApi(ctx).operations(), public=True),
+        Service(
+            "/pod",
+            [*SymphonyApi(ctx).operations(), *CompanyCertApi(ctx).operations()],
+            symphony=True,
+        ),
+        Service(SESSIONAUTH_PREFIX, SessionAuthApi(ctx).operations(), public=True, symphony=True),
+        Service(
+            "/auth-api",
+            [*PublicKeyApi(ctx).operations(), *TokenApi(ctx).operations()],
+            public=True,
+        ),
+        Service("/.well-known", PublicKeyApi(ctx).jwks_operations(), public=True),
+        Service(CREDENTIALS_PREFIX, CredentialsApi(ctx).operations(), problems=True),
     ]
     document: dict[str, Any] = {}
 
@@ -83,14 +131,17 @@ def api_services(ctx: ApiContext) -> list[Service]:
 
 def _sub_app(ctx: ApiContext, service: Service) -> web.Application:
     render = symphony_error if service.symphony else network_error
-    middlewares = [
-        error_middleware(render, messages=HTTP_MESSAGES, prepare=start_request),
-        request_guard(ctx.config.api, symphony=service.symphony),
-    ]
+    routes = [(op, op.route(ctx.version)) for op in service.operations]
+    forms = {route.handler: op.raw_body[0] for op, route in routes if op.raw_body is not None}
+    guard = request_guard(ctx.config.api, symphony=service.symphony, other_media=forms)
+    middlewares = [error_middleware(render, messages=HTTP_MESSAGES, prepare=start_request), guard]
+    if service.problems:
+        middlewares = [problem_middleware(), guard]
     if not service.public:
-        middlewares.append(auth_middleware(ctx, symphony=service.symphony))
+        public = {route.handler for op, route in routes if op.public}
+        middlewares.append(auth_middleware(ctx, symphony=service.symphony, public=public))
     app = web.Application(middlewares=middlewares)
-    app.add_routes([op.route(ctx.version) for op in service.operations])
+    app.add_routes([route for _, route in routes])
     return app
 
 
@@ -98,11 +149,18 @@ def api_apps(
     config: Config, db: Database, services: ApiServices
 ) -> list[tuple[str, web.Application]]:
     """The REST API's sub-applications with the prefix each is mounted at."""
-    ctx = build_context(config, db, services)
+    return _api_apps(build_context(config, db, services))
+
+
+def _api_apps(ctx: ApiContext) -> list[tuple[str, web.Application]]:
     return [(service.prefix, _sub_app(ctx, service)) for service in api_services(ctx)]
 
 
 def mount_api(app: web.Application, config: Config, db: Database, services: ApiServices) -> None:
-    """Mount every REST API sub-application on the bridge's application."""
-    for prefix, sub_app in api_apps(config, db, services):
+    """Mount every REST API sub-application on the bridge's application (and, with
+    ``api.tls``, keep its TLS listener's context under :data:`CLIENT_TLS`)."""
+    ctx = build_context(config, db, services)
+    for prefix, sub_app in _api_apps(ctx):
         app.add_subapp(prefix, sub_app)
+    if ctx.client_tls is not None:
+        app[CLIENT_TLS] = ClientTlsListener(ctx.client_tls, db, ctx.company_certs)

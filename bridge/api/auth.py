@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import jwt
@@ -28,7 +29,14 @@ from ..config import ConfigError, JwtConfig
 from ..errors import BridgeError, Forbidden, Unauthorized
 from ..ids import parse_uuid
 from .context import Principal, set_principal
-from .keys import KeyFile, KeyFileError, SigningKey, parse_jwks, parse_public_key, thumbprint
+from .credential_auth import (
+    api_key_principal,
+    basic_principal,
+    issued_to_credential,
+    looks_like_jwt,
+)
+from .keys import KeyFile, KeyFileError, parse_jwks, parse_public_key, thumbprint
+from .signing_keys import SigningKeys
 
 if TYPE_CHECKING:
     from .context import ApiContext
@@ -52,12 +60,14 @@ def _public_with_kid(data: bytes) -> tuple[RSAPublicKey, str]:
 class TokenVerifier:
     """Verifies the REST API's JWTs against the configured key material."""
 
-    def __init__(self, config: JwtConfig, signing_key: SigningKey | None = None) -> None:
+    def __init__(self, config: JwtConfig, signing_key: SigningKeys | None = None) -> None:
         self.algorithm = config.algorithm
         self._config = config
         self._secret: bytes | None = None
         self._jwks: KeyFile[dict[str, RSAPublicKey]] | None = None
         self._public: KeyFile[tuple[RSAPublicKey, str]] | None = None
+        # The bridge's own keys verify what it issued (client-credentials tokens) whatever the
+        # algorithm configured for other issuers' tokens.
         self._signing = signing_key
         if config.algorithm == "HS256":
             if config.secret:
@@ -90,8 +100,7 @@ class TokenVerifier:
     def _rsa_key(self, kid: object) -> RSAPublicKey:
         keys: dict[str, RSAPublicKey] = {}
         if self._signing is not None:
-            own = self._signing.current()
-            keys[own.kid] = own.public_key
+            keys.update(self._signing.trusted())
         if self._public is not None:
             public, public_kid = self._public.get()
             keys[public_kid] = public
@@ -109,22 +118,28 @@ class TokenVerifier:
 
     def verify(self, token: str) -> dict[str, Any]:
         """The token's claims, or 401 saying what is wrong with it."""
-        if not self.configured:
-            raise Unauthorized("token verification is not configured (api.jwt)")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
             raise Unauthorized("malformed token") from None
-        alg = header.get("alg")
-        if alg != self.algorithm:
+        alg, kid = header.get("alg"), header.get("kid")
+        own = self._signing.trusted() if self._signing is not None else {}
+        algorithm = self.algorithm
+        key: Any
+        if alg == "RS256" and isinstance(kid, str) and kid in own:
+            key, algorithm = own[kid], "RS256"
+        elif not self.configured:
+            raise Unauthorized("token verification is not configured (api.jwt)")
+        elif alg != self.algorithm:
             raise Unauthorized(f"token algorithm {alg!r} is not accepted, only {self.algorithm}")
-        key: Any = self._secret if self.algorithm == "HS256" else self._rsa_key(header.get("kid"))
+        else:
+            key = self._secret if self.algorithm == "HS256" else self._rsa_key(kid)
         config = self._config
         try:
             return jwt.decode(
                 token,
                 key,
-                algorithms=[self.algorithm],
+                algorithms=[algorithm],
                 audience=config.audience,
                 issuer=config.issuer,
                 leeway=config.leeway,
@@ -208,19 +223,53 @@ async def resolve_principal(
     return Principal(token_user_id=subject, user_id=acting, is_admin=admin)
 
 
-def auth_middleware(ctx: ApiContext, *, symphony: bool = False) -> Middleware:
-    """Authenticates every request of a sub-application (after the error middleware)."""
+#: The claim naming a certificate-authentication session (a name of the bridge's own, so the
+#: ``sid`` of other issuers' tokens is not taken for one).
+SESSION_CLAIM = "bridge_session"
+
+
+async def _check_session(ctx: ApiContext, claims: dict[str, Any]) -> None:
+    """A session token (certificate authentication's) must not be logged out."""
+    sid = claims.get(SESSION_CLAIM)
+    if sid is None:
+        return
+    try:
+        session_id = parse_uuid(sid, SESSION_CLAIM)
+    except BridgeError:
+        raise Unauthorized("invalid session") from None
+    async with ctx.db.acquire() as conn:
+        if not await ctx.cert_auth.is_live(conn, session_id):
+            raise Unauthorized("invalid session: logged out or expired")
+
+
+def auth_middleware(
+    ctx: ApiContext, *, symphony: bool = False, public: Collection[object] = ()
+) -> Middleware:
+    """Authenticates every request of a sub-application (after the error middleware), except
+    those served by the ``public`` handlers."""
     token_name = ctx.config.api.token_name
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.match_info.http_exception is not None:
             return await handler(request)  # no such route or method: 404 / 405 before 401
+        if request.match_info.handler in public:
+            return await handler(request)
+        as_user = request.query.get("asUserId")
+        scheme, _, basic = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "basic":
+            set_principal(request, await basic_principal(ctx, basic.strip(), as_user))
+            return await handler(request)
         token = find_token(request, token_name, symphony=symphony)
         if token is None:
             raise Unauthorized("no access token")
+        if not looks_like_jwt(token):
+            set_principal(request, await api_key_principal(ctx, token, as_user))
+            return await handler(request)
         claims = ctx.verifier.verify(token)
-        set_principal(request, await resolve_principal(ctx, claims, request.query.get("asUserId")))
+        await _check_session(ctx, claims)
+        principal = await resolve_principal(ctx, claims, as_user)
+        set_principal(request, await issued_to_credential(ctx, claims, principal))
         return await handler(request)
 
     return authenticate

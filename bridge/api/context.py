@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ..config import Config
+from ..credentials.authn import CredentialAuthenticator
+from ..credentials.service import CredentialService
 from ..db.database import Database
 from ..messaging.service import MessagingService
 from ..networking.service import NetworkingService
@@ -16,8 +18,12 @@ from ..notifications.service import NotificationService
 from ..users.service import UserService
 
 if TYPE_CHECKING:
+    from ..symphony.authn import CertificateAuthenticator
+    from ..symphony.service import CompanyCertService
     from .auth import TokenVerifier
-    from .keys import SigningKey
+    from .client_tls import ClientCertTls
+    from .pod_certificate import PodCertificate
+    from .signing_keys import SigningKeys
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,8 @@ class ApiServices:
     messaging: MessagingService
     networking: NetworkingService
     notifications: NotificationService
+    credentials: CredentialService | None = None
+    credential_auth: CredentialAuthenticator | None = None
 
 
 @dataclass(frozen=True)
@@ -36,8 +44,14 @@ class ApiContext:
     db: Database
     services: ApiServices
     verifier: TokenVerifier
-    signing_key: SigningKey | None
+    signing_key: SigningKeys | None
     version: str
+    company_certs: CompanyCertService
+    cert_auth: CertificateAuthenticator
+    #: The TLS listener's context (``api.tls``), None without one.
+    client_tls: ClientCertTls | None = None
+    #: The self-signed certificate over the signing key (None without a signing key).
+    pod_cert: PodCertificate | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,9 @@ class Principal:
     token_user_id: uuid.UUID
     user_id: uuid.UUID
     is_admin: bool
+    #: The credential the request was authenticated with (API key, Basic, or a token issued to
+    #: an OAuth client), if any.
+    credential_id: uuid.UUID | None = None
 
 
 def _request_key(name: str, kind: type) -> Any:

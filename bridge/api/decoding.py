@@ -83,7 +83,7 @@ async def decode_body(request: web.Request, kind: type[B]) -> B:
         raise BadRequest(describe(exc)) from None
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest(f"the body is not valid JSON (UTF-8, RFC 8259): {_cause(exc)}") from None
-    if (problem := broken_rule(body)) is not None:
+    if isinstance(body, Body) and (problem := broken_rule(body)) is not None:
         raise BadRequest(problem)
     return body
 

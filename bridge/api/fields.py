@@ -53,6 +53,8 @@ DATE_FILTER_PATTERN = (
 ID_FILTER_PATTERN = f"^(?:null|{_HEX_UUID})$"
 
 Id = Annotated[uuid.UUID, Meta(description="a network id (UUID)")]
+#: Symphony's user id: the network user's numeric id (int64, assigned from 1).
+UserNumber = Annotated[int, Meta(ge=1, le=2**63 - 1, description="a user id (int64)")]
 _UNIQUE = {"uniqueItems": True}
 #: Lists of ids in bodies: none twice (the decoder checks every list of a body).
 Ids = Annotated[list[Id], Meta(max_length=MAX_IDS, extra_json_schema=_UNIQUE)]

@@ -16,6 +16,7 @@ import msgspec
 from ..http_errors import reason
 from .envelope import Envelope, NetworkError
 from .operations import NoBody, Operation, Refusal, Service
+from .problems import PROBLEM_JSON, Problem
 from .queries import SECURITY_PARAMETERS
 from .requests import RULES
 from .symphony import SymphonyError
@@ -23,6 +24,7 @@ from .symphony import SymphonyError
 OPENAPI_PATH = "/openapi.json"
 _REF = "#/components/schemas/{name}"
 _PATH_PARAMETER = re.compile(r"\{([^}]+)\}")
+_ROUTE_REGEX = re.compile(r"\{([^}:]+):[^}]*\}")
 _ID = {"type": "string", "format": "uuid"}
 
 API_SECURITY: list[dict[str, list[str]]] = [
@@ -30,6 +32,7 @@ API_SECURITY: list[dict[str, list[str]]] = [
     {"bearer": []},
     {"headerToken": []},
     {"cookieToken": []},
+    {"basic": []},
 ]
 _REASONS = {
     400: "the request is malformed: the message names the parameter or field",
@@ -38,10 +41,16 @@ _REASONS = {
     404: "no such resource, or no such user (asUserId)",
     409: "conflicts with the resource's state",
     500: "unexpected error (nothing is revealed; the operator's log has it)",
+    503: "not available on this bridge now (e.g. no credential encryption key)",
 }
 
 
 _UNPARSABLE = "; text/plain when the HTTP request itself cannot be parsed (a line over 8 KiB)"
+
+
+def doc_path(path: str) -> str:
+    """A route's path as documented: ``{name:regex}`` (a route's own constraint) as ``{name}``."""
+    return _ROUTE_REGEX.sub(r"{\1}", path)
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -53,9 +62,15 @@ def _name(kind: Any) -> str:
 
 
 def _parameters(op: Operation[Any, Any]) -> list[dict[str, Any]]:
+    types = dict(op.path_types)
     params: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": _ID}
-        for name in _PATH_PARAMETER.findall(op.path)
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": msgspec.json.schema(types[name]) if name in types else _ID,
+        }
+        for name in _PATH_PARAMETER.findall(doc_path(op.path))
     ]
     _, components = msgspec.json.schema_components([op.query], ref_template=_REF)
     query = components[_name(op.query)]
@@ -74,12 +89,27 @@ def _parameters(op: Operation[Any, Any]) -> list[dict[str, Any]]:
     return params
 
 
+def _schema_of(kind: Any, schemas: dict[str, Any]) -> dict[str, Any]:
+    """A type's schema (a reference for a named type), its components added to ``schemas``."""
+    (schema,), more = msgspec.json.schema_components([kind], ref_template=_REF)
+    schemas.update(more)
+    return schema
+
+
+def _error(service: Service, op: Operation[Any, Any], schemas: dict[str, Any]) -> dict[str, Any]:
+    if op.error_body is not None:
+        media, kind = op.error_body
+        return {media: {"schema": _schema_of(kind, schemas)}}
+    if service.problems:
+        return {PROBLEM_JSON: {"schema": _ref("Problem")}}
+    name = "SymphonyError" if service.symphony else "NetworkError"
+    return {"application/json": {"schema": _ref(name)}}
+
+
 def _success(op: Operation[Any, Any], schemas: dict[str, Any]) -> dict[str, Any]:
     answer = op.answer
     if answer.data_name is None:
-        (schema,), more = msgspec.json.schema_components([answer.resource], ref_template=_REF)
-        schemas.update(more)
-        return schema
+        return _schema_of(answer.resource, schemas)
     item = _ref(_name(answer.resource))
     data = {"type": "array", "items": item} if answer.many else item
     return {
@@ -101,7 +131,7 @@ def _links(
     first = "/0" if op.answer.many else ""  # a list links its first row
     for target_id in op.links:
         _, target = by_id[target_id]
-        (param,) = _PATH_PARAMETER.findall(target.path)
+        (param,) = _PATH_PARAMETER.findall(doc_path(target.path))
         links[target_id[0].upper() + target_id[1:]] = {
             "operationId": target_id,
             "parameters": {param: f"$response.body#/{op.answer.data_name}{first}/id"},
@@ -127,27 +157,30 @@ def _operation(
     by_id: dict[str, tuple[str, Operation[Any, Any]]],
     schemas: dict[str, Any],
 ) -> dict[str, Any]:
-    error = _ref("SymphonyError" if service.symphony else "NetworkError")
-    ok = {"application/json": {"schema": _success(op, schemas)}}
+    error = _error(service, op, schemas)
     responses: dict[str, Any] = {}
     for status in (op.answer.status, *op.answer.also):
-        responses[str(status)] = {"description": "OK", "content": ok}
+        responses[str(status)] = {"description": "OK"}
+        if op.answer.resource is not None:
+            ok = {"application/json": {"schema": _success(op, schemas)}}
+            responses[str(status)]["content"] = ok
         if op.links:
             responses[str(status)]["links"] = _links(op, by_id)
     refusals = [e for e in op.errors if isinstance(e, Refusal)]
     codes = {400, 500, *(e.status if isinstance(e, Refusal) else e for e in op.errors)}
-    if not service.public:
+    if not (service.public or op.public):
         codes |= {401, 403, 404}
     if _PATH_PARAMETER.search(op.path):
         codes.add(404)
     for code in sorted(codes):
         named = [r for r in refusals if r.status == code]
-        content: dict[str, Any] = {"schema": error}
+        content: dict[str, Any] = {media: dict(body) for media, body in error.items()}
         if named:
-            content["examples"] = {r.name: _example(r, service) for r in named}
+            for body in content.values():
+                body["examples"] = {r.name: _example(r, service) for r in named}
         responses[str(code)] = {
             "description": "; ".join([_REASONS[code], *(f"{r.name}: {r.reason}" for r in named)]),
-            "content": {"application/json": content},
+            "content": content,
         }
     # The HTTP server refuses a request it cannot parse (a request line over 8 KiB, a control
     # character in a header) before the API sees it, with a plain-text 400.
@@ -156,19 +189,25 @@ def _operation(
     operation: dict[str, Any] = {
         "operationId": op.operation_id,
         "summary": op.summary,
-        "tags": [service.prefix.strip("/").split("/")[0].removesuffix("-api")],
+        "tags": list(op.tags) or [service.prefix.strip("/").split("/")[0].removesuffix("-api")],
         "parameters": _parameters(op),
         "responses": responses,
     }
     if op.body is not NoBody:
-        body = _ref(_name(op.body))
+        body = _schema_of(op.body, schemas)
         rules = RULES.get(op.body)
         schema = {"allOf": [body, *rules]} if rules else body
         operation["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": schema}},
         }
-    if service.public:
+    elif op.raw_body is not None:
+        media, kind = op.raw_body
+        operation["requestBody"] = {
+            "required": True,
+            "content": {media: {"schema": _schema_of(kind, schemas)}},
+        }
+    if service.public or op.public:
         operation["security"] = []
     elif service.symphony:
         operation["security"] = [*API_SECURITY, {"sessionToken": []}]
@@ -180,7 +219,7 @@ def build_openapi(services: list[Service], token_name: str, version: str) -> dic
     by_id = {
         op.operation_id: (service.prefix, op) for service in services for op in service.operations
     }
-    types: list[Any] = [Envelope, NetworkError, SymphonyError]
+    types: list[Any] = [Envelope, NetworkError, SymphonyError, Problem]
     for service in services:
         for op in service.operations:
             if op.body is not NoBody:
@@ -191,7 +230,7 @@ def build_openapi(services: list[Service], token_name: str, version: str) -> dic
     paths: dict[str, dict[str, Any]] = {}
     for service in services:
         for op in service.operations:
-            path = (service.prefix + op.path).rstrip("/") or "/"
+            path = (service.prefix + doc_path(op.path)).rstrip("/") or "/"
             paths.setdefault(path, {})[op.method] = _operation(service, op, by_id, schemas)
     return {
         "openapi": "3.1.0",
@@ -200,8 +239,10 @@ def build_openapi(services: list[Service], token_name: str, version: str) -> dic
             "version": version,
             "description": (
                 "Messaging, networking and notifications of the network, shaped like the "
-                "seed reference; Symphony connection calls. Every parameter and body field "
-                "is declared: anything else is refused with 400 naming it."
+                "seed reference; Symphony connection calls; each account's credentials "
+                "(Synqly-shaped) and the ways in they give (API keys, Basic, OAuth client "
+                "credentials). Every parameter and body field is declared: anything else is "
+                "refused with 400 naming it."
             ),
         },
         "servers": [{"url": "/"}],
@@ -214,6 +255,7 @@ def build_openapi(services: list[Service], token_name: str, version: str) -> dic
                 "headerToken": {"type": "apiKey", "in": "header", "name": token_name},
                 "cookieToken": {"type": "apiKey", "in": "cookie", "name": token_name},
                 "sessionToken": {"type": "apiKey", "in": "header", "name": "sessionToken"},
+                "basic": {"type": "http", "scheme": "basic"},
             },
         },
         "security": API_SECURITY,

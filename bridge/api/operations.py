@@ -10,8 +10,8 @@ is, for answers outside the envelope).
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -40,12 +40,14 @@ class Reply:
     paging: Paging | UnsetType = UNSET
     filters: list[AppliedFilter] | UnsetType = UNSET
     status: int | None = None  # when not the operation's usual one
+    headers: Mapping[str, str] | None = None  # e.g. Location, Cache-Control
 
 
 @dataclass(frozen=True)
 class Answer:
     """An operation's success: ``resource`` under ``data_name`` in the envelope (a list of
-    them when ``many``), or, without ``data_name``, the resource type as the whole body."""
+    them when ``many``), or, without ``data_name``, the resource type as the whole body
+    (``None``: no body, as a 204)."""
 
     resource: Any
     data_name: str | None = None
@@ -85,6 +87,17 @@ class Operation(Generic[Q, B]):
     #: operationIds of the operations taking the id this one creates (or, for a list, the
     #: id of its first row): OpenAPI links, which a stateful client follows.
     links: tuple[str, ...] = ()
+    description: str = ""
+    tags: tuple[str, ...] = field(default=())
+    #: A body the handler reads itself (``body`` is then NoBody), documented with its media
+    #: type, e.g. ``("application/x-www-form-urlencoded", TokenForm)``.
+    raw_body: tuple[str, Any] | None = None
+    #: The error body and media type when not the service's (e.g. RFC 6749 errors).
+    error_body: tuple[str, Any] | None = None
+    #: Served without a token even in a service that needs one (e.g. the pod certificate).
+    public: bool = False
+    #: The type of each path parameter that is not a UUID, e.g. ``(("uid", UserNumber),)``.
+    path_types: tuple[tuple[str, Any], ...] = ()
 
     def route(self, version: str) -> web.RouteDef:
         async def serve(request: web.Request) -> web.StreamResponse:
@@ -98,8 +111,16 @@ class Operation(Generic[Q, B]):
         return web.route(self.method.upper(), self.path, serve)
 
     def render(self, request: web.Request, reply: Reply, version: str) -> web.Response:
+        response = self._render(request, reply, version)
+        if reply.headers:
+            response.headers.update(reply.headers)
+        return response
+
+    def _render(self, request: web.Request, reply: Reply, version: str) -> web.Response:
         answer = self.answer
         status = reply.status or answer.status
+        if answer.resource is None and status == answer.status:
+            return web.Response(status=status)
         if answer.data_name is None:
             return json_response(reply.data, status=status)
         started, request_id = started_of(request)
@@ -129,6 +150,7 @@ _ACTIONS: dict[tuple[str, bool], Action] = {
     ("post", True): "create",
     ("patch", False): "update",
     ("delete", False): "delete",
+    ("put", False): "update",
 }
 
 
@@ -141,3 +163,5 @@ class Service:
     operations: list[Operation[Any, Any]]
     public: bool = False
     symphony: bool = False
+    #: Errors as RFC 9457 problem details (the credentials API, as Synqly's answers).
+    problems: bool = False

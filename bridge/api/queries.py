@@ -122,8 +122,7 @@ class NotificationsQuery(Query):
 SymphonyStatusFilter = Literal[
     "PENDING_INCOMING", "PENDING_OUTGOING", "ACCEPTED", "REJECTED", "ALL"
 ]
-_HEX = "[0-9a-fA-F]"
-_UUID = f"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}"
+_NUMBER = "[1-9][0-9]{0,18}"
 
 
 class SymphonyListQuery(Query):
@@ -135,8 +134,8 @@ class SymphonyListQuery(Query):
         Annotated[
             str,
             Meta(
-                pattern=f"^ *{_UUID} *(?:, *{_UUID} *)*$",
-                max_length=MAX_USER_IDS * 37 - 1,
+                pattern=f"^ *{_NUMBER} *(?:, *{_NUMBER} *)*$",
+                max_length=MAX_USER_IDS * 22 - 1,
                 description=f"comma-separated user ids (at most {MAX_USER_IDS})",
             ),
         ]
@@ -146,3 +145,10 @@ class SymphonyListQuery(Query):
 
 class PublicKeyQuery(PublicQuery):
     keyId: Annotated[str, Meta(min_length=1, max_length=200)] | UnsetType = UNSET
+
+
+class CertPageQuery(Query):
+    """``skip``/``limit`` of the company-certificate lists."""
+
+    skip: Annotated[int, Meta(ge=0, le=2**31 - 1, description="pagination start")] = 0
+    limit: Annotated[int, Meta(ge=1, le=MAX_ROWS, description="row limit (default 100)")] = 100

@@ -18,6 +18,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from yarl import URL
@@ -112,9 +115,16 @@ def _check_origin(request: web.Request, allowed: frozenset[str]) -> None:
         )
 
 
-def request_guard(config: ApiConfig, *, symphony: bool = False) -> Middleware:
+def request_guard(
+    config: ApiConfig,
+    *,
+    symphony: bool = False,
+    other_media: Mapping[Callable[..., Any], str] | None = None,
+) -> Middleware:
     """The guard middleware of a REST sub-application (after the error middleware, before the
-    token check)."""
+    token check). ``other_media`` names the handlers whose body is not JSON, with the media
+    type each takes (e.g. the OAuth token endpoint's form)."""
+    other = dict(other_media or {})
     limit = config.max_body_size
     allowed = frozenset(filter(None, (origin_of(o) for o in config.allowed_origins)))
 
@@ -123,9 +133,13 @@ def request_guard(config: ApiConfig, *, symphony: bool = False) -> Middleware:
         if request.match_info.http_exception is not None:
             return await handler(request)  # no such route or method: 404 / 405 first
         request = _check_size(request, limit)
-        _check_media_type(request)
-        if request.body_exists:
-            await _check_json(request)
+        media = other.get(request.match_info.handler)
+        if media is None:
+            _check_media_type(request)
+            if request.body_exists:
+                await _check_json(request)
+        elif request.body_exists and request.content_type != media:
+            raise UnsupportedMediaType(f"this request's body is sent as Content-Type: {media}")
         if (
             request.method not in SAFE_METHODS
             and token_location(request, config.token_name, symphony=symphony) == "cookie"

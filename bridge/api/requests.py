@@ -14,7 +14,7 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from ..messaging.rules import MEDIA_MSGTYPES, MSGTYPES
-from .fields import Id, Ids, Instant, SomeIds, SomeText, Text, TwoOrMoreIds
+from .fields import Id, Ids, Instant, SomeIds, SomeText, Text, TwoOrMoreIds, UserNumber
 
 _MXC = "^mxc://[A-Za-z0-9.:\\-]+/[A-Za-z0-9_\\-]+$"
 MxcUrl = Annotated[str, Meta(pattern=_MXC, max_length=255, description="an mxc:// URI")]
@@ -155,7 +155,7 @@ class MarkSeen(Body):
 
 
 class UserConnectionRequest(Body):
-    userId: Id
+    userId: UserNumber
 
 
 def _present(*names: str) -> dict[str, Any]:

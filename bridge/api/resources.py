@@ -20,7 +20,7 @@ from ..networking.models import ConnectionRequest as RequestModel
 from ..networking.models import RequestStatus
 from ..notifications.models import Device as DeviceModel
 from ..notifications.models import Notification as NotificationModel
-from .fields import Timestamp
+from .fields import Timestamp, UserNumber
 
 _STATUS_INDEX = {
     RequestStatus.PENDING: 0,
@@ -233,7 +233,7 @@ def epoch_ms(value: datetime) -> int:
 class UserConnection(Struct):
     """Symphony's ``UserConnection``: the standing with another user, times in epoch ms."""
 
-    userId: uuid.UUID
+    userId: UserNumber
     status: SymphonyStatus
     firstRequestedAt: int | None
     updatedAt: int | None
@@ -242,7 +242,7 @@ class UserConnection(Struct):
     @classmethod
     def of(
         cls,
-        other: uuid.UUID,
+        other: int,
         status: str,
         request: RequestModel | None,
         link: ConnectionModel | None,

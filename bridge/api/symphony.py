@@ -1,28 +1,39 @@
-"""``/pod/v1/connection``: Symphony's Pod API connection calls over the same requests.
+"""``/pod/v1``: Symphony's Pod API connection calls and the pod certificate.
 
 Bodies and answers are Symphony's, not the reference envelope: ``UserConnection`` objects
 (``userId``, ``status``, ``firstRequestedAt``, ``updatedAt`` in epoch milliseconds,
-``requestCounter``) and errors as ``{"code", "message"}``. User ids are network UUIDs.
+``requestCounter``) and errors as ``{"code", "message"}``. User ids are the network users'
+numeric ids (int64); the seed-002 routes keep their UUIDs. The calls act through the same
+networking service as the seed-002 routes, so Matrix sees them alike.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 from msgspec import UNSET, Struct
 
+from ..errors import BadRequest, Conflict, NotFound, Unavailable
 from ..networking.models import RequestStatus
+from ..users.models import NetworkUser
 from .context import ApiContext, principal_of
 from .envelope import json_response
+from .fields import UserNumber
 from .operations import Answer, NoBody, Operation, Reply
-from .queries import Query, SymphonyListQuery
+from .queries import PublicQuery, Query, SymphonyListQuery
 from .requests import UserConnectionRequest
 from .resources import UserConnection
+from .symphony_shapes import PodCertificate as PodCertificateBody
+from .symphony_shapes import SuccessResponse
 
 PENDING = ("PENDING_INCOMING", "PENDING_OUTGOING")
 STATUSES = ("PENDING_INCOMING", "PENDING_OUTGOING", "ACCEPTED", "REJECTED")
+_NUMBER = re.compile("[1-9][0-9]{0,18}")
+MAX_NUMBER = 2**63 - 1
 
 
 class SymphonyError(Struct):
@@ -36,11 +47,23 @@ def symphony_error(status: int, errcode: str, message: str, detail: str) -> web.
     return json_response(SymphonyError(status, message), status=status)
 
 
+def number_of(text: str, name: str) -> int:
+    """A user id (int64, decimal) from the path or a list, or 400 naming ``name``."""
+    text = text.strip()
+    if not _NUMBER.fullmatch(text) or int(text) > MAX_NUMBER:
+        raise BadRequest(f"{name} must be a user id (a positive int64 in decimal)")
+    return int(text)
+
+
 class SymphonyApi:
     def __init__(self, ctx: ApiContext) -> None:
+        self._db = ctx.db
+        self._users = ctx.services.users
         self._networking = ctx.services.networking
+        self._pod_cert = ctx.pod_cert
 
     def operations(self) -> list[Operation[Any, Any]]:
+        user = (("userId", UserNumber),)
         return [
             Operation("get", "/v1/connection/list", "symphonyListConnections",
                       "Symphony: connections by status (both pending ones by default)",
@@ -56,23 +79,42 @@ class SymphonyApi:
                     ("reject", "Symphony: reject a user's invitation", self.reject),
                 )
             ),
+            Operation("get", "/v1/connection/user/{userId}/info", "symphonyConnectionInfo",
+                      "Symphony: the standing with one user",
+                      self.info, Query, NoBody, Answer(UserConnection), path_types=user),
+            Operation("post", "/v1/connection/user/{uid}/remove", "symphonyRemoveConnection",
+                      "Symphony: remove a connection (the direct room stays, unconnected)",
+                      self.remove, Query, NoBody, Answer(SuccessResponse),
+                      path_types=(("uid", UserNumber),)),
+            Operation("get", "/v1/podcert", "symphonyPodCertificate",
+                      "Symphony: the certificate verifying the session tokens the bridge issues",
+                      self.podcert, PublicQuery, NoBody, Answer(PodCertificateBody),
+                      errors=(503,), public=True),
         ]  # fmt: skip
+
+    async def _numbers(
+        self, conn: asyncpg.Connection, user_ids: list[uuid.UUID]
+    ) -> dict[uuid.UUID, int]:
+        return {u.id: u.number for u in await self._users.get_many(conn, user_ids)}
 
     async def list_connections(
         self, request: web.Request, query: SymphonyListQuery, _: NoBody
     ) -> Reply:
         """The user's connections by ``status`` (default: both pending ones; ``ALL``: every
-        one), optionally only with ``userIds`` (comma-separated)."""
+        one), optionally only with ``userIds`` (comma-separated numeric ids)."""
         me = principal_of(request).user_id
         status = query.status
         wanted = PENDING if status is UNSET else STATUSES if status == "ALL" else (status,)
-        other_ids = None
-        if query.userIds is not UNSET:
-            other_ids = [uuid.UUID(p.strip()) for p in query.userIds.split(",")]
-        standings = await self._networking.standings(me, other_ids)
+        async with self._db.transaction() as conn:
+            other_ids = None
+            if query.userIds is not UNSET:
+                numbers = [number_of(p, "userIds") for p in query.userIds.split(",")]
+                other_ids = [u.id for u in (await self._users.by_numbers(conn, numbers)).values()]
+            standings = await self._networking.relations(conn, me, other_ids)
+            numbers_of = await self._numbers(conn, [other for other, *_ in standings])
         return Reply(
             [
-                UserConnection.of(other, status_, request_, link)
+                UserConnection.of(numbers_of[other], status_, request_, link)
                 for other, status_, request_, link in standings
                 if status_ in wanted
             ]
@@ -83,10 +125,13 @@ class SymphonyApi:
     ) -> Reply:
         """Invite ``userId`` to connect (answers with the standing as the inviter sees it)."""
         me = principal_of(request).user_id
-        other = body.userId
-        sent, _ = await self._networking.ask(me, other)
+        async with self._db.transaction() as conn:
+            other = await self._users.by_number(conn, body.userId)
+            if other.id == me:
+                raise Conflict("cannot connect to yourself")
+            sent, _ = await self._networking.send_request(conn, me, other.id)
         status = "ACCEPTED" if sent.status is RequestStatus.ACCEPTED else sent.seen_from(me)
-        return Reply(UserConnection.of(other, status, sent, None))
+        return Reply(UserConnection.of(other.number, status, sent, None))
 
     async def accept(
         self, request: web.Request, query: Query, body: UserConnectionRequest
@@ -102,5 +147,36 @@ class SymphonyApi:
         self, request: web.Request, body: UserConnectionRequest, *, accept: bool
     ) -> Reply:
         me = principal_of(request).user_id
-        answered = await self._networking.answer_user(me, body.userId, accept=accept)
-        return Reply(UserConnection.of(body.userId, answered.status.value.upper(), answered, None))
+        async with self._db.transaction() as conn:
+            other = await self._users.by_number(conn, body.userId)
+            answered = await self._networking.answer_from(conn, me, other.id, accept=accept)
+        status = answered.status.value.upper()
+        return Reply(UserConnection.of(other.number, status, answered, None))
+
+    async def _other(
+        self, conn: asyncpg.Connection, request: web.Request, name: str
+    ) -> NetworkUser:
+        return await self._users.by_number(conn, number_of(request.match_info[name], name))
+
+    async def info(self, request: web.Request, _: Query, __: NoBody) -> Reply:
+        """The standing with one user (404 when there is none)."""
+        me = principal_of(request).user_id
+        async with self._db.transaction() as conn:
+            other = await self._other(conn, request, "userId")
+            standings = await self._networking.relations(conn, me, [other.id])
+        for _other, status, request_, link in standings:
+            return Reply(UserConnection.of(other.number, status, request_, link))
+        raise NotFound(f"no connection with user {other.number}")
+
+    async def remove(self, request: web.Request, _: Query, __: NoBody) -> Reply:
+        """End the connection with ``uid`` (404 when not connected)."""
+        me = principal_of(request).user_id
+        async with self._db.transaction() as conn:
+            other = await self._other(conn, request, "uid")
+            await self._networking.disconnect(conn, me, other.id)
+        return Reply(SuccessResponse("TEXT", "Connection Removed."))
+
+    async def podcert(self, request: web.Request, _: PublicQuery, __: NoBody) -> Reply:
+        if self._pod_cert is None:
+            raise Unavailable("the bridge has no signing key (api.jwt.key_dir or private_key_file)")
+        return Reply(PodCertificateBody(self._pod_cert.pem()))

@@ -134,8 +134,9 @@ class Demo:
         """Everything up and seeded; returns the report."""
         layout, progress = self.layout, self.progress
         if not synapse_installed():
-            raise StepFailed("checking for Synapse", "matrix-synapse is not installed", None,
-                             INSTALL_HINT)
+            raise StepFailed(
+                "checking for Synapse", "matrix-synapse is not installed", None, INSTALL_HINT
+            )
         async with progress.step(
             f"data directory {layout.root}", hint=write_access_hint(layout.root)
         ):
@@ -163,7 +164,8 @@ class Demo:
         )
         await asyncio.to_thread(self._stop_leftover_synapse, state)
         async with progress.step(
-            f"Synapse running at {synapse.url}", log=layout.synapse_log,
+            f"Synapse running at {synapse.url}",
+            log=layout.synapse_log,
             hint=_hints(_port_hint, _synapse_hint),
         ):
             if port_in_use(synapse.port):
@@ -173,7 +175,8 @@ class Demo:
             state["synapse_pid"] = synapse.pid
             layout.write_state(state)
         async with progress.step(
-            f"bridge listening at {config.appservice.address}", log=layout.bridge_log,
+            f"bridge listening at {config.appservice.address}",
+            log=layout.bridge_log,
             hint=_port_hint,
         ):
             if port_in_use(config.appservice.port):
@@ -195,7 +198,10 @@ class Demo:
             for u in scene.network_users
         }
         return build_report(
-            config, scene, layout, tokens,
+            config,
+            scene,
+            layout,
+            tokens,
             pids={"synapse": synapse.pid, "postgres": postgres.postmaster_pid},
             ready_seconds=progress.elapsed(),
         )
@@ -215,12 +221,16 @@ class Demo:
             self.lock.acquire()
         except DemoBusy as exc:
             raise StepFailed(
-                f"data directory {layout.root}", exc, None,
+                f"data directory {layout.root}",
+                exc,
+                None,
                 "stop that demo first (Ctrl-C in its terminal), or use another --dir",
             ) from None
         state = layout.read_state()
-        if self.args.reset or (state is not None and "scene" not in state) or (
-            state is None and layout.root.exists()
+        if (
+            self.args.reset
+            or (state is not None and "scene" not in state)
+            or (state is None and layout.root.exists())
         ):
             if layout.root.exists():
                 if not self.args.reset:
@@ -347,12 +357,14 @@ def add_parser(
         ),
     )
     parser.add_argument(
-        "--dir", default=str(DEFAULT_DIR),
+        "--dir",
+        default=str(DEFAULT_DIR),
         help=f"the demo's data directory (default: {DEFAULT_DIR})",
     )
     parser.add_argument("--reset", action="store_true", help="delete the demo's data first")
     parser.add_argument(
-        "--json", action="store_true",
+        "--json",
+        action="store_true",
         help="print the report as one JSON object on stdout (progress goes to stderr)",
     )
     parser.add_argument(

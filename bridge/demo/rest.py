@@ -23,9 +23,7 @@ class DemoRest:
         self._session = session
         self.base_url = config.appservice.address
 
-    def token(
-        self, user_id: uuid.UUID, name: str, *, ttl: int = 3600, admin: bool = False
-    ) -> str:
+    def token(self, user_id: uuid.UUID, name: str, *, ttl: int = 3600, admin: bool = False) -> str:
         return mint_token(self._config, user_id, name=name, ttl=ttl, admin=admin)
 
     async def call(

@@ -172,7 +172,9 @@ class Seeder:
 
         async def incoming() -> dict[str, Any] | None:
             found = await self._rest.call(
-                "GET", "/networking-api/v1/connectionrequests", ann_token,
+                "GET",
+                "/networking-api/v1/connectionrequests",
+                ann_token,
                 params={"status": "pending"},
             )
             for request in found["connectionRequests"]:
@@ -185,7 +187,9 @@ class Seeder:
         )
         self._me = uuid.UUID(str(request["senderUserId"]))
         await self._rest.call(
-            "PATCH", f"/networking-api/v1/connectionrequests/{request['id']}", ann_token,
+            "PATCH",
+            f"/networking-api/v1/connectionrequests/{request['id']}",
+            ann_token,
             body={"status": "accepted"},
         )
         await self._wait_member(room_id, ghost, "join", f"{ann_name}'s ghost to join the chat")
@@ -215,7 +219,9 @@ class Seeder:
                 await self._wait_rest_message(ann_token, conversation_id, text)
             else:
                 await self._rest.call(
-                    "POST", "/messaging-api/v1/messages", ann_token,
+                    "POST",
+                    "/messaging-api/v1/messages",
+                    ann_token,
                     body={"conversationId": conversation_id, "content": text},
                 )
                 await self._wait_timeline(room_id, self._ids.ghost(ann_id), text)
@@ -224,7 +230,9 @@ class Seeder:
         client = self._matrix()
         (ann_id, _, ann_token), (ben_id, _, ben_token) = self._users[0], self._users[1]
         created = await self._rest.call(
-            "POST", "/messaging-api/v1/conversations", ann_token,
+            "POST",
+            "/messaging-api/v1/conversations",
+            ann_token,
             body={
                 "isGroup": True,
                 "participantIds": [str(ann_id), str(ben_id), str(self._me)],
@@ -254,7 +262,9 @@ class Seeder:
             joined, within=STEP_TIMEOUT, what="the invite to the group's room", interval=0.25
         )
         await self._rest.call(
-            "POST", "/messaging-api/v1/messages", ben_token,
+            "POST",
+            "/messaging-api/v1/messages",
+            ben_token,
             body={"conversationId": conversation_id, "content": GROUP_MESSAGE},
         )
         await self._wait_timeline(room_id, self._ids.ghost(ben_id), GROUP_MESSAGE)
@@ -265,12 +275,16 @@ class Seeder:
         # Sending notifications is for administrators: a short-lived admin token of Ann's.
         admin = self._rest.token(ann_id, ann_name, ttl=300, admin=True)
         await self._rest.call(
-            "POST", "/notification-api/notifications", admin,
-            body={"notification": {
-                "userIds": [str(self._me)],
-                "title": NOTIFICATION_TITLE,
-                "body": "Notifications from the network arrive here, in your management room.",
-            }},
+            "POST",
+            "/notification-api/notifications",
+            admin,
+            body={
+                "notification": {
+                    "userIds": [str(self._me)],
+                    "title": NOTIFICATION_TITLE,
+                    "body": "Notifications from the network arrive here, in your management room.",
+                }
+            },
         )
         await self._wait_timeline(
             RoomID(self._management_room), self._config.bot_mxid, NOTIFICATION_TITLE
@@ -302,7 +316,8 @@ class Seeder:
 
         async def seen() -> bool:
             page = await client.api.request(
-                Method.GET, ApiPath.v3.rooms[room_id].messages,
+                Method.GET,
+                ApiPath.v3.rooms[room_id].messages,
                 query_params={"dir": "b", "limit": "50"},
             )
             return any(
@@ -317,7 +332,9 @@ class Seeder:
     async def _wait_rest_message(self, token: str, conversation_id: str, text: str) -> None:
         async def seen() -> bool:
             found = await self._rest.call(
-                "GET", "/messaging-api/v1/messages", token,
+                "GET",
+                "/messaging-api/v1/messages",
+                token,
                 params={"conversationId": conversation_id, "pageRowCount": "100"},
             )
             return any(m["content"] == text for m in found["messages"])

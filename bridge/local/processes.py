@@ -45,9 +45,7 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 def child_env(**extra: str) -> dict[str, str]:
     """The environment for a child: no proxies, no stray ``BRIDGE_*`` config overrides."""
     env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in _PROXY_VARS and not k.startswith("BRIDGE_")
+        k: v for k, v in os.environ.items() if k not in _PROXY_VARS and not k.startswith("BRIDGE_")
     }
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
@@ -199,8 +197,13 @@ class ManagedProcess:
             log.write(f"\n===== {self.label}: start #{self.starts} of {self.name} =====\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                self.argv, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                self.argv,
+                cwd=self.cwd,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         self.wait_ready(timeout)
 

@@ -61,14 +61,16 @@ def homeserver_config(
     limit = RELAXED_LIMIT
     return {
         "server_name": server_name,
-        "listeners": [{
-            "port": port,
-            "bind_addresses": ["127.0.0.1"],
-            "type": "http",
-            "tls": False,
-            "x_forwarded": False,
-            "resources": [{"names": ["client"], "compress": False}],
-        }],
+        "listeners": [
+            {
+                "port": port,
+                "bind_addresses": ["127.0.0.1"],
+                "type": "http",
+                "tls": False,
+                "x_forwarded": False,
+                "resources": [{"names": ["client"], "compress": False}],
+            }
+        ],
         "database": {"name": "sqlite3", "args": {"database": str(files.database)}},
         "log_config": str(files.log_config),
         "media_store_path": str(files.directory / "media_store"),
@@ -95,10 +97,12 @@ def homeserver_config(
 def _log_config(level: str) -> dict[str, Any]:
     return {
         "version": 1,
-        "formatters": {"precise": {
-            "format": "%(asctime)s - %(name)s - %(lineno)d - %(levelname)s - "
-                      "%(request)s - %(message)s",
-        }},
+        "formatters": {
+            "precise": {
+                "format": "%(asctime)s - %(name)s - %(lineno)d - %(levelname)s - "
+                "%(request)s - %(message)s",
+            }
+        },
         "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "precise"}},
         "loggers": {"synapse.storage.SQL": {"level": "INFO"}},
         "root": {"level": level, "handlers": ["console"]},
@@ -115,9 +119,19 @@ def write_config(files: SynapseFiles, config: dict[str, Any], *, log_level: str 
     tmp.chmod(0o600)  # it holds the registration secret
     tmp.replace(files.config)
     done = subprocess.run(
-        [sys.executable, "-m", "synapse.app.homeserver", "-c", str(files.config),
-         "--generate-keys"],
-        cwd=files.directory, env=child_env(), capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "synapse.app.homeserver",
+            "-c",
+            str(files.config),
+            "--generate-keys",
+        ],
+        cwd=files.directory,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
         check=False,
     )
     if done.returncode != 0:
@@ -182,8 +196,13 @@ async def register_user(
             mac.update(part.encode())
             mac.update(b"\x00")
         mac.update(b"admin" if admin else b"notadmin")
-        body = {"nonce": nonce, "username": localpart, "password": password, "admin": admin,
-                "mac": mac.hexdigest()}
+        body = {
+            "nonce": nonce,
+            "username": localpart,
+            "password": password,
+            "admin": admin,
+            "mac": mac.hexdigest(),
+        }
         async with session.post(url, json=body) as resp:
             if resp.status != 200:
                 raise RegistrationError(

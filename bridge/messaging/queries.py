@@ -38,6 +38,7 @@ T = TypeVar("T")
 #: From this offset on, a page past the middle of a conversation is found from its end.
 FROM_THE_END = 100
 
+
 @dataclass(frozen=True)
 class DateRange:
     """A date filter: ``periods`` (half-open, OR-ed), ``since`` / ``until`` (inclusive bounds),

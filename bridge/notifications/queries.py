@@ -49,9 +49,7 @@ class NotificationQueries:
                     max(total - offset - limit, 0),
                 )
                 rows.reverse()
-                return Page(
-                    [_notification(r) for r in rows], total, offset + len(rows) < total
-                )
+                return Page([_notification(r) for r in rows], total, offset + len(rows) < total)
             rows = await conn.fetch(
                 f"""
                 SELECT {_NOTIFICATION} FROM notification WHERE user_id = $1
@@ -75,9 +73,7 @@ class NotificationQueries:
                 *args,
             )
             total = await self._count(conn, user_id)
-        return Page(
-            [_notification(r) for r in rows[:limit]], int(total), len(rows) > limit
-        )
+        return Page([_notification(r) for r in rows[:limit]], int(total), len(rows) > limit)
 
     async def _count(self, conn: asyncpg.Connection, user_id: uuid.UUID) -> int:
         total = await conn.fetchval("SELECT count(*) FROM notification WHERE user_id = $1", user_id)

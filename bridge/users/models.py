@@ -13,6 +13,8 @@ class NetworkUser:
     matrix_user_id: str | None
     created_at: datetime
     updated_at: datetime
+    #: The numeric id (Symphony's int64 user id): assigned once from a sequence, never reused.
+    number: int
 
     @property
     def is_matrix_user(self) -> bool:

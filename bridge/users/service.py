@@ -157,3 +157,16 @@ class UserService:
         for user_id in wanted:
             if user_id not in found:
                 raise NotFound(f"no network user {user_id}")
+
+    async def by_numbers(
+        self, conn: asyncpg.Connection, numbers: Sequence[int]
+    ) -> dict[int, NetworkUser]:
+        """The users with these numeric ids (those that exist), by number."""
+        return await self._store.get_by_numbers(conn, numbers)
+
+    async def by_number(self, conn: asyncpg.Connection, number: int) -> NetworkUser:
+        """The user with this numeric id, or 404 naming it."""
+        found = await self._store.get_by_numbers(conn, [number])
+        if number not in found:
+            raise NotFound(f"no network user {number}")
+        return found[number]

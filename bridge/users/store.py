@@ -9,7 +9,7 @@ import asyncpg
 
 from .models import NetworkUser
 
-_COLUMNS = "id, display_name, avatar_url, matrix_user_id, created_at, updated_at"
+_COLUMNS = "id, display_name, avatar_url, matrix_user_id, created_at, updated_at, number"
 
 
 def _user(row: asyncpg.Record) -> NetworkUser:
@@ -141,3 +141,13 @@ class UserStore:
             limit,
         )
         return [_user(r) for r in rows]
+
+    async def get_by_numbers(
+        self, conn: asyncpg.Connection, numbers: Sequence[int]
+    ) -> dict[int, NetworkUser]:
+        """The users with these numeric ids (those that exist), by number."""
+        rows = await conn.fetch(
+            f"SELECT {_COLUMNS} FROM network_user WHERE number = ANY($1::bigint[])",
+            list(numbers),
+        )
+        return {r["number"]: _user(r) for r in rows}

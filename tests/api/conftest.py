@@ -3,6 +3,7 @@ server, and tokens signed the ways the bridge accepts them."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bridge.api import ApiServices, mount_api
 from bridge.config import Config, parse_config
+from bridge.credentials.crypto import create_key_file
+from bridge.credentials.setup import build_credentials
 from bridge.db.database import Database
 from bridge.services import build_services
 from tests.conftest import config_data
@@ -85,8 +88,16 @@ async def db(dsn: str) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-def services(db: Database) -> ApiServices:
-    return build_services(db)
+def services(db: Database, tmp_path: Path) -> ApiServices:
+    """The services as the app factory wires them, credentials with a key of their own."""
+    services = build_services(db)
+    key_file = tmp_path / "services-credentials.key"
+    create_key_file(key_file)
+    config = parse_config(config_data(credentials={"key_file": str(key_file)}))
+    credentials = build_credentials(config, db, services.users, environ={})
+    return dataclasses.replace(
+        services, credentials=credentials.service, credential_auth=credentials.auth
+    )
 
 
 @dataclass
@@ -162,3 +173,25 @@ def assert_error(status: int, body: Any, expected: int, fragment: str = "") -> N
     assert isinstance(body["date"], str) and body["date"].endswith("Z")
     assert isinstance(body["detail"], str) and body["detail"]
     assert fragment in body["message"], body["message"]
+
+
+@pytest.fixture
+async def bed(aiohttp_client: Any, db: Database, services: ApiServices, tmp_path: Path) -> Any:
+    """The API with credentials on (see :mod:`tests.api.credentials_bed`)."""
+    from tests.api.credentials_bed import make_bed
+
+    return await make_bed(aiohttp_client, db, services, tmp_path)
+
+
+@pytest.fixture
+async def pod_bed(
+    aiohttp_server: Any, db: Database, services: ApiServices, tmp_path: Path
+) -> AsyncIterator[Any]:
+    """The API over TLS with client certificates (see :mod:`tests.api.symphony_bed`)."""
+    from tests.api.symphony_bed import make_pod_bed
+
+    bed = await make_pod_bed(aiohttp_server, db, services, tmp_path)
+    try:
+        yield bed
+    finally:
+        await bed.close()

@@ -14,14 +14,33 @@ import os
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
-from tests.api.conftest import Api, hs_token
+import pytest
+
+from bridge.api import ApiServices
+from bridge.config import parse_config
+from bridge.db.database import Database
+from bridge.own_key import create_private_key_file
+from tests.api.conftest import SECRET, TOKEN_NAME, Api, hs_token, serve
+from tests.conftest import config_data
 
 SEED = 20261129
 #: Examples per operation and phase; small enough for CI, each run the same.
 MAX_EXAMPLES = int(os.environ.get("CONTRACT_MAX_EXAMPLES", "8"))
 #: A bound on the whole run, seconds: a hang fails the test instead of holding CI.
 TIMEOUT = 300
+
+
+@pytest.fixture
+async def api(aiohttp_client: Any, db: Database, services: ApiServices, tmp_path: Path) -> Api:
+    """The API with HS256 tokens and the bridge's own signing key (the pod certificate and
+    session tokens are made with it)."""
+    key = tmp_path / "signing.pem"
+    create_private_key_file(key)
+    jwt = {"algorithm": "HS256", "secret": SECRET, "private_key_file": str(key)}
+    config = parse_config(config_data(api={"token_name": TOKEN_NAME, "jwt": jwt}))
+    return Api(await serve(aiohttp_client, config, db, services), db, services)
 
 
 async def seed(api: Api, me: uuid.UUID) -> None:
