@@ -35,7 +35,7 @@ from .credential_auth import (
     issued_to_credential,
     looks_like_jwt,
 )
-from .keys import KeyFile, KeyFileError, parse_jwks, parse_public_key, thumbprint
+from .keys import KeyFile, KeyFileError, SigningKey, parse_jwks, parse_public_key, thumbprint
 from .signing_keys import SigningKeys
 
 if TYPE_CHECKING:
@@ -60,7 +60,9 @@ def _public_with_kid(data: bytes) -> tuple[RSAPublicKey, str]:
 class TokenVerifier:
     """Verifies the REST API's JWTs against the configured key material."""
 
-    def __init__(self, config: JwtConfig, signing_key: SigningKeys | None = None) -> None:
+    def __init__(
+        self, config: JwtConfig, signing_key: SigningKeys | SigningKey | None = None
+    ) -> None:
         self.algorithm = config.algorithm
         self._config = config
         self._secret: bytes | None = None

@@ -147,3 +147,8 @@ class SigningKey:
 
     def current(self) -> SigningMaterial:
         return self._file.get()
+
+    def trusted(self) -> dict[str, RSAPublicKey]:
+        """The keys whose signatures are accepted, by ``kid``: this one."""
+        material = self._file.get()
+        return {material.kid: material.public_key}
