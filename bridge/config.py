@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Mapping
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Annotated, Any, get_type_hints
+from typing import Annotated, Any, get_args, get_type_hints
 
 import msgspec
 import yaml
@@ -326,11 +326,25 @@ def _without_nulls(data: Mapping[str, Any], section: type[_Section]) -> dict[str
     for name, value in data.items():
         if value is None:
             continue
-        hint = hints.get(name)
-        if isinstance(value, Mapping) and isinstance(hint, type) and issubclass(hint, _Section):
+        hint = _section_of(hints.get(name))
+        if isinstance(value, Mapping) and hint is not None:
             value = _without_nulls(value, hint)
+            if not value and _optional(hints.get(name)):
+                continue  # an optional section left empty is absent
         result[name] = value
     return result
+
+
+def _section_of(hint: Any) -> type[_Section] | None:
+    """The section type of a field's type hint (``Section`` or ``Section | None``)."""
+    for kind in get_args(hint) or (hint,):
+        if isinstance(kind, type) and issubclass(kind, _Section):
+            return kind
+    return None
+
+
+def _optional(hint: Any) -> bool:
+    return type(None) in get_args(hint)
 
 
 def _decode(data: Mapping[str, Any], base: _Base) -> Config:

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -66,10 +67,17 @@ def _check_size(request: web.Request, limit: int) -> web.Request:
     return request.clone(client_max_size=limit)
 
 
+_JSON_SUFFIXED = re.compile(r"application/[a-z0-9.\-]+\+json")
+
+
 def _check_media_type(request: web.Request) -> None:
     if not request.body_exists:
         return
-    if request.content_type != JSON_MEDIA_TYPE:
+    # application/json, or a JSON-based type (application/json-patch+json for a JSON Patch):
+    # none of them is a type a cross-site <form> can send.
+    if request.content_type != JSON_MEDIA_TYPE and not _JSON_SUFFIXED.fullmatch(
+        request.content_type
+    ):
         raise UnsupportedMediaType(
             f"a request body must be JSON sent as Content-Type: {JSON_MEDIA_TYPE}"
         )
@@ -132,6 +140,11 @@ def request_guard(
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.match_info.http_exception is not None:
             return await handler(request)  # no such route or method: 404 / 405 first
+        if (
+            request.method not in SAFE_METHODS
+            and token_location(request, config.token_name, symphony=symphony) == "cookie"
+        ):
+            _check_origin(request, allowed)
         request = _check_size(request, limit)
         media = other.get(request.match_info.handler)
         if media is None:
@@ -140,11 +153,6 @@ def request_guard(
                 await _check_json(request)
         elif request.body_exists and request.content_type != media:
             raise UnsupportedMediaType(f"this request's body is sent as Content-Type: {media}")
-        if (
-            request.method not in SAFE_METHODS
-            and token_location(request, config.token_name, symphony=symphony) == "cookie"
-        ):
-            _check_origin(request, allowed)
         return await handler(request)
 
     return guard

@@ -113,10 +113,6 @@ class Keyring:
     def newest_kid(self) -> str:
         return self._newest.kid
 
-    @property
-    def key_ids(self) -> list[str]:
-        return list(self._keys)
-
     def seal(self, credential_id: uuid.UUID, field: str, plaintext: str) -> str:
         nonce = os.urandom(NONCE_BYTES)
         sealed = self._newest.aead.encrypt(nonce, plaintext.encode(), _aad(credential_id, field))

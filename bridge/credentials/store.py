@@ -210,6 +210,3 @@ class CredentialStore:
         )
         return [_credential(r) for r in rows]
 
-    async def count_by_key(self, conn: asyncpg.Connection) -> dict[str, int]:
-        rows = await conn.fetch("SELECT key_id, count(*) AS n FROM credential GROUP BY key_id")
-        return {r["key_id"]: r["n"] for r in rows}

@@ -229,6 +229,19 @@ class Seeder:
     async def _group_step(self) -> None:
         client = self._matrix()
         (ann_id, _, ann_token), (ben_id, _, ben_token) = self._users[0], self._users[1]
+        # Only connections go into a group: Ann asks Ben, and Ben accepts.
+        sent = await self._rest.call(
+            "POST",
+            "/networking-api/v1/connectionrequests",
+            ann_token,
+            body={"receiverUserId": str(ben_id)},
+        )
+        await self._rest.call(
+            "PATCH",
+            f"/networking-api/v1/connectionrequests/{sent['connectionRequest']['id']}",
+            ben_token,
+            body={"status": "accepted"},
+        )
         created = await self._rest.call(
             "POST",
             "/messaging-api/v1/conversations",

@@ -117,13 +117,6 @@ class NetworkingService:
                 return await self.accept(conn, receiver=receiver, request_id=request_id)
             return await self.reject(conn, receiver=receiver, request_id=request_id)
 
-    async def answer_user(
-        self, receiver: uuid.UUID, sender: uuid.UUID, *, accept: bool
-    ) -> ConnectionRequest:
-        """:meth:`answer_from` in a transaction of its own."""
-        async with self._db.transaction() as conn:
-            return await self.answer_from(conn, receiver, sender, accept=accept)
-
     async def take_back(self, user_id: uuid.UUID, request_id: uuid.UUID) -> ConnectionRequest:
         """:meth:`withdraw` in a transaction of its own."""
         async with self._db.transaction() as conn:

@@ -169,11 +169,11 @@ async def test_bad_json_unknown_params_and_ids(bed: Bed) -> None:
         data="{not json",
         headers={"Content-Type": "application/json"},
     )
-    assert_problem(reply, 400, "not valid JSON")
+    assert_problem(reply, 400, "not JSON")
     reply = await bed.call(
         "POST", f"{BASE}/{owner}", owner, data="x=1", headers={"Content-Type": "text/plain"}
     )
-    assert_problem(reply, 400, "not valid JSON")
+    assert_problem(reply, 415, "application/json")  # the request guard: JSON bodies only
     assert_problem(
         await bed.call("GET", f"{BASE}/{owner}", owner, params={"colour": "red"}), 400, "colour"
     )

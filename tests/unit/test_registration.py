@@ -160,6 +160,7 @@ def test_token_files_are_never_readable_by_others(
         ".config.yaml.tmp",
         ".registration.yaml.tmp",
         "jwt-signing-key.pem",
+        "credentials.key",  # and the key that encrypts credential secrets
     }
     for path in (config_path, registration):
         assert path.stat().st_mode & 0o777 == 0o600
