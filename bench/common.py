@@ -42,28 +42,7 @@ from bench.intake import (
     with_database,
 )
 from bridge.db.embedded import EmbeddedPostgres
-
-try:  # the end-to-end test bed's helpers: an environment without proxies, a bare GET
-    from tests.e2e.bed import child_env, http_status
-except ImportError:  # pragma: no cover - run from outside the repository
-    import urllib.error
-    import urllib.request
-
-    _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-    def child_env(**extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-        return {**env, "PYTHONUNBUFFERED": "1", **extra}
-
-    def http_status(url: str, timeout: float = 2.0) -> int | None:
-        try:
-            with _DIRECT.open(url, timeout=timeout) as resp:
-                return int(resp.status)
-        except urllib.error.HTTPError as exc:
-            return int(exc.code)
-        except (urllib.error.URLError, OSError):
-            return None
-
+from bridge.local.processes import child_env, http_status
 
 __all__ = [
     "HOST",

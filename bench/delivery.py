@@ -70,6 +70,7 @@ from bench.common import (
 from bridge.cli_token import mint_token
 from bridge.config import parse_config
 from bridge.db.schema import ensure_schema
+from bridge.local.synapse import SynapseFiles, homeserver_config, write_config
 from bridge.registration import build_registration
 
 DOMAIN = "localhost"
@@ -80,64 +81,6 @@ SYNAPSE_START_S = 120.0
 
 
 # ---------------------------------------------------------------------------- Synapse
-
-
-def synapse_config(hs_dir: Path, port: int, registration: Path) -> Path:
-    """A Synapse on 127.0.0.1:port with SQLite, the bridge registered, limits lifted."""
-    limit = {"per_second": 10000, "burst_count": 100000}
-    log_config = hs_dir / "log.config"
-    log_config.write_text(
-        yaml.safe_dump(
-            {
-                "version": 1,
-                "formatters": {
-                    "precise": {
-                        "format": "%(asctime)s - %(name)s - %(lineno)d - %(levelname)s - "
-                        "%(request)s - %(message)s"
-                    }
-                },
-                "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "precise"}},
-                "root": {"level": "INFO", "handlers": ["console"]},
-                "disable_existing_loggers": False,
-            }
-        )
-    )
-    config = {
-        "server_name": DOMAIN,
-        "listeners": [
-            {
-                "port": port,
-                "bind_addresses": ["127.0.0.1"],
-                "type": "http",
-                "tls": False,
-                "x_forwarded": False,
-                "resources": [{"names": ["client"], "compress": False}],
-            }
-        ],
-        "database": {"name": "sqlite3", "args": {"database": str(hs_dir / "homeserver.db")}},
-        "log_config": str(log_config),
-        "media_store_path": str(hs_dir / "media_store"),
-        "signing_key_path": str(hs_dir / f"{DOMAIN}.signing.key"),
-        "trusted_key_servers": [],
-        "suppress_key_server_warning": True,
-        "report_stats": False,
-        "enable_registration": False,
-        "registration_shared_secret": secrets.token_urlsafe(32),
-        "macaroon_secret_key": secrets.token_urlsafe(32),
-        "form_secret": secrets.token_urlsafe(32),
-        "bcrypt_rounds": 4,
-        "app_service_config_files": [str(registration)],
-        "rc_message": limit,
-        "rc_registration": limit,
-        "rc_room_creation": limit,
-        "rc_joins": {"local": limit, "remote": limit},
-        "rc_joins_per_room": limit,
-        "rc_invites": {"per_room": limit, "per_user": limit, "per_issuer": limit},
-        "rc_login": {"address": limit, "account": limit, "failed_attempts": limit},
-    }
-    path = hs_dir / "homeserver.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
 
 
 _PROCESSED = re.compile(r'Processed request: ([\d.]+)sec/.*?"PUT (\S+) HTTP')
@@ -173,21 +116,20 @@ async def run(args: argparse.Namespace, cluster: Cluster, root: Path) -> dict[st
         "api": {"jwt": {"secret": JWT_SECRET}},
     }
     config = parse_config(bridge_config_dict(hs_token, bridge_port, extra))
-    hs_dir = root / "synapse"
+    files = SynapseFiles(root / "synapse")
+    hs_dir, hs_config = files.directory, files.config
     hs_dir.mkdir()
     registration = hs_dir / "registration.yaml"
     registration.write_text(yaml.safe_dump(build_registration(config)))
-    hs_config = synapse_config(hs_dir, synapse_port, registration)
-    env = child_env()
+    # A Synapse on 127.0.0.1 with SQLite, the bridge registered, limits lifted.
     await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "synapse.app.homeserver", "-c", str(hs_config), "--generate-keys"],
-        cwd=hs_dir,
-        env=env,
-        capture_output=True,
-        timeout=120,
-        check=True,
+        write_config,
+        files,
+        homeserver_config(
+            files, server_name=DOMAIN, port=synapse_port, app_service_config_files=[registration]
+        ),
     )
+    env = child_env()
     synapse = Child(
         "synapse",
         [sys.executable, "-m", "synapse.app.homeserver", "-c", str(hs_config)],

@@ -622,16 +622,13 @@ class RecordingConnection:
 
 async def explain(dsn: str, call: Call) -> list[dict[str, Any]]:
     """Replay ``call`` through the bridge's services; EXPLAIN every statement it ran."""
-    from bridge.messaging.service import MessagingService
-    from bridge.messaging.store import MessagingStore
-    from bridge.notifications.service import NotificationService
-    from bridge.notifications.store import NotificationStore
-    from bridge.users.service import UserService
-    from bridge.users.store import UserStore
+    from bridge.db.database import Database
+    from bridge.services import build_services
 
-    notifications = NotificationService(NotificationStore())
-    messaging = MessagingService(MessagingStore(), notifications)
-    users = UserService(UserStore())
+    # Only the services' ``conn`` methods run here, on the recording connection: the pool
+    # their entry points would use is never opened.
+    services = build_services(Database(dsn))
+    notifications, messaging, users = services.notifications, services.messaging, services.users
     conn = await asyncpg.connect(dsn)
     await init_connection(conn)
     try:

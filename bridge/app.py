@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from .api import ApiServices, mount_api
+from .api import mount_api
 from .appservice.api import AppServiceAPI
 from .appservice.directory import Directory
 from .appservice.health import Health
@@ -31,14 +31,7 @@ from .matrix.outbox.queue import OutboxQueue
 from .matrix.outbox.sender import OutboxSender
 from .matrix.outbox.store import OutboxStore
 from .matrix.retention import Retention
-from .messaging.service import MessagingService
-from .messaging.store import MessagingStore
-from .networking.service import NetworkingService
-from .networking.store import NetworkingStore
-from .notifications.service import NotificationService
-from .notifications.store import NotificationStore
-from .users.service import UserService
-from .users.store import UserStore
+from .services import build_services
 
 CONFIG = web.AppKey("config", Config)
 DATABASE = web.AppKey("database", Database)
@@ -79,10 +72,9 @@ async def init_app(
         as_token=config.appservice.as_token,
         bot_mxid=config.bot_mxid,
     )
-    notifications = NotificationService(NotificationStore())
-    users = UserService(UserStore())
-    messaging = MessagingService(MessagingStore(), notifications)
-    networking = NetworkingService(NetworkingStore(), notifications)
+    services = build_services(db)
+    users, messaging = services.users, services.messaging
+    networking, notifications = services.networking, services.notifications
     outbox_store = OutboxStore()
     outbox = OutboxQueue(outbox_store)
     ctx = HandlerContext(
@@ -129,9 +121,7 @@ async def init_app(
             app,
             config,
             db,
-            ApiServices(
-                users=users, messaging=messaging, networking=networking, notifications=notifications
-            ),
+            services,
         )
 
     app[CONFIG] = config

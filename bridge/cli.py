@@ -1,49 +1,32 @@
-"""Command line: ``bridge [run] | generate-registration | migrate | check-config``."""
+"""Command line: ``bridge [run] | generate-registration | migrate | check-config | users |
+mint-token | demo``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from aiohttp import web
-
 from . import __version__
-from .api import RedactingAccessLogger
-from .app import INTENTS, init_app
 from .cli_token import add_parser as add_mint_token_parser
 from .config import Config, ConfigError, load_config
-from .db.embedded import EmbeddedPostgres, EmbeddedPostgresError
+from .db.embedded import EmbeddedPostgresError
 from .db.schema import SchemaError, ensure_schema
+from .demo.command import add_parser as add_demo_parser
 from .errors import BridgeError
 from .logs import setup_logging
-from .matrix.outbox.intents import Intents
 from .registration import generate
+from .serving import database_dsn, running_bridge
 
 log = logging.getLogger(__name__)
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
-
-
-@contextlib.asynccontextmanager
-async def database_dsn(config: Config) -> AsyncIterator[str]:
-    """The configured database's DSN; an embedded cluster is started and stopped around it."""
-    if not config.appservice.uses_embedded_database:
-        yield config.appservice.database
-        return
-    embedded = EmbeddedPostgres(config.appservice.embedded_data_dir)
-    dsn = await asyncio.to_thread(embedded.start)
-    try:
-        yield dsn
-    finally:
-        await asyncio.to_thread(embedded.stop)
 
 
 async def serve(config: Config, *, migrate: bool) -> None:
@@ -55,40 +38,8 @@ async def serve(config: Config, *, migrate: bool) -> None:
     async with database_dsn(config) as dsn:
         revision = await ensure_schema(dsn, migrate=migrate)
         log.info("Database schema at revision %s", revision)
-        app = await init_app(config, dsn)
-        runner = web.AppRunner(
-            app, access_log=log.getChild("access"), access_log_class=RedactingAccessLogger
-        )
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, config.appservice.hostname, config.appservice.port)
-            await site.start()
-            log.info(
-                "Bridge %s listening on %s:%d as %s",
-                __version__,
-                config.appservice.hostname,
-                config.appservice.port,
-                config.bot_mxid,
-            )
-            ping = asyncio.create_task(ping_homeserver(app[INTENTS], config.appservice.id))
+        async with running_bridge(config, dsn):
             await stop.wait()
-            ping.cancel()
-            log.info("Shutting down")
-        finally:
-            await runner.cleanup()
-
-
-async def ping_homeserver(intents: Intents, appservice_id: str) -> None:
-    """Tell the homeserver we are up, so it resends what it held back at once. Best effort."""
-    try:
-        async with asyncio.timeout(30):
-            duration = await intents.ping_homeserver(appservice_id)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        log.warning("Could not ping the homeserver (it will still reach us): %s", exc)
-        return
-    log.info("Homeserver ping round trip: %d ms", duration)
 
 
 async def migrate_only(config: Config) -> str:
@@ -105,7 +56,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate_registration(args: argparse.Namespace) -> int:
-    config = generate(args.config, args.registration)
+    generated = generate(args.config, args.registration)
+    config = generated.config
+    if generated.signing_key is not None:
+        print(
+            f"REST API tokens: signed with the bridge's own RS256 key {generated.signing_key} "
+            "(`bridge mint-token` issues them)."
+        )
     print(f"Wrote {args.registration} for application service {config.appservice.id!r}.")
     print("Add it to the homeserver's app_service_config_files and restart the homeserver.")
     return 0
@@ -124,21 +81,19 @@ async def _users(config: Config, args: argparse.Namespace) -> list[str]:
     from .users.service import UserService
     from .users.store import UserStore
 
-    users = UserService(UserStore())
     async with database_dsn(config) as dsn:
         await ensure_schema(dsn, migrate=True)
         db = Database(dsn, min_size=1, max_size=1)
+        users = UserService(db, UserStore())
         await db.open()
         try:
-            async with db.transaction() as conn:
-                if args.users_command == "add":
-                    user = await users.create(conn, args.name, args.avatar)
-                    return [str(user.id)]
-                listed = await users.list_users(conn, limit=args.limit)
-                return [
-                    f"{u.id}\t{u.display_name}\t{u.matrix_user_id or '-'}\t{u.avatar_url or '-'}"
-                    for u in listed
-                ]
+            if args.users_command == "add":
+                user = await users.add(args.name, args.avatar)
+                return [str(user.id)]
+            return [
+                f"{u.id}\t{u.display_name}\t{u.matrix_user_id or '-'}\t{u.avatar_url or '-'}"
+                for u in await users.list_page(limit=args.limit)
+            ]
         finally:
             await db.close()
 
@@ -216,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     lst.set_defaults(func=_cmd_users)
 
     add_mint_token_parser(sub, common)
+    add_demo_parser(sub)
     return parser
 
 

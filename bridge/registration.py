@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .config import TOKEN_PLACEHOLDERS, Config, ConfigError, load_config
+from .own_key import config_relative, create_private_key_file, default_key_path, needs_signing_key
+from .yaml_edit import set_scalars
 
 
 def new_token() -> str:
@@ -61,76 +64,69 @@ def build_registration(config: Config) -> dict[str, Any]:
     return registration
 
 
-_SECTION_RE = re.compile(r"^(?P<key>[A-Za-z_][\w.\-]*):")
-_CHILD_RE = re.compile(r"^(?P<indent>[ \t]+)(?P<key>[A-Za-z_][\w\-]*):(?P<rest>.*)$")
-
-
 def set_appservice_tokens(text: str, tokens: dict[str, str]) -> str:
     """Set ``appservice.<key>`` scalars in YAML text, keeping every comment and line.
 
     Only direct children of the top-level ``appservice:`` mapping are touched; a key that is
     absent is added as the section's first child.
     """
-    lines = text.splitlines(keepends=True)
-    in_section = False
-    section_line: int | None = None
-    child_indent: str | None = None
-    remaining = dict(tokens)
-    for i, line in enumerate(lines):
-        section = _SECTION_RE.match(line)
-        if section:
-            in_section = section.group("key") == "appservice"
-            if in_section:
-                section_line = i
-            continue
-        if not in_section:
-            continue
-        child = _CHILD_RE.match(line)
-        if not child:
-            continue
-        if child_indent is None:
-            child_indent = child.group("indent")
-        if child.group("indent") != child_indent:
-            continue
-        key = child.group("key")
-        if key in remaining:
-            comment = ""
-            rest = child.group("rest")
-            match = re.search(r"\s+#.*$", rest)
-            if match and not rest.strip().startswith(("'", '"')):
-                comment = match.group(0).rstrip("\n")
-            ending = "\n" if line.endswith("\n") else ""
-            lines[i] = f"{child_indent}{key}: {remaining.pop(key)}{comment}{ending}"
-    if remaining:
-        if section_line is None:
-            raise ConfigError("appservice", "section not found in the config file")
-        indent = child_indent or "  "
-        added = [f"{indent}{key}: {value}\n" for key, value in remaining.items()]
-        lines[section_line + 1 : section_line + 1] = added
-    return "".join(lines)
+    return set_scalars(text, ["appservice"], tokens)
 
 
-def generate(config_path: Path, registration_path: Path) -> Config:
-    """Fill missing tokens into the config file, then write the registration file."""
+@dataclass(frozen=True)
+class Generated:
+    """What ``generate`` did: the config as now written, and the signing key it created."""
+
+    config: Config
+    #: The bridge's own signing key file, when this run created it (or adopted one left there).
+    signing_key: Path | None = None
+
+
+def generate(config_path: Path, registration_path: Path) -> Generated:
+    """Fill missing tokens (and, when the REST API has no key material, the bridge's own
+    signing key) into the config file, then write the registration file."""
     config = load_config(config_path)
     missing: dict[str, str] = {}
     if config.appservice.as_token.lower() in TOKEN_PLACEHOLDERS:
         missing["as_token"] = new_token()
     if config.appservice.hs_token.lower() in TOKEN_PLACEHOLDERS:
         missing["hs_token"] = new_token()
-    if missing:
+    jwt_settings: dict[str, str] = {}
+    signing_key: Path | None = None
+    if needs_signing_key(config):
+        signing_key = default_key_path(config)
+        create_private_key_file(signing_key)
+        jwt_settings = {
+            "algorithm": "RS256",
+            "private_key_file": config_relative(config_path, signing_key),
+        }
+    elif (key_file := config.api.jwt.private_key_file) is not None and not key_file.exists():
+        if config.api.jwt.algorithm == "RS256":
+            create_private_key_file(key_file)  # named in the config, not made yet
+            signing_key = key_file
+    if missing or jwt_settings:
         text = config_path.read_text(encoding="utf-8")
-        updated = set_appservice_tokens(text, missing)
-        _write_private(config_path, updated)
+        if missing:
+            text = set_appservice_tokens(text, missing)
+        if jwt_settings:
+            text = set_scalars(text, ["api", "jwt"], jwt_settings)
+        _write_private(config_path, text)
     config = load_config(config_path)
     for key, value in missing.items():
         if getattr(config.appservice, key) != value:
             raise ConfigError(f"appservice.{key}", "could not be written back into the config")
+    if jwt_settings and (
+        config.api.jwt.algorithm != "RS256"
+        or config.api.jwt.private_key_file is None
+        or signing_key is None
+        or config.api.jwt.private_key_file.resolve() != signing_key.resolve()
+    ):
+        raise ConfigError("api.jwt.private_key_file", "could not be written back into the config")
     registration = build_registration(config)
     _write_private(
         registration_path, yaml.safe_dump(registration, sort_keys=False, default_flow_style=False)
     )
-    return config
+    return Generated(config, signing_key)
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -136,3 +136,11 @@ def config_data(**overrides: Any) -> dict[str, Any]:
 @pytest.fixture
 def config() -> Config:
     return parse_config(config_data())
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> Path:
+    """A copy of ``config.example.yaml`` in the test's directory, as a newcomer starts."""
+    path = tmp_path / "config.yaml"
+    shutil.copy(Path(__file__).resolve().parents[1] / "config.example.yaml", path)
+    return path

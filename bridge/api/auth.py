@@ -17,7 +17,6 @@ import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
-import asyncpg
 import jwt
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -25,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from ..bearer import bearer_token
 from ..config import ConfigError, JwtConfig
-from ..errors import BridgeError, Forbidden, NotFound, Unauthorized
+from ..errors import BridgeError, Forbidden, Unauthorized
 from ..ids import parse_uuid
 from .context import Principal, set_principal
 from .keys import KeyFile, KeyFileError, SigningKey, parse_jwks, parse_public_key, thumbprint
@@ -193,19 +192,7 @@ async def resolve_principal(
         if not admin:
             raise Forbidden("only administrators may act for another user (asUserId)")
         acting = parse_uuid(as_user, "asUserId")
-    users = ctx.services.users
-    for attempt in (1, 2):
-        try:
-            # No transaction of its own: on the usual path this is one read (the user exists,
-            # named as the token says); a first use or a rename is one statement.
-            async with ctx.db.acquire() as conn:
-                await users.ensure(conn, subject, _name(claims))
-                if acting != subject and await users.find(conn, acting) is None:
-                    raise NotFound(f"no network user {acting} (asUserId)")
-            break
-        except asyncpg.UniqueViolationError:
-            if attempt == 2:  # a concurrent first request created the user: read it again
-                raise
+    await ctx.services.users.sign_in(subject, _name(claims), acting=acting)
     return Principal(token_user_id=subject, user_id=acting, is_admin=admin)
 
 

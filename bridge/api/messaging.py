@@ -9,7 +9,8 @@ from typing import Any
 from aiohttp import web
 from msgspec import UNSET
 
-from ..errors import BadRequest, Conflict, Forbidden
+from ..errors import BadRequest, Forbidden
+from ..messaging.conversations import NotConnected
 from ..messaging.models import NewMessage, Origin
 from ..messaging.queries import DateRange
 from .context import ApiContext, Principal, principal_of
@@ -17,12 +18,19 @@ from .cursor import CONVERSATIONS, MESSAGES, decode, next_cursor
 from .decoding import path_id
 from .envelope import PageRequest
 from .filters import DateFilter, Filters
-from .operations import Answer, NoBody, Operation, Reply
+from .operations import Answer, NoBody, Operation, Refusal, Reply
 from .queries import ConversationsQuery, MessagesQuery, PagedQuery, Query
 from .requests import CreateConversation, CreateMessage, UpdateConversation, UpdateMessage
 from .resources import Conversation, Message
 
 ORIGIN = Origin.NETWORK
+#: The connection gate of the conversation rules, as the document names it.
+NOT_CONNECTED = Refusal(
+    "NotConnected",
+    "a participant to add is not a connection of the session user (administrators add "
+    "anyone); the detail lists them",
+    NotConnected([uuid.UUID("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")]),
+)
 
 
 def _range(dates: DateFilter | None) -> DateRange | None:
@@ -50,8 +58,6 @@ def _opt(value: Any) -> Any:
 
 class MessagingApi:
     def __init__(self, ctx: ApiContext) -> None:
-        self._db = ctx.db
-        self._users = ctx.services.users
         self._messaging = ctx.services.messaging
 
     def operations(self) -> list[Operation[Any, Any]]:
@@ -66,7 +72,8 @@ class MessagingApi:
             Operation("post", conv, "createConversation",
                       "Create a 1:1 or group conversation (you among its participants)",
                       self.create_conversation, Query, CreateConversation,
-                      Answer(Conversation, "conversation", status=201), errors=(409,),
+                      Answer(Conversation, "conversation", status=201),
+                      errors=(409, NOT_CONNECTED),
                       links=("getConversation", "updateConversation", "deleteConversation")),
             Operation("get", conv + "/{conversationId}", "getConversation",
                       "A conversation (participants only)",
@@ -74,7 +81,7 @@ class MessagingApi:
             Operation("patch", conv + "/{conversationId}", "updateConversation",
                       "Change a group's participants, title or topic",
                       self.update_conversation, Query, UpdateConversation, conversation,
-                      errors=(409,)),
+                      errors=(409, NOT_CONNECTED)),
             Operation("delete", conv + "/{conversationId}", "deleteConversation",
                       "Leave a group conversation",
                       self.delete_conversation, Query, NoBody, conversation, errors=(409,)),
@@ -112,18 +119,16 @@ class MessagingApi:
             every = False  # participantIds=null: conversations without participants, i.e. none
         last = f.dates("lastMessageAt", query.lastMessageAt)
         after = None if query.cursor is UNSET else decode(query.cursor)
-        async with self._db.acquire() as conn:
-            found = await self._messaging.list_conversations_page(
-                conn,
-                me,
-                is_group=is_group,
-                participant_ids=participants,
-                all_participants=every,
-                last_message=_range(last),
-                after=after,
-                limit=page.limit,
-                offset=page.offset,
-            )
+        found = await self._messaging.conversations_page(
+            me,
+            is_group=is_group,
+            participant_ids=participants,
+            all_participants=every,
+            last_message=_range(last),
+            after=after,
+            limit=page.limit,
+            offset=page.offset,
+        )
         tail = found.rows[-1] if found.rows else None
         position = (tail.last_message_at or tail.created_at, tail.id) if tail else None
         return Reply(
@@ -137,69 +142,45 @@ class MessagingApi:
     async def create_conversation(
         self, request: web.Request, _: Query, body: CreateConversation
     ) -> Reply:
-        me = principal_of(request).user_id
-        participants = body.participantIds
-        title, topic = _opt(body.title), _opt(body.topic)
-        if me not in participants:
-            raise Forbidden("participantIds must include the session user")
-        others = [u for u in participants if u != me]
-        async with self._db.transaction() as conn:
-            await self._users.require_all(conn, others)
-            if body.isGroup:
-                if len(participants) < 3:
-                    raise BadRequest("a group conversation needs at least three participants")
-                created = await self._messaging.create_group(
-                    conn, me, others, title=title, topic=topic, origin=ORIGIN
-                )
-            else:
-                if len(participants) != 2:
-                    raise BadRequest("a 1:1 conversation has exactly two participants")
-                if title is not None or topic is not None:
-                    raise BadRequest("title and topic are for group conversations")
-                created, new = await self._messaging.open_direct(conn, me, others[0], origin=ORIGIN)
-                if not new:
-                    raise Conflict(
-                        f"these users already have a 1:1 conversation: {created.id}",
-                        extra={"detail": str(created.id)},
-                    )
+        principal = principal_of(request)
+        created = await self._messaging.create_conversation(
+            principal.user_id,
+            body.participantIds,
+            is_group=body.isGroup,
+            title=_opt(body.title),
+            topic=_opt(body.topic),
+            origin=ORIGIN,
+            admin=principal.is_admin,
+        )
         return Reply(Conversation.of(created))
 
     async def get_conversation(self, request: web.Request, _: Query, __: NoBody) -> Reply:
         me = principal_of(request).user_id
         conversation_id = path_id(request, "conversationId")
-        async with self._db.transaction() as conn:
-            conversation = await self._messaging.get_for(conn, me, conversation_id)
+        conversation = await self._messaging.conversation_for(me, conversation_id)
         return Reply(Conversation.of(conversation))
 
     async def update_conversation(
         self, request: web.Request, _: Query, body: UpdateConversation
     ) -> Reply:
-        me = principal_of(request).user_id
-        conversation_id = path_id(request, "conversationId")
-        title, topic = _opt(body.title), _opt(body.topic)
-        async with self._db.transaction() as conn:
-            conversation = await self._messaging.get_for(conn, me, conversation_id)
-            if body.isGroup is not UNSET and body.isGroup != conversation.is_group:
-                raise Conflict("isGroup cannot change")
-            if title is not None or topic is not None:
-                if not conversation.is_group:
-                    raise Conflict("1:1 conversations have no title or topic")
-                conversation = await self._messaging.update(
-                    conn, conversation_id, actor=me, title=title, topic=topic
-                )
-            if body.participantIds is not UNSET:
-                await self._users.require_all(conn, body.participantIds)
-                conversation = await self._messaging.set_participants(
-                    conn, me, conversation_id, body.participantIds, origin=ORIGIN
-                )
+        principal = principal_of(request)
+        conversation = await self._messaging.update_conversation(
+            principal.user_id,
+            path_id(request, "conversationId"),
+            is_group=_opt(body.isGroup),
+            participant_ids=_opt(body.participantIds),
+            title=_opt(body.title),
+            topic=_opt(body.topic),
+            origin=ORIGIN,
+            admin=principal.is_admin,
+        )
         return Reply(Conversation.of(conversation))
 
     async def delete_conversation(self, request: web.Request, _: Query, __: NoBody) -> Reply:
         """Leave a group conversation (the seed's delete is "group exit")."""
         me = principal_of(request).user_id
         conversation_id = path_id(request, "conversationId")
-        async with self._db.transaction() as conn:
-            left = await self._messaging.leave(conn, me, conversation_id, origin=ORIGIN)
+        left = await self._messaging.leave_conversation(me, conversation_id, origin=ORIGIN)
         return Reply(Conversation.of(left, active=False))
 
     # --- messages -----------------------------------------------------------------------------
@@ -214,22 +195,20 @@ class MessagingApi:
         sent = f.dates("sentAt", query.sentAt)
         after = None if query.cursor is UNSET else decode(query.cursor)
         after_id = _opt(query.afterMessageId)
-        async with self._db.acquire() as conn:
-            if after_id is not None and after is not None:
-                await self._messaging.get_message_for(conn, me, after_id)  # 404 / 403 first
-                raise BadRequest("give either cursor or afterMessageId, not both")
-            found = await self._messaging.list_messages_page(
-                conn,
-                me,
-                conversations,
-                sender_ids=senders,
-                reader_ids=readers,
-                sent=_range(sent),
-                after_message_id=after_id,
-                after=after,
-                limit=page.limit,
-                offset=page.offset,
-            )
+        if after_id is not None and after is not None:
+            await self._messaging.message_for(me, after_id)  # 404 / 403 first
+            raise BadRequest("give either cursor or afterMessageId, not both")
+        found = await self._messaging.messages_page(
+            me,
+            conversations,
+            sender_ids=senders,
+            reader_ids=readers,
+            sent=_range(sent),
+            after_message_id=after_id,
+            after=after,
+            limit=page.limit,
+            offset=page.offset,
+        )
         tail = found.rows[-1] if found.rows else None
         position = (tail.sent_at, tail.id) if tail else None
         return Reply(
@@ -263,18 +242,15 @@ class MessagingApi:
             mentions=tuple(_opt(body.mentions) or ()),
             sent_at=sent_at,
         )
-        async with self._db.transaction() as conn:
-            message = await self._messaging.post(
-                conn, sender, body.conversationId, new, origin=ORIGIN
-            )
-        assert message is not None  # None only for a replayed Matrix event
+        message = await self._messaging.send_message(
+            sender, body.conversationId, new, origin=ORIGIN
+        )
         return Reply(Message.of(message, principal.user_id))
 
     async def get_message(self, request: web.Request, _: Query, __: NoBody) -> Reply:
         me = principal_of(request).user_id
         message_id = path_id(request, "messageId")
-        async with self._db.transaction() as conn:
-            message = await self._messaging.get_message_for(conn, me, message_id)
+        message = await self._messaging.message_for(me, message_id)
         return Reply(Message.of(message, me))
 
     async def update_message(self, request: web.Request, _: Query, body: UpdateMessage) -> Reply:
@@ -284,31 +260,19 @@ class MessagingApi:
         message_id = path_id(request, "messageId")
         read = _own_ids(principal, body.readBy, "readBy")
         hide = _own_ids(principal, body.deletedFor, "deletedFor")
-        async with self._db.transaction() as conn:
-            await self._messaging.get_message_for(conn, me, message_id)
-            if body.content is not UNSET:
-                await self._messaging.edit(
-                    conn,
-                    me,
-                    message_id,
-                    content=body.content,
-                    formatted_content=_opt(body.formattedContent),
-                )
-            if read:
-                await self._messaging.mark_read(conn, me, message_id)
-            if hide:
-                await self._messaging.delete_for(conn, me, message_id)
-            message = await self._messaging.get_message_for(conn, me, message_id)
+        message = await self._messaging.update_message(
+            me,
+            message_id,
+            content=_opt(body.content),
+            formatted_content=_opt(body.formattedContent),
+            read=read,
+            hide=hide,
+        )
         return Reply(Message.of(message, me))
 
     async def delete_message(self, request: web.Request, _: Query, __: NoBody) -> Reply:
         """The sender deletes for everyone; another participant deletes for themselves."""
         me = principal_of(request).user_id
         message_id = path_id(request, "messageId")
-        async with self._db.transaction() as conn:
-            message = await self._messaging.get_message_for(conn, me, message_id)
-            if message.sender_id == me:
-                message = await self._messaging.delete(conn, message_id, actor=me, origin=ORIGIN)
-            else:
-                message = await self._messaging.delete_for(conn, me, message_id)
+        message = await self._messaging.remove_message(me, message_id, origin=ORIGIN)
         return Reply(Message.of(message, me))

@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import Conflict, Forbidden
+from ..errors import Forbidden
 from ..networking.models import RequestStatus
 from .context import ApiContext, principal_of
 from .decoding import path_id
@@ -22,8 +22,6 @@ _STATUSES = {status.value: status for status in RequestStatus}
 
 class NetworkingApi:
     def __init__(self, ctx: ApiContext) -> None:
-        self._db = ctx.db
-        self._users = ctx.services.users
         self._networking = ctx.services.networking
 
     def operations(self) -> list[Operation[Any, Any]]:
@@ -73,10 +71,9 @@ class NetworkingApi:
     ) -> Reply:
         me = principal_of(request).user_id
         page = page_of(query)
-        async with self._db.transaction() as conn:
-            rows, total = await self._networking.list_connections_page(
-                conn, me, limit=page.limit, offset=page.offset
-            )
+        rows, total = await self._networking.connections_page(
+            me, limit=page.limit, offset=page.offset
+        )
         return Reply([Connection.of(c) for c in rows], paging=page.paging(total), filters=[])
 
     async def create_connection(
@@ -85,25 +82,19 @@ class NetworkingApi:
         """Connect two users directly: administrators only (users send requests)."""
         if not principal_of(request).is_admin:
             raise Forbidden("only administrators create connections; send a connection request")
-        if body.userId1 == body.userId2:
-            raise Conflict("cannot connect a user to themselves")
-        async with self._db.transaction() as conn:
-            await self._users.require_all(conn, [body.userId1, body.userId2])
-            created = await self._networking.connect_directly(conn, body.userId1, body.userId2)
+        created = await self._networking.connect(body.userId1, body.userId2)
         return Reply(Connection.of(created))
 
     async def get_connection(self, request: web.Request, _: Query, __: NoBody) -> Reply:
         me = principal_of(request).user_id
         connection_id = path_id(request, "connectionId")
-        async with self._db.transaction() as conn:
-            found = await self._networking.get_connection_for(conn, me, connection_id)
+        found = await self._networking.connection_for(me, connection_id)
         return Reply(Connection.of(found))
 
     async def delete_connection(self, request: web.Request, _: Query, __: NoBody) -> Reply:
         me = principal_of(request).user_id
         connection_id = path_id(request, "connectionId")
-        async with self._db.transaction() as conn:
-            removed = await self._networking.disconnect_by_id(conn, me, connection_id)
+        removed = await self._networking.end_connection(me, connection_id)
         return Reply(Connection.of(removed, active=False))
 
     # --- connection requests ------------------------------------------------------------------
@@ -115,10 +106,9 @@ class NetworkingApi:
         page = page_of(query)
         f = Filters()
         statuses = f.choices("status", query.status, _STATUSES)
-        async with self._db.transaction() as conn:
-            rows, total = await self._networking.list_requests_page(
-                conn, me, statuses=statuses, limit=page.limit, offset=page.offset
-            )
+        rows, total = await self._networking.requests_page(
+            me, statuses=statuses, limit=page.limit, offset=page.offset
+        )
         return Reply(
             [ConnectionRequest.of(r) for r in rows], paging=page.paging(total), filters=f.applied
         )
@@ -128,21 +118,14 @@ class NetworkingApi:
     ) -> Reply:
         """Ask to connect (a repeat raises the pending request's counter: 200, not 201)."""
         me = principal_of(request).user_id
-        if body.receiverUserId == me:
-            raise Conflict("cannot connect to yourself")
         message = body.message if isinstance(body.message, str) else None
-        async with self._db.transaction() as conn:
-            await self._users.require_all(conn, [body.receiverUserId])
-            sent, created = await self._networking.send_request(
-                conn, me, body.receiverUserId, message=message
-            )
+        sent, created = await self._networking.ask(me, body.receiverUserId, message=message)
         return Reply(ConnectionRequest.of(sent), status=201 if created else 200)
 
     async def get_request(self, request: web.Request, _: Query, __: NoBody) -> Reply:
         me = principal_of(request).user_id
         request_id = path_id(request, "connectionRequestId")
-        async with self._db.transaction() as conn:
-            found = await self._networking.get_request_for(conn, me, request_id)
+        found = await self._networking.request_for(me, request_id)
         return Reply(ConnectionRequest.of(found))
 
     async def update_request(
@@ -151,18 +134,14 @@ class NetworkingApi:
         """The receiver accepts or rejects (``status``)."""
         me = principal_of(request).user_id
         request_id = path_id(request, "connectionRequestId")
-        async with self._db.transaction() as conn:
-            await self._networking.get_request_for(conn, me, request_id)
-            if body.status == RequestStatus.ACCEPTED.value:
-                answered = await self._networking.accept(conn, receiver=me, request_id=request_id)
-            else:
-                answered = await self._networking.reject(conn, receiver=me, request_id=request_id)
+        answered = await self._networking.answer(
+            me, request_id, accept=body.status == RequestStatus.ACCEPTED.value
+        )
         return Reply(ConnectionRequest.of(answered))
 
     async def delete_request(self, request: web.Request, _: Query, __: NoBody) -> Reply:
         """Either party takes a pending request back: the sender cancels, the receiver rejects."""
         me = principal_of(request).user_id
         request_id = path_id(request, "connectionRequestId")
-        async with self._db.transaction() as conn:
-            withdrawn = await self._networking.withdraw(conn, me, request_id)
+        withdrawn = await self._networking.take_back(me, request_id)
         return Reply(ConnectionRequest.of(withdrawn))

@@ -24,8 +24,6 @@ _OLDEST_FIRST = {"createdAt", "+createdAt", "createdAt:asc"}
 
 class NotificationApi:
     def __init__(self, ctx: ApiContext) -> None:
-        self._db = ctx.db
-        self._users = ctx.services.users
         self._notifications = ctx.services.notifications
 
     def operations(self) -> list[Operation[Any, Any]]:
@@ -52,17 +50,15 @@ class NotificationApi:
 
     async def register_device(self, request: web.Request, _: Query, body: RegisterDevice) -> Reply:
         me = principal_of(request).user_id
-        async with self._db.transaction() as conn:
-            registered = await self._notifications.register_device(
-                conn, me, body.device.token, body.device.platform
-            )
+        registered = await self._notifications.add_device(
+            me, body.device.token, body.device.platform
+        )
         return Reply(Device.of(registered))
 
     async def unregister_device(self, request: web.Request, _: Query, __: NoBody) -> Reply:
         me = principal_of(request).user_id
         device_id = path_id(request, "deviceId")
-        async with self._db.transaction() as conn:
-            removed = await self._notifications.unregister_device(conn, me, device_id)
+        removed = await self._notifications.remove_device(me, device_id)
         return Reply(Device.of(removed))
 
     async def list_notifications(
@@ -72,15 +68,9 @@ class NotificationApi:
         page = PageRequest(query.page, query.limit, by_cursor=query.cursor is not UNSET)
         oldest_first = query.sortBy in _OLDEST_FIRST
         after = None if query.cursor is UNSET else decode(query.cursor)
-        async with self._db.acquire() as conn:
-            found = await self._notifications.list_page(
-                conn,
-                me,
-                oldest_first=oldest_first,
-                after=after,
-                limit=page.limit,
-                offset=page.offset,
-            )
+        found = await self._notifications.notifications_page(
+            me, oldest_first=oldest_first, after=after, limit=page.limit, offset=page.offset
+        )
         tail = found.rows[-1] if found.rows else None
         position = (tail.created_at, tail.id) if tail else None
         return Reply(
@@ -99,20 +89,16 @@ class NotificationApi:
             raise Forbidden("only administrators send notifications")
         spec = body.notification
         kind = clean_text(spec.kind or DEFAULT_KIND, limit=64, multiline=False)
-        async with self._db.transaction() as conn:
-            await self._users.require_all(conn, spec.userIds)
-            created = await self._notifications.notify(
-                conn,
-                spec.userIds,
-                kind=kind or DEFAULT_KIND,
-                title=spec.title.strip(),
-                body=spec.body or "",
-                payload=spec.payload or None,
-            )
+        created = await self._notifications.send(
+            spec.userIds,
+            kind=kind or DEFAULT_KIND,
+            title=spec.title,
+            body=spec.body or "",
+            payload=spec.payload or None,
+        )
         return Reply([Notification.of(n) for n in created])
 
     async def mark_seen(self, request: web.Request, _: Query, body: MarkSeen) -> Reply:
         me = principal_of(request).user_id
-        async with self._db.transaction() as conn:
-            count = await self._notifications.mark_seen(conn, me, body.notificationIds)
+        count = await self._notifications.see(me, body.notificationIds)
         return Reply(Seen(body.notificationIds, count))

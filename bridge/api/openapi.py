@@ -13,8 +13,9 @@ from typing import Any
 
 import msgspec
 
+from ..http_errors import reason
 from .envelope import Envelope, SeedError
-from .operations import NoBody, Operation, Service
+from .operations import NoBody, Operation, Refusal, Service
 from .queries import SECURITY_PARAMETERS
 from .requests import RULES
 from .symphony import SymphonyError
@@ -104,6 +105,18 @@ def _links(
     return links
 
 
+def _example(refusal: Refusal, service: Service) -> dict[str, Any]:
+    """The error body of ``refusal``'s example in the service's error shape."""
+    error = refusal.example
+    status, message = error.status, error.message
+    value: dict[str, Any] = {"code": status, "message": message}
+    if not service.symphony:
+        detail = str(error.extra.get("detail") or reason(status))
+        date = "2026-01-01T00:00:00.000000Z"
+        value = msgspec.to_builtins(SeedError("ERR", status, message, status, date, detail))
+    return {"summary": refusal.reason, "value": value}
+
+
 def _operation(
     service: Service,
     op: Operation[Any, Any],
@@ -117,15 +130,20 @@ def _operation(
         responses[str(status)] = {"description": "OK", "content": ok}
         if op.links:
             responses[str(status)]["links"] = _links(op, by_id)
-    codes = {400, 500, *op.errors}
+    refusals = [e for e in op.errors if isinstance(e, Refusal)]
+    codes = {400, 500, *(e.status if isinstance(e, Refusal) else e for e in op.errors)}
     if not service.public:
         codes |= {401, 403, 404}
     if _PATH_PARAMETER.search(op.path):
         codes.add(404)
     for code in sorted(codes):
+        named = [r for r in refusals if r.status == code]
+        content: dict[str, Any] = {"schema": error}
+        if named:
+            content["examples"] = {r.name: _example(r, service) for r in named}
         responses[str(code)] = {
-            "description": _REASONS[code],
-            "content": {"application/json": {"schema": error}},
+            "description": "; ".join([_REASONS[code], *(f"{r.name}: {r.reason}" for r in named)]),
+            "content": {"application/json": content},
         }
     operation: dict[str, Any] = {
         "operationId": op.operation_id,

@@ -18,6 +18,7 @@ import msgspec
 from aiohttp import web
 from msgspec import UNSET, UnsetType
 
+from ..errors import BridgeError
 from .context import maybe_principal, started_of
 from .decoding import decode_body, decode_query
 from .envelope import Action, AppliedFilter, Envelope, Paging, enveloped, json_response
@@ -55,6 +56,20 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """A refusal an operation documents by name: when ``reason``, ``example`` (an instance
+    of the error raised) is answered."""
+
+    name: str
+    reason: str
+    example: BridgeError
+
+    @property
+    def status(self) -> int:
+        return self.example.status
+
+
+@dataclass(frozen=True)
 class Operation(Generic[Q, B]):
     method: str
     path: str  # below its service's prefix
@@ -64,8 +79,9 @@ class Operation(Generic[Q, B]):
     query: type[Q]
     body: type[B]
     answer: Answer
-    #: Refusals beyond the usual (400 for bad input, 401/403/404 for the token and asUserId).
-    errors: tuple[int, ...] = ()
+    #: Refusals beyond the usual (400 for bad input, 401/403/404 for the token and asUserId),
+    #: by status or, to name a rule's refusal in the document, as a :class:`Refusal`.
+    errors: tuple[int | Refusal, ...] = ()
     #: operationIds of the operations taking the id this one creates (OpenAPI links).
     links: tuple[str, ...] = ()
     description: str = ""

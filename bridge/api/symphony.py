@@ -13,7 +13,6 @@ from typing import Any
 from aiohttp import web
 from msgspec import UNSET, Struct
 
-from ..errors import Conflict
 from ..networking.models import RequestStatus
 from .context import ApiContext, principal_of
 from .envelope import json_response
@@ -39,8 +38,6 @@ def symphony_error(status: int, errcode: str, message: str, detail: str) -> web.
 
 class SymphonyApi:
     def __init__(self, ctx: ApiContext) -> None:
-        self._db = ctx.db
-        self._users = ctx.services.users
         self._networking = ctx.services.networking
 
     def operations(self) -> list[Operation[Any, Any]]:
@@ -72,8 +69,7 @@ class SymphonyApi:
         other_ids = None
         if query.userIds is not UNSET:
             other_ids = [uuid.UUID(p.strip()) for p in query.userIds.split(",")]
-        async with self._db.transaction() as conn:
-            standings = await self._networking.relations(conn, me, other_ids)
+        standings = await self._networking.standings(me, other_ids)
         return Reply(
             [
                 UserConnection.of(other, status_, request_, link)
@@ -88,11 +84,7 @@ class SymphonyApi:
         """Invite ``userId`` to connect (answers with the standing as the inviter sees it)."""
         me = principal_of(request).user_id
         other = body.userId
-        if other == me:
-            raise Conflict("cannot connect to yourself")
-        async with self._db.transaction() as conn:
-            await self._users.require_all(conn, [other])
-            sent, _ = await self._networking.send_request(conn, me, other)
+        sent, _ = await self._networking.ask(me, other)
         status = "ACCEPTED" if sent.status is RequestStatus.ACCEPTED else sent.seen_from(me)
         return Reply(UserConnection.of(other, status, sent, None))
 
@@ -110,6 +102,5 @@ class SymphonyApi:
         self, request: web.Request, body: UserConnectionRequest, *, accept: bool
     ) -> Reply:
         me = principal_of(request).user_id
-        async with self._db.transaction() as conn:
-            answered = await self._networking.answer_from(conn, me, body.userId, accept=accept)
+        answered = await self._networking.answer_user(me, body.userId, accept=accept)
         return Reply(UserConnection.of(body.userId, answered.status.value.upper(), answered, None))

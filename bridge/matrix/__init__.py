@@ -22,6 +22,10 @@ lane
     One ordered queue of work. Inbox lanes are rooms (events of a room are processed in arrival
     order); outbox lanes are rooms or ``conv:<conversation-id>`` for a conversation whose portal
     may not exist yet. Different lanes proceed in parallel; one lane never does.
+waiting invite
+    A ghost invited to a Matrix group room that may not join yet (its user is not a connection
+    of the inviter, or the group would have fewer than three participants); it joins when that
+    changes (:mod:`.bridging.group_invites`).
 dead letter
     An event or action that failed its attempts, kept with its reason instead of blocking its
     lane.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import nh3
 
 # The tags and attributes the Matrix client-server spec allows in m.room.message HTML.
@@ -55,9 +57,15 @@ _ATTRIBUTES = {
 }
 _SCHEMES = {"https", "http", "ftp", "mailto", "magnet", "mxc"}
 MAX_HTML = 64 * 1024
+#: Colour attributes: the spec allows only ``#rrggbb`` (a named colour or CSS could smuggle
+#: anything a client's renderer chooses to interpret).
+_COLOURS = frozenset({"data-mx-color", "data-mx-bg-color", "color"})
+_HEX_COLOUR = re.compile(r"#[0-9A-Fa-f]{6}")
 
 
 def _filter(element: str, attribute: str, value: str) -> str | None:
+    if attribute in _COLOURS:
+        return value if _HEX_COLOUR.fullmatch(value) else None
     if element == "img" and attribute == "src" and not value.startswith("mxc://"):
         return None  # images only from the homeserver's media repository
     if element == "code" and attribute == "class" and not value.startswith("language-"):

@@ -1,430 +1,143 @@
-"""Messaging rules: who may see, post, edit and delete; notifications for the others."""
+"""Messaging rules: who may see, post, edit and delete; notifications for the others.
+
+Transactions, as in every service: a method that takes ``conn`` runs in the caller's DB
+transaction (an inbox worker's for events from Matrix, so an event's effects and its
+"processed" mark commit together); a method without ``conn`` is an entry point (the REST API's)
+that takes its own connection and, when it writes, opens the transaction itself, the Matrix
+side effects queued by the listeners in it. The conversation rules (group size, who changes
+participants, the connection gate) are in :mod:`.conversations`, the message rules in
+:mod:`.messages`.
+"""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
-from datetime import UTC, datetime
-from typing import Protocol
 
-import asyncpg
-
-from ..errors import BadRequest, Conflict, Forbidden, NotFound
-from ..ids import clean_text
+from ..db.database import Database
+from ..errors import BadRequest, Conflict, Forbidden
 from ..listing import Page, Position
+from ..networking.service import NetworkingService
 from ..notifications.service import NotificationService
-from .html import sanitize_html
-from .models import Conversation, Message, NewMessage, Origin, Reaction
+from ..users.service import UserService
+from .conversations import MessagingListener, direct_key
+from .messages import MessageRules
+from .models import Conversation, Message, NewMessage, Origin
 from .queries import DateRange, MessagingQueries
-from .rules import MAX_CONTENT, message_notifications, prepare_message
 from .store import MessagingStore
 
-MAX_TITLE = 255
+__all__ = ["MessagingListener", "MessagingService", "direct_key"]
 
 
-def direct_key(a: uuid.UUID, b: uuid.UUID) -> str:
-    low, high = sorted((a, b))
-    return f"{low}:{high}"
+class MessagingService(MessageRules):
+    """Conversations and messages: the rules (:class:`MessageRules`, and through it
+    :class:`~.conversations.ConversationRules`) and the entry points that own a transaction."""
 
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-class MessagingListener(Protocol):
-    """Told of every change, in its DB transaction (e.g. to mirror network changes to Matrix)."""
-
-    async def conversation_created(
-        self, conn: asyncpg.Connection, conversation: Conversation, origin: Origin
-    ) -> None: ...
-
-    async def participants_changed(
-        self,
-        conn: asyncpg.Connection,
-        conversation: Conversation,
-        added: Sequence[uuid.UUID],
-        removed: Sequence[uuid.UUID],
-        origin: Origin,
-    ) -> None: ...
-
-    async def message_posted(self, conn: asyncpg.Connection, message: Message) -> None: ...
-
-    async def message_edited(self, conn: asyncpg.Connection, message: Message) -> None: ...
-
-    async def message_deleted(
-        self, conn: asyncpg.Connection, message: Message, origin: Origin
-    ) -> None: ...
-
-
-class MessagingService:
     def __init__(
         self,
+        db: Database,
         store: MessagingStore,
         notifications: NotificationService,
+        users: UserService,
+        networking: NetworkingService,
         queries: MessagingQueries | None = None,
     ) -> None:
+        self._db = db
         self._store = store
         self._queries = queries or MessagingQueries()
         self._notifications = notifications
+        self._users = users
+        self._networking = networking
         self._listeners: list[MessagingListener] = []
 
     def add_listener(self, listener: MessagingListener) -> None:
         self._listeners.append(listener)
 
-    # --- conversations ----------------------------------------------------------------------
+    # --- entry points (own connection and transaction) ------------------------------------------
 
-    async def open_direct(
-        self, conn: asyncpg.Connection, a: uuid.UUID, b: uuid.UUID, *, origin: Origin
-    ) -> tuple[Conversation, bool]:
-        """The 1:1 conversation of ``a`` and ``b``, created if needed; (conversation, created)."""
-        if a == b:
-            raise BadRequest("a direct conversation needs two different users")
-        key = direct_key(a, b)
-        created = await self._store.insert_conversation(
-            conn,
-            uuid.uuid4(),
-            is_group=False,
-            title=None,
-            topic=None,
-            created_by=a,
-            direct_key=key,
-            participant_ids=[a, b],
-        )
-        if created is None:
-            existing = await self._store.get_direct_conversation(conn, key)
-            assert existing is not None
-            return existing, False
-        for listener in self._listeners:
-            await listener.conversation_created(conn, created, origin)
-        return created, True
-
-    async def create_group(
+    async def create_conversation(
         self,
-        conn: asyncpg.Connection,
         creator: uuid.UUID,
         participant_ids: Sequence[uuid.UUID],
         *,
+        is_group: bool,
         title: str | None = None,
         topic: str | None = None,
         origin: Origin,
-        conversation_id: uuid.UUID | None = None,
+        admin: bool = False,
     ) -> Conversation:
-        members = list(dict.fromkeys([creator, *participant_ids]))
-        conversation = await self._store.insert_conversation(
-            conn,
-            conversation_id or uuid.uuid4(),
-            is_group=True,
-            title=self._title(title),
-            topic=self._title(topic, limit=4096),
-            created_by=creator,
-            direct_key=None,
-            participant_ids=members,
-        )
-        assert conversation is not None
-        for listener in self._listeners:
-            await listener.conversation_created(conn, conversation, origin)
-        return conversation
+        """A new conversation of ``participant_ids``, which must include ``creator``: a group,
+        or a 1:1 (409 naming the existing one when the pair already has one)."""
+        if creator not in participant_ids:
+            raise Forbidden("participantIds must include the session user")
+        members = list(dict.fromkeys(participant_ids))
+        others = [u for u in members if u != creator]
+        if not is_group:
+            if len(members) != 2:
+                raise BadRequest("a 1:1 conversation has exactly two participants")
+            if title is not None or topic is not None:
+                raise BadRequest("title and topic are for group conversations")
+        async with self._db.transaction() as conn:
+            await self._users.require_all(conn, others)
+            if is_group:
+                return await self.create_group(
+                    conn, creator, others, title=title, topic=topic, origin=origin, admin=admin
+                )
+            created, new = await self.open_direct(
+                conn, creator, others[0], origin=origin, admin=admin
+            )
+        if not new:
+            raise Conflict(
+                f"these users already have a 1:1 conversation: {created.id}",
+                extra={"detail": str(created.id)},
+            )
+        return created
 
-    async def get(self, conn: asyncpg.Connection, conversation_id: uuid.UUID) -> Conversation:
-        conversation = await self._store.get_conversation(conn, conversation_id)
-        if conversation is None:
-            raise NotFound(f"no conversation {conversation_id}")
-        return conversation
+    async def conversation_for(self, viewer: uuid.UUID, conversation_id: uuid.UUID) -> Conversation:
+        """:meth:`get_for` on a pooled connection."""
+        async with self._db.acquire() as conn:
+            return await self.get_for(conn, viewer, conversation_id)
 
-    async def find(
-        self, conn: asyncpg.Connection, conversation_id: uuid.UUID
-    ) -> Conversation | None:
-        return await self._store.get_conversation(conn, conversation_id)
-
-    async def find_many(
-        self, conn: asyncpg.Connection, conversation_ids: Sequence[uuid.UUID]
-    ) -> dict[uuid.UUID, Conversation]:
-        return await self._store.get_conversations(conn, conversation_ids)
-
-    async def get_for(
-        self, conn: asyncpg.Connection, viewer: uuid.UUID, conversation_id: uuid.UUID
-    ) -> Conversation:
-        """The conversation, for one of its participants only."""
-        conversation = await self.get(conn, conversation_id)
-        if viewer not in conversation.participant_ids:
-            raise Forbidden("only participants can see this conversation")
-        return conversation
-
-    async def list_for(
-        self, conn: asyncpg.Connection, user_id: uuid.UUID, *, limit: int = 25, offset: int = 0
-    ) -> list[Conversation]:
-        return await self._store.list_conversations(conn, user_id, limit=limit, offset=offset)
-
-    async def add_participants(
+    async def update_conversation(
         self,
-        conn: asyncpg.Connection,
-        conversation_id: uuid.UUID,
-        user_ids: Sequence[uuid.UUID],
-        *,
-        actor: uuid.UUID | None,
-        origin: Origin,
-    ) -> list[uuid.UUID]:
-        """Add users to a group conversation (``actor``, when given, must be a participant)."""
-        conversation = await self._changeable(conn, conversation_id, actor)
-        added = await self._store.add_participants(conn, conversation_id, user_ids)
-        if added:
-            updated = await self.get(conn, conversation_id)
-            for listener in self._listeners:
-                await listener.participants_changed(conn, updated, added, [], origin)
-        del conversation
-        return added
-
-    async def remove_participant(
-        self,
-        conn: asyncpg.Connection,
-        conversation_id: uuid.UUID,
-        user_id: uuid.UUID,
-        *,
-        actor: uuid.UUID | None,
-        origin: Origin,
-    ) -> bool:
-        """Remove a user from a group conversation (themselves, or by a participant)."""
-        await self._changeable(conn, conversation_id, actor)
-        removed = await self._store.remove_participant(conn, conversation_id, user_id)
-        if removed:
-            updated = await self.get(conn, conversation_id)
-            for listener in self._listeners:
-                await listener.participants_changed(conn, updated, [], [user_id], origin)
-        return removed
-
-    async def _changeable(
-        self, conn: asyncpg.Connection, conversation_id: uuid.UUID, actor: uuid.UUID | None
-    ) -> Conversation:
-        if not await self._store.lock_conversation(conn, conversation_id):
-            raise NotFound(f"no conversation {conversation_id}")
-        conversation = await self.get(conn, conversation_id)
-        if not conversation.is_group:
-            raise Conflict("1:1 conversations cannot change participants")
-        if actor is not None and actor not in conversation.participant_ids:
-            raise Forbidden("only participants can change a conversation")
-        return conversation
-
-    async def update(
-        self,
-        conn: asyncpg.Connection,
+        actor: uuid.UUID,
         conversation_id: uuid.UUID,
         *,
-        actor: uuid.UUID | None,
+        is_group: bool | None = None,
+        participant_ids: Sequence[uuid.UUID] | None = None,
         title: str | None = None,
         topic: str | None = None,
+        origin: Origin,
+        admin: bool = False,
     ) -> Conversation:
-        conversation = await self.get(conn, conversation_id)
-        if actor is not None and actor not in conversation.participant_ids:
-            raise Forbidden("only participants can change a conversation")
-        await self._store.update_conversation(
-            conn, conversation_id, title=self._title(title), topic=self._title(topic, limit=4096)
-        )
-        return await self.get(conn, conversation_id)
+        """A participant changes a group: title, topic, participants (``isGroup`` never
+        changes; a 1:1 keeps its participants and has no title)."""
+        async with self._db.transaction() as conn:
+            conversation = await self.get_for(conn, actor, conversation_id)
+            if is_group is not None and is_group != conversation.is_group:
+                raise Conflict("isGroup cannot change")
+            if title is not None or topic is not None:
+                if not conversation.is_group:
+                    raise Conflict("1:1 conversations have no title or topic")
+                conversation = await self.update(
+                    conn, conversation_id, actor=actor, title=title, topic=topic
+                )
+            if participant_ids is not None:
+                await self._users.require_all(conn, participant_ids)
+                conversation = await self.set_participants(
+                    conn, actor, conversation_id, participant_ids, origin=origin, admin=admin
+                )
+            return conversation
 
-    @staticmethod
-    def _title(value: str | None, *, limit: int = MAX_TITLE) -> str | None:
-        if value is None:
-            return None
-        return clean_text(value, limit=limit, multiline=limit > MAX_TITLE).strip()
+    async def leave_conversation(
+        self, user_id: uuid.UUID, conversation_id: uuid.UUID, *, origin: Origin
+    ) -> Conversation:
+        """:meth:`leave` in a transaction of its own."""
+        async with self._db.transaction() as conn:
+            return await self.leave(conn, user_id, conversation_id, origin=origin)
 
-    # --- messages -----------------------------------------------------------------------------
-
-    async def post(
+    async def conversations_page(
         self,
-        conn: asyncpg.Connection,
-        sender: uuid.UUID,
-        conversation_id: uuid.UUID,
-        new: NewMessage,
-        *,
-        origin: Origin,
-    ) -> Message | None:
-        """Post a message; None if its Matrix event was already taken (a replay)."""
-        conversation = await self.get(conn, conversation_id)
-        reply_to = new.reply_to_message_id
-        if reply_to is not None:
-            target = await self._store.get_message(conn, reply_to)
-            if target is None or target.conversation_id != conversation_id:
-                reply_to = None  # a reply to something outside the conversation is a plain message
-        message = prepare_message(
-            conversation, sender, replace(new, reply_to_message_id=reply_to), origin
-        )
-        (posted,) = await self.post_many(conn, [(conversation, message)])
-        return posted
-
-    async def post_many(
-        self, conn: asyncpg.Connection, messages: Sequence[tuple[Conversation, Message]]
-    ) -> list[Message | None]:
-        """Store prepared messages, notify the other participants, tell the listeners; each
-        result is the message, or None where its Matrix event was already taken (a replay).
-
-        A few statements for the whole batch, whatever its size.
-        """
-        inserted = await self._store.insert_messages(conn, [m for _, m in messages])
-        posted = [m if m.id in inserted else None for _, m in messages]
-        await self._notifications.notify_many(
-            conn,
-            [
-                request
-                for conversation, message in messages
-                if message.id in inserted
-                for request in message_notifications(conversation, message)
-            ],
-        )
-        for message in posted:
-            if message is not None:
-                for listener in self._listeners:
-                    await listener.message_posted(conn, message)
-        return posted
-
-    async def get_message(self, conn: asyncpg.Connection, message_id: uuid.UUID) -> Message:
-        message = await self._store.get_message(conn, message_id)
-        if message is None:
-            raise NotFound(f"no message {message_id}")
-        return message
-
-    async def get_message_for(
-        self, conn: asyncpg.Connection, viewer: uuid.UUID, message_id: uuid.UUID
-    ) -> Message:
-        message = await self.get_message(conn, message_id)
-        await self.get_for(conn, viewer, message.conversation_id)
-        return message
-
-    async def find_by_event(self, conn: asyncpg.Connection, event_id: str) -> Message | None:
-        return await self._store.get_message_by_event(conn, event_id)
-
-    async def edit(
-        self,
-        conn: asyncpg.Connection,
-        editor: uuid.UUID,
-        message_id: uuid.UUID,
-        *,
-        content: str,
-        formatted_content: str | None = None,
-        edit_event_id: str | None = None,
-    ) -> Message | None:
-        """Only the sender edits; ``editedAt`` set and ``recordVersion`` + 1."""
-        message = await self.get_message(conn, message_id)
-        if message.sender_id != editor:
-            raise Forbidden("only the sender can edit a message")
-        if not message.is_active:
-            raise Conflict("the message was deleted")
-        text = clean_text(content, limit=MAX_CONTENT)
-        if not text.strip():
-            raise BadRequest("message content is empty")
-        formatted = sanitize_html(formatted_content) if formatted_content else None
-        updated = await self._store.update_message_content(
-            conn,
-            message_id,
-            content=text,
-            formatted_content=formatted,
-            edited_at=_now(),
-            edit_event_id=edit_event_id,
-        )
-        if updated is not None:
-            for listener in self._listeners:
-                await listener.message_edited(conn, updated)
-        return updated
-
-    async def delete(
-        self,
-        conn: asyncpg.Connection,
-        message_id: uuid.UUID,
-        *,
-        actor: uuid.UUID | None,
-        origin: Origin,
-    ) -> Message:
-        """Delete for everyone: by its sender (``actor``), or as a fact from Matrix (None)."""
-        message = await self.get_message(conn, message_id)
-        if actor is not None and message.sender_id != actor:
-            raise Forbidden("only the sender can delete a message for everyone")
-        if await self._store.deactivate_message(conn, message_id):
-            message = await self.get_message(conn, message_id)
-            for listener in self._listeners:
-                await listener.message_deleted(conn, message, origin)
-        return message
-
-    async def delete_for(
-        self, conn: asyncpg.Connection, user_id: uuid.UUID, message_id: uuid.UUID
-    ) -> Message:
-        """Hide a message from one participant only."""
-        message = await self.get_message_for(conn, user_id, message_id)
-        await self._store.insert_deletion(conn, message_id, user_id)
-        return await self.get_message(conn, message.id)
-
-    async def set_event_id(
-        self, conn: asyncpg.Connection, message_id: uuid.UUID, event_id: str
-    ) -> None:
-        await self._store.set_message_event_id(conn, message_id, event_id)
-
-    async def list_messages(
-        self,
-        conn: asyncpg.Connection,
-        viewer: uuid.UUID,
-        conversation_id: uuid.UUID,
-        *,
-        limit: int = 25,
-        offset: int = 0,
-    ) -> list[Message]:
-        await self.get_for(conn, viewer, conversation_id)
-        return await self._store.list_messages(
-            conn, conversation_id, viewer_id=viewer, limit=limit, offset=offset
-        )
-
-    # --- reactions and receipts -----------------------------------------------------------------
-
-    async def react(
-        self,
-        conn: asyncpg.Connection,
-        user_id: uuid.UUID,
-        message_id: uuid.UUID,
-        key: str,
-        *,
-        event_id: str | None = None,
-    ) -> Reaction | None:
-        await self.get_message_for(conn, user_id, message_id)
-        key = clean_text(key, limit=64, multiline=False)
-        if not key:
-            raise BadRequest("a reaction needs a key")
-        return await self._store.insert_reaction(
-            conn, uuid.uuid4(), message_id, user_id, key, event_id
-        )
-
-    async def unreact_event(self, conn: asyncpg.Connection, event_id: str) -> Reaction | None:
-        return await self._store.delete_reaction_by_event(conn, event_id)
-
-    async def reactions(self, conn: asyncpg.Connection, message_id: uuid.UUID) -> list[Reaction]:
-        return await self._store.list_reactions(conn, message_id)
-
-    async def mark_read(
-        self, conn: asyncpg.Connection, user_id: uuid.UUID, message_id: uuid.UUID
-    ) -> bool:
-        """Move the user's read marker to ``message_id`` (never backwards)."""
-        message = await self.get_message_for(conn, user_id, message_id)
-        return await self._store.upsert_read_marker(
-            conn, message.conversation_id, user_id, message.id, message.sent_at
-        )
-
-    # --- REST API ------------------------------------------------------------------------------
-    # (appended: filtered, paged lists, leaving, and replacing a group's participants)
-
-    async def visible_conversation_ids(
-        self,
-        conn: asyncpg.Connection,
-        viewer: uuid.UUID,
-        requested: Sequence[uuid.UUID] | None,
-    ) -> list[uuid.UUID]:
-        """The conversations a listing may read: ``requested`` (each checked, 404/403), or all
-        of the viewer's when None."""
-        if requested is None:
-            return await self._store.list_conversation_ids(conn, viewer)
-        for conversation_id in requested:
-            await self.get_for(conn, viewer, conversation_id)
-        return list(dict.fromkeys(requested))
-
-    async def list_conversations_page(
-        self,
-        conn: asyncpg.Connection,
         user_id: uuid.UUID,
         *,
         is_group: Sequence[bool] | None = None,
@@ -435,23 +148,22 @@ class MessagingService:
         limit: int = 25,
         offset: int = 0,
     ) -> Page[Conversation]:
-        """One page of a user's conversations (most recent first), the matching total and
-        whether more follow. ``after`` is a keyset position (a cursor)."""
-        return await self._queries.list_conversations_page(
-            conn,
-            user_id,
-            is_group=is_group,
-            participant_ids=participant_ids,
-            all_participants=all_participants,
-            last_message=last_message,
-            after=after,
-            limit=limit,
-            offset=offset,
-        )
+        """:meth:`list_conversations_page` on a pooled connection (a read)."""
+        async with self._db.acquire() as conn:
+            return await self.list_conversations_page(
+                conn,
+                user_id,
+                is_group=is_group,
+                participant_ids=participant_ids,
+                all_participants=all_participants,
+                last_message=last_message,
+                after=after,
+                limit=limit,
+                offset=offset,
+            )
 
-    async def list_messages_page(
+    async def messages_page(
         self,
-        conn: asyncpg.Connection,
         viewer: uuid.UUID,
         conversation_ids: Sequence[uuid.UUID] | None,
         *,
@@ -463,74 +175,65 @@ class MessagingService:
         limit: int = 25,
         offset: int = 0,
     ) -> Page[Message]:
-        """One page of the messages the viewer may read, oldest first, the matching total and
-        whether more follow.
-
-        ``conversation_ids`` None means all of the viewer's conversations; each one named must
-        be theirs. ``after_message_id`` (a message the viewer can see) seeks past it, and the
-        total counts the messages after it; ``after`` (a cursor's position) seeks past a
-        ``(sentAt, id)`` position, and the total counts the whole list.
-        """
-        visible = await self.visible_conversation_ids(conn, viewer, conversation_ids)
-        count_after = False
-        if after_message_id is not None:
-            anchor = await self.get_message_for(conn, viewer, after_message_id)
-            after, count_after = (anchor.sent_at, anchor.id), True
-        return await self._queries.list_messages_page(
-            conn,
-            viewer,
-            visible,
-            sender_ids=sender_ids,
-            reader_ids=reader_ids,
-            sent=sent,
-            after=after,
-            count_after=count_after,
-            limit=limit,
-            offset=offset,
-        )
-
-    async def leave(
-        self,
-        conn: asyncpg.Connection,
-        user_id: uuid.UUID,
-        conversation_id: uuid.UUID,
-        *,
-        origin: Origin,
-    ) -> Conversation:
-        """A participant leaves a group conversation; returns it as it was before they left."""
-        conversation = await self.get_for(conn, user_id, conversation_id)
-        if not conversation.is_group:
-            raise Conflict("a 1:1 conversation cannot be left")
-        await self.remove_participant(conn, conversation_id, user_id, actor=user_id, origin=origin)
-        return conversation
-
-    async def set_participants(
-        self,
-        conn: asyncpg.Connection,
-        actor: uuid.UUID,
-        conversation_id: uuid.UUID,
-        participant_ids: Sequence[uuid.UUID],
-        *,
-        origin: Origin,
-    ) -> Conversation:
-        """Make a group's participants exactly ``participant_ids`` (``actor`` must be one)."""
-        conversation = await self.get_for(conn, actor, conversation_id)
-        wanted = list(dict.fromkeys(participant_ids))
-        if not wanted:
-            raise BadRequest("a conversation needs participants")
-        if set(conversation.participant_ids) == set(wanted):
-            return conversation
-        if not conversation.is_group:
-            raise Conflict("1:1 conversations cannot change participants")
-        added = [u for u in wanted if u not in conversation.participant_ids]
-        if added:
-            await self.add_participants(conn, conversation_id, added, actor=actor, origin=origin)
-        # The actor last: once out, they may no longer change the conversation.
-        removed = sorted(
-            (u for u in conversation.participant_ids if u not in wanted), key=lambda u: u == actor
-        )
-        for user_id in removed:
-            await self.remove_participant(
-                conn, conversation_id, user_id, actor=actor, origin=origin
+        """:meth:`list_messages_page` on a pooled connection (a read)."""
+        async with self._db.acquire() as conn:
+            return await self.list_messages_page(
+                conn,
+                viewer,
+                conversation_ids,
+                sender_ids=sender_ids,
+                reader_ids=reader_ids,
+                sent=sent,
+                after_message_id=after_message_id,
+                after=after,
+                limit=limit,
+                offset=offset,
             )
-        return await self.get(conn, conversation_id)
+
+    async def send_message(
+        self, sender: uuid.UUID, conversation_id: uuid.UUID, new: NewMessage, *, origin: Origin
+    ) -> Message:
+        """:meth:`post` a message that has no Matrix event (so it is never a replay)."""
+        async with self._db.transaction() as conn:
+            message = await self.post(conn, sender, conversation_id, new, origin=origin)
+        assert message is not None  # None only for a replayed Matrix event
+        return message
+
+    async def message_for(self, viewer: uuid.UUID, message_id: uuid.UUID) -> Message:
+        """:meth:`get_message_for` on a pooled connection."""
+        async with self._db.acquire() as conn:
+            return await self.get_message_for(conn, viewer, message_id)
+
+    async def update_message(
+        self,
+        user_id: uuid.UUID,
+        message_id: uuid.UUID,
+        *,
+        content: str | None = None,
+        formatted_content: str | None = None,
+        read: bool = False,
+        hide: bool = False,
+    ) -> Message:
+        """Edit (its sender only), and/or mark read or hide for oneself (any participant); the
+        message as the user now sees it."""
+        async with self._db.transaction() as conn:
+            await self.get_message_for(conn, user_id, message_id)
+            if content is not None:
+                await self.edit(
+                    conn, user_id, message_id, content=content, formatted_content=formatted_content
+                )
+            if read:
+                await self.mark_read(conn, user_id, message_id)
+            if hide:
+                await self.delete_for(conn, user_id, message_id)
+            return await self.get_message_for(conn, user_id, message_id)
+
+    async def remove_message(
+        self, user_id: uuid.UUID, message_id: uuid.UUID, *, origin: Origin
+    ) -> Message:
+        """Its sender deletes a message for everyone; another participant, for themselves."""
+        async with self._db.transaction() as conn:
+            message = await self.get_message_for(conn, user_id, message_id)
+            if message.sender_id == user_id:
+                return await self.delete(conn, message_id, actor=user_id, origin=origin)
+            return await self.delete_for(conn, user_id, message_id)

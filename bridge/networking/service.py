@@ -1,15 +1,23 @@
-"""Networking rules: requests answered only by their receiver, cancelled only by their sender."""
+"""Networking rules: requests answered only by their receiver, cancelled only by their sender.
+
+Transactions, as in every service: a method that takes ``conn`` runs in the caller's DB
+transaction; a method without ``conn`` is an entry point that takes its own connection and opens
+the transaction itself (see :mod:`bridge.users.service`).
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Protocol
 
 import asyncpg
 
-from ..errors import BadRequest, Conflict, Forbidden, NotFound
+from ..db.database import Database
+from ..errors import Conflict, Forbidden, NotFound
 from ..ids import clean_text
 from ..notifications.service import NotificationService
+from ..users.service import UserService
 from .models import Connection, ConnectionRequest, RequestStatus
 from .store import NetworkingStore
 
@@ -31,16 +39,117 @@ class NetworkingListener(Protocol):
 
 
 class NetworkingService:
-    def __init__(self, store: NetworkingStore, notifications: NotificationService) -> None:
+    def __init__(
+        self,
+        db: Database,
+        store: NetworkingStore,
+        notifications: NotificationService,
+        users: UserService,
+    ) -> None:
+        self._db = db
         self._store = store
         self._notifications = notifications
+        self._users = users
         self._listeners: list[NetworkingListener] = []
 
     def add_listener(self, listener: NetworkingListener) -> None:
         self._listeners.append(listener)
 
+    # --- entry points (own connection and transaction) ------------------------------------------
+
+    async def connections_page(
+        self, user_id: uuid.UUID, *, limit: int = 25, offset: int = 0
+    ) -> tuple[list[Connection], int]:
+        """:meth:`list_connections_page` in a transaction of its own (page and total agree)."""
+        async with self._db.transaction() as conn:
+            return await self.list_connections_page(conn, user_id, limit=limit, offset=offset)
+
+    async def connection_for(self, user_id: uuid.UUID, connection_id: uuid.UUID) -> Connection:
+        """:meth:`get_connection_for` on a pooled connection."""
+        async with self._db.acquire() as conn:
+            return await self.get_connection_for(conn, user_id, connection_id)
+
+    async def connect(self, a: uuid.UUID, b: uuid.UUID) -> Connection:
+        """Connect two existing users without a request (an administrator's act)."""
+        async with self._db.transaction() as conn:
+            await self._users.require_all(conn, [a, b])
+            return await self.connect_directly(conn, a, b)
+
+    async def end_connection(self, user_id: uuid.UUID, connection_id: uuid.UUID) -> Connection:
+        """Either user ends a connection."""
+        async with self._db.transaction() as conn:
+            return await self.disconnect_by_id(conn, user_id, connection_id)
+
+    async def requests_page(
+        self,
+        user_id: uuid.UUID,
+        *,
+        statuses: list[RequestStatus] | None = None,
+        limit: int = 25,
+        offset: int = 0,
+    ) -> tuple[list[ConnectionRequest], int]:
+        """:meth:`list_requests_page` in a transaction of its own (page and total agree)."""
+        async with self._db.transaction() as conn:
+            return await self.list_requests_page(
+                conn, user_id, statuses=statuses, limit=limit, offset=offset
+            )
+
+    async def request_for(self, user_id: uuid.UUID, request_id: uuid.UUID) -> ConnectionRequest:
+        """:meth:`get_request_for` on a pooled connection."""
+        async with self._db.acquire() as conn:
+            return await self.get_request_for(conn, user_id, request_id)
+
+    async def ask(
+        self, sender: uuid.UUID, receiver: uuid.UUID, *, message: str | None = None
+    ) -> tuple[ConnectionRequest, bool]:
+        """:meth:`send_request` to an existing user (404 otherwise); (request, created)."""
+        async with self._db.transaction() as conn:
+            await self._users.require_all(conn, [receiver])
+            return await self.send_request(conn, sender, receiver, message=message)
+
+    async def answer(
+        self, receiver: uuid.UUID, request_id: uuid.UUID, *, accept: bool
+    ) -> ConnectionRequest:
+        """The receiver accepts or rejects a pending request (404/403 for anyone else)."""
+        async with self._db.transaction() as conn:
+            await self.get_request_for(conn, receiver, request_id)
+            if accept:
+                return await self.accept(conn, receiver=receiver, request_id=request_id)
+            return await self.reject(conn, receiver=receiver, request_id=request_id)
+
+    async def answer_user(
+        self, receiver: uuid.UUID, sender: uuid.UUID, *, accept: bool
+    ) -> ConnectionRequest:
+        """:meth:`answer_from` in a transaction of its own."""
+        async with self._db.transaction() as conn:
+            return await self.answer_from(conn, receiver, sender, accept=accept)
+
+    async def take_back(self, user_id: uuid.UUID, request_id: uuid.UUID) -> ConnectionRequest:
+        """:meth:`withdraw` in a transaction of its own."""
+        async with self._db.transaction() as conn:
+            return await self.withdraw(conn, user_id, request_id)
+
+    async def standings(
+        self, user_id: uuid.UUID, other_ids: list[uuid.UUID] | None = None
+    ) -> list[tuple[uuid.UUID, str, ConnectionRequest | None, Connection | None]]:
+        """:meth:`relations` on a pooled connection."""
+        async with self._db.acquire() as conn:
+            return await self.relations(conn, user_id, other_ids)
+
+    # --- in the caller's transaction ------------------------------------------------------------
+
     async def is_connected(self, conn: asyncpg.Connection, a: uuid.UUID, b: uuid.UUID) -> bool:
         return await self._store.get_connection(conn, a, b) is not None
+
+    async def unconnected(
+        self, conn: asyncpg.Connection, user_id: uuid.UUID, others: Sequence[uuid.UUID]
+    ) -> list[uuid.UUID]:
+        """Those of ``others`` (other than ``user_id``) not connected to ``user_id``, in order."""
+        wanted = [u for u in dict.fromkeys(others) if u != user_id]
+        if not wanted:
+            return []
+        connected = await self._store.list_connected(conn, user_id, wanted)
+        return [u for u in wanted if u not in connected]
 
     async def send_request(
         self,
@@ -56,7 +165,7 @@ class NetworkingService:
         When the receiver already asked the sender, this accepts that request instead.
         """
         if sender == receiver:
-            raise BadRequest("cannot connect to yourself")
+            raise Conflict("cannot connect to yourself")
         if await self.is_connected(conn, sender, receiver):
             raise Conflict("already connected")
         pending = await self._store.get_pending_between(conn, sender, receiver)
@@ -212,7 +321,7 @@ class NetworkingService:
     ) -> Connection:
         """Connect two users without a request (an administrator's act)."""
         if a == b:
-            raise BadRequest("cannot connect a user to themselves")
+            raise Conflict("cannot connect a user to themselves")
         if await self.is_connected(conn, a, b):
             raise Conflict("already connected")
         return await self._store.insert_connection(conn, a, b)

@@ -178,6 +178,22 @@ class NetworkingStore:
         )
         return None if row is None else Connection(**dict(row))
 
+    async def list_connected(
+        self, conn: asyncpg.Connection, user_id: uuid.UUID, others: Sequence[uuid.UUID]
+    ) -> set[uuid.UUID]:
+        """Those of ``others`` connected to ``user_id`` (one statement)."""
+        rows = await conn.fetch(
+            """
+            SELECT CASE WHEN user_low = $1 THEN user_high ELSE user_low END AS other
+            FROM connection
+            WHERE (user_low = $1 AND user_high = ANY($2::uuid[]))
+               OR (user_high = $1 AND user_low = ANY($2::uuid[]))
+            """,
+            user_id,
+            list(others),
+        )
+        return {row["other"] for row in rows}
+
     async def delete_connection(
         self, conn: asyncpg.Connection, a: uuid.UUID, b: uuid.UUID
     ) -> Connection | None:

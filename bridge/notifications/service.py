@@ -1,4 +1,9 @@
-"""Notifications for network users; delivered to Matrix-linked users by a listener."""
+"""Notifications for network users; delivered to Matrix-linked users by a listener.
+
+Transactions, as in every service: a method that takes ``conn`` runs in the caller's DB
+transaction; a method without ``conn`` is an entry point that takes its own connection and, when
+it writes, opens the transaction itself (see :mod:`bridge.users.service`).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +16,11 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from ..db.database import Database
 from ..errors import BadRequest, NotFound
 from ..ids import clean_text
 from ..listing import Page, Position
+from ..users.service import UserService
 from ..uuid7 import uuid7
 from .models import Device, Notification
 from .queries import NotificationQueries
@@ -36,16 +43,91 @@ class NotificationListener(Protocol):
         """Called in the DB transaction that created the notifications."""
 
 
+MAX_TITLE = 255
+MAX_BODY = 2000
+
+
+def clean_title(title: str) -> str:
+    """The title as stored: control and other invisible characters removed, trimmed; 400 when
+    nothing is left (checked after cleaning, so a title of such characters alone is refused)."""
+    cleaned = clean_text(title, limit=MAX_TITLE, multiline=False).strip()
+    if not cleaned:
+        raise BadRequest("notification.title must contain visible characters")
+    return cleaned
+
+
 class NotificationService:
     def __init__(
-        self, store: NotificationStore, queries: NotificationQueries | None = None
+        self,
+        db: Database,
+        store: NotificationStore,
+        users: UserService,
+        queries: NotificationQueries | None = None,
     ) -> None:
+        self._db = db
+        self._users = users
         self._queries = queries or NotificationQueries()
         self._store = store
         self._listeners: list[NotificationListener] = []
 
     def add_listener(self, listener: NotificationListener) -> None:
         self._listeners.append(listener)
+
+    # --- entry points (own connection and transaction) ------------------------------------------
+
+    async def send(
+        self,
+        user_ids: Sequence[uuid.UUID],
+        *,
+        kind: str,
+        title: str,
+        body: str,
+        payload: dict[str, Any] | None = None,
+    ) -> builtins.list[Notification]:
+        """Notify network users (an administrator's act); 404 naming a user who does not exist,
+        400 for no recipients or a title with nothing visible in it."""
+        if not user_ids:
+            raise BadRequest("notification.userIds must name at least one user")
+        clean_title(title)
+        async with self._db.transaction() as conn:
+            await self._users.require_all(conn, user_ids)
+            return await self.notify(
+                conn, user_ids, kind=kind, title=title, body=body, payload=payload
+            )
+
+    async def notifications_page(
+        self,
+        user_id: uuid.UUID,
+        *,
+        oldest_first: bool = False,
+        after: Position | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> Page[Notification]:
+        """:meth:`list_page` on a pooled connection (a read: no transaction)."""
+        async with self._db.acquire() as conn:
+            return await self.list_page(
+                conn, user_id, oldest_first=oldest_first, after=after, limit=limit, offset=offset
+            )
+
+    async def see(self, user_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> int:
+        """Mark some of the user's notifications seen; how many changed."""
+        if not ids:
+            raise BadRequest("notificationIds must name at least one notification")
+        async with self._db.transaction() as conn:
+            return await self.mark_seen(conn, user_id, ids)
+
+    async def add_device(self, user_id: uuid.UUID, token: str, platform: str) -> Device:
+        """Register (or re-register) a push device of the user."""
+        async with self._db.transaction() as conn:
+            return await self.register_device(conn, user_id, token, platform)
+
+    async def remove_device(self, user_id: uuid.UUID, device_id: uuid.UUID) -> Device:
+        """Remove one of the user's devices (404 if it is not theirs)."""
+        async with self._db.transaction() as conn:
+            return await self.unregister_device(conn, user_id, device_id)
+
+    # --- in the caller's transaction ------------------------------------------------------------
 
     async def notify(
         self,
@@ -72,8 +154,8 @@ class NotificationService:
             users = list(dict.fromkeys(request.user_ids))
             if not users:
                 continue
-            title = clean_text(request.title, limit=255, multiline=False)
-            body = clean_text(request.body, limit=2000)
+            title = clean_title(request.title)
+            body = clean_text(request.body, limit=MAX_BODY)
             kind, payload = request.kind, request.payload
             groups.append(
                 [Notification(uuid7(), u, kind, title, body, payload, now, None) for u in users]

@@ -1,4 +1,11 @@
-"""Network users: created by operators, by the REST API's first call, or for Matrix users."""
+"""Network users: created by operators, by the REST API's first call, or for Matrix users.
+
+Transactions (the same pattern in every service): a public method that takes ``conn`` runs in
+the caller's DB transaction (an inbox worker's, so an event's effects and its "processed" mark
+commit together, or another service's); a public method without ``conn`` is an entry point that
+takes its own connection from the pool and, when it writes, opens the transaction itself (REST
+handlers, commands).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from ..db.database import Database
 from ..errors import BadRequest, NotFound
 from ..ids import clean_text
 from .models import NetworkUser
@@ -31,8 +39,46 @@ def _avatar(value: str | None) -> str | None:
 
 
 class UserService:
-    def __init__(self, store: UserStore) -> None:
+    def __init__(self, db: Database, store: UserStore) -> None:
+        self._db = db
         self._store = store
+
+    # --- entry points (own connection and transaction) ------------------------------------------
+
+    async def sign_in(
+        self, user_id: uuid.UUID, display_name: str | None, *, acting: uuid.UUID | None = None
+    ) -> NetworkUser:
+        """The token subject ``user_id``, created or renamed as its claims say; 404 when
+        ``acting`` (the user an administrator acts for) is not a network user.
+
+        No transaction: on the usual path this is one read (the user exists, named as the token
+        says); a first use or a rename is one statement. A concurrent first request of the same
+        user is read again.
+        """
+        for attempt in (1, 2):
+            try:
+                async with self._db.acquire() as conn:
+                    user = await self.ensure(conn, user_id, display_name)
+                    if acting is not None and acting != user_id:
+                        if await self._store.get_user(conn, acting) is None:
+                            raise NotFound(f"no network user {acting} (asUserId)")
+                    return user
+            except asyncpg.UniqueViolationError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def add(self, display_name: str, avatar_url: str | None = None) -> NetworkUser:
+        """Create a network-native user (an operator's command)."""
+        async with self._db.transaction() as conn:
+            return await self.create(conn, display_name, avatar_url)
+
+    async def list_page(self, *, limit: int = 100, offset: int = 0) -> list[NetworkUser]:
+        """Network users, oldest first."""
+        async with self._db.acquire() as conn:
+            return await self.list_users(conn, limit=limit, offset=offset)
+
+    # --- in the caller's transaction ------------------------------------------------------------
 
     async def create(
         self,

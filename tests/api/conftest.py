@@ -20,14 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from bridge.api import ApiServices, mount_api
 from bridge.config import Config, parse_config
 from bridge.db.database import Database
-from bridge.messaging.service import MessagingService
-from bridge.messaging.store import MessagingStore
-from bridge.networking.service import NetworkingService
-from bridge.networking.store import NetworkingStore
-from bridge.notifications.service import NotificationService
-from bridge.notifications.store import NotificationStore
-from bridge.users.service import UserService
-from bridge.users.store import UserStore
+from bridge.services import build_services
 from tests.conftest import config_data
 
 SECRET = "a-shared-secret-of-at-least-32-bytes!"
@@ -92,14 +85,8 @@ async def db(dsn: str) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-def services() -> ApiServices:
-    notifications = NotificationService(NotificationStore())
-    return ApiServices(
-        users=UserService(UserStore()),
-        messaging=MessagingService(MessagingStore(), notifications),
-        networking=NetworkingService(NetworkingStore(), notifications),
-        notifications=notifications,
-    )
+def services(db: Database) -> ApiServices:
+    return build_services(db)
 
 
 @dataclass
@@ -110,11 +97,20 @@ class Api:
     db: Database
     services: ApiServices
     token_for: Callable[..., str] = field(default=hs_token)
+    friends: list[uuid.UUID] = field(default_factory=list)
 
     async def person(self, name: str = "Someone") -> uuid.UUID:
         """A network user that exists before calling (as one created by an operator)."""
-        async with self.db.transaction() as conn:
-            return (await self.services.users.create(conn, name)).id
+        return (await self.services.users.add(name)).id
+
+    async def friend(self, name: str = "Someone") -> uuid.UUID:
+        """A network user connected to every earlier friend of this test (who may then put
+        each other in conversations)."""
+        user_id = await self.person(name)
+        for other in self.friends:
+            await self.services.networking.connect(user_id, other)
+        self.friends.append(user_id)
+        return user_id
 
     async def call(
         self,

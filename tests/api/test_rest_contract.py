@@ -27,8 +27,16 @@ TIMEOUT = 300
 async def seed(api: Api, me: uuid.UUID) -> None:
     """Users and data for the generated requests to find: a conversation, messages, a
     connection, requests both ways, notifications and a device of the token's user."""
-    bob, cat, dan = [await api.person(n) for n in ("Bob", "Cat", "Dan")]
+    bob, cat, dan, eve = [await api.person(n) for n in ("Bob", "Cat", "Dan", "Eve")]
     await api.call("GET", "/messaging-api/v1/conversations", me)  # creates the token's user
+    for friend in (bob, cat):  # the conversation rules: only connections join a group
+        await api.call(
+            "POST",
+            "/networking-api/v1/connections",
+            me,
+            admin=True,
+            json={"userId1": str(me), "userId2": str(friend)},
+        )
     status, body = await api.call(
         "POST",
         "/messaging-api/v1/conversations",
@@ -45,17 +53,10 @@ async def seed(api: Api, me: uuid.UUID) -> None:
             json={"conversationId": group, "content": f"m{n}"},
         )
     await api.call(
-        "POST", "/networking-api/v1/connectionrequests", me, json={"receiverUserId": str(bob)}
+        "POST", "/networking-api/v1/connectionrequests", me, json={"receiverUserId": str(dan)}
     )
     await api.call(
-        "POST", "/networking-api/v1/connectionrequests", dan, json={"receiverUserId": str(me)}
-    )
-    await api.call(
-        "POST",
-        "/networking-api/v1/connections",
-        me,
-        admin=True,
-        json={"userId1": str(me), "userId2": str(cat)},
+        "POST", "/networking-api/v1/connectionrequests", eve, json={"receiverUserId": str(me)}
     )
     await api.call(
         "POST",

@@ -55,7 +55,7 @@ async def walk(api: Api, path: str, user: uuid.UUID, name: str, **params: Any) -
 
 
 async def test_messages_by_cursor_and_the_visible_total(api: Api) -> None:
-    ann, bob = uuid.uuid4(), await api.person("Bob")
+    ann, bob = await api.friend("Ann"), await api.friend("Bob")
     ab = (await direct(api, ann, bob))["id"]
     sent = [await backdated(api, ab, ann if n % 2 else bob, n) for n in range(7)]
     # Two messages with the same sentAt: the id breaks the tie, in cursors too.
@@ -93,7 +93,7 @@ async def test_messages_by_cursor_and_the_visible_total(api: Api) -> None:
     _, filtered = await api.call("GET", MSG, ann, params={"senderUserId": str(bob)})
     assert filtered["paging"]["totalRowCount"] == 4
     # Without conversationId: every conversation of the viewer.
-    ac = (await direct(api, ann, await api.person("Cat")))["id"]
+    ac = (await direct(api, ann, await api.friend("Cat")))["id"]
     await backdated(api, ac, ann, 100)
     pages = await walk(api, MSG, ann, "messages", pageRowCount=5)
     assert [m["content"] for p in pages for m in p][-1] == "m100"
@@ -102,7 +102,7 @@ async def test_messages_by_cursor_and_the_visible_total(api: Api) -> None:
 
 
 async def test_message_count_follows_writes(api: Api) -> None:
-    ann, bob = uuid.uuid4(), await api.person("Bob")
+    ann, bob = await api.friend("Ann"), await api.friend("Bob")
     ab = (await direct(api, ann, bob))["id"]
     sent = [await backdated(api, ab, bob, n) for n in range(3)]
 
@@ -136,7 +136,7 @@ async def test_message_count_follows_writes(api: Api) -> None:
 
 
 async def test_bad_cursors(api: Api) -> None:
-    ann, bob = uuid.uuid4(), await api.person("Bob")
+    ann, bob = await api.friend("Ann"), await api.friend("Bob")
     ab = (await direct(api, ann, bob))["id"]
     for n in range(3):
         await backdated(api, ab, bob, n)
@@ -179,7 +179,7 @@ async def test_message_pages_past_the_middle_are_the_same_from_the_end(
 ) -> None:
     # from_the_end 0: every page past the middle is found walking backwards.
     monkeypatch.setattr(messaging_queries, "FROM_THE_END", from_the_end)
-    ann, bob = uuid.uuid4(), await api.person("Bob")
+    ann, bob = await api.friend("Ann"), await api.friend("Bob")
     ab = (await direct(api, ann, bob))["id"]
     sent = [await backdated(api, ab, ann if n % 2 else bob, n) for n in range(11)]
     sent.append(await backdated(api, ab, bob, 10))  # a tie on sentAt
@@ -202,8 +202,8 @@ async def test_message_pages_past_the_middle_are_the_same_from_the_end(
 
 
 async def test_conversations_by_cursor(api: Api) -> None:
-    ann = uuid.uuid4()
-    others = [await api.person(f"P{n}") for n in range(5)]
+    ann = await api.friend("Ann")
+    others = [await api.friend(f"P{n}") for n in range(5)]
     convs = [(await direct(api, ann, other))["id"] for other in others]
     # Messages of 2024 order three; the two without messages sort by creation (now): first.
     for n, conv in enumerate(convs[:3]):
@@ -231,7 +231,7 @@ async def test_notifications_by_cursor_and_deep_pages(
 ) -> None:
     # deep_offset 3: pages from the third row on past the middle are walked from the end.
     monkeypatch.setattr(notification_queries, "DEEP_OFFSET", deep_offset)
-    ann = await api.person("Ann")
+    ann = await api.friend("Ann")
     for n in range(7):
         await api.call(
             "POST",

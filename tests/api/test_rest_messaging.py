@@ -32,7 +32,7 @@ async def post(api: Api, user: uuid.UUID, conversation: str, content: str, **ext
 
 
 async def test_create_direct_conversation_envelope(api: Api) -> None:
-    ann, bob = uuid.uuid4(), await api.person("Bob")
+    ann, bob = await api.friend("Ann"), await api.friend("Bob")
     status, body = await api.call(
         "POST",
         CONV,
@@ -59,7 +59,7 @@ async def test_create_direct_conversation_envelope(api: Api) -> None:
 
 
 async def test_create_conversation_validation(api: Api) -> None:
-    ann, bob, cat = uuid.uuid4(), await api.person("Bob"), await api.person("Cat")
+    ann, bob, cat = await api.friend("Ann"), await api.friend("Bob"), await api.friend("Cat")
     cases = [
         ({"participantIds": [str(ann), str(bob)]}, 400, "isGroup"),
         ({"isGroup": False, "participantIds": [str(bob), str(cat)]}, 403, "session user"),
@@ -83,7 +83,7 @@ async def test_create_conversation_validation(api: Api) -> None:
 
 
 async def test_only_participants_see_a_conversation(api: Api) -> None:
-    ann, bob, eve = uuid.uuid4(), await api.person("Bob"), uuid.uuid4()
+    ann, bob, eve = await api.friend("Ann"), await api.friend("Bob"), uuid.uuid4()
     conversation = await direct(api, ann, bob)
     status, body = await api.call("GET", f"{CONV}/{conversation['id']}", ann)
     assert status == 200 and body["conversation"]["id"] == conversation["id"]
@@ -94,10 +94,10 @@ async def test_only_participants_see_a_conversation(api: Api) -> None:
 
 async def test_group_update_and_leave(api: Api) -> None:
     ann, bob, cat, dan = (
-        uuid.uuid4(),
-        await api.person("Bob"),
-        await api.person("Cat"),
-        await api.person("Dan"),
+        await api.friend("Ann"),
+        await api.friend("Bob"),
+        await api.friend("Cat"),
+        await api.friend("Dan"),
     )
     status, body = await api.call(
         "POST",
@@ -131,7 +131,7 @@ async def test_group_update_and_leave(api: Api) -> None:
 
 
 async def test_direct_conversation_cannot_change_or_be_left(api: Api) -> None:
-    ann, bob, cat = uuid.uuid4(), await api.person("Bob"), await api.person("Cat")
+    ann, bob, cat = await api.friend("Ann"), await api.friend("Bob"), await api.friend("Cat")
     path = f"{CONV}/{(await direct(api, ann, bob))['id']}"
     assert_error(
         *await api.call("PATCH", path, ann, json={"participantIds": [str(ann), str(cat)]}),
@@ -142,7 +142,7 @@ async def test_direct_conversation_cannot_change_or_be_left(api: Api) -> None:
 
 
 async def test_list_conversations_filters(api: Api) -> None:
-    ann, bob, cat = uuid.uuid4(), await api.person("Bob"), await api.person("Cat")
+    ann, bob, cat = await api.friend("Ann"), await api.friend("Bob"), await api.friend("Cat")
     one = await direct(api, ann, bob)
     two = await direct(api, ann, cat)
     _, body = await api.call(
@@ -187,7 +187,7 @@ async def test_list_conversations_filters(api: Api) -> None:
 
 
 async def test_create_and_get_message(api: Api) -> None:
-    ann, bob, eve = uuid.uuid4(), await api.person("Bob"), uuid.uuid4()
+    ann, bob, eve = await api.friend("Ann"), await api.friend("Bob"), uuid.uuid4()
     conversation = await direct(api, ann, bob)
     message = await post(
         api, ann, conversation["id"], "hi <b>", formattedContent="<b>hi</b><script>"
@@ -226,7 +226,7 @@ async def test_create_and_get_message(api: Api) -> None:
 
 
 async def test_admin_posts_as_another_sender_and_backdates(api: Api) -> None:
-    admin, ann, bob = uuid.uuid4(), uuid.uuid4(), await api.person("Bob")
+    admin, ann, bob = uuid.uuid4(), await api.friend("Ann"), await api.friend("Bob")
     conversation = await direct(api, ann, bob)
     when = "2024-05-01T10:00:00+00:00"
     message = (
@@ -256,7 +256,7 @@ async def test_admin_posts_as_another_sender_and_backdates(api: Api) -> None:
 
 
 async def test_edit_read_and_delete(api: Api) -> None:
-    ann, bob = uuid.uuid4(), await api.person("Bob")
+    ann, bob = await api.friend("Ann"), await api.friend("Bob")
     conversation = await direct(api, ann, bob)
     message = await post(api, ann, conversation["id"], "first")
     path = f"{MSG}/{message['id']}"
@@ -292,7 +292,7 @@ async def test_edit_read_and_delete(api: Api) -> None:
 
 
 async def test_list_messages_order_filters_and_paging(api: Api) -> None:
-    ann, bob, cat = uuid.uuid4(), await api.person("Bob"), await api.person("Cat")
+    ann, bob, cat = await api.friend("Ann"), await api.friend("Bob"), await api.friend("Cat")
     ab = (await direct(api, ann, bob))["id"]
     ac = (await direct(api, ann, cat))["id"]
     admin = uuid.uuid4()

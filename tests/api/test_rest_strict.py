@@ -14,14 +14,7 @@ from bridge.api.decoding import _parameters
 from bridge.api.operations import Operation
 from bridge.api.queries import SECURITY_PARAMETERS
 from bridge.db.database import Database
-from bridge.messaging.service import MessagingService
-from bridge.messaging.store import MessagingStore
-from bridge.networking.service import NetworkingService
-from bridge.networking.store import NetworkingStore
-from bridge.notifications.service import NotificationService
-from bridge.notifications.store import NotificationStore
-from bridge.users.service import UserService
-from bridge.users.store import UserStore
+from bridge.services import build_services
 from tests.api.conftest import Api, api_config, assert_error
 from tests.api.test_rest_messaging import direct
 
@@ -32,16 +25,9 @@ REQ = "/networking-api/v1/connectionrequests"
 
 def _route_table() -> list[tuple[str, Operation[Any, Any]]]:
     """Every operation with its full path (the table only; nothing is served or connected)."""
-    notifications = NotificationService(NotificationStore())
-    from bridge.api import ApiServices
-
-    services = ApiServices(
-        users=UserService(UserStore()),
-        messaging=MessagingService(MessagingStore(), notifications),
-        networking=NetworkingService(NetworkingStore(), notifications),
-        notifications=notifications,
-    )
-    ctx = build_context(api_config(), Database("postgres://unused/unused"), services)
+    db = Database("postgres://unused/unused")
+    services = build_services(db)
+    ctx = build_context(api_config(), db, services)
     return [(s.prefix + op.path, op) for s in api_services(ctx) for op in s.operations]
 
 
@@ -138,7 +124,7 @@ async def test_fields_the_server_owns_are_refused(
 ) -> None:
     """Seed (networking, messaging): ``respondedAt``, ``lastMessageAt``, ``readBy`` and
     ``deletedFor`` are the service's to set; a client's value is refused, never ignored."""
-    ann, bob = uuid.uuid4(), await api.person("Bob")
+    ann, bob = await api.friend("Ann"), await api.friend("Bob")
     conversation = await direct(api, ann, bob)
     valid = {
         CONV: {"isGroup": True, "participantIds": [str(ann), str(bob), str(uuid.uuid4())]},
@@ -151,7 +137,7 @@ async def test_fields_the_server_owns_are_refused(
 
 
 async def test_sent_at_is_for_administrators(api: Api) -> None:
-    ann, bob = uuid.uuid4(), await api.person("Bob")
+    ann, bob = await api.friend("Ann"), await api.friend("Bob")
     conversation = await direct(api, ann, bob)
     payload = {
         "conversationId": conversation["id"],
@@ -164,7 +150,7 @@ async def test_sent_at_is_for_administrators(api: Api) -> None:
 
 
 async def test_patch_refuses_server_fields_and_unknown_ones(api: Api) -> None:
-    ann, bob = uuid.uuid4(), await api.person("Bob")
+    ann, bob = await api.friend("Ann"), await api.friend("Bob")
     conversation = await direct(api, ann, bob)
     _, body = await api.call(
         "POST", MSG, ann, json={"conversationId": conversation["id"], "content": "x"}
@@ -194,7 +180,7 @@ async def raw_post(api: Api, path: str, user: uuid.UUID, data: bytes, **kw: Any)
 
 @pytest.fixture
 async def chat(api: Api) -> tuple[uuid.UUID, str]:
-    ann, bob = uuid.uuid4(), await api.person("Bob")
+    ann, bob = await api.friend("Ann"), await api.friend("Bob")
     return ann, (await direct(api, ann, bob))["id"]
 
 

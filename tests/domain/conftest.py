@@ -1,39 +1,31 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import asyncpg
 import pytest
 
-from bridge.db.database import init_connection
-from bridge.messaging.service import MessagingService
-from bridge.messaging.store import MessagingStore
-from bridge.networking.service import NetworkingService
-from bridge.networking.store import NetworkingStore
-from bridge.notifications.service import NotificationService
-from bridge.notifications.store import NotificationStore
-from bridge.users.service import UserService
-from bridge.users.store import UserStore
+from bridge.api.context import ApiServices as Services
+from bridge.db.database import Database, init_connection
+from bridge.services import build_services
 
-
-@dataclass
-class Services:
-    users: UserService
-    notifications: NotificationService
-    messaging: MessagingService
-    networking: NetworkingService
+__all__ = ["Services"]
 
 
 @pytest.fixture
-def services() -> Services:
-    notifications = NotificationService(NotificationStore())
-    return Services(
-        users=UserService(UserStore()),
-        notifications=notifications,
-        messaging=MessagingService(MessagingStore(), notifications),
-        networking=NetworkingService(NetworkingStore(), notifications),
-    )
+async def db(dsn: str) -> AsyncIterator[Database]:
+    database = Database(dsn, min_size=1, max_size=3)
+    await database.open()
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+@pytest.fixture
+def services(db: Database) -> Services:
+    """The services as the app builds them; their entry points use ``db``."""
+    return build_services(db)
 
 
 @pytest.fixture

@@ -11,7 +11,12 @@ from tests.domain.conftest import Services
 
 
 async def people(conn: asyncpg.Connection, services: Services, *names: str) -> list:
-    return [(await services.users.create(conn, name)).id for name in names]
+    """New users, each connected to the others (so they may put each other in conversations)."""
+    created = [(await services.users.create(conn, name)).id for name in names]
+    for i, a in enumerate(created):
+        for b in created[i + 1 :]:
+            await services.networking.connect_directly(conn, a, b)
+    return created
 
 
 async def test_direct_conversation_is_unique_per_pair(conn: asyncpg.Connection, services: Services) -> None:
@@ -106,13 +111,13 @@ async def test_reply_reactions_and_read_markers(conn: asyncpg.Connection, servic
 
 
 async def test_group_membership_changes(conn: asyncpg.Connection, services: Services) -> None:
-    ann, bob, cat, eve = await people(conn, services, "Ann", "Bob", "Cat", "Eve")
-    group = await services.messaging.create_group(conn, ann, [bob], origin=Origin.NETWORK)
+    ann, bob, cat, dan, eve = await people(conn, services, "Ann", "Bob", "Cat", "Dan", "Eve")
+    group = await services.messaging.create_group(conn, ann, [bob, dan], origin=Origin.NETWORK)
     with pytest.raises(Forbidden):
         await services.messaging.add_participants(conn, group.id, [eve], actor=eve, origin=Origin.NETWORK)
     assert await services.messaging.add_participants(conn, group.id, [cat, bob], actor=ann, origin=Origin.NETWORK) == [cat]
     assert await services.messaging.remove_participant(conn, group.id, bob, actor=None, origin=Origin.MATRIX)
-    assert set((await services.messaging.get(conn, group.id)).participant_ids) == {ann, cat}
+    assert set((await services.messaging.get(conn, group.id)).participant_ids) == {ann, cat, dan}
 
 
 async def test_bad_messages_are_refused(conn: asyncpg.Connection, services: Services) -> None:

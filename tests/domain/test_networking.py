@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from bridge.errors import BadRequest, Conflict, Forbidden
+from bridge.errors import Conflict, Forbidden
 from bridge.networking.models import RequestStatus
 from tests.domain.conftest import Services
 
@@ -69,7 +69,7 @@ async def test_crossing_requests_connect(conn: asyncpg.Connection, services: Ser
 
 async def test_disconnect_and_self_request(conn: asyncpg.Connection, services: Services) -> None:
     ann, bob = await pair(conn, services)
-    with pytest.raises(BadRequest):
+    with pytest.raises(Conflict):
         await services.networking.send_request(conn, ann, ann)
     request, _ = await services.networking.send_request(conn, ann, bob)
     await services.networking.accept(conn, receiver=bob, request_id=request.id)

@@ -7,29 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import json
-import os
 import secrets
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import asyncpg
-import yaml
 from mautrix.api import Method
 from mautrix.api import Path as ApiPath
 from mautrix.appservice import IntentAPI
@@ -38,13 +30,31 @@ from mautrix.errors import MatrixConnectionError, MatrixRequestError, MNotFound
 from mautrix.types import (
     EventType,
     FilterID,
+    MatrixUserIdentifier,
     MemberStateEventContent,
     MessageType,
     RoomAlias,
     RoomID,
     TextMessageEventContent,
     UserID,
+    UserIdentifier,
 )
+
+from bridge.local.processes import (
+    START_TIMEOUT,
+    STOP_TIMEOUT,
+    ManagedProcess,
+    child_env,
+    free_port,
+    http_status,
+    tail,
+    wait_until,
+)
+from bridge.local.synapse import RegistrationError
+from bridge.local.synapse import SynapseProcess as LocalSynapse
+from bridge.local.synapse import register_user as register_with_secret
+
+__all__ = ["ManagedProcess", "child_env", "free_port", "http_status", "tail", "wait_until"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVER_NAME = "localhost"
@@ -58,196 +68,7 @@ ALICE_PASSWORD = "alice-password"
 #: nor a management room (see ``portal_room``): the bridge keeps it and marks it ignored.
 MESSAGE_DONE_STATE = "ignored"
 
-#: Bounds for waiting on processes. Generous: the machine may be slow and shared.
-START_TIMEOUT = 90.0
-STOP_TIMEOUT = 30.0
-POLL_INTERVAL = 0.1
 LOG_TAIL_LINES = 120
-
-_PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
-# No proxies for anything that talks to loopback from this process either.
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-T = TypeVar("T")
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    """The environment for a child: no proxies, no stray ``BRIDGE_*`` config overrides."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in _PROXY_VARS and not k.startswith("BRIDGE_")
-    }
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-def http_status(url: str, timeout: float = 2.0) -> int | None:
-    """HTTP status of a GET (None when nothing answers)."""
-    try:
-        with _DIRECT.open(url, timeout=timeout) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except (urllib.error.URLError, OSError):
-        return None
-
-
-def tail(path: Path, lines: int = LOG_TAIL_LINES, start: int = 0) -> str:
-    """The last ``lines`` lines of a file from byte offset ``start``."""
-    try:
-        with path.open("rb") as fh:
-            fh.seek(start)
-            data = fh.read()
-    except FileNotFoundError:
-        return "(no log)"
-    text = data.decode("utf-8", errors="replace").splitlines()
-    return "\n".join(text[-lines:])
-
-
-async def wait_until(
-    condition: Callable[[], Awaitable[T | None]],
-    *,
-    within: float,
-    what: str | Callable[[], str],
-    interval: float = POLL_INTERVAL,
-) -> T:
-    """Poll ``condition`` until it returns something truthy; fail after ``within`` seconds.
-
-    ``what`` (or what it returns, evaluated on failure) says what was awaited.
-    """
-    deadline = time.monotonic() + within
-    while True:
-        value = await condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            text = what() if callable(what) else what
-            raise AssertionError(f"timed out after {within:.0f}s waiting for {text}")
-        await asyncio.sleep(interval)
-
-
-class ManagedProcess:
-    """A daemon run as a subprocess: started, checked for readiness, stopped by its own PID."""
-
-    def __init__(
-        self,
-        name: str,
-        argv: list[str],
-        *,
-        cwd: Path,
-        env: dict[str, str],
-        log_path: Path,
-        ready_url: str,
-    ) -> None:
-        self.name = name
-        self.argv = argv
-        self.cwd = cwd
-        self.env = env
-        self.log_path = log_path
-        self.ready_url = ready_url
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_offset(self) -> int:
-        try:
-            return self.log_path.stat().st_size
-        except FileNotFoundError:
-            return 0
-
-    def start(self, timeout: float = START_TIMEOUT) -> None:
-        """Start the process and wait (bounded) until its readiness URL answers 200."""
-        assert not self.running(), f"{self.name} is already running"
-        self.starts += 1
-        with self.log_path.open("ab") as log:
-            log.write(f"\n===== e2e: start #{self.starts} of {self.name} =====\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                self.argv, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        self.wait_ready(timeout)
-
-    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"{self.name} exited with status {self.proc.returncode} before it was ready; "
-                    f"log tail:\n{tail(self.log_path, 60)}"
-                )
-            if http_status(self.ready_url) == 200:
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"{self.name} not ready at {self.ready_url} after {timeout:.0f}s; "
-                    f"log tail:\n{tail(self.log_path, 60)}"
-                )
-            time.sleep(POLL_INTERVAL)
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
-        """SIGTERM, then SIGKILL if it has not exited within ``timeout``; return the status."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._note(f"did not exit {timeout:.0f}s after SIGTERM; sending SIGKILL")
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT)
-        return self.proc.returncode
-
-    def kill(self) -> int | None:
-        """SIGKILL: no chance to clean up, like a crash or the OOM killer."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(STOP_TIMEOUT)
-        return self.proc.returncode
-
-    def restart(self, *, kill: bool = False, timeout: float = START_TIMEOUT) -> None:
-        """Stop (SIGKILL when ``kill``, else SIGTERM) and start again on the same config/data."""
-        if kill:
-            self.kill()
-        else:
-            self.stop()
-        self._note(f"restarting ({'SIGKILL' if kill else 'SIGTERM'}) at {time.time():.3f}")
-        self.start(timeout)
-
-    async def arestart(self, *, kill: bool = False) -> None:
-        """:meth:`restart` off the event loop, so the test's other tasks keep running."""
-        await asyncio.to_thread(self.restart, kill=kill)
-
-    async def astart(self) -> None:
-        """:meth:`start` off the event loop."""
-        await asyncio.to_thread(self.start)
-
-    async def astop(self) -> int | None:
-        """:meth:`stop` off the event loop."""
-        return await asyncio.to_thread(self.stop)
-
-    def _note(self, text: str) -> None:
-        with self.log_path.open("ab") as log:
-            log.write(f"===== e2e: {self.name} {text} =====\n".encode())
 
 
 class BridgeProcess(ManagedProcess):
@@ -294,16 +115,8 @@ class BridgeProcess(ManagedProcess):
         leftover.stop()
 
 
-class SynapseProcess(ManagedProcess):
-    def __init__(self, *, config_path: Path, port: int, db_path: Path, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.config_path = config_path
-        self.port = port
-        self.db_path = db_path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+class SynapseProcess(LocalSynapse):
+    """The session's Synapse, with read access to what it owes the bridge."""
 
     # Synapse's own view of what it owes the bridge, read from its SQLite database (read-only;
     # it may be running, so wait out its write locks).
@@ -741,29 +554,30 @@ class Network:
 # ---------------------------------------------------------------------------- more Matrix users
 
 
-def _shared_secret(homeserver: SynapseProcess) -> str:
-    config = yaml.safe_load(homeserver.config_path.read_text())
-    return str(config["registration_shared_secret"])
+@contextlib.asynccontextmanager
+async def logged_in(homeserver_url: str, user: str, password: str) -> AsyncIterator[ClientAPI]:
+    """A Matrix client logged in with a password (a device of its own), logged out after."""
+    client = ClientAPI(base_url=homeserver_url)
+    try:
+        await client.login(
+            identifier=UserIdentifier(MatrixUserIdentifier(user=user)), password=password,
+            store_access_token=True,
+        )
+        yield client
+    finally:
+        with contextlib.suppress(Exception):
+            await client.logout()
+        await client.api.session.close()
 
 
 async def register_user(homeserver: SynapseProcess, localpart: str, password: str) -> ClientAPI:
     """A new Matrix user, registered with Synapse's shared secret; a logged-in client."""
-    url = f"{homeserver.url}/_synapse/admin/v1/register"
-    async with aiohttp.ClientSession() as session:
-        async with session.get(url) as resp:
-            resp.raise_for_status()
-            nonce = (await resp.json())["nonce"]
-        mac = hmac.new(_shared_secret(homeserver).encode(), digestmod=hashlib.sha1)
-        for part in (nonce, localpart, password):
-            mac.update(part.encode())
-            mac.update(b"\x00")
-        mac.update(b"notadmin")
-        body = {"nonce": nonce, "username": localpart, "password": password, "admin": False,
-                "mac": mac.hexdigest()}
-        async with session.post(url, json=body) as resp:
-            if resp.status != 200:
-                raise AssertionError(f"registering {localpart}: {resp.status} {await resp.text()}")
-            registered = await resp.json()
+    try:
+        registered = await register_with_secret(
+            homeserver.url, homeserver.shared_secret(), localpart, password
+        )
+    except RegistrationError as exc:
+        raise AssertionError(str(exc)) from None
     return ClientAPI(
         mxid=UserID(registered["user_id"]), base_url=homeserver.url,
         token=registered["access_token"],

@@ -47,9 +47,9 @@ from mautrix.appservice import AppServiceAPI, IntentAPI
 from mautrix.appservice.state_store import ASStateStore
 from mautrix.client import ClientAPI
 from mautrix.client.state_store import MemoryStateStore
-from mautrix.types import MatrixUserIdentifier, UserIdentifier
 from mautrix.util.logging import TraceLogger
 
+from bridge.local.synapse import SynapseFiles, homeserver_config, write_config
 from tests.e2e.bed import (
     ALICE,
     ALICE_PASSWORD,
@@ -67,6 +67,7 @@ from tests.e2e.bed import (
     SynapseProcess,
     child_env,
     free_port,
+    logged_in,
     register_user,
     tail,
 )
@@ -177,6 +178,7 @@ def bridge_setup(e2e_root: Path) -> tuple[BridgeProcess, Path]:
     config = yaml.safe_load(config_path.read_text())  # now with the generated tokens
     bridge = BridgeProcess(
         name="bridge",
+        label="e2e",
         argv=[sys.executable, "-m", "bridge", "run", "-c", str(config_path)],
         cwd=bridge_dir,
         env=env,
@@ -193,71 +195,15 @@ def synapse(e2e_root: Path, bridge_setup: tuple[BridgeProcess, Path]) -> Iterato
     """Synapse on a free loopback port, SQLite, with the bridge's registration loaded."""
     bridge, registration = bridge_setup
     port = int(bridge.config["homeserver"]["address"].rsplit(":", 1)[1])
-    hs_dir = e2e_root / "synapse"
-    hs_dir.mkdir()
-    limit = {"per_second": 10000, "burst_count": 100000}
-    log_config = hs_dir / "log.config"
-    log_config.write_text(yaml.safe_dump({
-        "version": 1,
-        "formatters": {"precise": {
-            "format": "%(asctime)s - %(name)s - %(lineno)d - %(levelname)s - "
-                      "%(request)s - %(message)s",
-        }},
-        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "precise"}},
-        "loggers": {"synapse.storage.SQL": {"level": "INFO"}},
-        "root": {"level": "INFO", "handlers": ["console"]},
-        "disable_existing_loggers": False,
-    }))
-    db_path = hs_dir / "homeserver.db"
-    homeserver = {
-        "server_name": SERVER_NAME,
-        "listeners": [{
-            "port": port,
-            "bind_addresses": ["127.0.0.1"],
-            "type": "http",
-            "tls": False,
-            "x_forwarded": False,
-            "resources": [{"names": ["client"], "compress": False}],
-        }],
-        "database": {"name": "sqlite3", "args": {"database": str(db_path)}},
-        "log_config": str(log_config),
-        "media_store_path": str(hs_dir / "media_store"),
-        "signing_key_path": str(hs_dir / f"{SERVER_NAME}.signing.key"),
-        "trusted_key_servers": [],
-        "suppress_key_server_warning": True,
-        "report_stats": False,
-        "enable_registration": False,
-        "registration_shared_secret": secrets.token_urlsafe(32),
-        "macaroon_secret_key": secrets.token_urlsafe(32),
-        "form_secret": secrets.token_urlsafe(32),
-        "bcrypt_rounds": 4,  # logins in milliseconds, not a quarter second each
-        "app_service_config_files": [str(registration)],
-        "rc_message": limit,
-        "rc_registration": limit,
-        "rc_room_creation": limit,
-        "rc_joins": {"local": limit, "remote": limit},
-        "rc_joins_per_room": limit,
-        "rc_invites": {"per_room": limit, "per_user": limit, "per_issuer": limit},
-        "rc_login": {"address": limit, "account": limit, "failed_attempts": limit},
-    }
-    config_path = hs_dir / "homeserver.yaml"
-    config_path.write_text(yaml.safe_dump(homeserver, sort_keys=False))
-    env = child_env()
-    _run(
-        [sys.executable, "-m", "synapse.app.homeserver", "-c", str(config_path),
-         "--generate-keys"],
-        cwd=hs_dir, env=env, what="synapse --generate-keys",
+    files = SynapseFiles(e2e_root / "synapse")
+    write_config(
+        files,
+        homeserver_config(
+            files, server_name=SERVER_NAME, port=port, app_service_config_files=[registration]
+        ),
     )
     proc = SynapseProcess(
-        name="synapse",
-        argv=[sys.executable, "-m", "synapse.app.homeserver", "-c", str(config_path)],
-        cwd=hs_dir,
-        env=env,
-        log_path=e2e_root / "synapse.log",
-        ready_url=f"http://127.0.0.1:{port}/health",
-        config_path=config_path,
-        port=port,
-        db_path=db_path,
+        files, port=port, log_path=e2e_root / "synapse.log", label="e2e"
     )
     PROCESSES.append(proc)
     try:
@@ -270,9 +216,9 @@ def synapse(e2e_root: Path, bridge_setup: tuple[BridgeProcess, Path]) -> Iterato
             else [sys.executable, "-m", "synapse._scripts.register_new_matrix_user"]
         )
         _run(
-            [*register, "-c", str(config_path), "-u", ALICE, "-p", ALICE_PASSWORD,
+            [*register, "-c", str(files.config), "-u", ALICE, "-p", ALICE_PASSWORD,
              "--no-admin", proc.url],
-            cwd=hs_dir, env=env, what="register_new_matrix_user",
+            cwd=files.directory, env=child_env(), what="register_new_matrix_user",
         )
         yield proc
     finally:
@@ -317,17 +263,8 @@ def homeserver(synapse: SynapseProcess) -> SynapseProcess:
 @pytest.fixture
 async def alice(homeserver: SynapseProcess) -> AsyncIterator[ClientAPI]:
     """A real Matrix user, logged in with mautrix (its own device for this test)."""
-    client = ClientAPI(base_url=homeserver.url)
-    try:
-        await client.login(
-            identifier=UserIdentifier(MatrixUserIdentifier(user=ALICE)), password=ALICE_PASSWORD,
-            store_access_token=True,
-        )
+    async with logged_in(homeserver.url, ALICE, ALICE_PASSWORD) as client:
         yield client
-    finally:
-        with contextlib.suppress(Exception):
-            await client.logout()
-        await client.api.session.close()
 
 
 @pytest.fixture

@@ -148,6 +148,7 @@ async def _open_portal(
     alice = await new_matrix_user("alice")
     me = await network.identity_of(alice.mxid, f"Alice of {name}")
     bob = await network.add_user(f"Bob {name}")
+    await network.connect(bob, me)  # a 1:1 conversation needs a connection
 
     created = await rest.post(
         CONVERSATIONS, {"isGroup": False, "participantIds": [str(bob), str(me)]}, as_user=bob
@@ -772,6 +773,10 @@ async def test_rest_changes_wake_the_outbox_sender(quiet_bridge: BridgeProcess) 
         "INSERT INTO network_user (id, display_name, matrix_user_id) "
         "VALUES ($1, 'Alice Quiet', $2), ($3, 'Bob Quiet', NULL)",
         alice, f"@alice-quiet:{SERVER_NAME}", bob,
+    )
+    low, high = sorted((alice, bob))
+    await db.fetch(
+        "INSERT INTO connection (id, user_low, user_high) VALUES ($1, $2, $3)", uuid.uuid4(), low, high
     )
     async with RestApi(quiet_bridge) as rest:
         created = await rest.post(

@@ -44,11 +44,13 @@ async def test_matrix_users_own_messages_are_not_echoed(bridge: Bridge, conn: as
 
 
 async def test_network_conversation_with_a_matrix_user_gets_a_portal(bridge: Bridge, conn: asyncpg.Connection) -> None:
-    bob, cat = await bridge.person("Bob"), await bridge.person("Cat")
+    bob, cat, dan = await bridge.person("Bob"), await bridge.person("Cat"), await bridge.person("Dan")
     async with bridge.db.transaction() as c:
         alice = (await bridge.users.for_matrix_user(c, ALICE)).id
+        for other in (cat, dan, alice):
+            await bridge.networking.connect_directly(c, bob, other)
         conv = await bridge.messaging.create_group(c, bob, [cat, alice], title="Plans", origin=Origin.NETWORK)
-        lonely = await bridge.messaging.create_group(c, bob, [cat], title="No Matrix", origin=Origin.NETWORK)
+        lonely = await bridge.messaging.create_group(c, bob, [cat, dan], title="No Matrix", origin=Origin.NETWORK)
     (lane, sender, payload), = bridge.outbox.of("create_room")
     assert lane == f"conv:{conv.id}" and sender == bridge.ids.bot
     assert payload["conversation_id"] == str(conv.id) and payload["name"] == "Plans"

@@ -21,14 +21,6 @@ AUTH = {"Authorization": f"Bearer {HS_TOKEN}"}
 
 
 @pytest.fixture
-async def hs(aiohttp_server: Any) -> FakeHomeserver:
-    fake = FakeHomeserver(as_token=AS_TOKEN)
-    server = await aiohttp_server(fake.app())
-    fake.url = str(server.make_url("")).rstrip("/")
-    return fake
-
-
-@pytest.fixture
 async def client(hs: FakeHomeserver, dsn: str, aiohttp_client: Any) -> TestClient:
     config = parse_config(config_data(homeserver__address=hs.url))
     return await aiohttp_client(await init_app(config, dsn))
@@ -43,8 +35,15 @@ async def seed(client: TestClient, dsn: str) -> tuple[uuid.UUID, uuid.UUID, uuid
         async with conn.transaction():
             bob = await ctx.users.create(conn, "Bob Network", "mxc://localhost/bobface")
             alice = await ctx.users.for_matrix_user(conn, "@alice:localhost")
+            cat = await ctx.users.create(conn, "Cat Network")
             conv = await ctx.messaging.create_group(
-                conn, bob.id, [alice.id], title="Plans", topic="Q3", origin=Origin.NETWORK
+                conn,
+                bob.id,
+                [alice.id, cat.id],
+                title="Plans",
+                topic="Q3",
+                origin=Origin.NETWORK,
+                admin=True,  # an administrator's group: no connections needed
             )
     finally:
         await conn.close()

@@ -26,14 +26,7 @@ from bridge.matrix.inbox.intake import IntakeService
 from bridge.matrix.inbox.processor import InboxProcessor
 from bridge.matrix.inbox.store import InboxStore
 from bridge.matrix.outbox.store import OutboxStore
-from bridge.messaging.service import MessagingService
-from bridge.messaging.store import MessagingStore
-from bridge.networking.service import NetworkingService
-from bridge.networking.store import NetworkingStore
-from bridge.notifications.service import NotificationService
-from bridge.notifications.store import NotificationStore
-from bridge.users.service import UserService
-from bridge.users.store import UserStore
+from bridge.services import build_services
 
 ALICE = "@alice:localhost"
 DM = "!dm:localhost"
@@ -70,11 +63,11 @@ class Bridge:
     def __init__(self, db: Database, config: Config, *, batch: bool = True) -> None:
         self.db = db
         self.outbox = RecordingOutbox()
-        notifications = NotificationService(NotificationStore())
-        self.notifications = notifications
-        self.users = UserService(UserStore())
-        self.messaging = MessagingService(MessagingStore(), notifications)
-        self.networking = NetworkingService(NetworkingStore(), notifications)
+        services = build_services(db)
+        notifications = self.notifications = services.notifications
+        self.users = services.users
+        self.messaging = services.messaging
+        self.networking = services.networking
         self.ids = MatrixIds(config)
         self.ctx = HandlerContext(
             config=config, ids=self.ids, portals=PortalStore(), outbox=self.outbox, users=self.users,
@@ -234,12 +227,14 @@ async def test_blocked_servers_are_refused_with_a_notice(bridge: Bridge, conn: a
 
 async def test_group_portal_membership_name_and_topic(bridge: Bridge, conn: asyncpg.Connection) -> None:
     bob, cat = await bridge.person("Bob"), await bridge.person("Cat")
+    await connect(bridge, bob)
+    await connect(bridge, cat)
     room = "!group:localhost"
-    await bridge.feed(member(room, ALICE, bridge.ids.ghost(bob), "invite"))
+    await bridge.feed(member(room, ALICE, bridge.ids.ghost(bob), "invite"),
+                      member(room, ALICE, bridge.ids.ghost(cat), "invite"))
     conv = await conn.fetchval("SELECT conversation_id FROM portal WHERE room_id = $1", room)
     assert await conn.fetchval("SELECT is_group FROM conversation WHERE id = $1", conv) is True
-    await bridge.feed(member(room, ALICE, bridge.ids.ghost(cat), "invite"),
-                      member(room, "@dan:localhost", "@dan:localhost", "join", displayname="Dan"),
+    await bridge.feed(member(room, "@dan:localhost", "@dan:localhost", "join", displayname="Dan"),
                       {"type": "m.room.name", "room_id": room, "sender": ALICE, "state_key": "", "content": {"name": "Team"}},
                       {"type": "m.room.topic", "room_id": room, "sender": ALICE, "state_key": "", "content": {"topic": "Plans"}})
     names = {r["display_name"] for r in await conn.fetch(

@@ -14,7 +14,7 @@ import pytest
 from bridge.config import Config
 from bridge.db.database import Database
 from bridge.matrix.inbox.events import EventKind, InboxEvent
-from tests.matrix.test_handlers import ALICE, DM, Bridge, member, open_dm, text
+from tests.matrix.test_handlers import ALICE, DM, Bridge, connect, member, open_dm, text
 
 MGMT = "!mgmt:localhost"
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -42,6 +42,7 @@ async def _world(b: Bridge) -> None:
     """A DM portal of Alice and Bob, a group portal with Cat too, Alice's management room."""
     bob, cat = await b.person("Bob"), await b.person("Cat")
     await open_dm(b, bob)
+    await connect(b, cat)
     await b.feed(member(GROUP, ALICE, b.ids.ghost(bob), "invite"))
     await b.feed(member(GROUP, ALICE, b.ids.ghost(cat), "invite"))
     await b.feed(member(MGMT, ALICE, b.ids.bot, "invite", is_direct=True))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,13 +13,6 @@ from bridge.config import load_config
 from bridge.registration import set_appservice_tokens
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def config_path(tmp_path: Path) -> Path:
-    path = tmp_path / "config.yaml"
-    shutil.copy(ROOT / "config.example.yaml", path)
-    return path
 
 
 def test_generate_fills_tokens_and_keeps_comments(config_path: Path, tmp_path: Path) -> None:

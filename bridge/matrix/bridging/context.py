@@ -41,6 +41,10 @@ class HandlerContext:
     def allowed(self, user_id: str) -> bool:
         return self.config.permission_level(user_id) in ("user", "admin")
 
+    def is_admin(self, user_id: str) -> bool:
+        """A bridge administrator (``bridge.permissions``): exempt from the connection gate."""
+        return self.config.permission_level(user_id) == "admin"
+
     async def notice(self, conn: asyncpg.Connection, room_id: str, text: str) -> None:
         """An m.notice from the bot (through the outbox, in the caller's transaction)."""
         await self.send(conn, room_id, self.ids.bot, {"msgtype": "m.notice", "body": text})

@@ -12,6 +12,7 @@ from ....errors import BridgeError
 from ....messaging.models import Origin
 from ...inbox.events import InboxEvent, Outcome
 from ..context import HandlerContext
+from ..group_invites import GroupInvites
 from .commands import HELP_TEXT
 
 log = logging.getLogger(__name__)
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 class MembershipHandler:
     def __init__(self, ctx: HandlerContext) -> None:
         self.ctx = ctx
+        self.groups = GroupInvites(ctx)
 
     async def __call__(self, conn: asyncpg.Connection, event: InboxEvent) -> Outcome:
         ev = event.event
@@ -76,16 +78,9 @@ class MembershipHandler:
             return Outcome.PROCESSED
         inviter = await self.ctx.matrix_user(conn, sender)
         portal = await self.ctx.portals.get_portal_by_room(conn, room_id)
-        if portal is not None:
-            return await self._invited_to_portal(
-                conn, portal.conversation_id, room_id, inviter.id, ghost, network_id
-            )
-        if not content.get("is_direct"):
-            conversation = await self.ctx.messaging.create_group(
-                conn, inviter.id, [network_id], origin=Origin.MATRIX
-            )
-            await self.ctx.portals.insert_portal(conn, room_id, conversation.id, None)
-            await self.ctx.act(conn, room_id, ghost, "join")
+        if portal is not None or not content.get("is_direct"):
+            conversation_id = None if portal is None else portal.conversation_id
+            await self.groups.invited(conn, room_id, sender, inviter, other, conversation_id)
             return Outcome.PROCESSED
         if await self.ctx.networking.is_connected(conn, inviter.id, network_id):
             return await self._open_direct(conn, room_id, sender, inviter.id, ghost, network_id)
@@ -105,25 +100,6 @@ class MembershipHandler:
             f"{other.display_name} will join the chat when they accept."
         )
         await self.ctx.tell(conn, sender, text, open_with=f"{text}\n\n{HELP_TEXT}")
-        return Outcome.PROCESSED
-
-    async def _invited_to_portal(
-        self,
-        conn: asyncpg.Connection,
-        conversation_id: uuid.UUID,
-        room_id: str,
-        inviter: uuid.UUID,
-        ghost: str,
-        network_id: uuid.UUID,
-    ) -> Outcome:
-        try:
-            await self.ctx.messaging.add_participants(
-                conn, conversation_id, [network_id], actor=inviter, origin=Origin.MATRIX
-            )
-        except BridgeError as exc:
-            await self.ctx.act(conn, room_id, ghost, "leave", reason=exc.message)
-            return Outcome.PROCESSED
-        await self.ctx.act(conn, room_id, ghost, "join")
         return Outcome.PROCESSED
 
     async def _open_direct(
@@ -162,6 +138,10 @@ class MembershipHandler:
         membership: str,
         content: dict[str, Any],
     ) -> Outcome:
+        if membership in ("leave", "ban"):
+            ghost_of = self.ctx.ids.network_user_of(target)
+            if ghost_of is not None and await self.groups.withdrawn(conn, room_id, ghost_of):
+                return Outcome.PROCESSED  # an invite that was waiting, taken back
         portal = await self.ctx.portals.get_portal_by_room(conn, room_id)
         if portal is None:
             return await self._answer_in_room(conn, room_id, sender, target, membership)

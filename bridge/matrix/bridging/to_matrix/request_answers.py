@@ -10,13 +10,16 @@ import asyncpg
 from ....messaging.models import Origin
 from ....networking.models import Connection, ConnectionRequest, RequestStatus
 from ..context import HandlerContext
+from ..group_invites import GroupInvites
 
 
 class NetworkingMirror:
-    """Answers to connection requests made from a Matrix direct room show in that room."""
+    """Answers to connection requests made from Matrix show in Matrix: in the direct room the
+    request was made from, and in the group rooms where the ghost's invite waited on it."""
 
     def __init__(self, ctx: HandlerContext) -> None:
         self.ctx = ctx
+        self.groups = GroupInvites(ctx)
 
     async def request_sent(
         self, conn: asyncpg.Connection, request: ConnectionRequest, created: bool
@@ -24,6 +27,7 @@ class NetworkingMirror:
         return None
 
     async def request_answered(self, conn: asyncpg.Connection, request: ConnectionRequest) -> None:
+        await self.groups.answered(conn, request)
         if request.room_id is None:
             return
         receiver = await self.ctx.users.get(conn, request.receiver_id)
