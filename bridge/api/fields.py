@@ -13,6 +13,8 @@ from typing import Annotated
 
 from msgspec import Meta
 
+from .visible import VISIBLE
+
 #: The most ids a body's list may hold.
 MAX_IDS = 500
 #: The most values one filter may be given.
@@ -24,8 +26,11 @@ UUID_PATTERN = f"^{_HEX_UUID}$"
 #: Text a client sends: no NUL (Postgres stores none). A lone surrogate is no UTF-8: the
 #: JSON decoder refuses it.
 TEXT_PATTERN = "^[^\\x00]*$"
-#: Text that must say something: at least one character that is not white space.
-SOME_TEXT_PATTERN = "^[^\\x00]*[^\\s\\x00][^\\x00]*$"
+
+
+#: Text that must say something: at least one visible character (a text of white space and
+#: control characters only would be empty once cleaned).
+SOME_TEXT_PATTERN = f"^[^\\x00]*[{VISIBLE}][^\\x00]*$"
 
 # Calendar days from 1900 to 2999, each month with its real length, 29 February in leap years.
 _YEAR = "(?:19|2[0-9])[0-9]{2}"

@@ -41,6 +41,9 @@ _REASONS = {
 }
 
 
+_UNPARSABLE = "; text/plain when the HTTP request itself cannot be parsed (a line over 8 KiB)"
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": _REF.format(name=name)}
 
@@ -95,12 +98,13 @@ def _links(
     op: Operation[Any, Any], by_id: dict[str, tuple[str, Operation[Any, Any]]]
 ) -> dict[str, Any]:
     links = {}
+    first = "/0" if op.answer.many else ""  # a list links its first row
     for target_id in op.links:
         _, target = by_id[target_id]
         (param,) = _PATH_PARAMETER.findall(target.path)
         links[target_id[0].upper() + target_id[1:]] = {
             "operationId": target_id,
-            "parameters": {param: f"$response.body#/{op.answer.data_name}/id"},
+            "parameters": {param: f"$response.body#/{op.answer.data_name}{first}/id"},
         }
     return links
 
@@ -145,6 +149,10 @@ def _operation(
             "description": "; ".join([_REASONS[code], *(f"{r.name}: {r.reason}" for r in named)]),
             "content": {"application/json": content},
         }
+    # The HTTP server refuses a request it cannot parse (a request line over 8 KiB, a control
+    # character in a header) before the API sees it, with a plain-text 400.
+    responses["400"]["content"]["text/plain"] = {"schema": {"type": "string"}}
+    responses["400"]["description"] += _UNPARSABLE
     operation: dict[str, Any] = {
         "operationId": op.operation_id,
         "summary": op.summary,

@@ -82,7 +82,8 @@ class Operation(Generic[Q, B]):
     #: Refusals beyond the usual (400 for bad input, 401/403/404 for the token and asUserId),
     #: by status or, to name a rule's refusal in the document, as a :class:`Refusal`.
     errors: tuple[int | Refusal, ...] = ()
-    #: operationIds of the operations taking the id this one creates (OpenAPI links).
+    #: operationIds of the operations taking the id this one creates (or, for a list, the
+    #: id of its first row): OpenAPI links, which a stateful client follows.
     links: tuple[str, ...] = ()
     description: str = ""
     tags: tuple[str, ...] = field(default=())

@@ -45,7 +45,6 @@ SERVER_OWNED = frozenset(
         "seenAt",
         "isSeen",
         "connectedSince",
-        "userId",
     }
 )
 

@@ -11,6 +11,7 @@ from openapi_spec_validator import validate
 
 from bridge.api import ApiServices
 from bridge.api.app import api_apps
+from bridge.api.visible import VISIBLE, visible_class
 from bridge.db.database import Database
 from tests.api.conftest import Api, api_config
 
@@ -121,3 +122,9 @@ async def test_links_from_each_create_to_what_takes_its_id(document: dict[str, A
         responses = operation(document, create)["responses"]
         found = {link["operationId"] for link in responses[min(responses)]["links"].values()}
         assert found == targets, create
+
+
+def test_the_visible_characters_match_this_pythons_unicode_tables() -> None:
+    """The class of characters a required text must hold one of is what text cleaning keeps
+    (printable) less white space, by the Unicode tables of the Python running the bridge."""
+    assert VISIBLE == visible_class()
