@@ -116,7 +116,7 @@ class JwtConfig:
 @dataclass(frozen=True)
 class ApiConfig:
     enabled: bool = True
-    token_name: str = "access_token"  # noqa: S105 - a parameter name, not a secret
+    token_name: str = "linkedin-access-token"  # noqa: S105 - a header name, not a secret
     jwt: JwtConfig = field(default_factory=JwtConfig)
 
 
@@ -378,7 +378,7 @@ def _parse_api(root: _Reader, base: Path | None) -> ApiConfig:
         value = jwt.optional(name, str)
         return _resolve_path(base, value) if value else None
 
-    token_name = api.get("token_name", str, "access_token")
+    token_name = api.get("token_name", str, ApiConfig.token_name)
     if not re.match(r"^[A-Za-z0-9_\-]+$", token_name):
         raise ConfigError(api.key("token_name"), "must be a header/cookie name")
     return ApiConfig(

@@ -28,6 +28,7 @@ from .openapi import OPENAPI_PATH, build_openapi
 from .operations import Answer, NoBody, Operation, Reply, Service
 from .publickey import PublicKeyApi
 from .queries import PublicQuery
+from .session import session_operations
 from .symphony import SymphonyApi, symphony_error
 
 
@@ -47,9 +48,16 @@ def build_context(config: Config, db: Database, services: ApiServices) -> ApiCon
 def api_services(ctx: ApiContext) -> list[Service]:
     """The route table: every operation, by the prefix it is served under."""
     services = [
-        Service("/messaging-api", MessagingApi(ctx).operations()),
-        Service("/networking-api", NetworkingApi(ctx).operations()),
-        Service("/notification-api", NotificationApi(ctx).operations()),
+        Service(
+            "/messaging-api", [*MessagingApi(ctx).operations(), *session_operations("messaging")]
+        ),
+        Service(
+            "/networking-api", [*NetworkingApi(ctx).operations(), *session_operations("networking")]
+        ),
+        Service(
+            "/notification-api",
+            [*NotificationApi(ctx).operations(), *session_operations("notification")],
+        ),
         Service("/pod", SymphonyApi(ctx).operations(), symphony=True),
         Service("/auth-api", PublicKeyApi(ctx).operations(), public=True),
     ]

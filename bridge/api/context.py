@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -51,6 +51,12 @@ class Principal:
     token_user_id: uuid.UUID
     user_id: uuid.UUID
     is_admin: bool
+    #: The token's session (its ``sid`` claim, else its ``jti``), when it names one.
+    session_id: str | None = None
+    #: The token's ``name`` claim, when it has one.
+    name: str | None = None
+    #: The token itself (``/currentuser`` answers it); never in a repr.
+    token: str = field(default="", repr=False)
 
 
 def _request_key(name: str, kind: type) -> Any:

@@ -18,12 +18,15 @@ from .envelope import Envelope, SeedError
 from .operations import NoBody, Operation, Refusal, Service
 from .queries import SECURITY_PARAMETERS
 from .requests import RULES
+from .session import PERMISSION_NAME_SCHEMA
 from .symphony import SymphonyError
 
 OPENAPI_PATH = "/openapi.json"
 _REF = "#/components/schemas/{name}"
 _PATH_PARAMETER = re.compile(r"\{([^}]+)\}")
 _ID = {"type": "string", "format": "uuid"}
+#: Path parameters that are not ids.
+_PATH_SCHEMAS = {"permissionName": PERMISSION_NAME_SCHEMA}
 
 API_SECURITY: list[dict[str, list[str]]] = [
     {"queryToken": []},
@@ -54,7 +57,7 @@ def _name(kind: Any) -> str:
 
 def _parameters(op: Operation[Any, Any]) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": _ID}
+        {"name": name, "in": "path", "required": True, "schema": _PATH_SCHEMAS.get(name, _ID)}
         for name in _PATH_PARAMETER.findall(op.path)
     ]
     _, components = msgspec.json.schema_components([op.query], ref_template=_REF)

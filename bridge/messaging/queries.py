@@ -38,6 +38,7 @@ T = TypeVar("T")
 #: From this offset on, a page past the middle of a conversation is found from its end.
 FROM_THE_END = 100
 
+
 @dataclass(frozen=True)
 class DateRange:
     """A date filter: ``periods`` (half-open, OR-ed), ``since`` / ``until`` (inclusive bounds),
@@ -87,9 +88,15 @@ def _message_filters(
     sender_ids: Sequence[uuid.UUID] | None,
     reader_ids: Sequence[uuid.UUID] | None,
     sent: DateRange | None,
+    unread_by: Sequence[uuid.UUID] | None = None,
+    deleted_for: Sequence[uuid.UUID] | None = None,
 ) -> tuple[str, list[str]]:
     """The conversation scope (for a single conversation, else the ``$n`` of the id array) and
-    the other conditions on ``message m``."""
+    the other conditions on ``message m``.
+
+    ``unread_by`` keeps messages one of them has not read (past their read marker, not their
+    own); ``deleted_for`` keeps those one of them hid, in place of the viewer's deletions
+    (both probe the primary keys of ``read_marker`` and the deletions' user index)."""
     if len(conversation_ids) == 1:
         scope = p(conversation_ids[0], "uuid")
         hidden_scope = f"d.conversation_id = {scope}"
@@ -98,11 +105,24 @@ def _message_filters(
         hidden_scope = f"d.conversation_id = ANY({scope})"
     # An uncorrelated NOT IN: one hashed set of the viewer's deletions, probed per row, so the
     # index walk keeps its order (an anti-join would lose it, a correlated probe costs more).
-    conds = [
-        "m.is_active",
-        f"m.id NOT IN (SELECT d.message_id FROM message_deletion d "
-        f"WHERE d.user_id = {p(viewer_id, 'uuid')} AND {hidden_scope})",
-    ]
+    conds = ["m.is_active"]
+    if deleted_for is not None:
+        conds.append(
+            f"m.id IN (SELECT d.message_id FROM message_deletion d "
+            f"WHERE d.user_id = ANY({p(list(deleted_for), 'uuid[]')}) AND {hidden_scope})"
+        )
+    if deleted_for is None or viewer_id not in deleted_for:
+        conds.append(
+            f"m.id NOT IN (SELECT d.message_id FROM message_deletion d "
+            f"WHERE d.user_id = {p(viewer_id, 'uuid')} AND {hidden_scope})"
+        )
+    if unread_by is not None:
+        conds.append(
+            f"EXISTS (SELECT 1 FROM unnest({p(list(unread_by), 'uuid[]')}) AS u(id) "
+            "WHERE u.id <> m.sender_id AND NOT EXISTS ("
+            "SELECT 1 FROM read_marker r WHERE r.conversation_id = m.conversation_id "
+            "AND r.user_id = u.id AND r.read_up_to >= m.sent_at))"
+        )
     if sender_ids is not None:
         conds.append(f"m.sender_id = ANY({p(list(sender_ids), 'uuid[]')})")
     if reader_ids is not None:
@@ -129,6 +149,8 @@ class MessagingQueries:
         sender_ids: Sequence[uuid.UUID] | None = None,
         reader_ids: Sequence[uuid.UUID] | None = None,
         sent: DateRange | None = None,
+        unread_by: Sequence[uuid.UUID] | None = None,
+        deleted_for: Sequence[uuid.UUID] | None = None,
         after: Position | None = None,
         count_after: bool = False,
         limit: int,
@@ -145,14 +167,14 @@ class MessagingQueries:
             return Page([], 0, False)
         p = _Params()
         scope, conds = _message_filters(
-            p, viewer_id, conversation_ids, sender_ids, reader_ids, sent
+            p, viewer_id, conversation_ids, sender_ids, reader_ids, sent, unread_by, deleted_for
         )
         if after is not None:
             conds.append(
                 f"(m.sent_at, m.id) > ({p(after[0], 'timestamptz')}, {p(after[1], 'uuid')})"
             )
         where = " AND ".join(conds)
-        plain = sender_ids is None and reader_ids is None and sent is None
+        plain = all(f is None for f in (sender_ids, reader_ids, sent, unread_by, deleted_for))
         known: int | None = None
         if plain and after is None and len(conversation_ids) == 1 and offset >= FROM_THE_END:
             # The total is cheap here: a page past the middle is walked from the end.
@@ -192,7 +214,7 @@ class MessagingQueries:
         else:
             c = _Params()
             scope, conds = _message_filters(
-                c, viewer_id, conversation_ids, sender_ids, reader_ids, sent
+                c, viewer_id, conversation_ids, sender_ids, reader_ids, sent, unread_by, deleted_for
             )
             if after is not None and count_after:
                 conds.append(
