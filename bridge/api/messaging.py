@@ -91,7 +91,8 @@ class MessagingApi:
                       self.update_conversation, Query, UpdateConversation, conversation,
                       errors=(409, NOT_CONNECTED)),
             Operation("delete", conv + "/{conversationId}", "deleteConversation",
-                      "Leave a group conversation",
+                      "Leave a group (the answer lists those left in it), or delete a 1:1 "
+                      "for both of its participants",
                       self.delete_conversation, Query, NoBody, conversation, errors=(409,)),
             Operation("get", msg, "listMessages", "Messages, oldest first (participants only)",
                       self.list_messages, MessagesQuery, NoBody,
@@ -186,11 +187,12 @@ class MessagingApi:
         return Reply(Conversation.of(conversation))
 
     async def delete_conversation(self, request: web.Request, _: Query, __: NoBody) -> Reply:
-        """Leave a group conversation (the seed's delete is "group exit")."""
+        """The seed's "hide for all (e.g., group exit or complete deletion)": leave a group,
+        delete a 1:1 for both."""
         me = principal_of(request).user_id
         conversation_id = path_id(request, "conversationId")
-        left = await self._messaging.leave_conversation(me, conversation_id, origin=ORIGIN)
-        return Reply(Conversation.of(left, active=False))
+        gone = await self._messaging.delete_conversation(me, conversation_id, origin=ORIGIN)
+        return Reply(Conversation.of(gone, active=False))
 
     # --- messages -----------------------------------------------------------------------------
 

@@ -63,7 +63,8 @@ class Conversation(Struct, rename={"owner": "_owner"}):
     owner: uuid.UUID | None
 
     @classmethod
-    def of(cls, c: ConversationModel, *, active: bool = True) -> Conversation:
+    def of(cls, c: ConversationModel, *, active: bool | None = None) -> Conversation:
+        """``active``: as the viewer sees it (False for one who left), else the stored flag."""
         return cls(
             id=c.id,
             isGroup=c.is_group,
@@ -71,7 +72,7 @@ class Conversation(Struct, rename={"owner": "_owner"}):
             lastMessageAt=iso_or_none(c.last_message_at),
             title=c.title,
             topic=c.topic,
-            isActive=active,
+            isActive=c.is_active if active is None else active,
             recordVersion=1,
             createdAt=iso(c.created_at),
             updatedAt=iso(c.last_message_at or c.created_at),

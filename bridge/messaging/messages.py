@@ -46,6 +46,8 @@ class MessageRules(ConversationRules):
     ) -> Message | None:
         """Post a message; None if its Matrix event was already taken (a replay)."""
         conversation = await self.get(conn, conversation_id)
+        if not conversation.is_active:
+            raise Conflict("this conversation was deleted: it takes no new messages")
         reply_to = new.reply_to_message_id
         if reply_to is not None:
             target = await self._store.get_message(conn, reply_to)

@@ -330,24 +330,17 @@ class MessagingQueries:
             """,
             *p.values,
         )
-        if is_group is None and participant_ids is None and last_message is None:
-            total = await conn.fetchval(
-                "SELECT count(*) FROM conversation_participant WHERE user_id = $1", user_id
-            )
-        else:
-            c = _Params()
-            user = c(user_id, "uuid")
-            conds = _conversation_filters(
-                c, is_group, participant_ids, all_participants, last_message
-            )
-            total = await conn.fetchval(
-                f"""
-                SELECT count(*) FROM conversation_participant mine
-                JOIN conversation c ON c.id = mine.conversation_id
-                WHERE mine.user_id = {user} AND {" AND ".join(conds)}
-                """,
-                *c.values,
-            )
+        c = _Params()
+        user = c(user_id, "uuid")
+        conds = _conversation_filters(c, is_group, participant_ids, all_participants, last_message)
+        total = await conn.fetchval(
+            f"""
+            SELECT count(*) FROM conversation_participant mine
+            JOIN conversation c ON c.id = mine.conversation_id
+            WHERE mine.user_id = {user} AND {" AND ".join(conds)}
+            """,
+            *c.values,
+        )
         return Page([_conversation(r) for r in rows[:limit]], int(total), len(rows) > limit)
 
 
@@ -358,7 +351,7 @@ def _conversation_filters(
     all_participants: bool,
     last_message: DateRange | None,
 ) -> list[str]:
-    conds: list[str] = []
+    conds: list[str] = ["c.is_active"]  # a deleted 1:1 is listed no more
     if is_group is not None:
         conds.append(f"c.is_group = ANY({p(list(is_group), 'bool[]')})")
     if participant_ids is not None:

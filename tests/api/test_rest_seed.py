@@ -194,3 +194,32 @@ async def test_the_envelope_carries_session_and_source(api: Api) -> None:
     assert "ssoTime" not in body and "cacheKey" not in body
     _, body = await api.call("GET", CONV, me)  # a token naming no session
     assert body["sessionId"] is None and body["source"] == "db"
+
+
+async def test_deleting_a_conversation_hides_it_for_all(api: Api) -> None:
+    """Seed, deleteConversation: "Soft-delete a conversation thread. Only participants can
+    delete. This is 'hide for all' (e.g., group exit or complete deletion)." A 1:1 is deleted
+    for both; a group is left, the answer no longer listing the leaver."""
+    ann, bob, cat = await api.friend("Ann"), await api.friend("Bob"), await api.friend("Cat")
+    conversation = (await direct(api, ann, bob))["id"]
+    status, body = await api.call("DELETE", f"{CONV}/{conversation}", bob)
+    assert status == 200 and body["conversation"]["isActive"] is False
+    for user in (ann, bob):
+        _, listed = await api.call("GET", CONV, user)
+        assert conversation not in [c["id"] for c in listed["conversations"]]
+        assert listed["paging"]["totalRowCount"] == 0
+        _, got = await api.call("GET", f"{CONV}/{conversation}", user)
+        assert got["conversation"]["isActive"] is False
+    status, body = await api.call("POST", MSG, ann, json={"conversationId": conversation, "content": "hi?"})
+    assert_error(status, body, 409, "deleted")
+    again = await direct(api, ann, bob)  # the pair may start over
+    assert again["id"] != conversation and again["isActive"] is True
+    _, made = await api.call(
+        "POST", CONV, ann, json={"isGroup": True, "participantIds": [str(ann), str(bob), str(cat)]}
+    )
+    group = made["conversation"]["id"]
+    status, body = await api.call("DELETE", f"{CONV}/{group}", cat)
+    assert status == 200 and body["conversation"]["isActive"] is False
+    assert set(body["conversation"]["participantIds"]) == {str(ann), str(bob)}
+    _, got = await api.call("GET", f"{CONV}/{group}", ann)
+    assert got["conversation"]["isActive"] is True
