@@ -116,7 +116,17 @@ def _message_filters(
             f"m.id NOT IN (SELECT d.message_id FROM message_deletion d "
             f"WHERE d.user_id = {p(viewer_id, 'uuid')} AND {hidden_scope})"
         )
-    if unread_by is not None:
+    if unread_by is not None and len(unread_by) == 1:
+        # One reader: past their marker, a range of the (conversation_id, sent_at) index (for
+        # one conversation the marker is read once, before the walk).
+        reader = p(unread_by[0], "uuid")
+        marker_scope = scope if len(conversation_ids) == 1 else "m.conversation_id"
+        conds.append(
+            f"m.sender_id <> {reader} AND m.sent_at > COALESCE((SELECT r.read_up_to "
+            f"FROM read_marker r WHERE r.conversation_id = {marker_scope} "
+            f"AND r.user_id = {reader}), '-infinity'::timestamptz)"
+        )
+    elif unread_by is not None:
         conds.append(
             f"EXISTS (SELECT 1 FROM unnest({p(list(unread_by), 'uuid[]')}) AS u(id) "
             "WHERE u.id <> m.sender_id AND NOT EXISTS ("

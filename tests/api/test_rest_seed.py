@@ -77,6 +77,11 @@ async def test_unread_by_and_deleted_for_filter_messages(api: Api) -> None:
         "GET", MSG, ann, params={"conversationId": conversation, "deletedFor": str(bob)}, admin=True
     )
     assert status == 200 and [m["id"] for m in body["messages"]] == [first["id"]]
+    status, body = await api.call(
+        "GET", MSG, ann, admin=True,
+        params=[("conversationId", conversation), ("unreadBy", str(ann)), ("unreadBy", str(bob))],
+    )  # fmt: skip
+    assert status == 200 and [m["id"] for m in body["messages"]] == [third["id"], mine["id"]]
 
 
 async def test_common_routes_on_each_service(api: Api) -> None:
