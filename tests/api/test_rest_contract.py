@@ -94,6 +94,7 @@ async def test_the_api_keeps_its_documented_contract(api: Api, tmp_path: Path) -
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env=os.environ | {"SCHEMATHESIS_HOOKS": ""},
+        cwd=tmp_path,  # its caches stay out of the checkout
     )  # fmt: skip
     output, _ = await asyncio.wait_for(process.communicate(), timeout=TIMEOUT)
     text = output.decode(errors="replace")
