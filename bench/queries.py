@@ -363,6 +363,8 @@ class Call:
     conversation: uuid.UUID | None = None
     after: uuid.UUID | None = None
     cursor_at: tuple[Any, uuid.UUID] | None = None  # a keyset cursor call's position
+    unread_by: uuid.UUID | None = None  # the unreadBy filter
+    deleted_for: uuid.UUID | None = None  # the deletedFor filter
 
 
 _BARE_MESSAGES = """
@@ -370,6 +372,23 @@ SELECT id, conversation_id, sender_id, content, format, formatted_content, msgty
        reply_to_message_id, mentions, sent_at, edited_at, is_active, record_version, origin,
        event_id
 FROM message WHERE conversation_id = $1 ORDER BY sent_at, id LIMIT $2 OFFSET $3
+"""
+_BARE_UNREAD = """
+SELECT id, conversation_id, sender_id, content, format, formatted_content, msgtype, media,
+       reply_to_message_id, mentions, sent_at, edited_at, is_active, record_version, origin,
+       event_id
+FROM message WHERE conversation_id = $1 AND sender_id <> $4
+  AND sent_at > COALESCE((SELECT read_up_to FROM read_marker
+                          WHERE conversation_id = $1 AND user_id = $4), '-infinity')
+ORDER BY sent_at, id LIMIT $2 OFFSET $3
+"""
+_BARE_HIDDEN = """
+SELECT id, conversation_id, sender_id, content, format, formatted_content, msgtype, media,
+       reply_to_message_id, mentions, sent_at, edited_at, is_active, record_version, origin,
+       event_id
+FROM message WHERE conversation_id = $1 AND id IN (
+    SELECT message_id FROM message_deletion WHERE user_id = $4 AND conversation_id = $1)
+ORDER BY sent_at, id LIMIT $2 OFFSET $3
 """
 _BARE_SEEK = """
 SELECT id, conversation_id, sender_id, content, format, formatted_content, msgtype, media,
@@ -425,6 +444,24 @@ def calls(z: Sizes, data: dict[str, Any]) -> list[Call]:
             25,
             offset,
             big,
+        )
+
+    def by_user(name: str, filter_name: str, bare_sql: str) -> Call:
+        """Page 1 of the big conversation filtered on what the heavy user did (read, hid)."""
+        q = {"conversationId": str(big), filter_name: str(heavy), "pageRowCount": "25"}
+        return Call(
+            name,
+            heavy,
+            "/messaging-api/v1/messages",
+            q,
+            bare_sql,
+            (big, 25, 0, heavy),
+            "messages",
+            25,
+            0,
+            big,
+            unread_by=heavy if filter_name == "unreadBy" else None,
+            deleted_for=heavy if filter_name == "deletedFor" else None,
         )
 
     def conversations(user: uuid.UUID, page: int, name: str) -> Call:
@@ -510,6 +547,16 @@ def calls(z: Sizes, data: dict[str, Any]) -> list[Call]:
         messages(deep_msg_page, f"messages of a conversation, page {deep_msg_page}"),
         seek,
         messages(last_msg_page, f"messages of a conversation, page {last_msg_page} (last)"),
+        by_user(
+            "messages of a conversation unread by the user (unreadBy), page 1",
+            "unreadBy",
+            _BARE_UNREAD,
+        ),
+        by_user(
+            "messages of a conversation the user hid (deletedFor), page 1",
+            "deletedFor",
+            _BARE_HIDDEN,
+        ),
         conversations(heavy, 1, "conversations of the heavy user, page 1"),
         conversations(
             heavy, conv_last, f"conversations of the heavy user, page {conv_last} (last)"
@@ -639,6 +686,8 @@ async def explain(dsn: str, call: Call) -> list[dict[str, Any]]:
                 rec,
                 call.user,
                 [call.conversation] if call.conversation else None,
+                unread_by=[call.unread_by] if call.unread_by else None,
+                deleted_for=[call.deleted_for] if call.deleted_for else None,
                 after_message_id=call.after,
                 after=call.cursor_at,
                 limit=call.limit,
@@ -708,6 +757,13 @@ def _execution_ms(plan: str) -> float:
 # ---------------------------------------------------------------------------- the run
 
 
+def chosen(args: argparse.Namespace, every: list[Call]) -> list[Call]:
+    """The calls ``--only`` names (all of them without it)."""
+    if not args.only:
+        return every
+    return [c for c in every if any(part in c.name for part in args.only)]
+
+
 async def run(args: argparse.Namespace, z: Sizes, cluster: Cluster, root: Path) -> dict[str, Any]:
     run_started = time.monotonic()
     facts = machine_facts()
@@ -764,7 +820,7 @@ async def run(args: argparse.Namespace, z: Sizes, cluster: Cluster, root: Path) 
                 connector = aiohttp.TCPConnector(limit=1)
                 timeout = aiohttp.ClientTimeout(total=60)
                 async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-                    for call in calls(z, counts):
+                    for call in chosen(args, calls(z, counts)):
                         token = tokens.setdefault(
                             call.user, mint_token(config, call.user, ttl=3600)
                         )
@@ -787,7 +843,7 @@ async def run(args: argparse.Namespace, z: Sizes, cluster: Cluster, root: Path) 
                 child.stop()
             phases[variant] = results
         if args.explain:
-            for call in calls(z, counts):
+            for call in chosen(args, calls(z, counts)):
                 explained.append({"call": call.name, "statements": await explain(dsn, call)})
     finally:
         await pool.close()
@@ -945,6 +1001,12 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         metavar="FILE",
         help="write EXPLAIN (ANALYZE, BUFFERS) of every statement to FILE",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="TEXT",
+        help="measure only the calls whose name contains TEXT (repeatable)",
     )
     args = parser.parse_args(argv)
     if args.requests is not None and not 1 <= args.requests <= 10_000:

@@ -184,7 +184,7 @@ class TlsConfig(_Section, frozen=True, kw_only=True):
 
 class ApiConfig(_Section, frozen=True, kw_only=True):
     enabled: bool = True
-    token_name: str = "access_token"  # noqa: S105 - a parameter name, not a secret
+    token_name: str = "linkedin-access-token"  # noqa: S105 - a header name, not a secret
     jwt: JwtConfig = JwtConfig()
     #: The largest REST request body, refused with 413 before it is read.
     max_body_size: Positive = 1024 * 1024

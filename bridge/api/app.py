@@ -40,6 +40,7 @@ from .problems import problem_middleware
 from .publickey import PublicKeyApi
 from .queries import PublicQuery
 from .request_guard import request_guard
+from .session import session_operations
 from .sessionauth import PREFIX as SESSIONAUTH_PREFIX
 from .sessionauth import SessionAuthApi
 from .signing_keys import SigningKeys
@@ -92,9 +93,16 @@ def build_context(config: Config, db: Database, services: ApiServices) -> ApiCon
 def api_services(ctx: ApiContext) -> list[Service]:
     """The route table: every operation, by the prefix it is served under."""
     services = [
-        Service("/messaging-api", MessagingApi(ctx).operations()),
-        Service("/networking-api", NetworkingApi(ctx).operations()),
-        Service("/notification-api", NotificationApi(ctx).operations()),
+        Service(
+            "/messaging-api", [*MessagingApi(ctx).operations(), *session_operations("messaging")]
+        ),
+        Service(
+            "/networking-api", [*NetworkingApi(ctx).operations(), *session_operations("networking")]
+        ),
+        Service(
+            "/notification-api",
+            [*NotificationApi(ctx).operations(), *session_operations("notification")],
+        ),
         Service(
             "/pod",
             [*SymphonyApi(ctx).operations(), *CompanyCertApi(ctx).operations()],

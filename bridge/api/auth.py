@@ -210,8 +210,16 @@ def _name(claims: dict[str, Any]) -> str | None:
     return name if isinstance(name, str) and name.strip() else None
 
 
+def _session(claims: dict[str, Any]) -> str | None:
+    for claim in ("sid", "jti"):
+        value = claims.get(claim)
+        if isinstance(value, str) and 0 < len(value) <= 255:
+            return value
+    return None
+
+
 async def resolve_principal(
-    ctx: ApiContext, claims: dict[str, Any], as_user: str | None
+    ctx: ApiContext, claims: dict[str, Any], as_user: str | None, token: str = ""
 ) -> Principal:
     """The token's user (created on first use, renamed when ``name`` changes) and who it acts as."""
     subject = _subject(claims)
@@ -221,8 +229,9 @@ async def resolve_principal(
         if not admin:
             raise Forbidden("only administrators may act for another user (asUserId)")
         acting = parse_uuid(as_user, "asUserId")
-    await ctx.services.users.sign_in(subject, _name(claims), acting=acting)
-    return Principal(token_user_id=subject, user_id=acting, is_admin=admin)
+    name = _name(claims)
+    await ctx.services.users.sign_in(subject, name, acting=acting)
+    return Principal(subject, acting, admin, session_id=_session(claims), name=name, token=token)
 
 
 #: The claim naming a certificate-authentication session (a name of the bridge's own, so the
@@ -264,13 +273,13 @@ def auth_middleware(
             return await handler(request)
         token = find_token(request, token_name, symphony=symphony)
         if token is None:
-            raise Unauthorized("no access token")
+            raise Unauthorized("No login found: no access token")
         if not looks_like_jwt(token):
             set_principal(request, await api_key_principal(ctx, token, as_user))
             return await handler(request)
         claims = ctx.verifier.verify(token)
         await _check_session(ctx, claims)
-        principal = await resolve_principal(ctx, claims, as_user)
+        principal = await resolve_principal(ctx, claims, as_user, token)
         set_principal(request, await issued_to_credential(ctx, claims, principal))
         return await handler(request)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -68,6 +68,12 @@ class Principal:
     #: The credential the request was authenticated with (API key, Basic, or a token issued to
     #: an OAuth client), if any.
     credential_id: uuid.UUID | None = None
+    #: The token's session (its ``sid`` claim, else its ``jti``), when it names one.
+    session_id: str | None = None
+    #: The token's ``name`` claim, when it has one.
+    name: str | None = None
+    #: The token itself (``/currentuser`` answers it); never in a repr.
+    token: str = field(default="", repr=False)
 
 
 def _request_key(name: str, kind: type) -> Any:

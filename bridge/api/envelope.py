@@ -2,9 +2,14 @@
 
 Success::
 
-    {"status": "OK", "statusCode": 200, "elapsedMs": 3, "userId": "...", "requestId": "...",
-     "dataName": "messages", "method": "GET", "action": "list", "appVersion": "0.1.0",
-     "rowCount": 2, "messages": [...], "paging": {...}, "filters": [...], "uiPermissions": []}
+    {"status": "OK", "statusCode": 200, "elapsedMs": 3, "source": "db", "userId": "...",
+     "sessionId": "...", "requestId": "...", "dataName": "messages", "method": "GET",
+     "action": "list", "appVersion": "0.1.0", "rowCount": 2, "messages": [...],
+     "paging": {...}, "filters": [...], "uiPermissions": []}
+
+The seed's ``ssoTime`` and ``cacheKey`` are left out: the bridge verifies tokens itself (no
+single-sign-on round trip to time) and answers every request from Postgres (no cache, so
+``source`` is always ``db``).
 
 Error (every BridgeError, aiohttp 404/405/413, bad JSON, and anything unexpected as a 500 that
 reveals nothing)::
@@ -97,7 +102,11 @@ class Envelope(Struct):
     status: Literal["OK"]
     statusCode: int
     elapsedMs: int
+    #: Where the data came from: always the database (the bridge keeps no cache).
+    source: Literal["db"]
     userId: uuid.UUID | None
+    #: The token's session (its ``sid``, else its ``jti`` claim); null when it names none.
+    sessionId: str | None
     requestId: str | None
     dataName: str
     method: str
@@ -138,7 +147,15 @@ class PageRequest(Struct, frozen=True):
 
     def paging(self, total: int, *, next_cursor: str | UnsetType | None = UNSET) -> Paging:
         """The envelope's ``paging``; ``pageNumber`` is null on a page a cursor asked for
-        (its number in the whole list is not known)."""
+        (its number in the whole list is not known).
+
+        ``pageNumber=0`` asks for every row: when more than MAX_ROWS match, 400 naming the
+        limit rather than a silently short list."""
+        if self.number == 0 and not self.by_cursor and total > MAX_ROWS:
+            raise BadRequest(
+                f"pageNumber=0 asks for all {total} rows; at most {MAX_ROWS} are answered at once:"
+                " page with pageNumber and pageRowCount, or follow nextCursor"
+            )
         size = self.limit
         return Paging(
             pageNumber=None if self.by_cursor else self.number,

@@ -48,6 +48,13 @@ def _own_ids(principal: Principal, values: list[uuid.UUID] | Any, name: str) -> 
     return True
 
 
+def _of_self(principal: Principal, name: str, values: list[uuid.UUID] | None) -> Any:
+    """A filter on what one user has done (read, hid): yourself, or anyone for administrators."""
+    if values and not principal.is_admin and any(v != principal.user_id for v in values):
+        raise Forbidden(f"{name} may only name yourself (administrators may name anyone)")
+    return values
+
+
 def page_of(query: PagedQuery, cursor: object = UNSET) -> PageRequest:
     return PageRequest(query.pageNumber, query.pageRowCount, by_cursor=cursor is not UNSET)
 
@@ -84,7 +91,8 @@ class MessagingApi:
                       self.update_conversation, Query, UpdateConversation, conversation,
                       errors=(409, NOT_CONNECTED)),
             Operation("delete", conv + "/{conversationId}", "deleteConversation",
-                      "Leave a group conversation",
+                      "Leave a group (the answer lists those left in it), or delete a 1:1 "
+                      "for both of its participants",
                       self.delete_conversation, Query, NoBody, conversation, errors=(409,)),
             Operation("get", msg, "listMessages", "Messages, oldest first (participants only)",
                       self.list_messages, MessagesQuery, NoBody,
@@ -179,21 +187,25 @@ class MessagingApi:
         return Reply(Conversation.of(conversation))
 
     async def delete_conversation(self, request: web.Request, _: Query, __: NoBody) -> Reply:
-        """Leave a group conversation (the reference's delete is "group exit")."""
+        """The reference's "hide for all (e.g., group exit or complete deletion)": leave a group,
+        delete a 1:1 for both."""
         me = principal_of(request).user_id
         conversation_id = path_id(request, "conversationId")
-        left = await self._messaging.leave_conversation(me, conversation_id, origin=ORIGIN)
-        return Reply(Conversation.of(left, active=False))
+        gone = await self._messaging.delete_conversation(me, conversation_id, origin=ORIGIN)
+        return Reply(Conversation.of(gone, active=False))
 
     # --- messages -----------------------------------------------------------------------------
 
     async def list_messages(self, request: web.Request, query: MessagesQuery, _: NoBody) -> Reply:
-        me = principal_of(request).user_id
+        principal = principal_of(request)
+        me = principal.user_id
         page = page_of(query, query.cursor)
         f = Filters()
         conversations = f.ids("conversationId", query.conversationId)
         senders = f.ids("senderUserId", query.senderUserId)
         readers = f.ids("readBy", query.readBy)
+        unread_by = _of_self(principal, "unreadBy", f.ids("unreadBy", query.unreadBy))
+        deleted_for = _of_self(principal, "deletedFor", f.ids("deletedFor", query.deletedFor))
         sent = f.dates("sentAt", query.sentAt)
         after = None if query.cursor is UNSET else decode(query.cursor)
         after_id = _opt(query.afterMessageId)
@@ -206,6 +218,8 @@ class MessagingApi:
             sender_ids=senders,
             reader_ids=readers,
             sent=_range(sent),
+            unread_by=unread_by,
+            deleted_for=deleted_for,
             after_message_id=after_id,
             after=after,
             limit=page.limit,

@@ -49,7 +49,9 @@ class NetworkingApi:
                       links=("getConnectionRequest", "updateConnectionRequest",
                              "deleteConnectionRequest")),
             Operation("post", req, "createConnectionRequest",
-                      "Ask to connect (201; a repeat raises requestCounter: 200)",
+                      "Ask to connect: 201 when it creates or renews a request (a renewal "
+                      "raises requestCounter); 200 when the other had asked first, whose "
+                      "request it accepts",
                       self.create_request, Query, CreateConnectionRequest,
                       Answer(ConnectionRequest, "connectionRequest", status=201, also=(200,)),
                       errors=(409,),
@@ -63,7 +65,8 @@ class NetworkingApi:
                       self.update_request, Query, AnswerConnectionRequest, request,
                       errors=(409,)),
             Operation("delete", req + "/{connectionRequestId}", "deleteConnectionRequest",
-                      "Withdraw: the sender cancels, the receiver rejects",
+                      "Withdraw (the seed's soft delete, isActive false in the answer): the "
+                      "sender cancels, the receiver rejects",
                       self.delete_request, Query, NoBody, request, errors=(409,)),
         ]  # fmt: skip
 
@@ -119,11 +122,12 @@ class NetworkingApi:
     async def create_request(
         self, request: web.Request, _: Query, body: CreateConnectionRequest
     ) -> Reply:
-        """Ask to connect (a repeat raises the pending request's counter: 200, not 201)."""
+        """Ask to connect: 201 for a new or renewed request, 200 when it accepts the other's."""
         me = principal_of(request).user_id
         message = body.message if isinstance(body.message, str) else None
         sent, created = await self._networking.ask(me, body.receiverUserId, message=message)
-        return Reply(ConnectionRequest.of(sent), status=201 if created else 200)
+        renewed = sent.status is RequestStatus.PENDING  # not the other's request accepted
+        return Reply(ConnectionRequest.of(sent), status=201 if created or renewed else 200)
 
     async def get_request(self, request: web.Request, _: Query, __: NoBody) -> Reply:
         me = principal_of(request).user_id
@@ -147,4 +151,4 @@ class NetworkingApi:
         me = principal_of(request).user_id
         request_id = path_id(request, "connectionRequestId")
         withdrawn = await self._networking.take_back(me, request_id)
-        return Reply(ConnectionRequest.of(withdrawn))
+        return Reply(ConnectionRequest.of(withdrawn, active=False))

@@ -19,6 +19,7 @@ from .operations import NoBody, Operation, Refusal, Service
 from .problems import PROBLEM_JSON, Problem
 from .queries import SECURITY_PARAMETERS
 from .requests import RULES
+from .session import PERMISSION_NAME_SCHEMA
 from .symphony import SymphonyError
 
 OPENAPI_PATH = "/openapi.json"
@@ -26,6 +27,8 @@ _REF = "#/components/schemas/{name}"
 _PATH_PARAMETER = re.compile(r"\{([^}]+)\}")
 _ROUTE_REGEX = re.compile(r"\{([^}:]+):[^}]*\}")
 _ID = {"type": "string", "format": "uuid"}
+#: Path parameters that are not ids.
+_PATH_SCHEMAS = {"permissionName": PERMISSION_NAME_SCHEMA}
 
 API_SECURITY: list[dict[str, list[str]]] = [
     {"queryToken": []},
@@ -68,7 +71,9 @@ def _parameters(op: Operation[Any, Any]) -> list[dict[str, Any]]:
             "name": name,
             "in": "path",
             "required": True,
-            "schema": msgspec.json.schema(types[name]) if name in types else _ID,
+            "schema": (
+                msgspec.json.schema(types[name]) if name in types else _PATH_SCHEMAS.get(name, _ID)
+            ),
         }
         for name in _PATH_PARAMETER.findall(doc_path(op.path))
     ]
@@ -239,10 +244,15 @@ def build_openapi(services: list[Service], token_name: str, version: str) -> dic
             "version": version,
             "description": (
                 "Messaging, networking and notifications of the network, shaped like the "
-                "seed reference; Symphony connection calls; each account's credentials "
+                "reference; Symphony connection calls; each account's credentials "
                 "(Synqly-shaped) and the ways in they give (API keys, Basic, OAuth client "
                 "credentials). Every parameter and body field is declared: anything else is "
-                "refused with 400 naming it."
+                "refused with 400 naming it. Deliberate differences from the reference: the "
+                "envelope has source (always db) and sessionId but no ssoTime or cacheKey; "
+                "/currentuser has no email or tenantId and /permissions no tenantCodename; "
+                "pageNumber=0 answers every row up to 1000 and a 400 naming the limit beyond; "
+                "connection requests have the extra status cancelled; a 1:1 conversation's "
+                "DELETE deletes it for both."
             ),
         },
         "servers": [{"url": "/"}],

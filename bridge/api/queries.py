@@ -59,7 +59,15 @@ class Query(PublicQuery):
 
 class PagedQuery(Query):
     pageNumber: Annotated[
-        int, Meta(ge=0, le=MAX_PAGE, description=f"from 1; 0: every row (at most {MAX_ROWS})")
+        int,
+        Meta(
+            ge=0,
+            le=MAX_PAGE,
+            description=(
+                f"from 1; 0: every row, when there are at most {MAX_ROWS} (more: 400 naming "
+                "the limit, never a short list)"
+            ),
+        ),
     ] = 1
     pageRowCount: Annotated[int, Meta(ge=1, le=MAX_ROWS, description="rows per page")] = (
         DEFAULT_ROWS
@@ -84,6 +92,20 @@ class MessagesQuery(PagedQuery):
     conversationId: IdFilter | UnsetType = UNSET
     senderUserId: IdFilter | UnsetType = UNSET
     readBy: IdFilter | UnsetType = UNSET
+    unreadBy: (
+        Annotated[
+            IdFilter,
+            Meta(description="messages this user has not read (yourself; administrators: anyone)"),
+        ]
+        | UnsetType
+    ) = UNSET
+    deletedFor: (
+        Annotated[
+            IdFilter,
+            Meta(description="messages this user hid (yourself; administrators: anyone)"),
+        ]
+        | UnsetType
+    ) = UNSET
     sentAt: DateFilter | UnsetType = UNSET
     afterMessageId: (
         Annotated[Id, Meta(description="only messages after this one (totalRowCount counts those)")]

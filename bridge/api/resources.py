@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from msgspec import Struct, field
+from msgspec import Meta, Struct, field
 
 from ..messaging.models import Conversation as ConversationModel
 from ..messaging.models import Message as MessageModel
@@ -29,7 +29,14 @@ _STATUS_INDEX = {
     RequestStatus.CANCELLED: 3,
 }
 
-RequestStatusName = Literal["pending", "accepted", "rejected", "cancelled"]
+#: The seed's statuses and the bridge's own ``cancelled``.
+RequestStatusName = Annotated[
+    Literal["pending", "accepted", "rejected", "cancelled"],
+    Meta(
+        description="pending, accepted, rejected (the seed's), or cancelled: the bridge's own, "
+        "for a request its sender took back (DELETE by the sender)"
+    ),
+]
 SymphonyStatus = Literal["PENDING_INCOMING", "PENDING_OUTGOING", "ACCEPTED", "REJECTED"]
 
 
@@ -56,7 +63,8 @@ class Conversation(Struct, rename={"owner": "_owner"}):
     owner: uuid.UUID | None
 
     @classmethod
-    def of(cls, c: ConversationModel, *, active: bool = True) -> Conversation:
+    def of(cls, c: ConversationModel, *, active: bool | None = None) -> Conversation:
+        """``active``: as the viewer sees it (False for one who left), else the stored flag."""
         return cls(
             id=c.id,
             isGroup=c.is_group,
@@ -64,7 +72,7 @@ class Conversation(Struct, rename={"owner": "_owner"}):
             lastMessageAt=iso_or_none(c.last_message_at),
             title=c.title,
             topic=c.topic,
-            isActive=active,
+            isActive=c.is_active if active is None else active,
             recordVersion=1,
             createdAt=iso(c.created_at),
             updatedAt=iso(c.last_message_at or c.created_at),
@@ -163,7 +171,8 @@ class ConnectionRequest(Struct, rename={"owner": "_owner", "statusIdx": "status_
     owner: uuid.UUID
 
     @classmethod
-    def of(cls, r: RequestModel) -> ConnectionRequest:
+    def of(cls, r: RequestModel, *, active: bool | None = None) -> ConnectionRequest:
+        """``active``: False for the answer to a DELETE (the seed's soft delete)."""
         return cls(
             id=r.id,
             receiverUserId=r.receiver_id,
@@ -175,7 +184,7 @@ class ConnectionRequest(Struct, rename={"owner": "_owner", "statusIdx": "status_
             message=r.message,
             firstRequestedAt=iso(r.first_requested_at),
             requestCounter=r.request_counter,
-            isActive=r.status is not RequestStatus.CANCELLED,
+            isActive=r.status is not RequestStatus.CANCELLED if active is None else active,
             recordVersion=r.request_counter + (r.responded_at is not None),
             createdAt=iso(r.first_requested_at),
             updatedAt=iso(r.responded_at or r.sent_at),

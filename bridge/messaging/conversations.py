@@ -73,6 +73,10 @@ class MessagingListener(Protocol):
         self, conn: asyncpg.Connection, message: Message, origin: Origin
     ) -> None: ...
 
+    async def conversation_deleted(
+        self, conn: asyncpg.Connection, conversation: Conversation, actor: uuid.UUID, origin: Origin
+    ) -> None: ...
+
 
 class ConversationRules:
     """The conversation half of :class:`~bridge.messaging.service.MessagingService`."""
@@ -285,6 +289,25 @@ class ConversationRules:
             raise Conflict("a 1:1 conversation cannot be left")
         await self.remove_participant(conn, conversation_id, user_id, actor=user_id, origin=origin)
         return conversation
+
+    async def delete_direct(
+        self,
+        conn: asyncpg.Connection,
+        actor: uuid.UUID,
+        conversation_id: uuid.UUID,
+        *,
+        origin: Origin,
+    ) -> Conversation:
+        """A participant deletes a 1:1 conversation for both (the seed's "hide for all"): it
+        is no longer listed, takes no new messages, and its pair may open a new one."""
+        conversation = await self.get_for(conn, actor, conversation_id)
+        if conversation.is_group:
+            raise Conflict("a group conversation is left, not deleted")
+        if await self._store.deactivate_conversation(conn, conversation_id):
+            conversation = await self.get(conn, conversation_id)
+            for listener in self._listeners:
+                await listener.conversation_deleted(conn, conversation, actor, origin)
+        return await self.get(conn, conversation_id)
 
     async def set_participants(
         self,

@@ -46,6 +46,8 @@ class MessageRules(ConversationRules):
     ) -> Message | None:
         """Post a message; None if its Matrix event was already taken (a replay)."""
         conversation = await self.get(conn, conversation_id)
+        if not conversation.is_active:
+            raise Conflict("this conversation was deleted: it takes no new messages")
         reply_to = new.reply_to_message_id
         if reply_to is not None:
             target = await self._store.get_message(conn, reply_to)
@@ -263,6 +265,8 @@ class MessageRules(ConversationRules):
         sender_ids: Sequence[uuid.UUID] | None = None,
         reader_ids: Sequence[uuid.UUID] | None = None,
         sent: DateRange | None = None,
+        unread_by: Sequence[uuid.UUID] | None = None,
+        deleted_for: Sequence[uuid.UUID] | None = None,
         after_message_id: uuid.UUID | None = None,
         after: Position | None = None,
         limit: int = 25,
@@ -288,6 +292,8 @@ class MessageRules(ConversationRules):
             sender_ids=sender_ids,
             reader_ids=reader_ids,
             sent=sent,
+            unread_by=unread_by,
+            deleted_for=deleted_for,
             after=after,
             count_after=count_after,
             limit=limit,

@@ -22,6 +22,8 @@ class Conversation:
     created_at: datetime
     last_message_at: datetime | None
     participant_ids: tuple[uuid.UUID, ...] = ()
+    #: False once deleted (a 1:1 deleted for both): not listed, no new messages.
+    is_active: bool = True
 
 
 @dataclass(frozen=True, slots=True)

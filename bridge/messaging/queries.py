@@ -88,9 +88,15 @@ def _message_filters(
     sender_ids: Sequence[uuid.UUID] | None,
     reader_ids: Sequence[uuid.UUID] | None,
     sent: DateRange | None,
+    unread_by: Sequence[uuid.UUID] | None = None,
+    deleted_for: Sequence[uuid.UUID] | None = None,
 ) -> tuple[str, list[str]]:
     """The conversation scope (for a single conversation, else the ``$n`` of the id array) and
-    the other conditions on ``message m``."""
+    the other conditions on ``message m``.
+
+    ``unread_by`` keeps messages one of them has not read (past their read marker, not their
+    own); ``deleted_for`` keeps those one of them hid, in place of the viewer's deletions
+    (both probe the primary keys of ``read_marker`` and the deletions' user index)."""
     if len(conversation_ids) == 1:
         scope = p(conversation_ids[0], "uuid")
         hidden_scope = f"d.conversation_id = {scope}"
@@ -99,11 +105,34 @@ def _message_filters(
         hidden_scope = f"d.conversation_id = ANY({scope})"
     # An uncorrelated NOT IN: one hashed set of the viewer's deletions, probed per row, so the
     # index walk keeps its order (an anti-join would lose it, a correlated probe costs more).
-    conds = [
-        "m.is_active",
-        f"m.id NOT IN (SELECT d.message_id FROM message_deletion d "
-        f"WHERE d.user_id = {p(viewer_id, 'uuid')} AND {hidden_scope})",
-    ]
+    conds = ["m.is_active"]
+    if deleted_for is not None:
+        conds.append(
+            f"m.id IN (SELECT d.message_id FROM message_deletion d "
+            f"WHERE d.user_id = ANY({p(list(deleted_for), 'uuid[]')}) AND {hidden_scope})"
+        )
+    if deleted_for is None or viewer_id not in deleted_for:
+        conds.append(
+            f"m.id NOT IN (SELECT d.message_id FROM message_deletion d "
+            f"WHERE d.user_id = {p(viewer_id, 'uuid')} AND {hidden_scope})"
+        )
+    if unread_by is not None and len(unread_by) == 1:
+        # One reader: past their marker, a range of the (conversation_id, sent_at) index (for
+        # one conversation the marker is read once, before the walk).
+        reader = p(unread_by[0], "uuid")
+        marker_scope = scope if len(conversation_ids) == 1 else "m.conversation_id"
+        conds.append(
+            f"m.sender_id <> {reader} AND m.sent_at > COALESCE((SELECT r.read_up_to "
+            f"FROM read_marker r WHERE r.conversation_id = {marker_scope} "
+            f"AND r.user_id = {reader}), '-infinity'::timestamptz)"
+        )
+    elif unread_by is not None:
+        conds.append(
+            f"EXISTS (SELECT 1 FROM unnest({p(list(unread_by), 'uuid[]')}) AS u(id) "
+            "WHERE u.id <> m.sender_id AND NOT EXISTS ("
+            "SELECT 1 FROM read_marker r WHERE r.conversation_id = m.conversation_id "
+            "AND r.user_id = u.id AND r.read_up_to >= m.sent_at))"
+        )
     if sender_ids is not None:
         conds.append(f"m.sender_id = ANY({p(list(sender_ids), 'uuid[]')})")
     if reader_ids is not None:
@@ -130,6 +159,8 @@ class MessagingQueries:
         sender_ids: Sequence[uuid.UUID] | None = None,
         reader_ids: Sequence[uuid.UUID] | None = None,
         sent: DateRange | None = None,
+        unread_by: Sequence[uuid.UUID] | None = None,
+        deleted_for: Sequence[uuid.UUID] | None = None,
         after: Position | None = None,
         count_after: bool = False,
         limit: int,
@@ -146,14 +177,14 @@ class MessagingQueries:
             return Page([], 0, False)
         p = _Params()
         scope, conds = _message_filters(
-            p, viewer_id, conversation_ids, sender_ids, reader_ids, sent
+            p, viewer_id, conversation_ids, sender_ids, reader_ids, sent, unread_by, deleted_for
         )
         if after is not None:
             conds.append(
                 f"(m.sent_at, m.id) > ({p(after[0], 'timestamptz')}, {p(after[1], 'uuid')})"
             )
         where = " AND ".join(conds)
-        plain = sender_ids is None and reader_ids is None and sent is None
+        plain = all(f is None for f in (sender_ids, reader_ids, sent, unread_by, deleted_for))
         known: int | None = None
         if plain and after is None and len(conversation_ids) == 1 and offset >= FROM_THE_END:
             # The total is cheap here: a page past the middle is walked from the end.
@@ -193,7 +224,7 @@ class MessagingQueries:
         else:
             c = _Params()
             scope, conds = _message_filters(
-                c, viewer_id, conversation_ids, sender_ids, reader_ids, sent
+                c, viewer_id, conversation_ids, sender_ids, reader_ids, sent, unread_by, deleted_for
             )
             if after is not None and count_after:
                 conds.append(
@@ -309,24 +340,17 @@ class MessagingQueries:
             """,
             *p.values,
         )
-        if is_group is None and participant_ids is None and last_message is None:
-            total = await conn.fetchval(
-                "SELECT count(*) FROM conversation_participant WHERE user_id = $1", user_id
-            )
-        else:
-            c = _Params()
-            user = c(user_id, "uuid")
-            conds = _conversation_filters(
-                c, is_group, participant_ids, all_participants, last_message
-            )
-            total = await conn.fetchval(
-                f"""
-                SELECT count(*) FROM conversation_participant mine
-                JOIN conversation c ON c.id = mine.conversation_id
-                WHERE mine.user_id = {user} AND {" AND ".join(conds)}
-                """,
-                *c.values,
-            )
+        c = _Params()
+        user = c(user_id, "uuid")
+        conds = _conversation_filters(c, is_group, participant_ids, all_participants, last_message)
+        total = await conn.fetchval(
+            f"""
+            SELECT count(*) FROM conversation_participant mine
+            JOIN conversation c ON c.id = mine.conversation_id
+            WHERE mine.user_id = {user} AND {" AND ".join(conds)}
+            """,
+            *c.values,
+        )
         return Page([_conversation(r) for r in rows[:limit]], int(total), len(rows) > limit)
 
 
@@ -337,7 +361,7 @@ def _conversation_filters(
     all_participants: bool,
     last_message: DateRange | None,
 ) -> list[str]:
-    conds: list[str] = []
+    conds: list[str] = ["c.is_active"]  # a deleted 1:1 is listed no more
     if is_group is not None:
         conds.append(f"c.is_group = ANY({p(list(is_group), 'bool[]')})")
     if participant_ids is not None:

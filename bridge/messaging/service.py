@@ -129,12 +129,17 @@ class MessagingService(MessageRules):
                 )
             return conversation
 
-    async def leave_conversation(
+    async def delete_conversation(
         self, user_id: uuid.UUID, conversation_id: uuid.UUID, *, origin: Origin
     ) -> Conversation:
-        """:meth:`leave` in a transaction of its own."""
+        """The seed's delete ("group exit or complete deletion"): the user leaves a group (the
+        answer lists those left in it); a 1:1 is deleted for both (:meth:`delete_direct`)."""
         async with self._db.transaction() as conn:
-            return await self.leave(conn, user_id, conversation_id, origin=origin)
+            conversation = await self.get_for(conn, user_id, conversation_id)
+            if not conversation.is_group:
+                return await self.delete_direct(conn, user_id, conversation_id, origin=origin)
+            await self.leave(conn, user_id, conversation_id, origin=origin)
+            return await self.get(conn, conversation_id)
 
     async def conversations_page(
         self,
@@ -170,6 +175,8 @@ class MessagingService(MessageRules):
         sender_ids: Sequence[uuid.UUID] | None = None,
         reader_ids: Sequence[uuid.UUID] | None = None,
         sent: DateRange | None = None,
+        unread_by: Sequence[uuid.UUID] | None = None,
+        deleted_for: Sequence[uuid.UUID] | None = None,
         after_message_id: uuid.UUID | None = None,
         after: Position | None = None,
         limit: int = 25,
@@ -184,6 +191,8 @@ class MessagingService(MessageRules):
                 sender_ids=sender_ids,
                 reader_ids=reader_ids,
                 sent=sent,
+                unread_by=unread_by,
+                deleted_for=deleted_for,
                 after_message_id=after_message_id,
                 after=after,
                 limit=limit,

@@ -17,6 +17,7 @@ from .models import Conversation, Message, Origin, Reaction
 
 _CONVERSATION = """
     c.id, c.is_group, c.title, c.topic, c.created_by, c.created_at, c.last_message_at,
+    c.is_active,
     ARRAY(SELECT p.user_id FROM conversation_participant p
           WHERE p.conversation_id = c.id ORDER BY p.joined_at, p.user_id) AS participant_ids
 """
@@ -140,6 +141,20 @@ class MessagingStore:
             title,
             topic,
         )
+
+    async def deactivate_conversation(
+        self, conn: asyncpg.Connection, conversation_id: uuid.UUID
+    ) -> bool:
+        """Deactivate a conversation (freeing its pair's direct key for a new 1:1); False if it
+        was inactive already."""
+        done = await conn.fetchval(
+            """
+            UPDATE conversation SET is_active = false, direct_key = NULL
+            WHERE id = $1 AND is_active RETURNING true
+            """,
+            conversation_id,
+        )
+        return bool(done)
 
     async def add_participants(
         self, conn: asyncpg.Connection, conversation_id: uuid.UUID, user_ids: Sequence[uuid.UUID]

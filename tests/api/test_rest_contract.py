@@ -101,6 +101,10 @@ async def test_the_api_keeps_its_documented_contract(api: Api, tmp_path: Path) -
         sys.executable, "-m", "schemathesis.cli", "run", f"{base}/openapi.json",
         "--url", base,
         "--checks", "all",
+        # /currentuser answers the caller's own token (accessToken): schemathesis would reuse
+        # it as "generated" auth and take the API for accepting an invalid token. The route is
+        # tested on its own (tests/api/test_rest_seed.py).
+        "--exclude-path-regex", "/currentuser$",
         "--phases", "examples,coverage,fuzzing,stateful",
         "--header", f"Authorization: Bearer {token}",
         "--seed", str(SEED),

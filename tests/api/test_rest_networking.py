@@ -25,7 +25,7 @@ async def test_send_and_repeat_a_request(api: Api) -> None:
     assert request["message"] == "hi" and request["requestCounter"] == 1
     assert request["isActive"] is True and request["_owner"] == str(ann)
     status, body = await ask(api, ann, bob)
-    assert status == 200 and body["connectionRequest"]["id"] == request["id"]
+    assert status == 201 and body["connectionRequest"]["id"] == request["id"]
     assert body["connectionRequest"]["requestCounter"] == 2
     assert body["connectionRequest"]["firstRequestedAt"] == request["firstRequestedAt"]
 

@@ -128,3 +128,25 @@ def test_the_visible_characters_match_this_pythons_unicode_tables() -> None:
     """The class of characters a required text must hold one of is what text cleaning keeps
     (printable) less white space, by the Unicode tables of the Python running the bridge."""
     assert VISIBLE == visible_class()
+
+
+async def test_the_connection_gate_is_documented_where_it_refuses(document: dict[str, Any]) -> None:
+    for operation_id in ("createConversation", "updateConversation"):
+        refused = operation(document, operation_id)["responses"]["403"]
+        assert "NotConnected" in refused["description"]
+        example = refused["content"]["application/json"]["examples"]["NotConnected"]["value"]
+        assert example["status"] == 403 and "connection request" in example["message"]
+    assert "NotConnected" not in operation(document, "getConversation")["responses"]["403"][
+        "description"
+    ]
+
+
+async def test_the_common_routes_are_on_each_service(document: dict[str, Any]) -> None:
+    for prefix in ("/messaging-api", "/networking-api", "/notification-api"):
+        for path in ("/currentuser", "/permissions", "/permissions/{permissionName}"):
+            assert "get" in document["paths"][prefix + path], prefix + path
+    (param,) = operation(document, "messagingPermission")["parameters"][:1]
+    assert param["name"] == "permissionName" and "pattern" in param["schema"]
+    params = {p["name"] for p in operation(document, "listMessages")["parameters"]}
+    assert {"unreadBy", "deletedFor"} <= params
+    assert "sessionId" in document["components"]["schemas"]["Envelope"]["properties"]

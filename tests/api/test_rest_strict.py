@@ -54,6 +54,9 @@ def test_the_list_routes_are_all_here() -> None:
         "symphonyListCompanyCerts",
         "symphonyListPodManagedCerts",
         "symphonyCompanyCertsIssuedBy",
+        "messagingPermissions",
+        "networkingPermissions",
+        "notificationPermissions",
     }
 
 
@@ -71,8 +74,8 @@ def assert_refused(status: int, body: Any, name: str) -> None:
 @pytest.mark.parametrize(("path", "op"), LISTS, ids=LIST_IDS)
 async def test_an_unknown_parameter_is_refused(api: Api, path: str, op: Any) -> None:
     # A filter a client believes applied, and isn't, is worse than an error.
-    status, body = await get(api, path, [("unreadBy", str(uuid.uuid4()))])
-    assert_refused(status, body, "unreadBy")
+    status, body = await get(api, path, [("repliedBy", str(uuid.uuid4()))])
+    assert_refused(status, body, "repliedBy")
     assert "unknown query parameter" in body["message"]
 
 

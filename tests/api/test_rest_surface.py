@@ -124,13 +124,15 @@ def test_paging_rules() -> None:
     assert (page.limit, page.offset) == (10, 20)
     everything = parse_page(MultiDict(pageNumber="0"))
     assert (everything.limit, everything.offset) == (MAX_ROWS, 0)
-    paging = everything.paging(2500)
+    paging = everything.paging(MAX_ROWS)
     assert (paging.pageNumber, paging.pageRowCount, paging.totalRowCount, paging.pageCount) == (
         0,
         MAX_ROWS,
-        2500,
-        3,
+        MAX_ROWS,
+        1,
     )
+    with pytest.raises(BadRequest, match=f"at most {MAX_ROWS}"):
+        everything.paging(2500)  # never a silently short list
     assert parse_page(MultiDict()).paging(0).pageCount == 0
     for bad in ({"pageNumber": "1.5"}, {"pageRowCount": "-2"}, {"pageNumber": "٣"}):
         with pytest.raises(BadRequest):

@@ -802,3 +802,40 @@ async def test_rest_changes_wake_the_outbox_sender(quiet_bridge: BridgeProcess) 
         what="the outbox sender to take up the REST API's create_room row "
         "(its poll interval is 60 s: only a wake-up makes it look sooner)",
     )
+
+
+async def test_rest_deleted_direct_conversation_is_left_by_the_ghost(
+    new_matrix_user: NewUser, inbox: Inbox, network: Network, rest: RestApi
+) -> None:
+    """Seed, deleteConversation: "Soft-delete a conversation thread. Only participants can
+    delete. This is 'hide for all' (e.g., group exit or complete deletion)." Bob deletes his
+    1:1 with alice over REST: his ghost says so in the portal and leaves it; the conversation
+    is inactive for both and takes no new messages."""
+    p = await _open_portal(new_matrix_user, inbox, network, rest, "Deletion")
+    alice, ghost = p.alice, ghost_of(p.bob)
+    path = f"{CONVERSATIONS}/{p.conversation_id}"
+    deleted = await rest.delete(path, as_user=p.bob)
+    assert deleted.status == 200, deleted.body
+    assert deleted.data("conversation")["isActive"] is False
+
+    notice = await _event_from(
+        alice, p.room_id,
+        lambda e: e["type"] == "m.room.message" and e["content"].get("msgtype") == "m.notice"
+        and e["sender"] == ghost,
+        what="the deletion notice from bob's ghost",
+    )  # fmt: skip
+    assert "deleted this conversation on the network" in notice["content"]["body"]
+    await wait_membership(alice, p.room_id, ghost, "leave", within=STEP)
+    # Both sides over REST: shown inactive, listed no more, no new messages.
+    for user in (p.bob, p.me):
+        got = (await rest.get(path, as_user=user)).data("conversation")
+        assert got["isActive"] is False
+        listed = (await rest.get(CONVERSATIONS, as_user=user)).data("conversations")
+        assert str(p.conversation_id) not in [c["id"] for c in listed]
+    refused = await rest.post(
+        MESSAGES, {"conversationId": str(p.conversation_id), "content": "still there?"},
+        as_user=p.me,
+    )  # fmt: skip
+    assert refused.status == 409, refused.body
+    row = await inbox.fetch("SELECT is_active FROM conversation WHERE id = $1", p.conversation_id)
+    assert row[0]["is_active"] is False

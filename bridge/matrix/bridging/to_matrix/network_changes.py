@@ -222,6 +222,27 @@ class NetworkChangesToMatrix:
             redact = Redact(event_id=message.event_id, reason="Deleted on the network", refs=refs)
             await self._conv(conn, message.conversation_id, sender, redact)
 
+    async def conversation_deleted(
+        self, conn: asyncpg.Connection, conversation: Conversation, actor: uuid.UUID, origin: Origin
+    ) -> None:
+        """A 1:1 deleted on the network: its ghosts say so in the portal, then leave it."""
+        if origin is not Origin.NETWORK:
+            return
+        if await self.ctx.portals.get_portal_by_conversation(conn, conversation.id) is None:
+            return
+        deleter = await self.ctx.users.get(conn, actor)
+        notice = {
+            "msgtype": "m.notice",
+            "body": f"{deleter.display_name} deleted this conversation on the network; "
+            "messages sent here no longer reach it.",
+        }
+        ghosts, _ = await self._members(conn, conversation.participant_ids)
+        for ghost in ghosts:
+            await self._conv(
+                conn, conversation.id, ghost, Send(event_type="m.room.message", content=notice)
+            )
+            await self._conv(conn, conversation.id, ghost, Leave())
+
     # --- networking -----------------------------------------------------------------------------
 
     async def request_sent(
