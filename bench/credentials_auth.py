@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import dataclasses
 import json
 import sys
 import time
@@ -64,14 +65,7 @@ from bridge.credentials.service import Actor
 from bridge.credentials.setup import build_credentials
 from bridge.db.database import Database
 from bridge.db.schema import ensure_schema
-from bridge.messaging.service import MessagingService
-from bridge.messaging.store import MessagingStore
-from bridge.networking.service import NetworkingService
-from bridge.networking.store import NetworkingStore
-from bridge.notifications.service import NotificationService
-from bridge.notifications.store import NotificationStore
-from bridge.users.service import UserService
-from bridge.users.store import UserStore
+from bridge.services import build_services
 
 GOAL_MS = 1.0
 SECRET = "bench-shared-secret-of-at-least-32-bytes"
@@ -200,16 +194,10 @@ async def run(args: argparse.Namespace, z: Sizes, cluster: Cluster, root: Path) 
         return response
 
     try:
-        notifications = NotificationService(NotificationStore())
-        users = UserService(UserStore())
-        creds = build_credentials(config, db, users)
-        services = ApiServices(
-            users=users,
-            messaging=MessagingService(MessagingStore(), notifications),
-            networking=NetworkingService(NetworkingStore(), notifications),
-            notifications=notifications,
-            credentials=creds.service,
-            credential_auth=creds.auth,
+        services = build_services(db)
+        creds = build_credentials(config, db, services.users)
+        services = dataclasses.replace(
+            services, credentials=creds.service, credential_auth=creds.auth
         )
         log(f"creating {z.accounts} accounts, {z.accounts * (3 + z.extra_per_account)} credentials")
         accounts = await _populate(services, db, z)

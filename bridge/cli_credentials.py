@@ -14,10 +14,10 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from datetime import datetime
 
 import msgspec
+from msgspec.structs import replace
 
 from .api.signing_keys import rotate
 from .config import Config, ConfigError, load_config

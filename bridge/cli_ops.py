@@ -7,10 +7,11 @@ import asyncio
 import json
 import re
 import sys
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from msgspec.structs import replace
 
 from .config import Config, load_config
 from .db.database import Database

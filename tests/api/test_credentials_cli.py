@@ -63,7 +63,7 @@ async def test_credentials_cli(
         await db.open()
         try:
             auth = build_credentials(
-                load_config(path), db, UserService(UserStore()), environ={}
+                load_config(path), db, UserService(db, UserStore()), environ={}
             ).auth
             return (await auth.api_key(added["secret"])).owner_id
         finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from bridge.app import DATABASE, OUTBOX
+from bridge.matrix.outbox.actions import Send
 from bridge.ops.dead_letters import DeadLetters
 from tests.ops.bed import Bed, message, poll
 
@@ -18,9 +19,9 @@ async def test_a_dead_outbox_action_is_sent_again_once(
     bed.hs.fail("/send/", status=400, errcode="M_BAD_JSON", times=1)
     async with bed.app[DATABASE].transaction() as tx:
         row = await bed.app[OUTBOX].enqueue(
-            tx, room, BOT, "send",
-            {"room_id": room, "event_type": "m.room.message",
-             "content": {"msgtype": "m.text", "body": "refused once"}},
+            tx, room, BOT,
+            Send(room_id=room, event_type="m.room.message",
+                 content={"msgtype": "m.text", "body": "refused once"}),
         )
 
     async def state_is(state: str) -> bool:

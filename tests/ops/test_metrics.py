@@ -10,6 +10,7 @@ import pytest
 
 from bridge.app import DATABASE, OUTBOX, init_app
 from bridge.config import parse_config
+from bridge.matrix.outbox.actions import Send
 from tests.conftest import config_data
 from tests.ops.bed import Bed, message, poll, sample
 
@@ -84,9 +85,9 @@ async def test_a_429_is_counted_with_its_wait_and_errcode(bed: Bed) -> None:
     bed.hs.fail("/send/", status=429, errcode="M_LIMIT_EXCEEDED", retry_after_ms=300)
     async with bed.app[DATABASE].transaction() as conn:
         await bed.app[OUTBOX].enqueue(
-            conn, room, BOT, "send",
-            {"room_id": room, "event_type": "m.room.message",
-             "content": {"msgtype": "m.notice", "body": "hi"}},
+            conn, room, BOT,
+            Send(room_id=room, event_type="m.room.message",
+                 content={"msgtype": "m.notice", "body": "hi"}),
         )
 
     async def sent() -> bool:
