@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -49,6 +50,7 @@ from bench.common import (
     Cluster,
     bridge_config_dict,
     cpu_seconds,
+    find_py_spy,
     free_port,
     header_line,
     ignore_interrupts,
@@ -58,7 +60,9 @@ from bench.common import (
     markdown_table,
     postgres_cpu_seconds,
     server_version,
+    start_py_spy,
     stats,
+    stop_process,
     workdir,
 )
 from bridge.cli_token import mint_token
@@ -72,7 +76,12 @@ MESSAGES_PER_CONVERSATION = 20
 CLIENTS = 64
 SCENARIOS = ("conversations", "messages", "post", "mix")
 #: Which floor each scenario is compared with.
-FLOOR_OF = {"conversations": "floor", "messages": "floor", "post": "full floor", "mix": "full floor"}
+FLOOR_OF = {
+    "conversations": "floor",
+    "messages": "floor",
+    "post": "full floor",
+    "mix": "full floor",
+}
 GOALS = {"conversations": 0.8, "messages": 0.8, "post": 0.7, "mix": 0.7}
 FULL = {"rounds": 3, "seconds": 8.0, "warmup": 2.0}
 QUICK = {"rounds": 1, "seconds": 3.0, "warmup": 1.0}
@@ -194,7 +203,7 @@ def bridge_target(root: Path, dsn: str, processes: int) -> Target:
     extra = {**jwt, "appservice": {"role": "worker"}}
     args = ["bridge", "--port", str(worker_port), "--dsn", dsn, "--config", json.dumps(extra)]
     children.append(Child.module("bridge-worker", "bench.apps", args, root))
-    return Target(f"bridge ×{processes}", port, children)
+    return Target(f"bridge x{processes}", port, children)
 
 
 def floor_target(root: Path, dsn: str, mode: str) -> Target:
@@ -215,6 +224,7 @@ def one_round(
     sizes: dict[str, float],
     root: Path,
     postmaster: int | None,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     plan = {
         "port": target.port,
@@ -236,9 +246,18 @@ def one_round(
         if proc.stdout.readline().strip() != "MEASURE":
             raise BenchError("the load client did not start measuring")
         server0, pg0 = target.cpu(), postgres_cpu_seconds(postmaster)
+        spies = []
+        if profile is not None and target.name.startswith("bridge"):
+            py_spy = find_py_spy()
+            profile.mkdir(parents=True, exist_ok=True)
+            for child in target.children:
+                out = profile / f"{scenario}-{child.name}.txt"
+                spies.append(start_py_spy(py_spy, child.pid, out))
         if proc.stdout.readline().strip() != "END":
             raise BenchError("the load client did not end measuring")
         server1, pg1 = target.cpu(), postgres_cpu_seconds(postmaster)
+        for spy in spies:
+            stop_process(spy, "py-spy", signal.SIGINT)
         result = json.loads(proc.stdout.readline())
         proc.wait(timeout=60)
     finally:
@@ -291,7 +310,9 @@ async def run(args: argparse.Namespace, cluster: Cluster, root: Path) -> dict[st
     template = await cluster.create_database("rest_template")
     await ensure_schema(template, migrate=True)
     await seed(template)
-    config = parse_config(bridge_config_dict("bench-hs-token", 1, {"api": {"jwt": {"secret": JWT_SECRET}}}))
+    config = parse_config(
+        bridge_config_dict("bench-hs-token", 1, {"api": {"jwt": {"secret": JWT_SECRET}}})
+    )
     plan_clients = clients_plan(config)
     scenarios = args.scenario or list(SCENARIOS)
     results: dict[str, dict[str, Any]] = {}
@@ -309,7 +330,15 @@ async def run(args: argparse.Namespace, cluster: Cluster, root: Path) -> dict[st
             for n in range(int(sizes["rounds"])):
                 order = targets if n % 2 == 0 else list(reversed(targets))
                 for target in order:
-                    r = one_round(target, scenario, plan_clients, sizes, root, cluster.postmaster)
+                    r = one_round(
+                        target,
+                        scenario,
+                        plan_clients,
+                        sizes,
+                        root,
+                        cluster.postmaster,
+                        args.profile if n == 0 else None,
+                    )
                     rounds[target.name].append(r)
                     log(
                         f"{scenario} round {n + 1} {target.name}: {r['rps']:.0f} req/s, "
@@ -320,7 +349,9 @@ async def run(args: argparse.Namespace, cluster: Cluster, root: Path) -> dict[st
                     if r["errors"]:
                         log(f"  error sample: {r['error_sample']}")
                         for child in target.children:
-                            log(f"  {child.name} running: {child.running()}; log:\n{child.tail(15)}")
+                            log(
+                                f"  {child.name} running: {child.running()}; log:\n{child.tail(15)}"
+                            )
         finally:
             for target in targets:
                 target.stop()
@@ -360,7 +391,9 @@ LABELS = {
 def print_report(report: dict[str, Any], out: TextIO) -> None:
     print(header_line("REST benchmark", report["machine"], report["postgres"]), file=out)
     sizes = report["sizes"]
-    bridge_name = "bridge" if report["processes"] <= 1 else f"bridge, {report['processes']} intake processes"
+    bridge_name = (
+        "bridge" if report["processes"] <= 1 else f"bridge, {report['processes']} intake processes"
+    )
     print(
         f"{report['clients']} concurrent clients (own user and token each), {report['users']} "
         f"users, {report['conversations']} direct conversations; {bridge_name}; "
@@ -439,6 +472,11 @@ def main(argv: list[str] | None = None) -> int:
         "--processes", type=int, default=1, help="bridge intake processes on one port"
     )
     parser.add_argument("--scenario", action="append", choices=SCENARIOS, help="(repeatable)")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="record py-spy profiles of the bridge's processes in the first round, in DIR",
+    )
     args = parser.parse_args(argv)
     install_interrupts()
     with workdir("bench-rest-") as root:

@@ -6,7 +6,8 @@ connections) and PyJWT (HS256, ``exp`` and ``sub`` required), with the bridge's 
 
 - ``GET /messaging-api/v1/conversations``: one statement, the user's first 25 conversations;
 - ``GET /messaging-api/v1/messages?conversationId=``: one statement, the conversation's
-  first 25 messages (oldest first, as the bridge's first page) (no participant check, no deleted-for-viewer filter);
+  first 25 messages, oldest first as the bridge's first page (no participant check, no
+  deleted-for-viewer filter);
 - ``POST /messaging-api/v1/messages``: ``bare`` inserts the message row (one statement);
   ``full`` makes the writes the bridge must make for a network post, in one statement: the
   message, the conversation's counters (``last_message_at``, ``message_count``), a
@@ -97,7 +98,7 @@ def build_app(dsn: str, secret: str, post_mode: str) -> web.Application:
     decoder = msgspec.json.Decoder(_Post)
 
     def user_of(request: web.Request) -> uuid.UUID:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        _scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         try:
             claims = jwt.decode(
                 token, secret, algorithms=["HS256"], options={"require": ["exp", "sub"]}

@@ -2,9 +2,10 @@
 
 ``python -m bench.rest_load PLAN.json`` reads a plan (port, scenario, seconds, warm-up
 seconds, clients: each with its token and conversations), runs one client per entry
-concurrently (each its own keep-alive connection, one request at a time, back to back), and
-prints ``MEASURE`` and ``END`` around the measured seconds, then one JSON line: requests, errors (with a sample), latencies in ms, the measured
-seconds and the CPU seconds this process used during them.
+concurrently (each its own keep-alive connection, one request at a time, back to back),
+prints ``MEASURE`` and ``END`` around the measured seconds, then one JSON line: requests,
+errors (with a sample), latencies in ms, the measured seconds and the CPU seconds this process
+used during them.
 
 Scenarios: ``conversations`` (first page of the user's conversations), ``messages`` (first
 page of one of the user's conversations), ``post`` (a message to one of them), ``mix``
