@@ -30,7 +30,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -44,6 +46,7 @@ if __package__ in (None, ""):
 import asyncpg
 
 from bench.common import (
+    HOST,
     REPO_ROOT,
     BenchError,
     Child,
@@ -170,6 +173,24 @@ def _md5(text: str) -> str:
 # ---------------------------------------------------------------------------- servers
 
 
+def server_port() -> int:
+    """A free port below the ephemeral range. The load client opens and closes many
+    connections from ephemeral ports; a server on one of them can meet a TIME_WAIT left by
+    such a connection and refuse a new client's SYN."""
+    low, _high = (
+        int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    )
+    for _ in range(200):
+        port = random.randrange(max(low // 2, 1024), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                continue
+        return port
+    return free_port()
+
+
 class Target:
     """A server under test: its processes (to read their CPU) and its port."""
 
@@ -189,7 +210,7 @@ class Target:
 
 
 def bridge_target(root: Path, dsn: str, processes: int) -> Target:
-    port = free_port()
+    port = server_port()
     jwt = {"api": {"jwt": {"secret": JWT_SECRET}}}
     if processes <= 1:
         args = ["bridge", "--port", str(port), "--dsn", dsn, "--config", json.dumps(jwt)]
@@ -199,7 +220,7 @@ def bridge_target(root: Path, dsn: str, processes: int) -> Target:
         extra = {**jwt, "appservice": {"role": "intake", "reuse_port": True}}
         args = ["bridge", "--port", str(port), "--dsn", dsn, "--config", json.dumps(extra)]
         children.append(Child.module(f"bridge-intake-{n}", "bench.apps", args, root))
-    worker_port = free_port()
+    worker_port = server_port()
     extra = {**jwt, "appservice": {"role": "worker"}}
     args = ["bridge", "--port", str(worker_port), "--dsn", dsn, "--config", json.dumps(extra)]
     children.append(Child.module("bridge-worker", "bench.apps", args, root))
@@ -207,7 +228,7 @@ def bridge_target(root: Path, dsn: str, processes: int) -> Target:
 
 
 def floor_target(root: Path, dsn: str, mode: str) -> Target:
-    port = free_port()
+    port = server_port()
     args = ["--port", str(port), "--dsn", dsn, "--secret", JWT_SECRET, "--post", mode]
     name = "floor" if mode == "bare" else "full floor"
     child = Child.module(f"floor-{mode}", "bench.rest_floor", args, root)

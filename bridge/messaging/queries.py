@@ -38,6 +38,7 @@ T = TypeVar("T")
 #: From this offset on, a page past the middle of a conversation is found from its end.
 FROM_THE_END = 100
 
+
 @dataclass(frozen=True)
 class DateRange:
     """A date filter: ``periods`` (half-open, OR-ed), ``since`` / ``until`` (inclusive bounds),
@@ -347,10 +348,18 @@ class MessagingQueries:
             )
         where = "".join(f" AND {c}" for c in conds)
         take, skip = p(limit + 1, "bigint"), p(offset, "bigint")
+        plain = is_group is None and participant_ids is None and last_message is None
+        # Unfiltered, the total is how many conversations the user is in: read with the page.
+        count = (
+            ", (SELECT count(*) FROM conversation_participant "
+            f"WHERE user_id = {user}) AS page_total"
+            if plain
+            else ""
+        )
         # Order and page the ids first; the participants arrays for the page's rows only.
         rows = await conn.fetch(
             f"""
-            SELECT {_CONVERSATION} FROM (
+            SELECT {_CONVERSATION}{count} FROM (
                 SELECT c.id, COALESCE(c.last_message_at, c.created_at) AS at
                 FROM conversation_participant mine
                 JOIN conversation c ON c.id = mine.conversation_id
@@ -361,7 +370,10 @@ class MessagingQueries:
             """,
             *p.values,
         )
-        if is_group is None and participant_ids is None and last_message is None:
+        if plain and rows:
+            total = rows[0]["page_total"]
+            rows = [{k: v for k, v in r.items() if k != "page_total"} for r in rows]
+        elif plain:
             total = await conn.fetchval(
                 "SELECT count(*) FROM conversation_participant WHERE user_id = $1", user_id
             )

@@ -34,7 +34,7 @@ _MESSAGE = """
 """
 
 
-def _conversation(row: asyncpg.Record) -> Conversation:
+def _conversation(row: Mapping[str, Any]) -> Conversation:
     data = dict(row)
     data["participant_ids"] = tuple(data["participant_ids"])
     return Conversation(**data)
