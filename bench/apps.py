@@ -90,7 +90,8 @@ async def run_bridge(args: argparse.Namespace, stop: asyncio.Event) -> None:
         access_log=logging.getLogger("bridge.cli").getChild("access"),
         access_log_class=RedactingAccessLogger,
     )
-    await serve(runner, args.port, stop)
+    # Several intake processes on one port (appservice.reuse_port), as `bridge run` binds them.
+    await serve(runner, args.port, stop, reuse_port=config.appservice.reuse_port)
 
 
 # ---------------------------------------------------------------------------- processing floor

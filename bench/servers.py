@@ -83,10 +83,12 @@ def bridge_config(
     return parse_config(bridge_config_dict(hs_token, port, extra))
 
 
-async def serve(runner: web.AppRunner, port: int, stop: asyncio.Event) -> None:
+async def serve(
+    runner: web.AppRunner, port: int, stop: asyncio.Event, *, reuse_port: bool = False
+) -> None:
     await runner.setup()
     try:
-        await web.TCPSite(runner, HOST, port).start()
+        await web.TCPSite(runner, HOST, port, reuse_port=reuse_port or None).start()
         print(f"READY {os.getpid()} {port}", flush=True)
         await stop.wait()
     finally:

@@ -46,6 +46,7 @@ from .metrics.scrape import StateCollector, metrics_app, serve_metrics
 from .ops.admin import mount_admin
 from .ops.status_store import StatusStore
 from .services import build_services
+from .users.cache import USER_CHANNEL
 
 DATABASE = web.AppKey("database", Database)
 CONTEXT = web.AppKey("context", BridgingContext)
@@ -175,13 +176,19 @@ async def init_app(
     gap_store = GapStore()
     gaps_config = config.appservice.transaction_gaps
     gap_checker = GapChecker(db, gap_store, gaps_config, metrics)
+    listens = config.appservice.listen_notify
     wakeups = WakeupListener(
         dsn,
         name,
         {INBOX_CHANNEL: processor.wake, OUTBOX_CHANNEL: sender.wake}
-        if config.appservice.runs_workers and config.appservice.listen_notify
+        if background_workers and config.appservice.runs_workers and listens
+        else {},
+        # The REST API's token users, cached while their changes are heard (users.cache).
+        payload_handlers={USER_CHANNEL: users.cache.changed}
+        if listens and config.api.enabled and config.appservice.runs_intake
         else {},
     )
+    users.cache.follow(wakeups.listening.is_set)
     if config.appservice.runs_intake:
         appservice = AppServiceAPI(
             config,
@@ -229,13 +236,16 @@ async def init_app(
         sender.start()
         retention.start()
         gap_checker.start()
-        wakeups.start()
         yield
-        await wakeups.stop()
         await gap_checker.stop()
         await retention.stop()
         await processor.stop()
         await sender.stop()
+
+    async def listener(_: web.Application) -> AsyncIterator[None]:
+        wakeups.start()
+        yield
+        await wakeups.stop()
 
     async def metrics_listener(_: web.Application) -> AsyncIterator[None]:
         async with serve_metrics(app[METRICS_APP], config.metrics.host, config.metrics.port):
@@ -244,6 +254,7 @@ async def init_app(
     app.cleanup_ctx.extend([homeserver_session, database])
     if background_workers and config.appservice.runs_workers:
         app.cleanup_ctx.append(workers)
+    app.cleanup_ctx.append(listener)  # after the workers it wakes
     if config.metrics.enabled:
         app.cleanup_ctx.append(metrics_listener)
     return app

@@ -5,6 +5,7 @@ Pass it to the runner: ``web.AppRunner(app, access_log_class=RedactingAccessLogg
 
 from __future__ import annotations
 
+import logging
 import re
 
 from aiohttp import web
@@ -18,7 +19,14 @@ def redact(path_qs: str) -> str:
 
 
 class RedactingAccessLogger(AbstractAccessLogger):
+    @property
+    def enabled(self) -> bool:
+        """Whether anyone reads the lines (aiohttp skips :meth:`log` otherwise)."""
+        return self.logger.isEnabledFor(logging.INFO)
+
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        if not self.logger.isEnabledFor(logging.INFO):
+            return  # nothing formatted (the redaction included) for a line nobody reads
         self.logger.info(
             '%s "%s %s HTTP/%d.%d" %d %s %.3fs',
             request.remote,

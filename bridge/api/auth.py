@@ -14,6 +14,7 @@ The token is looked for, first found wins, in: the ``access_token`` query parame
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ADMIN_ROLE = "admin"
+#: HS256 tokens remembered as verified at most (the memory starts over when full).
+MAX_VERIFIED = 10_000
 QUERY_TOKEN = "access_token"  # noqa: S105 (a parameter name)
 SYMPHONY_HEADER = "sessionToken"
 
@@ -71,6 +74,7 @@ class TokenVerifier:
         # The bridge's own keys verify what it issued (client-credentials tokens) whatever the
         # algorithm configured for other issuers' tokens.
         self._signing = signing_key
+        self._verified: dict[str, tuple[dict[str, Any], float]] = {}
         if config.algorithm == "HS256":
             if config.secret:
                 self._secret = config.secret.encode()
@@ -119,7 +123,32 @@ class TokenVerifier:
         raise Unauthorized("token signed with an unknown key (kid)")
 
     def verify(self, token: str) -> dict[str, Any]:
-        """The token's claims, or 401 saying what is wrong with it."""
+        """The token's claims, or 401 saying what is wrong with it.
+
+        With HS256 (one secret for the process's life) a token verified once is remembered
+        until it expires (``exp`` plus the leeway, as PyJWT judges it): a client's next
+        requests skip the parsing and the HMAC. RS256 tokens are verified every time (their
+        keys can change on disk).
+        """
+        if self._secret is None:
+            return self._verify(token)
+        known = self._verified.get(token)
+        if known is not None:
+            claims, valid_until = known
+            if time.time() <= valid_until:
+                return dict(claims)
+            del self._verified[token]
+        claims = self._verify(token)
+        exp = claims.get("exp")
+        if isinstance(exp, int | float) and not isinstance(exp, bool):
+            if len(self._verified) >= MAX_VERIFIED:
+                self._verified.clear()
+            self._verified[token] = (dict(claims), float(exp) + self._config.leeway)
+        return claims
+
+    def _verify(self, token: str) -> dict[str, Any]:
+        if not self.configured:
+            raise Unauthorized("token verification is not configured (api.jwt)")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:

@@ -11,6 +11,10 @@ Polling stays the fallback: while the connection is down (or ``appservice.listen
 off, e.g. behind a pooler in transaction mode) workers find others' work every
 ``poll_interval``. After every (re)connection each handler is called once, for what was
 notified while nobody listened.
+
+Channels whose payload matters (``bridge_user``: which user changed) get ``payload_handlers``:
+called with every notification's payload, the process's own included, and with None after
+every (re)connection, before :attr:`WakeupListener.listening` is set again.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class WakeupListener:
         application_name: str,
         handlers: Mapping[str, Callable[[], None]],
         *,
+        payload_handlers: Mapping[str, Callable[[str | None], None]] | None = None,
         keepalive: float = 30.0,
         retry_delay: float = 1.0,
         max_retry_delay: float = 30.0,
@@ -46,6 +51,7 @@ class WakeupListener:
         self._dsn = dsn
         self._name = application_name
         self._handlers = dict(handlers)
+        self._payload_handlers = dict(payload_handlers or {})
         self._keepalive = keepalive
         self._retry_delay = retry_delay
         self._max_retry_delay = max_retry_delay
@@ -56,7 +62,7 @@ class WakeupListener:
         self.received = 0
 
     def start(self) -> None:
-        if self._handlers and self._task is None:
+        if (self._handlers or self._payload_handlers) and self._task is None:
             self._task = asyncio.create_task(self._run(), name="wakeup-listener")
 
     async def stop(self) -> None:
@@ -69,6 +75,11 @@ class WakeupListener:
     def _on_notification(
         self, _conn: object, _pid: int, channel: str, payload: object
     ) -> None:
+        with_payload = self._payload_handlers.get(channel)
+        if with_payload is not None:
+            self.received += 1
+            with_payload(payload if isinstance(payload, str) else None)
+            return
         if payload == self._name:
             return  # our own commit: its workers were woken in memory
         handler = self._handlers.get(channel)
@@ -100,10 +111,13 @@ class WakeupListener:
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _c: lost.set())
         try:
-            for channel in self._handlers:
+            channels = [*self._handlers, *self._payload_handlers]
+            for channel in channels:
                 await conn.add_listener(channel, self._on_notification)
+            for payload_handler in self._payload_handlers.values():
+                payload_handler(None)  # what was notified while nobody listened is unknown
             self.listening.set()
-            log.debug("Listening for wake-ups on %s", ", ".join(self._handlers))
+            log.debug("Listening for wake-ups on %s", ", ".join(channels))
             for handler in self._handlers.values():
                 handler()  # anything committed while nobody listened
             while not lost.is_set():

@@ -21,7 +21,7 @@ from ..notifications.service import NotificationService
 from .conversations import ConversationRules
 from .html import sanitize_html
 from .models import Conversation, Message, NewMessage, Origin, Reaction
-from .queries import DateRange, MessagingQueries
+from .queries import FROM_THE_END, DateRange, MessagingQueries
 from .rules import MAX_CONTENT, message_notifications, prepare_message
 
 
@@ -280,6 +280,21 @@ class MessageRules(ConversationRules):
         total counts the messages after it; ``after`` (a cursor's position) seeks past a
         ``(sentAt, id)`` position, and the total counts the whole list.
         """
+        plain = sender_ids is None and reader_ids is None and sent is None and after is None
+        if (
+            plain
+            and after_message_id is None
+            and conversation_ids is not None
+            and len(set(conversation_ids)) == 1
+            and offset < FROM_THE_END
+        ):
+            # The usual call (a conversation's first pages): one round trip.
+            page = await self._queries.first_messages_page(
+                conn, viewer, conversation_ids[0], limit=limit, offset=offset
+            )
+            if page is not None:
+                return page
+            # Missing, or not the viewer's: the checks below say which.
         visible = await self.visible_conversation_ids(conn, viewer, conversation_ids)
         count_after = False
         if after_message_id is not None:

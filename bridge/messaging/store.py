@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -34,13 +35,13 @@ _MESSAGE = """
 """
 
 
-def _conversation(row: asyncpg.Record) -> Conversation:
+def _conversation(row: Mapping[str, Any]) -> Conversation:
     data = dict(row)
     data["participant_ids"] = tuple(data["participant_ids"])
     return Conversation(**data)
 
 
-def _message(row: asyncpg.Record) -> Message:
+def _message(row: Mapping[str, Any]) -> Message:
     data = dict(row)
     data["origin"] = Origin(data["origin"])
     data["mentions"] = tuple(data["mentions"])

@@ -17,6 +17,7 @@ import asyncpg
 from ..db.database import Database
 from ..errors import BadRequest, NotFound
 from ..ids import clean_text
+from .cache import UserCache
 from .models import NetworkUser
 from .store import UserStore
 
@@ -39,30 +40,39 @@ def _avatar(value: str | None) -> str | None:
 
 
 class UserService:
-    def __init__(self, db: Database, store: UserStore) -> None:
+    def __init__(self, db: Database, store: UserStore, cache: UserCache | None = None) -> None:
         self._db = db
         self._store = store
+        #: Token users known to exist under their stored names (see :mod:`.cache`).
+        self.cache = cache or UserCache()
 
     # --- entry points (own connection and transaction) ------------------------------------------
 
     async def sign_in(
         self, user_id: uuid.UUID, display_name: str | None, *, acting: uuid.UUID | None = None
-    ) -> NetworkUser:
-        """The token subject ``user_id``, created or renamed as its claims say; 404 when
-        ``acting`` (the user an administrator acts for) is not a network user.
+    ) -> None:
+        """Make sure the token subject ``user_id`` exists, named as its claims say (created or
+        renamed); 404 when ``acting`` (the user an administrator acts for) is not a network user.
 
-        No transaction: on the usual path this is one read (the user exists, named as the token
-        says); a first use or a rename is one statement. A concurrent first request of the same
-        user is read again.
+        The usual path makes no database round trip: the user is in :attr:`cache` under the
+        name the token carries. Otherwise one read (no transaction), and a first use or a
+        rename is one statement; a concurrent first request of the same user is read again.
         """
+        if acting is None or acting == user_id:
+            known = self.cache.name(user_id)
+            if known is not None and (display_name is None or display_name == known):
+                return
         for attempt in (1, 2):
+            since = self.cache.generation
             try:
                 async with self._db.acquire() as conn:
                     user = await self.ensure(conn, user_id, display_name)
                     if acting is not None and acting != user_id:
                         if await self._store.get_user(conn, acting) is None:
                             raise NotFound(f"no network user {acting} (asUserId)")
-                    return user
+                # Committed (no transaction here): what the database now holds.
+                self.cache.remember(user.id, user.display_name, since=since)
+                return
             except asyncpg.UniqueViolationError:
                 if attempt == 2:
                     raise
@@ -135,6 +145,9 @@ class UserService:
         if user is None:
             return await self._store.insert_user(conn, user_id, _name(display_name or str(user_id)))
         if display_name and _name(display_name) != user.display_name:
+            # Dropped at once here (the caller's transaction may still roll back; the
+            # trigger's notification tells the other processes when it commits).
+            self.cache.changed(str(user_id))
             updated = await self._store.update_profile(conn, user_id, _name(display_name), None)
             assert updated is not None
             return updated
