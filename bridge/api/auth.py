@@ -140,7 +140,9 @@ class TokenVerifier:
             del self._verified[token]
         claims = self._verify(token)
         exp = claims.get("exp")
-        if isinstance(exp, int | float) and not isinstance(exp, bool):
+        # Only what the secret signed: the bridge's own RS256 keys (its issued tokens) rotate.
+        hs256 = jwt.get_unverified_header(token).get("alg") == "HS256"
+        if hs256 and isinstance(exp, int | float) and not isinstance(exp, bool):
             if len(self._verified) >= MAX_VERIFIED:
                 self._verified.clear()
             self._verified[token] = (dict(claims), float(exp) + self._config.leeway)

@@ -280,7 +280,14 @@ class MessageRules(ConversationRules):
         total counts the messages after it; ``after`` (a cursor's position) seeks past a
         ``(sentAt, id)`` position, and the total counts the whole list.
         """
-        plain = sender_ids is None and reader_ids is None and sent is None and after is None
+        plain = (
+            sender_ids is None
+            and reader_ids is None
+            and sent is None
+            and after is None
+            and unread_by is None
+            and deleted_for is None
+        )
         if (
             plain
             and after_message_id is None
