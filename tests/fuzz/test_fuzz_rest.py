@@ -241,7 +241,9 @@ async def test_hostile_requests_to_every_route_are_never_500(
     token = hs_token(user, **({"roles": ["admin"]} if request.admin else {}))
     status, text = await send(api.client, request, token)
     assert answered(status), (request.method, request.path, text)
-    parsed = json.loads(text)  # every answer is JSON: the envelope or the reference's error body
+    if status == 400 and not text.lstrip().startswith("{"):
+        return  # the HTTP server's own plain-text 400 (a request line over 8 KiB), documented
+    parsed = json.loads(text)  # every other answer is JSON: the envelope or an error body
     if status >= 400:  # each surface's own error body
         if request.path.startswith(("/pod", "/sessionauth")):
             assert parsed["code"] == status, parsed
