@@ -140,8 +140,8 @@ def api_services(ctx: ApiContext) -> list[Service]:
 def _sub_app(ctx: ApiContext, service: Service) -> web.Application:
     render = symphony_error if service.symphony else network_error
     routes = [(op, op.route(ctx.version)) for op in service.operations]
-    forms = {route.handler: op.raw_body[0] for op, route in routes if op.raw_body is not None}
-    guard = request_guard(ctx.config.api, symphony=service.symphony, other_media=forms)
+    forms = [route.handler for op, route in routes if op.raw_body is not None]
+    guard = request_guard(ctx.config.api, symphony=service.symphony, own_body=forms)
     middlewares = [error_middleware(render, messages=HTTP_MESSAGES, prepare=start_request), guard]
     if service.problems:
         middlewares = [problem_middleware(), guard]

@@ -19,7 +19,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection
 from typing import Any
 
 from aiohttp import web
@@ -127,12 +127,12 @@ def request_guard(
     config: ApiConfig,
     *,
     symphony: bool = False,
-    other_media: Mapping[Callable[..., Any], str] | None = None,
+    own_body: Collection[Callable[..., Any]] = (),
 ) -> Middleware:
     """The guard middleware of a REST sub-application (after the error middleware, before the
-    token check). ``other_media`` names the handlers whose body is not JSON, with the media
-    type each takes (e.g. the OAuth token endpoint's form)."""
-    other = frozenset(other_media or ())
+    token check). ``own_body`` names the handlers that read and check a body of another media
+    type themselves (the OAuth token endpoint's form)."""
+    own = frozenset(own_body)
     limit = config.max_body_size
     allowed = frozenset(filter(None, (origin_of(o) for o in config.allowed_origins)))
 
@@ -148,7 +148,7 @@ def request_guard(
         request = _check_size(request, limit)
         # A handler with a body of another media type reads and refuses it itself (the OAuth
         # token endpoint answers RFC 6749 errors).
-        if request.match_info.handler not in other:
+        if request.match_info.handler not in own:
             _check_media_type(request)
             if request.body_exists:
                 await _check_json(request)
