@@ -65,8 +65,8 @@ class NetworkingApi:
                       self.update_request, Query, AnswerConnectionRequest, request,
                       errors=(409,)),
             Operation("delete", req + "/{connectionRequestId}", "deleteConnectionRequest",
-                      "Withdraw (the seed's soft delete, isActive false in the answer): the "
-                      "sender cancels, the receiver rejects",
+                      "Delete a pending request (the seed's soft delete: isActive false from "
+                      "then on): the sender cancels, the receiver rejects",
                       self.delete_request, Query, NoBody, request, errors=(409,)),
         ]  # fmt: skip
 
@@ -151,4 +151,4 @@ class NetworkingApi:
         me = principal_of(request).user_id
         request_id = path_id(request, "connectionRequestId")
         withdrawn = await self._networking.take_back(me, request_id)
-        return Reply(ConnectionRequest.of(withdrawn, active=False))
+        return Reply(ConnectionRequest.of(withdrawn))

@@ -171,8 +171,8 @@ class ConnectionRequest(Struct, rename={"owner": "_owner", "statusIdx": "status_
     owner: uuid.UUID
 
     @classmethod
-    def of(cls, r: RequestModel, *, active: bool | None = None) -> ConnectionRequest:
-        """``active``: False for the answer to a DELETE (the seed's soft delete)."""
+    def of(cls, r: RequestModel) -> ConnectionRequest:
+        """``isActive`` is false once a party deleted it (the seed's soft delete)."""
         return cls(
             id=r.id,
             receiverUserId=r.receiver_id,
@@ -184,10 +184,10 @@ class ConnectionRequest(Struct, rename={"owner": "_owner", "statusIdx": "status_
             message=r.message,
             firstRequestedAt=iso(r.first_requested_at),
             requestCounter=r.request_counter,
-            isActive=r.status is not RequestStatus.CANCELLED if active is None else active,
+            isActive=r.deleted_at is None,
             recordVersion=r.request_counter + (r.responded_at is not None),
             createdAt=iso(r.first_requested_at),
-            updatedAt=iso(r.responded_at or r.sent_at),
+            updatedAt=iso(r.deleted_at or r.responded_at or r.sent_at),
             owner=r.sender_id,
         )
 

@@ -25,6 +25,8 @@ class ConnectionRequest:
     request_counter: int
     responded_at: datetime | None
     room_id: str | None
+    #: When a party deleted it (the reference's soft delete); None while it is active.
+    deleted_at: datetime | None = None
 
     def seen_from(self, user_id: uuid.UUID) -> str:
         """The Symphony-style status as ``user_id`` sees it."""

@@ -192,9 +192,14 @@ class NetworkingService:
         return request
 
     async def _answer(
-        self, conn: asyncpg.Connection, request_id: uuid.UUID, status: RequestStatus
+        self,
+        conn: asyncpg.Connection,
+        request_id: uuid.UUID,
+        status: RequestStatus,
+        *,
+        delete: bool = False,
     ) -> ConnectionRequest:
-        answered = await self._store.set_request_status(conn, request_id, status)
+        answered = await self._store.set_request_status(conn, request_id, status, delete=delete)
         if answered is None:
             raise Conflict("the request is no longer pending")
         for listener in self._listeners:
@@ -232,16 +237,24 @@ class NetworkingService:
         return answered
 
     async def reject(
-        self, conn: asyncpg.Connection, *, receiver: uuid.UUID, request_id: uuid.UUID
+        self,
+        conn: asyncpg.Connection,
+        *,
+        receiver: uuid.UUID,
+        request_id: uuid.UUID,
+        delete: bool = False,
     ) -> ConnectionRequest:
+        """The receiver rejects; ``delete``: their DELETE, which also soft-deletes it (a
+        rejection alone is an answer, and the request stays active)."""
         await self._pending_for(conn, request_id, receiver, party="receiver")
-        return await self._answer(conn, request_id, RequestStatus.REJECTED)
+        return await self._answer(conn, request_id, RequestStatus.REJECTED, delete=delete)
 
     async def cancel(
         self, conn: asyncpg.Connection, *, sender: uuid.UUID, request_id: uuid.UUID
     ) -> ConnectionRequest:
+        """The sender withdraws: cancelled and soft-deleted."""
         await self._pending_for(conn, request_id, sender, party="sender")
-        return await self._answer(conn, request_id, RequestStatus.CANCELLED)
+        return await self._answer(conn, request_id, RequestStatus.CANCELLED, delete=True)
 
     async def disconnect(
         self, conn: asyncpg.Connection, user_id: uuid.UUID, other: uuid.UUID
@@ -317,11 +330,12 @@ class NetworkingService:
     async def withdraw(
         self, conn: asyncpg.Connection, user_id: uuid.UUID, request_id: uuid.UUID
     ) -> ConnectionRequest:
-        """Take a pending request off the table: its sender cancels it, its receiver rejects it."""
+        """Delete a pending request (the reference's soft delete): its sender cancels it, its
+        receiver rejects it; either way it is no longer active."""
         request = await self.get_request_for(conn, user_id, request_id)
         if request.sender_id == user_id:
             return await self.cancel(conn, sender=user_id, request_id=request_id)
-        return await self.reject(conn, receiver=user_id, request_id=request_id)
+        return await self.reject(conn, receiver=user_id, request_id=request_id, delete=True)
 
     async def answer_from(
         self,

@@ -11,7 +11,7 @@ from .models import Connection, ConnectionRequest, RequestStatus
 
 _REQUEST = """
     id, sender_id, receiver_id, status, message, first_requested_at, sent_at, request_counter,
-    responded_at, room_id
+    responded_at, room_id, deleted_at
 """
 _CONNECTION = "id, user_low, user_high, connected_since"
 
@@ -107,17 +107,25 @@ class NetworkingStore:
         )
 
     async def set_request_status(
-        self, conn: asyncpg.Connection, request_id: uuid.UUID, status: RequestStatus
+        self,
+        conn: asyncpg.Connection,
+        request_id: uuid.UUID,
+        status: RequestStatus,
+        *,
+        delete: bool = False,
     ) -> ConnectionRequest | None:
-        """Move a pending request to ``status``; None if it was no longer pending."""
+        """Move a pending request to ``status`` (``delete``: and soft-delete it); None if it
+        was no longer pending."""
         row = await conn.fetchrow(
             f"""
-            UPDATE connection_request SET status = $2, responded_at = now()
+            UPDATE connection_request SET status = $2, responded_at = now(),
+                deleted_at = CASE WHEN $3 THEN now() END
             WHERE id = $1 AND status = 'pending'
             RETURNING {_REQUEST}
             """,
             request_id,
             status.value,
+            delete,
         )
         return None if row is None else _request(row)
 
@@ -289,7 +297,7 @@ class NetworkingStore:
             SELECT COALESCE(l.other_id, c.other_id) AS other_id,
                    l.id AS r_id, l.sender_id, l.receiver_id, l.status, l.message,
                    l.first_requested_at, l.sent_at, l.request_counter, l.responded_at,
-                   l.room_id, c.id AS c_id, c.user_low, c.user_high, c.connected_since
+                   l.room_id, l.deleted_at, c.id AS c_id, c.user_low, c.user_high, c.connected_since
             FROM latest l FULL JOIN conns c ON c.other_id = l.other_id
             WHERE $2::uuid[] IS NULL OR COALESCE(l.other_id, c.other_id) = ANY($2::uuid[])
             ORDER BY 1
@@ -312,6 +320,7 @@ class NetworkingStore:
                     request_counter=row["request_counter"],
                     responded_at=row["responded_at"],
                     room_id=row["room_id"],
+                    deleted_at=row["deleted_at"],
                 )
             connection = None
             if row["c_id"] is not None:

@@ -136,6 +136,51 @@ async def test_connection_request_answers(api: Api) -> None:
     assert "cancelled" in status_schema["enum"] and "cancelled" in status_schema["description"]
 
 
+async def test_a_deleted_request_stays_deleted(api: Api) -> None:
+    """Seed, deleteConnectionRequest: "Sender or receiver may cancel/delete a connection request
+    (soft-delete)." and its answer's ``"isActive": false,``; listConnectionRequests: "List
+    connection requests involving current user, filterable by status (pending, accepted,
+    rejected)." The soft delete is stored: later reads and the status filter show it inactive;
+    a rejection by PATCH (updateConnectionRequest: "Allows receiver of a pending connection
+    request to accept or reject request.") is an answer and stays active; asking again makes a
+    new request rather than reviving the deleted one."""
+    ann, bob, cat = await api.person("Ann"), await api.person("Bob"), await api.person("Cat")
+    _, asked = await api.call("POST", REQ, ann, json={"receiverUserId": str(bob)})
+    deleted_id = asked["connectionRequest"]["id"]
+    status, deleted = await api.call("DELETE", f"{REQ}/{deleted_id}", bob)
+    assert status == 200 and deleted["connectionRequest"]["isActive"] is False
+    for user in (ann, bob):
+        _, got = await api.call("GET", f"{REQ}/{deleted_id}", user)
+        assert got["connectionRequest"]["isActive"] is False
+        assert got["connectionRequest"]["status"] == "rejected"
+    _, rejected = await api.call("POST", REQ, cat, json={"receiverUserId": str(bob)})
+    answered_id = rejected["connectionRequest"]["id"]
+    status, answered = await api.call("PATCH", f"{REQ}/{answered_id}", bob, json={"status": "rejected"})
+    assert status == 200 and answered["connectionRequest"]["isActive"] is True
+    _, listed = await api.call("GET", REQ, bob, params={"status": "rejected"})
+    assert {r["id"]: r["isActive"] for r in listed["connectionRequests"]} == {
+        deleted_id: False, answered_id: True,
+    }  # fmt: skip
+    status, body = await api.call("DELETE", f"{REQ}/{deleted_id}", bob)
+    assert_error(status, body, 409, "already rejected")
+    status, again = await api.call("POST", REQ, ann, json={"receiverUserId": str(bob)})
+    assert status == 201
+    renewed = again["connectionRequest"]
+    assert renewed["id"] != deleted_id and renewed["isActive"] is True
+    assert renewed["requestCounter"] == 1 and renewed["status"] == "pending"
+    _, got = await api.call("GET", f"{REQ}/{deleted_id}", ann)
+    assert got["connectionRequest"]["isActive"] is False
+    _, listed = await api.call("GET", REQ, ann)
+    assert {r["id"]: r["isActive"] for r in listed["connectionRequests"]} == {
+        renewed["id"]: True, deleted_id: False,
+    }  # fmt: skip
+    status, cancelled = await api.call("DELETE", f"{REQ}/{renewed['id']}", ann)
+    assert cancelled["connectionRequest"]["isActive"] is False
+    _, got = await api.call("GET", f"{REQ}/{renewed['id']}", bob)
+    assert got["connectionRequest"]["isActive"] is False
+    assert got["connectionRequest"]["status"] == "cancelled"
+
+
 async def test_page_number_zero_is_every_row_or_a_400(api: Api) -> None:
     """Seed, common parameters: "To disable pagination and retrieve all results, set
     pageNumber to 0." Up to the limit every row comes; past it, a 400 naming the limit, never
