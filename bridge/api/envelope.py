@@ -131,7 +131,8 @@ def enveloped(envelope: Envelope, data: object) -> dict[str, Any]:
 
 
 class PageRequest(Struct, frozen=True):
-    """The page a list request asked for (``pageNumber`` 0: every row, up to MAX_ROWS)."""
+    """The page a list request asked for (``pageNumber`` 0, every row, is written as it is
+    read instead: :mod:`bridge.api.streaming`)."""
 
     number: int
     rows: int
@@ -147,15 +148,7 @@ class PageRequest(Struct, frozen=True):
 
     def paging(self, total: int, *, next_cursor: str | UnsetType | None = UNSET) -> Paging:
         """The envelope's ``paging``; ``pageNumber`` is null on a page a cursor asked for
-        (its number in the whole list is not known).
-
-        ``pageNumber=0`` asks for every row: when more than MAX_ROWS match, 400 naming the
-        limit rather than a silently short list."""
-        if self.number == 0 and not self.by_cursor and total > MAX_ROWS:
-            raise BadRequest(
-                f"pageNumber=0 asks for all {total} rows; at most {MAX_ROWS} are answered at once:"
-                " page with pageNumber and pageRowCount, or follow nextCursor"
-            )
+        (its number in the whole list is not known)."""
         size = self.limit
         return Paging(
             pageNumber=None if self.by_cursor else self.number,

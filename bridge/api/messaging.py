@@ -22,6 +22,7 @@ from .operations import Answer, NoBody, Operation, Refusal, Reply
 from .queries import ConversationsQuery, MessagesQuery, PagedQuery, Query
 from .requests import CreateConversation, CreateMessage, UpdateConversation, UpdateMessage
 from .resources import Conversation, Message
+from .streaming import WholeReply, every_row
 
 ORIGIN = Origin.NETWORK
 #: The connection gate of the conversation rules, as the document names it.
@@ -128,6 +129,15 @@ class MessagingApi:
         if participants == [] and participants_null:
             every = False  # participantIds=null: conversations without participants, i.e. none
         last = f.dates("lastMessageAt", query.lastMessageAt)
+        if query.pageNumber == 0:
+            every_row(query.cursor)
+            return Reply([], filters=f.applied, whole=WholeReply(
+                lambda: self._messaging.all_conversations(
+                    me, is_group=is_group, participant_ids=participants,
+                    all_participants=every, last_message=_range(last),
+                ),
+                Conversation.of,
+            ))  # fmt: skip
         after = None if query.cursor is UNSET else decode(query.cursor)
         found = await self._messaging.conversations_page(
             me,
@@ -207,6 +217,16 @@ class MessagingApi:
         unread_by = _of_self(principal, "unreadBy", f.ids("unreadBy", query.unreadBy))
         deleted_for = _of_self(principal, "deletedFor", f.ids("deletedFor", query.deletedFor))
         sent = f.dates("sentAt", query.sentAt)
+        if query.pageNumber == 0:
+            every_row(query.cursor)
+            return Reply([], filters=f.applied, whole=WholeReply(
+                lambda: self._messaging.all_messages(
+                    me, conversations, sender_ids=senders, reader_ids=readers,
+                    sent=_range(sent), unread_by=unread_by, deleted_for=deleted_for,
+                    after_message_id=_opt(query.afterMessageId),
+                ),
+                lambda m: Message.of(m, me),
+            ))  # fmt: skip
         after = None if query.cursor is UNSET else decode(query.cursor)
         after_id = _opt(query.afterMessageId)
         if after_id is not None and after is not None:

@@ -16,6 +16,7 @@ from .operations import Answer, NoBody, Operation, Reply
 from .queries import ConnectionRequestsQuery, ConnectionsQuery, Query
 from .requests import AnswerConnectionRequest, CreateConnection, CreateConnectionRequest
 from .resources import Connection, ConnectionRequest
+from .streaming import WholeReply
 
 _STATUSES = {status.value: status for status in RequestStatus}
 
@@ -76,6 +77,10 @@ class NetworkingApi:
         self, request: web.Request, query: ConnectionsQuery, _: NoBody
     ) -> Reply:
         me = principal_of(request).user_id
+        if query.pageNumber == 0:
+            return Reply([], filters=[], whole=WholeReply(
+                lambda: self._networking.all_connections(me), Connection.of
+            ))  # fmt: skip
         page = page_of(query)
         rows, total = await self._networking.connections_page(
             me, limit=page.limit, offset=page.offset
@@ -112,6 +117,11 @@ class NetworkingApi:
         page = page_of(query)
         f = Filters()
         statuses = f.choices("status", query.status, _STATUSES)
+        if query.pageNumber == 0:
+            return Reply([], filters=f.applied, whole=WholeReply(
+                lambda: self._networking.all_requests(me, statuses=statuses),
+                ConnectionRequest.of,
+            ))  # fmt: skip
         rows, total = await self._networking.requests_page(
             me, statuses=statuses, limit=page.limit, offset=page.offset
         )

@@ -250,7 +250,6 @@ def build_openapi(services: list[Service], token_name: str, version: str) -> dic
                 "refused with 400 naming it. Deliberate differences from the reference: the "
                 "envelope has source (always db) and sessionId but no ssoTime or cacheKey; "
                 "/currentuser has no email or tenantId and /permissions no tenantCodename; "
-                "pageNumber=0 answers every row up to 1000 and a 400 naming the limit beyond; "
                 "connection requests have the extra status cancelled; a 1:1 conversation's "
                 "DELETE deletes it for both."
             ),

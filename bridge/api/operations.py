@@ -23,6 +23,7 @@ from .context import maybe_principal, started_of
 from .decoding import decode_body, decode_query
 from .envelope import Action, AppliedFilter, Envelope, Paging, enveloped, json_response
 from .requests import Body
+from .streaming import WholeReply, whole_paging, write_whole
 
 Q = TypeVar("Q", bound=msgspec.Struct)
 B = TypeVar("B", bound=Body)
@@ -41,6 +42,8 @@ class Reply:
     filters: list[AppliedFilter] | UnsetType = UNSET
     status: int | None = None  # when not the operation's usual one
     headers: Mapping[str, str] | None = None  # e.g. Location, Cache-Control
+    #: ``pageNumber=0``: every row, written as read (``data`` and ``paging`` are unused).
+    whole: WholeReply | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,8 @@ class Operation(Generic[Q, B]):
             query = decode_query(request.query, self.query)
             body: Any = NoBody() if self.body is NoBody else await decode_body(request, self.body)
             reply = await self.handler(request, query, body)
+            if reply.whole is not None:
+                return await self._write_whole(request, reply, reply.whole, version)
             return self.render(request, reply, version)
 
         if self.method == "get":
@@ -123,10 +128,25 @@ class Operation(Generic[Q, B]):
             return web.Response(status=status)
         if answer.data_name is None:
             return json_response(reply.data, status=status)
+        data = reply.data
+        rows = len(data) if isinstance(data, list) else None
+        envelope = self._envelope(request, reply, status, version, rows, reply.paging)
+        return json_response(enveloped(envelope, data), status=status)
+
+    def _envelope(
+        self,
+        request: web.Request,
+        reply: Reply,
+        status: int,
+        version: str,
+        rows: int | None,  # None: one resource, not a list
+        paging: Paging | UnsetType,
+    ) -> Envelope:
         started, request_id = started_of(request)
         principal = maybe_principal(request)
-        data = reply.data
-        envelope = Envelope(
+        answer = self.answer
+        assert answer.data_name is not None
+        return Envelope(
             status="OK",
             statusCode=status,
             elapsedMs=round((time.monotonic() - started) * 1000) if started else 0,
@@ -138,11 +158,21 @@ class Operation(Generic[Q, B]):
             method=request.method,
             action=answer.action or _ACTIONS[self.method, answer.many],
             appVersion=version,
-            rowCount=len(data) if isinstance(data, list) else 1,
-            paging=reply.paging,
-            filters=(reply.filters or []) if isinstance(data, list) else UNSET,
+            rowCount=1 if rows is None else rows,
+            paging=paging,
+            filters=UNSET if rows is None else (reply.filters or []),
         )
-        return json_response(enveloped(envelope, data), status=status)
+
+    async def _write_whole(
+        self, request: web.Request, reply: Reply, whole: WholeReply, version: str
+    ) -> web.StreamResponse:
+        """``pageNumber=0``: the envelope around every row, written as the rows are read."""
+        status = self.answer.status
+
+        def envelope_for(total: int) -> Envelope:
+            return self._envelope(request, reply, status, version, total, whole_paging(total))
+
+        return await write_whole(request, whole, envelope_for, dict(reply.headers or {}))
 
 
 _ACTIONS: dict[tuple[str, bool], Action] = {

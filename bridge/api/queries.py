@@ -15,7 +15,7 @@ from .cursor import ConversationsCursor, MessagesCursor, NotificationsCursor
 from .fields import DateFilter, Id, IdFilter
 
 DEFAULT_ROWS = 25
-#: The most rows one response carries, also for ``pageNumber=0``.
+#: The most rows one page carries (``pageNumber=0`` answers every row, however many).
 MAX_ROWS = 1000
 #: Beyond this page number the offset makes no sense for any list here.
 MAX_PAGE = 1_000_000
@@ -64,8 +64,8 @@ class PagedQuery(Query):
             ge=0,
             le=MAX_PAGE,
             description=(
-                f"from 1; 0: every row, when there are at most {MAX_ROWS} (more: 400 naming "
-                "the limit, never a short list)"
+                "from 1; 0: every row, however many, on one page (written as it is read, in "
+                "chunks; not with cursor)"
             ),
         ),
     ] = 1

@@ -82,6 +82,14 @@ class Database:
         return self.pool.acquire()
 
     @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[asyncpg.Connection]:
+        """A read-only REPEATABLE READ transaction: every statement in it reads the same
+        committed state (a count and the rows it counted agree, however long the reading)."""
+        async with self.pool.acquire() as conn:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                yield conn
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
         """One DB transaction: committed on normal exit, rolled back on an exception."""
         async with self.pool.acquire() as conn:

@@ -12,11 +12,12 @@ participants, the connection gate) are in :mod:`.conversations`, the message rul
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 from ..db.database import Database
 from ..errors import BadRequest, Conflict, Forbidden
-from ..listing import Page, Position
+from ..listing import Page, Position, WholeList
 from ..networking.service import NetworkingService
 from ..notifications.service import NotificationService
 from ..users.service import UserService
@@ -25,6 +26,7 @@ from .messages import MessageRules
 from .models import Conversation, Message, NewMessage, Origin
 from .queries import DateRange, MessagingQueries
 from .store import MessagingStore
+from .whole_store import MessagingWholeLists
 
 __all__ = ["MessagingListener", "MessagingService", "direct_key"]
 
@@ -45,6 +47,7 @@ class MessagingService(MessageRules):
         self._db = db
         self._store = store
         self._queries = queries or MessagingQueries()
+        self._whole = MessagingWholeLists()
         self._notifications = notifications
         self._users = users
         self._networking = networking
@@ -246,3 +249,59 @@ class MessagingService(MessageRules):
             if message.sender_id == user_id:
                 return await self.delete(conn, message_id, actor=user_id, origin=origin)
             return await self.delete_for(conn, user_id, message_id)
+
+    # --- whole lists (pageNumber=0): checked and counted on entering, read while inside -------
+
+    @asynccontextmanager
+    async def all_conversations(
+        self,
+        user_id: uuid.UUID,
+        *,
+        is_group: Sequence[bool] | None = None,
+        participant_ids: Sequence[uuid.UUID] | None = None,
+        all_participants: bool = True,
+        last_message: DateRange | None = None,
+    ) -> AsyncIterator[WholeList[Conversation]]:
+        """Every conversation :meth:`conversations_page` would page through, in one snapshot."""
+        async with self._db.snapshot() as conn:
+            yield await self._whole.conversations(
+                conn,
+                user_id,
+                is_group=is_group,
+                participant_ids=participant_ids,
+                all_participants=all_participants,
+                last_message=last_message,
+            )
+
+    @asynccontextmanager
+    async def all_messages(
+        self,
+        viewer: uuid.UUID,
+        conversation_ids: Sequence[uuid.UUID] | None,
+        *,
+        sender_ids: Sequence[uuid.UUID] | None = None,
+        reader_ids: Sequence[uuid.UUID] | None = None,
+        sent: DateRange | None = None,
+        unread_by: Sequence[uuid.UUID] | None = None,
+        deleted_for: Sequence[uuid.UUID] | None = None,
+        after_message_id: uuid.UUID | None = None,
+    ) -> AsyncIterator[WholeList[Message]]:
+        """Every message :meth:`messages_page` would page through, in one snapshot; the
+        conversations and ``after_message_id`` are checked (404/403) on entering."""
+        async with self._db.snapshot() as conn:
+            visible = await self.visible_conversation_ids(conn, viewer, conversation_ids)
+            after: Position | None = None
+            if after_message_id is not None:
+                anchor = await self.get_message_for(conn, viewer, after_message_id)
+                after = (anchor.sent_at, anchor.id)
+            yield await self._whole.messages(
+                conn,
+                viewer,
+                visible,
+                sender_ids=sender_ids,
+                reader_ids=reader_ids,
+                sent=sent,
+                unread_by=unread_by,
+                deleted_for=deleted_for,
+                after=after,
+            )

@@ -8,7 +8,8 @@ the transaction itself (see :mod:`bridge.users.service`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Protocol
 
 import asyncpg
@@ -16,10 +17,12 @@ import asyncpg
 from ..db.database import Database
 from ..errors import Conflict, Forbidden, NotFound
 from ..ids import clean_text
+from ..listing import WholeList
 from ..notifications.service import NotificationService
 from ..users.service import UserService
 from .models import Connection, ConnectionRequest, RequestStatus
 from .store import NetworkingStore
+from .whole_store import NetworkingWholeLists
 
 MAX_REQUEST_MESSAGE = 1000
 
@@ -48,6 +51,7 @@ class NetworkingService:
     ) -> None:
         self._db = db
         self._store = store
+        self._whole = NetworkingWholeLists()
         self._notifications = notifications
         self._users = users
         self._listeners: list[NetworkingListener] = []
@@ -93,6 +97,21 @@ class NetworkingService:
             return await self.list_requests_page(
                 conn, user_id, statuses=statuses, limit=limit, offset=offset
             )
+
+    @asynccontextmanager
+    async def all_connections(self, user_id: uuid.UUID) -> AsyncIterator[WholeList[Connection]]:
+        """Every connection of the user (pageNumber=0), in one snapshot."""
+        async with self._db.snapshot() as conn:
+            yield await self._whole.connections(conn, user_id)
+
+    @asynccontextmanager
+    async def all_requests(
+        self, user_id: uuid.UUID, *, statuses: list[RequestStatus] | None = None
+    ) -> AsyncIterator[WholeList[ConnectionRequest]]:
+        """Every request the user sent or received (pageNumber=0), in one snapshot."""
+        names = None if statuses is None else [s.value for s in statuses]
+        async with self._db.snapshot() as conn:
+            yield await self._whole.requests(conn, user_id, names)
 
     async def request_for(self, user_id: uuid.UUID, request_id: uuid.UUID) -> ConnectionRequest:
         """:meth:`get_request_for` on a pooled connection."""

@@ -181,34 +181,6 @@ async def test_a_deleted_request_stays_deleted(api: Api) -> None:
     assert got["connectionRequest"]["status"] == "cancelled"
 
 
-async def test_page_number_zero_is_every_row_or_a_400(api: Api) -> None:
-    """Seed, common parameters: "To disable pagination and retrieve all results, set
-    pageNumber to 0." Up to the limit every row comes; past it, a 400 naming the limit, never
-    a short list."""
-    ann, bob = await api.friend("Ann"), await api.friend("Bob")
-    conversation = (await direct(api, ann, bob))["id"]
-    async with api.db.acquire() as conn:
-        await conn.execute(
-            """
-            INSERT INTO message (id, conversation_id, sender_id, content, sent_at, origin)
-            SELECT gen_random_uuid(), $1, $2, 'm' || n, now() - n * interval '1 ms', 'network'
-            FROM generate_series(1, 999) AS n
-            """,
-            uuid.UUID(conversation),
-            ann,
-        )
-        await conn.execute(
-            "UPDATE conversation SET message_count = 999 WHERE id = $1", uuid.UUID(conversation)
-        )
-    params = {"conversationId": conversation, "pageNumber": "0"}
-    status, body = await api.call("GET", MSG, ann, params=params)
-    assert status == 200 and len(body["messages"]) == 999 == body["paging"]["totalRowCount"]
-    await post(api, ann, conversation, "one more")
-    await post(api, ann, conversation, "and another")
-    status, body = await api.call("GET", MSG, ann, params=params)
-    assert_error(status, body, 400, "at most 1000")
-
-
 async def test_fields_the_server_owns_are_named(api: Api) -> None:
     """Seed, updateConnectionRequest: "| respondedAt | Date | false |
     request.body?.[“respondedAt”] |" — the server stamps it: a body giving it is refused,
