@@ -16,6 +16,9 @@ chunk in alternation with the bridge, on a database of the daemon's own PostgreS
 If the time budget runs out before all events are sent, the report says so and extrapolates
 ``VmRSS`` linearly from the second half of the checkpoints.
 
+Then, on the same daemon, a whole list (``pageNumber=0``) of 100,000 messages against three
+1,000-row pages (``bench/memory_stream.py``; ``--stream-rows 0`` leaves it out).
+
 Run from the repository root: ``python -m bench.memory [--quick] [--events N] [--json]``.
 """
 
@@ -52,23 +55,13 @@ from bench.common import (
     slope,
     workdir,
 )
+from bench.memory_stream import JWT_SECRET, measure_stream, print_stream, proc_status
 from bench.payload import TransactionFactory
 
 GOAL_MB = 200.0
 TXN_PATH = "/_matrix/app/v1/transactions/{}"
 CHUNK_EVENTS = 50_000
 CHECKPOINTS = (100_000, 250_000, 500_000, 1_000_000)
-
-
-def proc_status(pid: int) -> dict[str, float]:
-    """VmRSS and VmHWM of a process, in MiB."""
-    out = {}
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(value.split()[0]) / 1024
-    return out
 
 
 def bridge_config(root: Path, port: int, hs_token: str) -> Path:
@@ -86,6 +79,7 @@ def bridge_config(root: Path, port: int, hs_token: str) -> Path:
             "embedded_data_dir": "data/postgres",
         },
         "bridge": {"permissions": {"*": "block", "localhost": "user"}},
+        "api": {"jwt": {"secret": JWT_SECRET}},
         "logging": {"level": "INFO"},
     }
     bridge_dir = root / "bridge"
@@ -225,6 +219,9 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                 )
             )
         await conn.close()
+        stream = None
+        if args.stream_rows:
+            stream = await measure_stream(bridge.pid, port, dsn, args.stream_rows)
     finally:
         if floor is not None:
             floor.stop()
@@ -250,6 +247,7 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "floor": floor_samples,
         "counts": counts,
         "extrapolated": extrapolated,
+        "stream": stream,
         "seconds": round(time.monotonic() - run_started, 1),
     }
 
@@ -323,6 +321,8 @@ def print_report(report: dict[str, Any], out: TextIO) -> None:
         f"{c['dead_letters']} dead letters {'ok' if ok else 'FAILED'}",
         file=out,
     )
+    if report["stream"]:
+        print_stream(report["stream"], out, markdown_table)
     print(f"{report['seconds']} s", file=out)
 
 
@@ -334,6 +334,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, help="events to push (1000000, quick 100000)")
     parser.add_argument("--no-floor", action="store_true", help="leave out the reference")
     parser.add_argument("--max-seconds", type=float, help="time budget for pushing (default 900)")
+    parser.add_argument(
+        "--stream-rows",
+        type=int,
+        default=100_000,
+        help="messages of the whole-list (pageNumber=0) step (default 100000; 0: leave it out)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     args.events = args.events or (100_000 if args.quick else 1_000_000)

@@ -1,5 +1,6 @@
 """The REST API as a client written against the seed reference expects it: one test per
-difference the reference review found, each quoting the reference line it checks."""
+difference the reference review found, each quoting the reference line it checks
+(``pageNumber=0``, every row, has its own module: ``test_rest_whole_lists.py``)."""
 
 from __future__ import annotations
 
