@@ -137,6 +137,7 @@ class MessagingApi:
                     all_participants=every, last_message=_range(last),
                 ),
                 Conversation.of,
+                cursors=True,
             ))  # fmt: skip
         after = None if query.cursor is UNSET else decode(query.cursor)
         found = await self._messaging.conversations_page(
@@ -226,6 +227,7 @@ class MessagingApi:
                     after_message_id=_opt(query.afterMessageId),
                 ),
                 lambda m: Message.of(m, me),
+                cursors=True,
             ))  # fmt: skip
         after = None if query.cursor is UNSET else decode(query.cursor)
         after_id = _opt(query.afterMessageId)

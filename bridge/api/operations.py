@@ -170,7 +170,8 @@ class Operation(Generic[Q, B]):
         status = self.answer.status
 
         def envelope_for(total: int) -> Envelope:
-            return self._envelope(request, reply, status, version, total, whole_paging(total))
+            paging = whole_paging(total, cursors=whole.cursors)
+            return self._envelope(request, reply, status, version, total, paging)
 
         return await write_whole(request, whole, envelope_for, dict(reply.headers or {}))
 

@@ -5,7 +5,8 @@ limit, so the answer is not built in memory: the envelope's head (up to ``rowCou
 the count taken in the same snapshot as the rows) is written first, then each batch of rows as
 it comes from the database cursor, encoded by the resources' msgspec encoder, then the tail
 (``paging``, ``filters``, ``uiPermissions``), in a chunked response. Memory holds one batch
-whatever the list's size.
+whatever the list's size. ``elapsedMs`` is the time until the answer started (it is written
+before the rows).
 
 Everything that can refuse the request (the query, the token, who may read what, the count)
 happens before the first byte, so a refusal is still an ordinary 4xx. Once the status line is
@@ -41,6 +42,8 @@ class WholeReply:
 
     open: Callable[[], AbstractAsyncContextManager[WholeList[Any]]]
     render: Callable[[Any], Any]
+    #: A list with keyset cursors: its paging has ``nextCursor`` (null: no rows follow).
+    cursors: bool = False
 
 
 def every_row(cursor: object | UnsetType) -> None:
@@ -50,9 +53,15 @@ def every_row(cursor: object | UnsetType) -> None:
         raise BadRequest("pageNumber=0 lists every row; cursor continues a paged list: give one")
 
 
-def whole_paging(total: int) -> Paging:
-    """Every row on one page."""
-    return Paging(pageNumber=0, pageRowCount=total, totalRowCount=total, pageCount=min(total, 1))
+def whole_paging(total: int, *, cursors: bool) -> Paging:
+    """Every row on one page (nothing follows it)."""
+    return Paging(
+        pageNumber=0,
+        pageRowCount=total,
+        totalRowCount=total,
+        pageCount=min(total, 1),
+        nextCursor=None if cursors else UNSET,
+    )
 
 
 def _frame(envelope: Envelope) -> tuple[bytes, bytes]:

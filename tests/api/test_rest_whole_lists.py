@@ -64,6 +64,7 @@ class Paging(msgspec.Struct):
     pageRowCount: int
     totalRowCount: int
     pageCount: int
+    nextCursor: str | None
 
 
 class MessagesBody(msgspec.Struct):
@@ -115,7 +116,7 @@ async def test_one_hundred_thousand_messages_with_flat_memory(api: Api, tmp_path
     body = msgspec.json.decode(body_file.read_bytes(), type=MessagesBody)
     assert body.status == "OK" and body.dataName == "messages"
     assert body.rowCount == 100_000 == len(body.messages)
-    assert body.paging == Paging(0, 100_000, 100_000, 1)
+    assert body.paging == Paging(0, 100_000, 100_000, 1, None)
     assert body.filters == [{"name": "conversationId", "values": [conversation]}]
     async with api.db.acquire() as conn:
         ordered = await conn.fetch(
@@ -181,15 +182,19 @@ async def test_every_list_taking_page_number(api: Api) -> None:
         assert body[data] == expected, (path, params)
         total = len(expected)
         assert body["rowCount"] == total and body["dataName"] == data
+        cursors = {"nextCursor": None} if path in (CONV, MSG) else {}  # nothing follows
         assert body["paging"] == {
             "pageNumber": 0, "pageRowCount": total, "totalRowCount": total, "pageCount": 1,
+            **cursors,
         }  # fmt: skip
         assert [f["name"] for f in body["filters"]] == list(params)
         assert list(body)[-3:] == ["paging", "filters", "uiPermissions"]
         assert list(body)[list(body).index("rowCount") + 1] == data
     status, body = await api.call("GET", MSG, strangers[0], params={"pageNumber": "0"})
     assert status == 200 and body["rowCount"] == 0 == len(body["messages"])
-    assert body["paging"] == {"pageNumber": 0, "pageRowCount": 0, "totalRowCount": 0, "pageCount": 0}
+    assert body["paging"] == {
+        "pageNumber": 0, "pageRowCount": 0, "totalRowCount": 0, "pageCount": 0, "nextCursor": None,
+    }  # fmt: skip
 
 
 async def test_refusals_come_before_the_first_byte(api: Api) -> None:
