@@ -27,7 +27,6 @@ CONV = "/messaging-api/v1/conversations"
 MSG = "/messaging-api/v1/messages"
 CONN = "/networking-api/v1/connections"
 REQ = "/networking-api/v1/connectionrequests"
-SEED_ALL = "To disable pagination and retrieve all results, set pageNumber to 0."
 
 
 async def insert_messages(
