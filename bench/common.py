@@ -141,6 +141,13 @@ def tail(path: Path | None, lines: int = 30) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def _read_from(path: Path, offset: int) -> str:
+    """The text of ``path`` after its first ``offset`` bytes."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        return fh.read().decode(errors="replace")
+
+
 @dataclass
 class Child:
     """A process of ours: a ``python -m`` module (or any argv) that prints ``READY`` when up."""
@@ -165,8 +172,14 @@ class Child:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout: float = START_TIMEOUT_S, ready: Any = None) -> None:
-        """Start and wait (bounded) for ``READY`` in its output, or for ``ready()`` to be true."""
+        """Start and wait (bounded) for ``READY`` in its output, or for ``ready()`` to be true.
+
+        Only what this start writes counts: the log is appended to, and a child started again
+        under the same name (as each scenario of a benchmark does) finds the ``READY`` of its
+        predecessor there; taking that for its own sends load at a port nobody listens on yet.
+        """
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **self.env}
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as out:
             # Own session: a Ctrl-C in the terminal reaches only the benchmark, which then stops
             # its children itself, in order.
@@ -189,7 +202,7 @@ class Child:
             if ready is not None:
                 if ready():
                     return
-            elif self.ready_text and self.ready_text in self.log_path.read_text(errors="replace"):
+            elif self.ready_text and self.ready_text in _read_from(self.log_path, offset):
                 return
             time.sleep(0.05)
         raise BenchError(f"{self.name} did not start within {timeout:.0f} s")

@@ -27,7 +27,9 @@ from .matrix.bridging.context import BridgingContext
 from .matrix.bridging.from_matrix import register_handlers
 from .matrix.bridging.homeserver_queries import BridgeDirectory
 from .matrix.bridging.portal_store import PortalStore
+from .matrix.bridging.post_store import PostStore
 from .matrix.bridging.to_matrix.network_changes import NetworkChangesToMatrix
+from .matrix.bridging.to_matrix.network_posts import NetworkPostsToMatrix
 from .matrix.bridging.to_matrix.request_answers import OutboxResults, RequestAnswersToMatrix
 from .matrix.ids import MatrixIds
 from .matrix.inbox.backlog import Backlog
@@ -139,6 +141,7 @@ async def init_app(
     messaging.add_listener(to_matrix)
     networking.add_listener(to_matrix)
     notifications.add_listener(to_matrix)
+    messaging.write_posts_with(NetworkPostsToMatrix(to_matrix, outbox, PostStore()))
     sender = OutboxSender(
         db,
         outbox_store,

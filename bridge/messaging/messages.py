@@ -8,17 +8,19 @@ adds the entry points that open their own.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Protocol
 
 import asyncpg
 
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..ids import clean_text
 from ..listing import Page, Position
+from ..notifications.models import Notification
 from ..notifications.service import NotificationService
-from .conversations import ConversationRules
+from .conversations import ConversationRules, MessagingListener
 from .html import sanitize_html
 from .models import Conversation, Message, NewMessage, Origin, Reaction
 from .queries import FROM_THE_END, DateRange, MessagingQueries
@@ -27,6 +29,37 @@ from .rules import MAX_CONTENT, message_notifications, prepare_message
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+#: Prepares a post once its conversation is read: the message and its notifications (in
+#: groups, see :meth:`NotificationService.prepare`), or the error the sender gets.
+PreparePost = Callable[[Conversation], Awaitable[tuple[Message, list[list[Notification]]]]]
+
+
+class PostWriter(Protocol):
+    """Stores a network post with everything it causes in one statement, where the rules
+    would make one per effect and their listener another few (the Matrix bridge's).
+
+    It takes the place of ``listener``'s ``message_posted`` for the posts it writes; the other
+    listeners are still told, after the statement.
+    """
+
+    @property
+    def listener(self) -> MessagingListener:
+        """The listener whose ``message_posted`` it does."""
+
+    async def write_post(
+        self,
+        conn: asyncpg.Connection,
+        conversation_id: uuid.UUID,
+        sender: uuid.UUID,
+        prepare: PreparePost,
+    ) -> tuple[Message, list[list[Notification]]] | None:
+        """Read the conversation, ``prepare`` the post, and store the message, the
+        conversation's counters, the notifications and the listener's side effects in one
+        statement on ``conn`` (outside a transaction). None, with nothing stored, when the
+        conversation does not exist or no longer takes the sender's post (deleted, or the
+        sender left it) by the time of the statement."""
 
 
 class MessageRules(ConversationRules):
@@ -46,18 +79,64 @@ class MessageRules(ConversationRules):
     ) -> Message | None:
         """Post a message; None if its Matrix event was already taken (a replay)."""
         conversation = await self.get(conn, conversation_id)
+        message = await self.prepare_post(conn, conversation, sender, new, origin)
+        (posted,) = await self.post_many(conn, [(conversation, message)])
+        return posted
+
+    async def prepare_post(
+        self,
+        conn: asyncpg.Connection,
+        conversation: Conversation,
+        sender: uuid.UUID,
+        new: NewMessage,
+        origin: Origin,
+    ) -> Message:
+        """The message ``sender`` posts to ``conversation``, not yet stored; the error the
+        sender gets when it cannot be posted (409 once the conversation was deleted)."""
         if not conversation.is_active:
             raise Conflict("this conversation was deleted: it takes no new messages")
         reply_to = new.reply_to_message_id
         if reply_to is not None:
             target = await self._store.get_message(conn, reply_to)
-            if target is None or target.conversation_id != conversation_id:
+            if target is None or target.conversation_id != conversation.id:
                 reply_to = None  # a reply to something outside the conversation is a plain message
-        message = prepare_message(
+        return prepare_message(
             conversation, sender, replace(new, reply_to_message_id=reply_to), origin
         )
-        (posted,) = await self.post_many(conn, [(conversation, message)])
-        return posted
+
+    async def post_in_one_statement(
+        self,
+        writer: PostWriter,
+        conn: asyncpg.Connection,
+        sender: uuid.UUID,
+        conversation_id: uuid.UUID,
+        new: NewMessage,
+        origin: Origin,
+    ) -> Message:
+        """:meth:`post` a message with no Matrix event through ``writer``, on ``conn`` outside
+        a transaction: the writer reads the conversation with what it needs, these rules
+        prepare the message and its notifications, and one statement stores it all."""
+
+        async def prepare(
+            conversation: Conversation,
+        ) -> tuple[Message, list[list[Notification]]]:
+            message = await self.prepare_post(conn, conversation, sender, new, origin)
+            notes = self._notifications.prepare(message_notifications(conversation, message))
+            return message, notes
+
+        written = await writer.write_post(conn, conversation_id, sender, prepare)
+        if written is None:
+            # Not taken: the conversation is gone, was deleted, or the sender left it since it
+            # was read. The rules say which, on what is stored now.
+            conversation = await self.get(conn, conversation_id)
+            await self.prepare_post(conn, conversation, sender, new, origin)
+            raise Conflict("the conversation changed while the message was posted; send it again")
+        message, notes = written
+        await self._notifications.announce(conn, [n for group in notes for n in group])
+        for listener in self._listeners:
+            if listener is not writer.listener:
+                await listener.message_posted(conn, message)
+        return message
 
     async def post_many(
         self, conn: asyncpg.Connection, messages: Sequence[tuple[Conversation, Message]]

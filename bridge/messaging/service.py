@@ -22,13 +22,13 @@ from ..networking.service import NetworkingService
 from ..notifications.service import NotificationService
 from ..users.service import UserService
 from .conversations import MessagingListener, direct_key
-from .messages import MessageRules
+from .messages import MessageRules, PostWriter
 from .models import Conversation, Message, NewMessage, Origin
 from .queries import DateRange, MessagingQueries
 from .store import MessagingStore
 from .whole_store import MessagingWholeLists
 
-__all__ = ["MessagingListener", "MessagingService", "direct_key"]
+__all__ = ["MessagingListener", "MessagingService", "PostWriter", "direct_key"]
 
 
 class MessagingService(MessageRules):
@@ -52,9 +52,14 @@ class MessagingService(MessageRules):
         self._users = users
         self._networking = networking
         self._listeners: list[MessagingListener] = []
+        self._post_writer: PostWriter | None = None
 
     def add_listener(self, listener: MessagingListener) -> None:
         self._listeners.append(listener)
+
+    def write_posts_with(self, writer: PostWriter) -> None:
+        """Store network posts (:meth:`send_message`) through ``writer``, in one statement."""
+        self._post_writer = writer
 
     # --- entry points (own connection and transaction) ------------------------------------------
 
@@ -205,7 +210,13 @@ class MessagingService(MessageRules):
     async def send_message(
         self, sender: uuid.UUID, conversation_id: uuid.UUID, new: NewMessage, *, origin: Origin
     ) -> Message:
-        """:meth:`post` a message that has no Matrix event (so it is never a replay)."""
+        """:meth:`post` a message that has no Matrix event (so it is never a replay): in
+        one statement when a :class:`PostWriter` is installed."""
+        if self._post_writer is not None and new.event_id is None:
+            async with self._db.acquire() as conn:
+                return await self.post_in_one_statement(
+                    self._post_writer, conn, sender, conversation_id, new, origin
+                )
         async with self._db.transaction() as conn:
             message = await self.post(conn, sender, conversation_id, new, origin=origin)
         assert message is not None  # None only for a replayed Matrix event

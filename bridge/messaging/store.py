@@ -52,6 +52,31 @@ def _message(row: Mapping[str, Any]) -> Message:
     return Message(**data)
 
 
+def message_arrays(messages: Sequence[Message]) -> list[Any]:
+    """The 13 arrays of ``insert_messages``'s ``unnest`` (also the one-statement post's)."""
+    return [
+        [m.id for m in messages],
+        [m.conversation_id for m in messages],
+        [m.sender_id for m in messages],
+        [m.content for m in messages],
+        [m.format for m in messages],
+        [m.formatted_content for m in messages],
+        [m.msgtype for m in messages],
+        [None if m.media is None else json.dumps(m.media) for m in messages],
+        [m.reply_to_message_id for m in messages],
+        ["{" + ",".join(map(str, m.mentions)) + "}" for m in messages],
+        [m.sent_at for m in messages],
+        [m.origin.value for m in messages],
+        [m.event_id for m in messages],
+    ]
+
+
+#: The columns of a conversation with its participants (alias ``c``), and their reader: for
+#: statements outside this store that read a conversation with other things.
+CONVERSATION_COLUMNS = _CONVERSATION
+conversation_of = _conversation
+
+
 class MessagingStore:
     # --- conversations ----------------------------------------------------------------------
 
@@ -235,19 +260,7 @@ class MessagingStore:
             )
             SELECT id FROM m
             """,
-            [m.id for m in messages],
-            [m.conversation_id for m in messages],
-            [m.sender_id for m in messages],
-            [m.content for m in messages],
-            [m.format for m in messages],
-            [m.formatted_content for m in messages],
-            [m.msgtype for m in messages],
-            [None if m.media is None else json.dumps(m.media) for m in messages],
-            [m.reply_to_message_id for m in messages],
-            ["{" + ",".join(map(str, m.mentions)) + "}" for m in messages],
-            [m.sent_at for m in messages],
-            [m.origin.value for m in messages],
-            [m.event_id for m in messages],
+            *message_arrays(messages),
         )
         return {r["id"] for r in rows}
 

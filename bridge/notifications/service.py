@@ -148,6 +148,20 @@ class NotificationService:
         self, conn: asyncpg.Connection, requests: Sequence[Notify]
     ) -> builtins.list[Notification]:
         """Create the notifications of several requests in one statement."""
+        groups = self.prepare(requests)
+        if not groups:
+            return []
+        await self._store.insert_notifications(conn, groups)
+        created = [n for group in groups for n in group]
+        await self.announce(conn, created)
+        return created
+
+    def prepare(
+        self, requests: Sequence[Notify]
+    ) -> builtins.list[builtins.list[Notification]]:
+        """The notifications of the requests, not yet stored: a group per request (its users
+        deduplicated; none for a request without users). 400 for a title with nothing
+        visible in it."""
         now = datetime.now(UTC)
         groups: builtins.list[builtins.list[Notification]] = []
         for request in requests:
@@ -160,13 +174,15 @@ class NotificationService:
             groups.append(
                 [Notification(uuid7(), u, kind, title, body, payload, now, None) for u in users]
             )
-        if not groups:
-            return []
-        await self._store.insert_notifications(conn, groups)
-        created = [n for group in groups for n in group]
+        return groups
+
+    async def announce(
+        self, conn: asyncpg.Connection, created: builtins.list[Notification]
+    ) -> None:
+        """Tell the listeners of notifications just stored (by :meth:`notify_many`, or by a
+        statement that stored them with what caused them)."""
         for listener in self._listeners:
             await listener.notified(conn, created)
-        return created
 
     async def list(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import asyncpg
 
@@ -25,13 +26,27 @@ def _uuid_array(ids: Iterable[uuid.UUID]) -> str:
     return "{" + ",".join(map(str, ids)) + "}"
 
 
+def group_arrays(groups: Sequence[Sequence[Notification]]) -> list[Any]:
+    """The 7 arrays of ``insert_notifications``'s ``unnest``, one entry per (non-empty) group
+    (also the one-statement post's)."""
+    groups = [g for g in groups if g]
+    return [
+        [_uuid_array(n.id for n in g) for g in groups],
+        [_uuid_array(n.user_id for n in g) for g in groups],
+        [g[0].kind for g in groups],
+        [g[0].title for g in groups],
+        [g[0].body for g in groups],
+        [json.dumps(g[0].payload, separators=(",", ":")) for g in groups],
+        [g[0].created_at for g in groups],
+    ]
+
+
 class NotificationStore:
     async def insert_notifications(
         self, conn: asyncpg.Connection, groups: Sequence[Sequence[Notification]]
     ) -> None:
         """Insert notifications in one statement. Each group shares its kind, title, body,
         payload and time (one notice to several users), which are sent once per group."""
-        groups = [g for g in groups if g]
         await conn.execute(
             """
             WITH g AS MATERIALIZED (
@@ -45,13 +60,7 @@ class NotificationStore:
             SELECT n.id, n.user_id, g.kind, g.title, g.body, g.payload, g.created_at
             FROM g CROSS JOIN LATERAL unnest(g.ids, g.users) AS n(id, user_id)
             """,
-            [_uuid_array(n.id for n in g) for g in groups],
-            [_uuid_array(n.user_id for n in g) for g in groups],
-            [g[0].kind for g in groups],
-            [g[0].title for g in groups],
-            [g[0].body for g in groups],
-            [json.dumps(g[0].payload, separators=(",", ":")) for g in groups],
-            [g[0].created_at for g in groups],
+            *group_arrays(groups),
         )
 
     async def list_notifications(

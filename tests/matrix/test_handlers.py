@@ -77,7 +77,7 @@ class Bridge:
             messaging=self.messaging, networking=self.networking, notifications=notifications,
         )
         self.networking.add_listener(RequestAnswersToMatrix(self.ctx))
-        to_matrix = NetworkChangesToMatrix(self.ctx)
+        to_matrix = self.to_matrix = NetworkChangesToMatrix(self.ctx)
         self.messaging.add_listener(to_matrix)
         self.networking.add_listener(to_matrix)
         notifications.add_listener(to_matrix)

@@ -39,6 +39,12 @@ class OutboxQueue:
         self._queued.add(conn.get_server_pid())
         return await self._store.enqueue(conn, lane, sender, action)
 
+    def committed(self) -> None:
+        """Rows were queued by a statement outside a transaction, committed with it: wake
+        the sender now."""
+        if self._wake is not None:
+            self._wake()
+
     def flush(self, conn: asyncpg.Connection) -> None:
         """``conn``'s transaction committed: wake the sender if it queued rows."""
         pid = conn.get_server_pid()

@@ -109,6 +109,17 @@ ON CONFLICT (dedupe_key) DO NOTHING
 """
 
 
+def item_arrays(items: Sequence[OutboxItem]) -> list[list[str]]:
+    """The 4 arrays (lane, sender, kind, encoded action) of ``enqueue_many``'s ``unnest``, in
+    the items' order: how any statement that queues rows gets them."""
+    return [
+        [i.lane for i in items],
+        [i.sender for i in items],
+        [kind_of(i.action) for i in items],
+        [encode(i.action).decode() for i in items],
+    ]
+
+
 class OutboxStore:
     """The outbox tables. Methods take the connection (and so the DB transaction) to act in."""
 
@@ -150,10 +161,7 @@ class OutboxStore:
             return []
         rows = await conn.fetch(
             _ENQUEUE_MANY,
-            [i.lane for i in items],
-            [i.sender for i in items],
-            [kind_of(i.action) for i in items],
-            [encode(i.action).decode() for i in items],
+            *item_arrays(items),
         )
         return [int(r["id"]) for r in rows]
 

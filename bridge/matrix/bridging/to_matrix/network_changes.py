@@ -48,17 +48,20 @@ class NetworkChangesToMatrix:
 
     # --- helpers ------------------------------------------------------------------------------
 
+    def ghost_profile(self, display_name: str, avatar_url: str | None) -> tuple[str, SetProfile]:
+        """The Matrix display name of a network user's ghost, and its whole profile."""
+        name = self.ctx.config.bridge.displayname_template.replace("{displayname}", display_name)
+        profile = SetProfile(displayname=name)
+        if avatar_url and avatar_url.startswith("mxc://"):
+            profile.avatar_url = avatar_url
+        return name, profile
+
     async def _ghost(self, conn: asyncpg.Connection, user: NetworkUser) -> str:
         """The user's ghost, with its profile queued the first time (or when it changed)."""
         ghost = self.ctx.ids.ghost(user.id)
         known = await self.ctx.portals.get_ghost(conn, ghost)
-        name = self.ctx.config.bridge.displayname_template.replace(
-            "{displayname}", user.display_name
-        )
+        name, profile = self.ghost_profile(user.display_name, user.avatar_url)
         if known is None or known.displayname != name:
-            profile = SetProfile(displayname=name)
-            if user.avatar_url and user.avatar_url.startswith("mxc://"):
-                profile.avatar_url = user.avatar_url
             await self.ctx.outbox.enqueue(conn, f"ghost:{ghost}", ghost, profile)
             await self.ctx.portals.upsert_ghost(
                 conn, ghost, user.id, name, user.avatar_url, registered=False
@@ -168,6 +171,10 @@ class NetworkChangesToMatrix:
         if sender.matrix_user_id is not None:
             return  # a Matrix user's own words come from Matrix, not from a ghost
         ghost = await self._ghost(conn, sender)
+        await self._conv(conn, message.conversation_id, ghost, await self.send_of(conn, message))
+
+    async def send_of(self, conn: asyncpg.Connection, message: Message) -> Send:
+        """What the sender's ghost sends for a network message (room left to the caller)."""
         content: dict[str, Any] = {"msgtype": message.msgtype, "body": message.content}
         if message.formatted_content:
             content["format"] = "org.matrix.custom.html"
@@ -177,7 +184,7 @@ class NetworkChangesToMatrix:
                 {k: v for k, v in message.media.items() if k in ("url", "info", "filename")}
             )
         mentioned = [self.ctx.ids.ghost(u) for u in message.mentions]
-        for user in await self.ctx.users.get_many(conn, message.mentions):
+        for user in await self.ctx.users.get_many(conn, message.mentions) if mentioned else ():
             if user.matrix_user_id:
                 mentioned[mentioned.index(self.ctx.ids.ghost(user.id))] = user.matrix_user_id
         content["m.mentions"] = {"user_ids": mentioned} if mentioned else {}
@@ -189,7 +196,7 @@ class NetworkChangesToMatrix:
             if refs is not None:
                 content["m.relates_to"] = {"m.in_reply_to": {"event_id": target.event_id}}
                 send.refs = refs
-        await self._conv(conn, message.conversation_id, ghost, send)
+        return send
 
     async def message_edited(self, conn: asyncpg.Connection, message: Message) -> None:
         if message.origin is not Origin.NETWORK:
