@@ -4,6 +4,7 @@ vulture_whitelist.py)."""
 
 from __future__ import annotations
 
+import ast
 import importlib
 import pkgutil
 import subprocess
@@ -60,3 +61,27 @@ def test_the_dead_code_check_finds_dead_code(tmp_path: Path) -> None:
     found = run("vulture", str(module))
     assert found.returncode != 0
     assert "unused function 'forgotten'" in found.stdout and "'used'" not in found.stdout
+
+
+def connection_calls(source: str) -> list[int]:
+    """The lines of ``source`` that take a database connection (``x.acquire()`` or
+    ``x.transaction()``)."""
+    return [
+        node.lineno
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("acquire", "transaction")
+    ]
+
+
+def test_rest_handlers_leave_transactions_to_the_services() -> None:
+    """The REST layer parses, calls a service, renders: connections and transactions are the
+    services' (so a rule and its transaction are the same on every path)."""
+    found = {
+        str(path.relative_to(ROOT)): lines
+        for path in sorted((ROOT / "bridge" / "api").rglob("*.py"))
+        if (lines := connection_calls(path.read_text()))
+    }
+    assert found == {}
+    assert connection_calls("async def f(db):\n    async with db.transaction() as c:\n        pass\n") == [2]
