@@ -47,6 +47,7 @@ _ONE = f"{_OWNER}/{{credentialId}}"
 _ORDER_PATTERN = f"^({'|'.join(ORDER_FIELDS)})(\\[(asc|desc)\\])?$"
 _FILTER_PATTERN = (
     f"^({'|'.join(re.escape(f) for f in FILTER_FIELDS)})\\[({'|'.join(FILTER_OPS)})\\]"
+    "[^\\x00]*$"  # the value: any text (no U+0000, which no column holds)
 )
 
 

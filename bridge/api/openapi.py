@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from ..http_errors import reason
+from ..storable_text import JSON_VALUE, JSON_VALUE_SCHEMA
 from .envelope import Envelope, NetworkError
 from .operations import NoBody, Operation, Refusal, Service
 from .problems import PROBLEM_JSON, Problem
@@ -232,6 +233,7 @@ def build_openapi(services: list[Service], token_name: str, version: str) -> dic
             if op.answer.data_name is not None:
                 types.append(op.answer.resource)
     _, schemas = msgspec.json.schema_components(types, ref_template=_REF)
+    schemas[JSON_VALUE] = JSON_VALUE_SCHEMA  # what JsonValue and JsonObject refer to
     paths: dict[str, dict[str, Any]] = {}
     for service in services:
         for op in service.operations:

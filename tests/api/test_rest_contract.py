@@ -109,9 +109,6 @@ async def test_the_api_keeps_its_documented_contract(api: Api, tmp_path: Path) -
         "--header", f"Authorization: Bearer {token}",
         "--seed", str(SEED),
         "--generation-deterministic",
-        # No text anywhere takes U+0000 (PostgreSQL stores none): the request guard refuses it in
-        # every body, as the README says, whether or not a field's schema spells it out.
-        "--generation-allow-x00", "false",
         "--max-examples", str(MAX_EXAMPLES),
         "--workers", "1",
         "--no-color",
