@@ -670,6 +670,7 @@ class RecordingConnection:
 async def explain(dsn: str, call: Call) -> list[dict[str, Any]]:
     """Replay ``call`` through the bridge's services; EXPLAIN every statement it ran."""
     from bridge.db.database import Database
+    from bridge.messaging.filters import ConversationFilter, MessageFilter
     from bridge.services import build_services
 
     # Only the services' ``conn`` methods run here, on the recording connection: the pool
@@ -686,8 +687,10 @@ async def explain(dsn: str, call: Call) -> list[dict[str, Any]]:
                 rec,
                 call.user,
                 [call.conversation] if call.conversation else None,
-                unread_by=[call.unread_by] if call.unread_by else None,
-                deleted_for=[call.deleted_for] if call.deleted_for else None,
+                MessageFilter(
+                    unread_by=[call.unread_by] if call.unread_by else None,
+                    deleted_for=[call.deleted_for] if call.deleted_for else None,
+                ),
                 after_message_id=call.after,
                 after=call.cursor_at,
                 limit=call.limit,
@@ -697,6 +700,7 @@ async def explain(dsn: str, call: Call) -> list[dict[str, Any]]:
             await messaging.list_conversations_page(
                 rec,
                 call.user,
+                ConversationFilter(),
                 after=call.cursor_at,
                 limit=call.limit,
                 offset=call.offset,

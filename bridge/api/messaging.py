@@ -11,8 +11,8 @@ from msgspec import UNSET
 
 from ..errors import BadRequest, Forbidden
 from ..messaging.conversations import NotConnected
+from ..messaging.filters import ConversationFilter, DateRange, MessageFilter
 from ..messaging.models import NewMessage, Origin
-from ..messaging.queries import DateRange
 from .context import ApiContext, Principal, principal_of
 from .cursor import CONVERSATIONS, MESSAGES, decode, next_cursor
 from .decoding import path_id
@@ -129,15 +129,14 @@ class MessagingApi:
             every = False  # participantIds=null: conversations without participants, i.e. none
         last = f.dates("lastMessageAt", query.lastMessageAt)
         after = None if query.cursor is UNSET else decode(query.cursor)
-        found = await self._messaging.conversations_page(
-            me,
+        filters = ConversationFilter(
             is_group=is_group,
             participant_ids=participants,
             all_participants=every,
             last_message=_range(last),
-            after=after,
-            limit=page.limit,
-            offset=page.offset,
+        )
+        found = await self._messaging.conversations_page(
+            me, filters, after=after, limit=page.limit, offset=page.offset
         )
         tail = found.rows[-1] if found.rows else None
         position = (tail.last_message_at or tail.created_at, tail.id) if tail else None
@@ -212,14 +211,17 @@ class MessagingApi:
         if after_id is not None and after is not None:
             await self._messaging.message_for(me, after_id)  # 404 / 403 first
             raise BadRequest("give either cursor or afterMessageId, not both")
-        found = await self._messaging.messages_page(
-            me,
-            conversations,
+        filters = MessageFilter(
             sender_ids=senders,
             reader_ids=readers,
             sent=_range(sent),
             unread_by=unread_by,
             deleted_for=deleted_for,
+        )
+        found = await self._messaging.messages_page(
+            me,
+            conversations,
+            filters,
             after_message_id=after_id,
             after=after,
             limit=page.limit,

@@ -20,7 +20,6 @@ from .operations import NoBody, Operation, Refusal, Service
 from .problems import PROBLEM_JSON, Problem
 from .queries import SECURITY_PARAMETERS
 from .requests import RULES
-from .session import PERMISSION_NAME_SCHEMA
 from .symphony import SymphonyError
 
 OPENAPI_PATH = "/openapi.json"
@@ -28,8 +27,6 @@ _REF = "#/components/schemas/{name}"
 _PATH_PARAMETER = re.compile(r"\{([^}]+)\}")
 _ROUTE_REGEX = re.compile(r"\{([^}:]+):[^}]*\}")
 _ID = {"type": "string", "format": "uuid"}
-#: Path parameters that are not ids.
-_PATH_SCHEMAS = {"permissionName": PERMISSION_NAME_SCHEMA}
 
 API_SECURITY: list[dict[str, list[str]]] = [
     {"queryToken": []},
@@ -72,9 +69,7 @@ def _parameters(op: Operation[Any, Any]) -> list[dict[str, Any]]:
             "name": name,
             "in": "path",
             "required": True,
-            "schema": (
-                msgspec.json.schema(types[name]) if name in types else _PATH_SCHEMAS.get(name, _ID)
-            ),
+            "schema": msgspec.json.schema(types[name]) if name in types else _ID,
         }
         for name in _PATH_PARAMETER.findall(doc_path(op.path))
     ]

@@ -19,9 +19,10 @@ from ..ids import clean_text
 from ..listing import Page, Position
 from ..notifications.service import NotificationService
 from .conversations import ConversationRules
+from .filters import ConversationFilter, MessageFilter
 from .html import sanitize_html
 from .models import Conversation, Message, NewMessage, Origin, Reaction
-from .queries import FROM_THE_END, DateRange, MessagingQueries
+from .queries import FROM_THE_END, MessagingQueries
 from .rules import MAX_CONTENT, message_notifications, prepare_message
 
 
@@ -233,11 +234,8 @@ class MessageRules(ConversationRules):
         self,
         conn: asyncpg.Connection,
         user_id: uuid.UUID,
+        filters: ConversationFilter,
         *,
-        is_group: Sequence[bool] | None = None,
-        participant_ids: Sequence[uuid.UUID] | None = None,
-        all_participants: bool = True,
-        last_message: DateRange | None = None,
         after: Position | None = None,
         limit: int = 25,
         offset: int = 0,
@@ -245,15 +243,7 @@ class MessageRules(ConversationRules):
         """One page of a user's conversations (most recent first), the matching total and
         whether more follow. ``after`` is a keyset position (a cursor)."""
         return await self._queries.list_conversations_page(
-            conn,
-            user_id,
-            is_group=is_group,
-            participant_ids=participant_ids,
-            all_participants=all_participants,
-            last_message=last_message,
-            after=after,
-            limit=limit,
-            offset=offset,
+            conn, user_id, filters, after=after, limit=limit, offset=offset
         )
 
     async def list_messages_page(
@@ -261,12 +251,8 @@ class MessageRules(ConversationRules):
         conn: asyncpg.Connection,
         viewer: uuid.UUID,
         conversation_ids: Sequence[uuid.UUID] | None,
+        filters: MessageFilter,
         *,
-        sender_ids: Sequence[uuid.UUID] | None = None,
-        reader_ids: Sequence[uuid.UUID] | None = None,
-        sent: DateRange | None = None,
-        unread_by: Sequence[uuid.UUID] | None = None,
-        deleted_for: Sequence[uuid.UUID] | None = None,
         after_message_id: uuid.UUID | None = None,
         after: Position | None = None,
         limit: int = 25,
@@ -280,16 +266,9 @@ class MessageRules(ConversationRules):
         total counts the messages after it; ``after`` (a cursor's position) seeks past a
         ``(sentAt, id)`` position, and the total counts the whole list.
         """
-        plain = (
-            sender_ids is None
-            and reader_ids is None
-            and sent is None
-            and after is None
-            and unread_by is None
-            and deleted_for is None
-        )
         if (
-            plain
+            filters.plain
+            and after is None
             and after_message_id is None
             and conversation_ids is not None
             and len(set(conversation_ids)) == 1
@@ -311,11 +290,7 @@ class MessageRules(ConversationRules):
             conn,
             viewer,
             visible,
-            sender_ids=sender_ids,
-            reader_ids=reader_ids,
-            sent=sent,
-            unread_by=unread_by,
-            deleted_for=deleted_for,
+            filters,
             after=after,
             count_after=count_after,
             limit=limit,

@@ -21,9 +21,10 @@ from ..networking.service import NetworkingService
 from ..notifications.service import NotificationService
 from ..users.service import UserService
 from .conversations import MessagingListener, direct_key
+from .filters import ConversationFilter, MessageFilter
 from .messages import MessageRules
 from .models import Conversation, Message, NewMessage, Origin
-from .queries import DateRange, MessagingQueries
+from .queries import MessagingQueries
 from .store import MessagingStore
 
 __all__ = ["MessagingListener", "MessagingService", "direct_key"]
@@ -144,11 +145,8 @@ class MessagingService(MessageRules):
     async def conversations_page(
         self,
         user_id: uuid.UUID,
+        filters: ConversationFilter,
         *,
-        is_group: Sequence[bool] | None = None,
-        participant_ids: Sequence[uuid.UUID] | None = None,
-        all_participants: bool = True,
-        last_message: DateRange | None = None,
         after: Position | None = None,
         limit: int = 25,
         offset: int = 0,
@@ -156,27 +154,15 @@ class MessagingService(MessageRules):
         """:meth:`list_conversations_page` on a pooled connection (a read)."""
         async with self._db.acquire() as conn:
             return await self.list_conversations_page(
-                conn,
-                user_id,
-                is_group=is_group,
-                participant_ids=participant_ids,
-                all_participants=all_participants,
-                last_message=last_message,
-                after=after,
-                limit=limit,
-                offset=offset,
+                conn, user_id, filters, after=after, limit=limit, offset=offset
             )
 
     async def messages_page(
         self,
         viewer: uuid.UUID,
         conversation_ids: Sequence[uuid.UUID] | None,
+        filters: MessageFilter,
         *,
-        sender_ids: Sequence[uuid.UUID] | None = None,
-        reader_ids: Sequence[uuid.UUID] | None = None,
-        sent: DateRange | None = None,
-        unread_by: Sequence[uuid.UUID] | None = None,
-        deleted_for: Sequence[uuid.UUID] | None = None,
         after_message_id: uuid.UUID | None = None,
         after: Position | None = None,
         limit: int = 25,
@@ -188,11 +174,7 @@ class MessagingService(MessageRules):
                 conn,
                 viewer,
                 conversation_ids,
-                sender_ids=sender_ids,
-                reader_ids=reader_ids,
-                sent=sent,
-                unread_by=unread_by,
-                deleted_for=deleted_for,
+                filters,
                 after_message_id=after_message_id,
                 after=after,
                 limit=limit,
