@@ -85,3 +85,14 @@ def test_rest_handlers_leave_transactions_to_the_services() -> None:
     }
     assert found == {}
     assert connection_calls("async def f(db):\n    async with db.transaction() as c:\n        pass\n") == [2]
+
+
+def test_modules_that_start_a_command_import_on_their_own() -> None:
+    """Imported first, in a fresh interpreter (as ``bridge generate-registration`` or a script
+    does), each loads without an import cycle through the REST package."""
+    for module in ("bridge.own_key", "bridge.registration", "bridge.demo.prepare"):
+        found = subprocess.run(
+            [sys.executable, "-c", f"import {module}"], cwd=ROOT, capture_output=True, text=True,
+            timeout=120, check=False,
+        )
+        assert found.returncode == 0, f"{module}:\n{found.stderr}"
