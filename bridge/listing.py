@@ -20,3 +20,13 @@ class Page(Generic[T]):
     rows: list[T]
     total: int
     more: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class Window:
+    """Which rows of a list one page holds: at most ``limit``, past the keyset position
+    ``after`` (a cursor's) when there is one, and ``offset`` rows further in."""
+
+    limit: int
+    offset: int = 0
+    after: Position | None = None

@@ -10,6 +10,7 @@ from aiohttp import web
 from msgspec import UNSET
 
 from ..errors import BadRequest, Forbidden
+from ..listing import Window
 from ..messaging.conversations import NotConnected
 from ..messaging.filters import ConversationFilter, DateRange, MessageFilter
 from ..messaging.models import NewMessage, Origin
@@ -135,9 +136,8 @@ class MessagingApi:
             all_participants=every,
             last_message=_range(last),
         )
-        found = await self._messaging.conversations_page(
-            me, filters, after=after, limit=page.limit, offset=page.offset
-        )
+        window = Window(limit=page.limit, offset=page.offset, after=after)
+        found = await self._messaging.conversations_page(me, filters, window)
         tail = found.rows[-1] if found.rows else None
         position = (tail.last_message_at or tail.created_at, tail.id) if tail else None
         return Reply(
@@ -218,14 +218,9 @@ class MessagingApi:
             unread_by=unread_by,
             deleted_for=deleted_for,
         )
+        window = Window(limit=page.limit, offset=page.offset, after=after)
         found = await self._messaging.messages_page(
-            me,
-            conversations,
-            filters,
-            after_message_id=after_id,
-            after=after,
-            limit=page.limit,
-            offset=page.offset,
+            me, conversations, filters, window, after_message_id=after_id
         )
         tail = found.rows[-1] if found.rows else None
         position = (tail.sent_at, tail.id) if tail else None

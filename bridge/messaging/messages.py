@@ -16,7 +16,7 @@ import asyncpg
 
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..ids import clean_text
-from ..listing import Page, Position
+from ..listing import Page, Window
 from ..notifications.service import NotificationService
 from .conversations import ConversationRules
 from .filters import ConversationFilter, MessageFilter
@@ -235,15 +235,12 @@ class MessageRules(ConversationRules):
         conn: asyncpg.Connection,
         user_id: uuid.UUID,
         filters: ConversationFilter,
-        *,
-        after: Position | None = None,
-        limit: int = 25,
-        offset: int = 0,
+        window: Window,
     ) -> Page[Conversation]:
         """One page of a user's conversations (most recent first), the matching total and
-        whether more follow. ``after`` is a keyset position (a cursor)."""
+        whether more follow."""
         return await self._queries.list_conversations_page(
-            conn, user_id, filters, after=after, limit=limit, offset=offset
+            conn, user_id, filters, after=window.after, limit=window.limit, offset=window.offset
         )
 
     async def list_messages_page(
@@ -252,20 +249,19 @@ class MessageRules(ConversationRules):
         viewer: uuid.UUID,
         conversation_ids: Sequence[uuid.UUID] | None,
         filters: MessageFilter,
+        window: Window,
         *,
         after_message_id: uuid.UUID | None = None,
-        after: Position | None = None,
-        limit: int = 25,
-        offset: int = 0,
     ) -> Page[Message]:
         """One page of the messages the viewer may read, oldest first, the matching total and
         whether more follow.
 
         ``conversation_ids`` None means all of the viewer's conversations; each one named must
         be theirs. ``after_message_id`` (a message the viewer can see) seeks past it, and the
-        total counts the messages after it; ``after`` (a cursor's position) seeks past a
-        ``(sentAt, id)`` position, and the total counts the whole list.
+        total counts the messages after it; the window's ``after`` (a cursor's position) seeks
+        past a ``(sentAt, id)`` position, and the total counts the whole list.
         """
+        after, limit, offset = window.after, window.limit, window.offset
         if (
             filters.plain
             and after is None

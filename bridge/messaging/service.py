@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from ..db.database import Database
 from ..errors import BadRequest, Conflict, Forbidden
-from ..listing import Page, Position
+from ..listing import Page, Window
 from ..networking.service import NetworkingService
 from ..notifications.service import NotificationService
 from ..users.service import UserService
@@ -146,39 +146,25 @@ class MessagingService(MessageRules):
         self,
         user_id: uuid.UUID,
         filters: ConversationFilter,
-        *,
-        after: Position | None = None,
-        limit: int = 25,
-        offset: int = 0,
+        window: Window,
     ) -> Page[Conversation]:
         """:meth:`list_conversations_page` on a pooled connection (a read)."""
         async with self._db.acquire() as conn:
-            return await self.list_conversations_page(
-                conn, user_id, filters, after=after, limit=limit, offset=offset
-            )
+            return await self.list_conversations_page(conn, user_id, filters, window)
 
     async def messages_page(
         self,
         viewer: uuid.UUID,
         conversation_ids: Sequence[uuid.UUID] | None,
         filters: MessageFilter,
+        window: Window,
         *,
         after_message_id: uuid.UUID | None = None,
-        after: Position | None = None,
-        limit: int = 25,
-        offset: int = 0,
     ) -> Page[Message]:
         """:meth:`list_messages_page` on a pooled connection (a read)."""
         async with self._db.acquire() as conn:
             return await self.list_messages_page(
-                conn,
-                viewer,
-                conversation_ids,
-                filters,
-                after_message_id=after_message_id,
-                after=after,
-                limit=limit,
-                offset=offset,
+                conn, viewer, conversation_ids, filters, window, after_message_id=after_message_id
             )
 
     async def send_message(
