@@ -670,6 +670,8 @@ class RecordingConnection:
 async def explain(dsn: str, call: Call) -> list[dict[str, Any]]:
     """Replay ``call`` through the bridge's services; EXPLAIN every statement it ran."""
     from bridge.db.database import Database
+    from bridge.listing import Window
+    from bridge.messaging.filters import ConversationFilter, MessageFilter
     from bridge.services import build_services
 
     # Only the services' ``conn`` methods run here, on the recording connection: the pool
@@ -681,34 +683,28 @@ async def explain(dsn: str, call: Call) -> list[dict[str, Any]]:
     try:
         rec = RecordingConnection(conn)
         await users.ensure(rec, call.user, None)
+        window = Window(limit=call.limit, offset=call.offset, after=call.cursor_at)
         if call.service == "messages":
             await messaging.list_messages_page(
                 rec,
                 call.user,
                 [call.conversation] if call.conversation else None,
-                unread_by=[call.unread_by] if call.unread_by else None,
-                deleted_for=[call.deleted_for] if call.deleted_for else None,
+                MessageFilter(
+                    unread_by=[call.unread_by] if call.unread_by else None,
+                    deleted_for=[call.deleted_for] if call.deleted_for else None,
+                ),
+                window,
                 after_message_id=call.after,
-                after=call.cursor_at,
-                limit=call.limit,
-                offset=call.offset,
             )
         elif call.service == "conversations":
             await messaging.list_conversations_page(
                 rec,
                 call.user,
-                after=call.cursor_at,
-                limit=call.limit,
-                offset=call.offset,
+                ConversationFilter(),
+                window,
             )
         else:
-            await notifications.list_page(
-                rec,
-                call.user,
-                after=call.cursor_at,
-                limit=call.limit,
-                offset=call.offset,
-            )
+            await notifications.list_page(rec, call.user, window)
         out = []
         for query, args in rec.statements:
             rows = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + query, *args)

@@ -22,7 +22,7 @@ from msgspec.structs import replace
 from .api.signing_keys import rotate
 from .config import Config, ConfigError, load_config
 from .credentials.crypto import add_key
-from .credentials.listing import MAX_LIMIT
+from .credentials.listing import MAX_LIMIT, ListParameters
 from .credentials.models import CredentialConfig, CredentialCreate
 from .credentials.service import Actor, rotate_key
 from .credentials.setup import Credentials, build_credentials
@@ -100,7 +100,7 @@ async def _run(config: Config, args: argparse.Namespace) -> list[str]:
         if args.credentials_command == "delete":
             await service.delete(operator, owner, parse_uuid(args.id, "id"))
             return [f"deleted {args.id}"]
-        found = await service.list_credentials(operator, owner, (str(MAX_LIMIT), None, [], []))
+        found = await service.list_credentials(operator, owner, ListParameters(limit=MAX_LIMIT))
         return [
             "\t".join(
                 (str(c.id), c.name, c.type, c.managed, c.expires.isoformat() if c.expires else "-")

@@ -61,3 +61,13 @@ async def read_whole(
             yield [row(r) for r in rows]
 
     return WholeList(total, batches())
+
+
+@dataclass(frozen=True, kw_only=True)
+class Window:
+    """Which rows of a list one page holds: at most ``limit``, past the keyset position
+    ``after`` (a cursor's) when there is one, and ``offset`` rows further in."""
+
+    limit: int
+    offset: int = 0
+    after: Position | None = None

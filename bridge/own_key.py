@@ -16,8 +16,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from .api.keys import parse_private_key
 from .config import Config, ConfigError
 
 #: The key file's name, in the directory that holds the embedded database's data directory.
@@ -34,6 +34,14 @@ def needs_signing_key(config: Config) -> bool:
 def default_key_path(config: Config) -> Path:
     """Where the bridge's own key goes: beside the bridge's data (``embedded_data_dir``)."""
     return config.appservice.embedded_data_dir.parent / KEY_FILE_NAME
+
+
+def parse_private_key(data: bytes) -> RSAPrivateKey:
+    """An RSA private key from PEM (ValueError for anything else)."""
+    key = serialization.load_pem_private_key(data, password=None)
+    if not isinstance(key, RSAPrivateKey):
+        raise ValueError("not an RSA private key")
+    return key
 
 
 def create_private_key_file(path: Path) -> bool:

@@ -23,11 +23,26 @@ def new_token() -> str:
     return secrets.token_urlsafe(48)
 
 
-# Synapse tests namespaces with ``re.match``, where "$" also matches before a trailing newline
-# ("@_pn_x:domain\n" would be in the namespace): the patterns end in "\Z", the very end.
+#: What has a meaning in a regex for every engine that reads a registration: Python's ``re``
+#: (Synapse), Go's RE2 (Dendrite), Rust's ``regex`` (Conduit, conduwuit). Escaped, each stands for
+#: itself in all of them; every other character already does (``re.escape`` also escapes ``-``,
+#: ``#``, ``&``, ``~`` and white space, which older Rust regex versions refuse to see escaped).
+_META = frozenset("\\.+*?()|[]{}^$")
+
+
+def portable_escape(text: str) -> str:
+    return "".join(f"\\{c}" if c in _META else c for c in text)
+
+
+# Namespaces are written "^...$" with "." (newline excluded in all three engines, none in DOTALL
+# mode): Python's "\Z" is an error for RE2 and Rust, and "^" anchors Dendrite's unanchored
+# search. Python's "$" also matches before a trailing newline, which only matters for an id
+# ending in one: no Matrix id holds a newline, and the bridge matches ids with fullmatch.
 def _template_regex(sigil: str, template: str, placeholder: str, domain: str) -> str:
     before, _, after = template.partition(placeholder)
-    return f"{sigil}{re.escape(before)}.+{re.escape(after)}:{re.escape(domain)}\\Z"
+    return (
+        f"^{sigil}{portable_escape(before)}.+{portable_escape(after)}:{portable_escape(domain)}$"
+    )
 
 
 def user_namespace_regex(config: Config) -> str:
@@ -52,7 +67,7 @@ def build_registration(config: Config) -> dict[str, Any]:
         "rooms": [],
     }
     if not re.match(user_regex, config.bot_mxid):
-        bot_regex = f"^{re.escape(config.bot_mxid)}\\Z"
+        bot_regex = f"^{portable_escape(config.bot_mxid)}$"
         namespaces["users"].append({"exclusive": True, "regex": bot_regex})
     registration: dict[str, Any] = {
         "id": config.appservice.id,

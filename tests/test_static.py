@@ -4,6 +4,7 @@ vulture_whitelist.py)."""
 
 from __future__ import annotations
 
+import ast
 import importlib
 import pkgutil
 import subprocess
@@ -60,3 +61,38 @@ def test_the_dead_code_check_finds_dead_code(tmp_path: Path) -> None:
     found = run("vulture", str(module))
     assert found.returncode != 0
     assert "unused function 'forgotten'" in found.stdout and "'used'" not in found.stdout
+
+
+def connection_calls(source: str) -> list[int]:
+    """The lines of ``source`` that take a database connection (``x.acquire()`` or
+    ``x.transaction()``)."""
+    return [
+        node.lineno
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("acquire", "transaction")
+    ]
+
+
+def test_rest_handlers_leave_transactions_to_the_services() -> None:
+    """The REST layer parses, calls a service, renders: connections and transactions are the
+    services' (so a rule and its transaction are the same on every path)."""
+    found = {
+        str(path.relative_to(ROOT)): lines
+        for path in sorted((ROOT / "bridge" / "api").rglob("*.py"))
+        if (lines := connection_calls(path.read_text()))
+    }
+    assert found == {}
+    assert connection_calls("async def f(db):\n    async with db.transaction() as c:\n        pass\n") == [2]
+
+
+def test_modules_that_start_a_command_import_on_their_own() -> None:
+    """Imported first, in a fresh interpreter (as ``bridge generate-registration`` or a script
+    does), each loads without an import cycle through the REST package."""
+    for module in ("bridge.own_key", "bridge.registration", "bridge.demo.prepare"):
+        found = subprocess.run(
+            [sys.executable, "-c", f"import {module}"], cwd=ROOT, capture_output=True, text=True,
+            timeout=120, check=False,
+        )
+        assert found.returncode == 0, f"{module}:\n{found.stderr}"

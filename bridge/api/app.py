@@ -19,6 +19,7 @@ from ..config import Config, ConfigError
 from ..db.database import Database
 from ..http_errors import error_middleware
 from ..symphony.authn import CertificateAuthenticator
+from ..symphony.connections import SymphonyConnections
 from ..symphony.service import CompanyCertService
 from ..symphony.store import CompanyCertStore
 from .auth import TokenVerifier, auth_middleware
@@ -66,7 +67,7 @@ def build_context(config: Config, db: Database, services: ApiServices) -> ApiCon
     and bundle the rest."""
     verifier, signing = build_verifier(config)
     cert_store = CompanyCertStore()
-    company_certs = CompanyCertService(cert_store)
+    company_certs = CompanyCertService(db, cert_store, services.users)
     client_tls = None
     if config.api.tls is not None:
         try:
@@ -84,7 +85,8 @@ def build_context(config: Config, db: Database, services: ApiServices) -> ApiCon
         signing,
         __version__,
         company_certs=company_certs,
-        cert_auth=CertificateAuthenticator(cert_store, services.users),
+        cert_auth=CertificateAuthenticator(db, cert_store, services.users),
+        symphony=SymphonyConnections(db, services.users, services.networking),
         client_tls=client_tls,
         pod_cert=None if signing is None else PodCertificate(signing, config.appservice.id),
     )
@@ -171,4 +173,4 @@ def mount_api(app: web.Application, config: Config, db: Database, services: ApiS
     for prefix, sub_app in _api_apps(ctx):
         app.add_subapp(prefix, sub_app)
     if ctx.client_tls is not None:
-        app[CLIENT_TLS] = ClientTlsListener(ctx.client_tls, db, ctx.company_certs)
+        app[CLIENT_TLS] = ClientTlsListener(ctx.client_tls, ctx.company_certs)

@@ -279,9 +279,8 @@ async def _check_session(ctx: ApiContext, claims: dict[str, Any]) -> None:
         session_id = parse_uuid(sid, SESSION_CLAIM)
     except BridgeError:
         raise Unauthorized("invalid session") from None
-    async with ctx.db.acquire() as conn:
-        if not await ctx.cert_auth.is_live(conn, session_id):
-            raise Unauthorized("invalid session: logged out or expired")
+    if not await ctx.cert_auth.is_live(session_id):
+        raise Unauthorized("invalid session: logged out or expired")
 
 
 def auth_middleware(

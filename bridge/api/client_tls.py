@@ -18,7 +18,6 @@ import asyncpg
 from aiohttp import web
 
 from ..config import TlsConfig
-from ..db.database import Database
 from ..symphony.service import CompanyCertService
 
 log = logging.getLogger(__name__)
@@ -70,14 +69,12 @@ class ClientTlsListener:
 
     REFRESH = 30.0
 
-    def __init__(self, tls: ClientCertTls, db: Database, certs: CompanyCertService) -> None:
+    def __init__(self, tls: ClientCertTls, certs: CompanyCertService) -> None:
         self.tls = tls
-        self._db = db
         self._certs = certs
 
     async def refresh(self) -> None:
-        async with self._db.acquire() as conn:
-            self.tls.trust_all(await self._certs.pems(conn))
+        self.tls.trust_all(await self._certs.all_pems())
 
     async def keep_refreshed(self) -> None:
         while True:

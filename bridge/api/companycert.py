@@ -10,9 +10,10 @@ from typing import Any
 from aiohttp import web
 from msgspec import UNSET
 
-from ..errors import BadRequest, Forbidden
+from ..errors import BadRequest
 from ..symphony.certs import normal_fingerprint
-from ..symphony.models import POD_MANAGED, CertStatus, CertType
+from ..symphony.models import CertStatus, CertType
+from ..symphony.service import CertAdmin
 from .context import ApiContext, principal_of
 from .operations import Answer, NoBody, Operation, Reply
 from .queries import CertPageQuery, Query
@@ -27,7 +28,6 @@ from .symphony_shapes import (
     SuccessResponse,
 )
 
-ENTITLEMENT = "The user lacks the required entitlement to perform this operation"
 _FP = (("fingerPrint", Fingerprint),)
 
 
@@ -40,8 +40,6 @@ def _fingerprint(value: str, name: str = "fingerPrint") -> str:
 
 class CompanyCertApi:
     def __init__(self, ctx: ApiContext) -> None:
-        self._db = ctx.db
-        self._users = ctx.services.users
         self._certs = ctx.company_certs
 
     def operations(self) -> list[Operation[Any, Any]]:
@@ -80,91 +78,67 @@ class CompanyCertApi:
                       self.by_type, CertPageQuery, list[CompanyCertType], info_list),
         ]  # fmt: skip
 
-    async def _admin(self, request: web.Request) -> int:
-        """The calling administrator's numeric id (403 for anyone else)."""
+    @staticmethod
+    def _admin(request: web.Request) -> CertAdmin:
         principal = principal_of(request)
-        if not principal.is_admin:
-            raise Forbidden(ENTITLEMENT)
-        async with self._db.acquire() as conn:
-            return (await self._users.get(conn, principal.token_user_id)).number
+        return CertAdmin(principal.token_user_id, principal.is_admin)
 
     async def list_all(self, request: web.Request, query: CertPageQuery, _: NoBody) -> Reply:
-        await self._admin(request)
-        async with self._db.acquire() as conn:
-            found = await self._certs.list_certs(conn, skip=query.skip, limit=query.limit)
+        found = await self._certs.list_page(
+            self._admin(request), skip=query.skip, limit=query.limit
+        )
         return Reply([CompanyCertInfoItem.of(c) for c in found])
 
     async def pod_managed(self, request: web.Request, query: CertPageQuery, _: NoBody) -> Reply:
-        await self._admin(request)
-        async with self._db.acquire() as conn:
-            found = await self._certs.list_certs(
-                conn, types=POD_MANAGED, skip=query.skip, limit=query.limit
-            )
+        found = await self._certs.pod_managed_page(
+            self._admin(request), skip=query.skip, limit=query.limit
+        )
         return Reply([CompanyCertInfoItem.of(c) for c in found])
 
     async def by_type(
         self, request: web.Request, query: CertPageQuery, body: list[CompanyCertType]
     ) -> Reply:
-        await self._admin(request)
-        if not body:
-            raise BadRequest("give at least one certificate type")
-        types = list(dict.fromkeys(CertType(t.type) for t in body))
-        async with self._db.acquire() as conn:
-            found = await self._certs.list_certs(
-                conn, types=types, skip=query.skip, limit=query.limit
-            )
+        found = await self._certs.list_page(
+            self._admin(request),
+            types=[CertType(t.type) for t in body],
+            skip=query.skip,
+            limit=query.limit,
+        )
         return Reply([CompanyCertInfoItem.of(c) for c in found])
 
     async def create(self, request: web.Request, _: Query, body: CompanyCert) -> Reply:
-        admin = await self._admin(request)
         attributes = body.attributes
-        if attributes.type is UNSET or attributes.status is UNSET:
-            raise BadRequest("attributes.type and attributes.status are required")
-        async with self._db.transaction() as conn:
-            stored = await self._certs.create(
-                conn,
-                body.pem,
-                name=None if attributes.name is UNSET else attributes.name,
-                type_=CertType(attributes.type.type),
-                status=CertStatus(attributes.status.type),
-                admin=admin,
-            )
+        stored = await self._certs.store(
+            self._admin(request),
+            body.pem,
+            name=None if attributes.name is UNSET else attributes.name,
+            type_=None if attributes.type is UNSET else CertType(attributes.type.type),
+            status=None if attributes.status is UNSET else CertStatus(attributes.status.type),
+        )
         return Reply(CompanyCertDetail.of(stored))
 
     async def delete(self, request: web.Request, _: Query, body: StringId) -> Reply:
-        await self._admin(request)
-        async with self._db.transaction() as conn:
-            await self._certs.delete(conn, _fingerprint(body.id, "id"))
+        await self._certs.remove(self._admin(request), _fingerprint(body.id, "id"))
         return Reply(SuccessResponse("TEXT", "OK"))
 
     async def get(self, request: web.Request, _: Query, __: NoBody) -> Reply:
-        await self._admin(request)
         fingerprint = _fingerprint(request.match_info["fingerPrint"])
-        async with self._db.acquire() as conn:
-            found = await self._certs.get(conn, fingerprint)
+        found = await self._certs.details(self._admin(request), fingerprint)
         return Reply(CompanyCertDetail.of(found))
 
     async def update(self, request: web.Request, _: Query, body: CompanyCertAttributes) -> Reply:
-        admin = await self._admin(request)
-        fingerprint = _fingerprint(request.match_info["fingerPrint"])
-        if body.name is UNSET and body.type is UNSET and body.status is UNSET:
-            raise BadRequest("nothing to update: give at least one of name, type, status")
-        async with self._db.transaction() as conn:
-            await self._certs.update(
-                conn,
-                fingerprint,
-                name=None if body.name is UNSET else body.name,
-                type_=None if body.type is UNSET else CertType(body.type.type),
-                status=None if body.status is UNSET else CertStatus(body.status.type),
-                admin=admin,
-            )
+        await self._certs.change(
+            self._admin(request),
+            _fingerprint(request.match_info["fingerPrint"]),
+            name=None if body.name is UNSET else body.name,
+            type_=None if body.type is UNSET else CertType(body.type.type),
+            status=None if body.status is UNSET else CertStatus(body.status.type),
+        )
         return Reply(SuccessResponse("TEXT", "OK"))
 
     async def issued_by(self, request: web.Request, query: CertPageQuery, _: NoBody) -> Reply:
-        await self._admin(request)
         fingerprint = _fingerprint(request.match_info["fingerPrint"])
-        async with self._db.acquire() as conn:
-            found = await self._certs.issued_by(
-                conn, fingerprint, skip=query.skip, limit=query.limit
-            )
+        found = await self._certs.issued_by_page(
+            self._admin(request), fingerprint, skip=query.skip, limit=query.limit
+        )
         return Reply([CompanyCertInfoItem.of(c) for c in found])

@@ -19,6 +19,7 @@ from ..users.service import UserService
 
 if TYPE_CHECKING:
     from ..symphony.authn import CertificateAuthenticator
+    from ..symphony.connections import SymphonyConnections
     from ..symphony.service import CompanyCertService
     from .auth import TokenVerifier
     from .client_tls import ClientCertTls
@@ -48,6 +49,8 @@ class ApiContext:
     version: str
     company_certs: CompanyCertService
     cert_auth: CertificateAuthenticator
+    #: ``/pod``'s connection calls (numeric user ids) over the networking service.
+    symphony: SymphonyConnections
     #: The TLS listener's context (``api.tls``), None without one.
     client_tls: ClientCertTls | None = None
     #: The self-signed certificate over the signing key (None without a signing key).

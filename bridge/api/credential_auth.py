@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..credentials.authn import CredentialAuthenticator
 from ..credentials.models import Credential
-from ..errors import Forbidden, NotFound, Unauthorized
+from ..errors import Forbidden, Unauthorized
 from ..ids import parse_uuid
 from .context import Principal
 
@@ -49,9 +49,7 @@ async def _principal(
         if not admin:
             raise Forbidden("only administrators may act for another user (asUserId)")
         acting = parse_uuid(as_user, "asUserId")
-        async with ctx.db.acquire() as conn:
-            if await ctx.services.users.find(conn, acting) is None:
-                raise NotFound(f"no network user {acting} (asUserId)")
+        await ctx.services.users.require_acting(acting)
     return Principal(
         token_user_id=credential.owner_id,
         user_id=acting,

@@ -22,6 +22,7 @@ from ..credentials.listing import (
     ORDER_FIELDS,
     TEXT_FIELDS,
     TIME_FIELDS,
+    ListParameters,
 )
 from ..credentials.models import (
     NAME_PATTERN,
@@ -47,6 +48,7 @@ _ONE = f"{_OWNER}/{{credentialId}}"
 _ORDER_PATTERN = f"^({'|'.join(ORDER_FIELDS)})(\\[(asc|desc)\\])?$"
 _FILTER_PATTERN = (
     f"^({'|'.join(re.escape(f) for f in FILTER_FIELDS)})\\[({'|'.join(FILTER_OPS)})\\]"
+    "[^\\x00]*$"  # the value: any text (no U+0000, which no column holds)
 )
 
 
@@ -138,11 +140,11 @@ class CredentialsApi:
     async def list_credentials(
         self, request: web.Request, query: CredentialListQuery, _: NoBody
     ) -> Reply:
-        parameters = (
-            None if query.limit is UNSET else str(query.limit),
-            None if query.start_after is UNSET else query.start_after,
-            [] if query.order is UNSET else query.order,
-            [] if query.filter is UNSET else query.filter,
+        parameters = ListParameters(
+            limit=None if query.limit is UNSET else query.limit,
+            start_after=None if query.start_after is UNSET else query.start_after,
+            order=() if query.order is UNSET else query.order,
+            filters=() if query.filter is UNSET else query.filter,
         )
         owner_id = path_id(request, "ownerId")
         found = await self._service().list_credentials(self._actor(request), owner_id, parameters)

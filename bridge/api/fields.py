@@ -3,6 +3,8 @@
 Each is an annotated type: msgspec enforces the constraint when it decodes a request, and the
 same constraint is what the OpenAPI document declares, so the two cannot drift. Patterns are
 written in the subset Python's ``re`` and ECMA 262 (JSON Schema's regex dialect) read alike.
+Free text is :data:`Text` (of :mod:`bridge.storable_text`): no U+0000, as the request guard
+enforces.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Annotated
 
 from msgspec import Meta
 
+from ..storable_text import TEXT_PATTERN as TEXT_PATTERN  # re-exported: the request types'
+from ..storable_text import Text as Text
 from .visible import VISIBLE
 
 #: The most ids a body's list may hold.
@@ -22,10 +26,6 @@ MAX_VALUES = 20
 
 _HEX_UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 UUID_PATTERN = f"^{_HEX_UUID}$"
-
-#: Text a client sends: no NUL (Postgres stores none). A lone surrogate is no UTF-8: the
-#: JSON decoder refuses it.
-TEXT_PATTERN = "^[^\\x00]*$"
 
 
 #: Text that must say something: at least one visible character (a text of white space and
@@ -62,7 +62,6 @@ SomeIds = Annotated[list[Id], Meta(min_length=1, max_length=MAX_IDS, extra_json_
 TwoOrMoreIds = Annotated[
     list[Id], Meta(min_length=2, max_length=MAX_IDS, extra_json_schema=_UNIQUE)
 ]
-Text = Annotated[str, Meta(pattern=TEXT_PATTERN)]
 SomeText = Annotated[str, Meta(pattern=SOME_TEXT_PATTERN)]
 Instant = Annotated[datetime, Meta(tz=True, description="an ISO 8601 instant with its offset")]
 #: A time the server renders: ISO 8601 in UTC, to the microsecond, ending in ``Z``.

@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from jwt.algorithms import RSAAlgorithm
 
+from ..own_key import parse_private_key
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -70,13 +72,6 @@ def parse_public_key(data: bytes) -> RSAPublicKey:
         key = serialization.load_pem_public_key(data)
     if not isinstance(key, RSAPublicKey):
         raise ValueError("not an RSA public key")
-    return key
-
-
-def parse_private_key(data: bytes) -> RSAPrivateKey:
-    key = serialization.load_pem_private_key(data, password=None)
-    if not isinstance(key, RSAPrivateKey):
-        raise ValueError("not an RSA private key")
     return key
 
 

@@ -10,9 +10,10 @@ from aiohttp import web
 from msgspec import UNSET
 
 from ..errors import BadRequest, Forbidden
+from ..listing import Window
 from ..messaging.conversations import NotConnected
+from ..messaging.filters import ConversationFilter, DateRange, MessageFilter
 from ..messaging.models import NewMessage, Origin
-from ..messaging.queries import DateRange
 from .context import ApiContext, Principal, principal_of
 from .cursor import CONVERSATIONS, MESSAGES, decode, next_cursor
 from .decoding import path_id
@@ -129,27 +130,22 @@ class MessagingApi:
         if participants == [] and participants_null:
             every = False  # participantIds=null: conversations without participants, i.e. none
         last = f.dates("lastMessageAt", query.lastMessageAt)
-        if query.pageNumber == 0:
-            every_row(query.cursor)
-            return Reply([], filters=f.applied, whole=WholeReply(
-                lambda: self._messaging.all_conversations(
-                    me, is_group=is_group, participant_ids=participants,
-                    all_participants=every, last_message=_range(last),
-                ),
-                Conversation.of,
-                cursors=True,
-            ))  # fmt: skip
-        after = None if query.cursor is UNSET else decode(query.cursor)
-        found = await self._messaging.conversations_page(
-            me,
+        filters = ConversationFilter(
             is_group=is_group,
             participant_ids=participants,
             all_participants=every,
             last_message=_range(last),
-            after=after,
-            limit=page.limit,
-            offset=page.offset,
         )
+        if query.pageNumber == 0:
+            every_row(query.cursor)
+            return Reply([], filters=f.applied, whole=WholeReply(
+                lambda: self._messaging.all_conversations(me, filters),
+                Conversation.of,
+                cursors=True,
+            ))  # fmt: skip
+        after = None if query.cursor is UNSET else decode(query.cursor)
+        window = Window(limit=page.limit, offset=page.offset, after=after)
+        found = await self._messaging.conversations_page(me, filters, window)
         tail = found.rows[-1] if found.rows else None
         position = (tail.last_message_at or tail.created_at, tail.id) if tail else None
         return Reply(
@@ -218,13 +214,18 @@ class MessagingApi:
         unread_by = _of_self(principal, "unreadBy", f.ids("unreadBy", query.unreadBy))
         deleted_for = _of_self(principal, "deletedFor", f.ids("deletedFor", query.deletedFor))
         sent = f.dates("sentAt", query.sentAt)
+        filters = MessageFilter(
+            sender_ids=senders,
+            reader_ids=readers,
+            sent=_range(sent),
+            unread_by=unread_by,
+            deleted_for=deleted_for,
+        )
         if query.pageNumber == 0:
             every_row(query.cursor)
             return Reply([], filters=f.applied, whole=WholeReply(
                 lambda: self._messaging.all_messages(
-                    me, conversations, sender_ids=senders, reader_ids=readers,
-                    sent=_range(sent), unread_by=unread_by, deleted_for=deleted_for,
-                    after_message_id=_opt(query.afterMessageId),
+                    me, conversations, filters, after_message_id=_opt(query.afterMessageId)
                 ),
                 lambda m: Message.of(m, me),
                 cursors=True,
@@ -234,18 +235,9 @@ class MessagingApi:
         if after_id is not None and after is not None:
             await self._messaging.message_for(me, after_id)  # 404 / 403 first
             raise BadRequest("give either cursor or afterMessageId, not both")
+        window = Window(limit=page.limit, offset=page.offset, after=after)
         found = await self._messaging.messages_page(
-            me,
-            conversations,
-            sender_ids=senders,
-            reader_ids=readers,
-            sent=_range(sent),
-            unread_by=unread_by,
-            deleted_for=deleted_for,
-            after_message_id=after_id,
-            after=after,
-            limit=page.limit,
-            offset=page.offset,
+            me, conversations, filters, window, after_message_id=after_id
         )
         tail = found.rows[-1] if found.rows else None
         position = (tail.sent_at, tail.id) if tail else None

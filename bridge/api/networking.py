@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import Forbidden
-from ..networking.models import RequestStatus
+from ..networking.models import RequestFilter, RequestStatus
 from .context import ApiContext, principal_of
 from .decoding import path_id
 from .filters import Filters
@@ -116,14 +116,14 @@ class NetworkingApi:
         me = principal_of(request).user_id
         page = page_of(query)
         f = Filters()
-        statuses = f.choices("status", query.status, _STATUSES)
+        filters = RequestFilter(statuses=f.choices("status", query.status, _STATUSES))
         if query.pageNumber == 0:
             return Reply([], filters=f.applied, whole=WholeReply(
-                lambda: self._networking.all_requests(me, statuses=statuses),
+                lambda: self._networking.all_requests(me, filters),
                 ConnectionRequest.of,
             ))  # fmt: skip
         rows, total = await self._networking.requests_page(
-            me, statuses=statuses, limit=page.limit, offset=page.offset
+            me, filters, limit=page.limit, offset=page.offset
         )
         return Reply(
             [ConnectionRequest.of(r) for r in rows], paging=page.paging(total), filters=f.applied

@@ -9,6 +9,7 @@ from msgspec import UNSET
 
 from ..errors import Forbidden
 from ..ids import clean_text
+from ..listing import Window
 from .context import ApiContext, principal_of
 from .cursor import NOTIFICATIONS, decode, next_cursor
 from .decoding import path_id
@@ -68,8 +69,9 @@ class NotificationApi:
         page = PageRequest(query.page, query.limit, by_cursor=query.cursor is not UNSET)
         oldest_first = query.sortBy in _OLDEST_FIRST
         after = None if query.cursor is UNSET else decode(query.cursor)
+        window = Window(limit=page.limit, offset=page.offset, after=after)
         found = await self._notifications.notifications_page(
-            me, oldest_first=oldest_first, after=after, limit=page.limit, offset=page.offset
+            me, window, oldest_first=oldest_first
         )
         tail = found.rows[-1] if found.rows else None
         position = (tail.created_at, tail.id) if tail else None

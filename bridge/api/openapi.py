@@ -14,12 +14,12 @@ from typing import Any
 import msgspec
 
 from ..http_errors import reason
+from ..storable_text import JSON_VALUE, JSON_VALUE_SCHEMA
 from .envelope import Envelope, NetworkError
 from .operations import NoBody, Operation, Refusal, Service
 from .problems import PROBLEM_JSON, Problem
 from .queries import SECURITY_PARAMETERS
 from .requests import RULES
-from .session import PERMISSION_NAME_SCHEMA
 from .symphony import SymphonyError
 
 OPENAPI_PATH = "/openapi.json"
@@ -27,8 +27,6 @@ _REF = "#/components/schemas/{name}"
 _PATH_PARAMETER = re.compile(r"\{([^}]+)\}")
 _ROUTE_REGEX = re.compile(r"\{([^}:]+):[^}]*\}")
 _ID = {"type": "string", "format": "uuid"}
-#: Path parameters that are not ids.
-_PATH_SCHEMAS = {"permissionName": PERMISSION_NAME_SCHEMA}
 
 API_SECURITY: list[dict[str, list[str]]] = [
     {"queryToken": []},
@@ -71,9 +69,7 @@ def _parameters(op: Operation[Any, Any]) -> list[dict[str, Any]]:
             "name": name,
             "in": "path",
             "required": True,
-            "schema": (
-                msgspec.json.schema(types[name]) if name in types else _PATH_SCHEMAS.get(name, _ID)
-            ),
+            "schema": msgspec.json.schema(types[name]) if name in types else _ID,
         }
         for name in _PATH_PARAMETER.findall(doc_path(op.path))
     ]
@@ -232,6 +228,7 @@ def build_openapi(services: list[Service], token_name: str, version: str) -> dic
             if op.answer.data_name is not None:
                 types.append(op.answer.resource)
     _, schemas = msgspec.json.schema_components(types, ref_template=_REF)
+    schemas[JSON_VALUE] = JSON_VALUE_SCHEMA  # what JsonValue and JsonObject refer to
     paths: dict[str, dict[str, Any]] = {}
     for service in services:
         for op in service.operations:

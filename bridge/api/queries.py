@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from .cursor import ConversationsCursor, MessagesCursor, NotificationsCursor
-from .fields import DateFilter, Id, IdFilter
+from .fields import TEXT_PATTERN, DateFilter, Id, IdFilter
 
 DEFAULT_ROWS = 25
 #: The most rows one page carries (``pageNumber=0`` answers every row, however many).
@@ -166,7 +166,9 @@ class SymphonyListQuery(Query):
 
 
 class PublicKeyQuery(PublicQuery):
-    keyId: Annotated[str, Meta(min_length=1, max_length=200)] | UnsetType = UNSET
+    keyId: Annotated[str, Meta(min_length=1, max_length=200, pattern=TEXT_PATTERN)] | UnsetType = (
+        UNSET
+    )
 
 
 class CertPageQuery(Query):

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from msgspec import Struct
+from msgspec import Meta, Struct
 
 from ..errors import BadRequest
 from .context import Principal, principal_of
@@ -33,8 +33,10 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "users.actAs": frozenset({"admin"}),  # ?asUserId=
 }
 PERMISSION_NAME_PATTERN = "^[A-Za-z][A-Za-z0-9_.:-]{0,99}$"
-#: The OpenAPI schema of the ``permissionName`` path parameter.
-PERMISSION_NAME_SCHEMA = {"type": "string", "pattern": PERMISSION_NAME_PATTERN}
+#: The ``permissionName`` path parameter.
+PermissionName = Annotated[
+    str, Meta(pattern=PERMISSION_NAME_PATTERN, description="a permission, like messaging.admin")
+]
 
 
 class Session(Struct):
@@ -79,7 +81,7 @@ def session_operations(service: str) -> list[Operation[Any, Any]]:
                   NoBody, Answer(list[Permission])),
         Operation("get", "/permissions/{permissionName}", f"{service}Permission",
                   "Whether the session has a permission", permission, Query, NoBody,
-                  Answer(PermissionCheck)),
+                  Answer(PermissionCheck), path_types=(("permissionName", PermissionName),)),
     ]  # fmt: skip
 
 

@@ -68,8 +68,7 @@ class SessionAuthApi:
         keys = self._ctx.signing_key
         if keys is None:
             raise Unavailable("the bridge has no signing key to issue session tokens")
-        async with self._ctx.db.transaction() as conn:
-            done = await self._ctx.cert_auth.authenticate(conn, der, self._ttl)
+        done = await self._ctx.cert_auth.authenticate(der, self._ttl)
         user, session = done.user, done.session
         material = keys.current()
         claims: dict[str, Any] = {
@@ -104,6 +103,5 @@ class SessionAuthApi:
         claims = self._ctx.verifier.verify(token)
         if SESSION_CLAIM not in claims:
             raise BadRequest("not a session token of certificate authentication")
-        async with self._ctx.db.transaction() as conn:
-            await self._ctx.cert_auth.logout(conn, parse_uuid(claims[SESSION_CLAIM], SESSION_CLAIM))
+        await self._ctx.cert_auth.logout(parse_uuid(claims[SESSION_CLAIM], SESSION_CLAIM))
         return Reply(LogoutResponse("Logged out."))

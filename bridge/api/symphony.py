@@ -10,16 +10,13 @@ networking service as the seed-002 routes, so Matrix sees them alike.
 from __future__ import annotations
 
 import re
-import uuid
 from typing import Any
 
-import asyncpg
 from aiohttp import web
 from msgspec import UNSET, Struct
 
-from ..errors import BadRequest, Conflict, NotFound, Unavailable
-from ..networking.models import RequestStatus
-from ..users.models import NetworkUser
+from ..errors import BadRequest, Unavailable
+from ..symphony.connections import Standing
 from .context import ApiContext, principal_of
 from .envelope import json_response
 from .fields import UserNumber
@@ -30,8 +27,6 @@ from .resources import UserConnection
 from .symphony_shapes import PodCertificate as PodCertificateBody
 from .symphony_shapes import SuccessResponse
 
-PENDING = ("PENDING_INCOMING", "PENDING_OUTGOING")
-STATUSES = ("PENDING_INCOMING", "PENDING_OUTGOING", "ACCEPTED", "REJECTED")
 _NUMBER = re.compile("[1-9][0-9]{0,18}")
 MAX_NUMBER = 2**63 - 1
 
@@ -55,11 +50,19 @@ def number_of(text: str, name: str) -> int:
     return int(text)
 
 
+def _path_number(request: web.Request, name: str) -> int:
+    return number_of(request.match_info[name], name)
+
+
+def _render(standing: Standing) -> UserConnection:
+    return UserConnection.of(
+        standing.number, standing.status, standing.request, standing.connection
+    )
+
+
 class SymphonyApi:
     def __init__(self, ctx: ApiContext) -> None:
-        self._db = ctx.db
-        self._users = ctx.services.users
-        self._networking = ctx.services.networking
+        self._connections = ctx.symphony
         self._pod_cert = ctx.pod_cert
 
     def operations(self) -> list[Operation[Any, Any]]:
@@ -92,88 +95,48 @@ class SymphonyApi:
                       errors=(503,), public=True),
         ]  # fmt: skip
 
-    async def _numbers(
-        self, conn: asyncpg.Connection, user_ids: list[uuid.UUID]
-    ) -> dict[uuid.UUID, int]:
-        return {u.id: u.number for u in await self._users.get_many(conn, user_ids)}
-
     async def list_connections(
         self, request: web.Request, query: SymphonyListQuery, _: NoBody
     ) -> Reply:
         """The user's connections by ``status`` (default: both pending ones; ``ALL``: every
         one), optionally only with ``userIds`` (comma-separated numeric ids)."""
-        me = principal_of(request).user_id
-        status = query.status
-        wanted = PENDING if status is UNSET else STATUSES if status == "ALL" else (status,)
-        async with self._db.transaction() as conn:
-            other_ids = None
-            if query.userIds is not UNSET:
-                numbers = [number_of(p, "userIds") for p in query.userIds.split(",")]
-                other_ids = [u.id for u in (await self._users.by_numbers(conn, numbers)).values()]
-            standings = await self._networking.relations(conn, me, other_ids)
-            numbers_of = await self._numbers(conn, [other for other, *_ in standings])
-        return Reply(
-            [
-                UserConnection.of(numbers_of[other], status_, request_, link)
-                for other, status_, request_, link in standings
-                if status_ in wanted
-            ]
+        numbers = (
+            None
+            if query.userIds is UNSET
+            else [number_of(p, "userIds") for p in query.userIds.split(",")]
         )
+        found = await self._connections.standings(
+            principal_of(request).user_id, None if query.status is UNSET else query.status, numbers
+        )
+        return Reply([_render(standing) for standing in found])
 
     async def create(
         self, request: web.Request, query: Query, body: UserConnectionRequest
     ) -> Reply:
         """Invite ``userId`` to connect (answers with the standing as the inviter sees it)."""
         me = principal_of(request).user_id
-        async with self._db.transaction() as conn:
-            other = await self._users.by_number(conn, body.userId)
-            if other.id == me:
-                raise Conflict("cannot connect to yourself")
-            sent, _ = await self._networking.send_request(conn, me, other.id)
-        status = "ACCEPTED" if sent.status is RequestStatus.ACCEPTED else sent.seen_from(me)
-        return Reply(UserConnection.of(other.number, status, sent, None))
+        return Reply(_render(await self._connections.invite(me, body.userId)))
 
     async def accept(
         self, request: web.Request, query: Query, body: UserConnectionRequest
     ) -> Reply:
-        return await self._answer(request, body, accept=True)
+        me = principal_of(request).user_id
+        return Reply(_render(await self._connections.answer(me, body.userId, accept=True)))
 
     async def reject(
         self, request: web.Request, query: Query, body: UserConnectionRequest
     ) -> Reply:
-        return await self._answer(request, body, accept=False)
-
-    async def _answer(
-        self, request: web.Request, body: UserConnectionRequest, *, accept: bool
-    ) -> Reply:
         me = principal_of(request).user_id
-        async with self._db.transaction() as conn:
-            other = await self._users.by_number(conn, body.userId)
-            answered = await self._networking.answer_from(conn, me, other.id, accept=accept)
-        status = answered.status.value.upper()
-        return Reply(UserConnection.of(other.number, status, answered, None))
-
-    async def _other(
-        self, conn: asyncpg.Connection, request: web.Request, name: str
-    ) -> NetworkUser:
-        return await self._users.by_number(conn, number_of(request.match_info[name], name))
+        return Reply(_render(await self._connections.answer(me, body.userId, accept=False)))
 
     async def info(self, request: web.Request, _: Query, __: NoBody) -> Reply:
         """The standing with one user (404 when there is none)."""
-        me = principal_of(request).user_id
-        async with self._db.transaction() as conn:
-            other = await self._other(conn, request, "userId")
-            standings = await self._networking.relations(conn, me, [other.id])
-        for _other, status, request_, link in standings:
-            return Reply(UserConnection.of(other.number, status, request_, link))
-        raise NotFound(f"no connection with user {other.number}")
+        me, other = principal_of(request).user_id, _path_number(request, "userId")
+        return Reply(_render(await self._connections.standing_with(me, other)))
 
     async def remove(self, request: web.Request, _: Query, __: NoBody) -> Reply:
         """End the connection with ``uid`` (404 when not connected)."""
-        me = principal_of(request).user_id
-        async with self._db.transaction() as conn:
-            other = await self._other(conn, request, "uid")
-            await self._networking.disconnect(conn, me, other.id)
+        await self._connections.remove(principal_of(request).user_id, _path_number(request, "uid"))
         return Reply(SuccessResponse("TEXT", "Connection Removed."))
 
     async def podcert(self, request: web.Request, _: PublicQuery, __: NoBody) -> Reply:

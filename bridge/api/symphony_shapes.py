@@ -10,7 +10,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 
 from ..symphony.certs import FINGERPRINT_PATTERN, cert_info, load
 from ..symphony.models import CompanyCert as StoredCert
-from .fields import SomeText
+from .fields import TEXT_PATTERN, SomeText
 from .requests import Body
 
 Fingerprint = Annotated[
@@ -22,7 +22,9 @@ Fingerprint = Annotated[
 ]
 CertTypeName = Literal["USERSIGNING", "USER", "OPERATIONSSIGNING", "OPERATIONSUSER"]
 CertStatusName = Literal["TRUSTED", "KNOWN", "REVOKED", "DISABLED"]
-Pem = Annotated[str, Meta(min_length=1, max_length=65536, description="PEM text")]
+Pem = Annotated[
+    str, Meta(min_length=1, max_length=65536, pattern=TEXT_PATTERN, description="PEM text")
+]
 
 
 class CompanyCertType(Body):

@@ -10,6 +10,7 @@ compares with ``null`` under ``eq`` and ``ne``. Every mistake is a 400 naming th
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -27,8 +28,19 @@ _ORDER_RE = re.compile(r"(?P<field>[a-z_.]+)(?:\[(?P<dir>asc|desc)\])?")
 _FILTER_RE = re.compile(r"(?P<field>[a-z_.]+)\[(?P<op>[a-z]+)\](?P<value>.*)", re.DOTALL)
 
 FilterValue = str | datetime | list[str] | list[datetime] | None
-#: The raw parameters: limit, start_after, order (repeated), filter (repeated).
-ListParameters = tuple[str | None, str | None, list[str], list[str]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ListParameters:
+    """The list call's parameters as given: built once from the request (or a command) and
+    read by :func:`parse_list_query` once the account is known to be the caller's to see."""
+
+    limit: int | None = None
+    start_after: str | None = None
+    #: ``order`` values, repeated.
+    order: Sequence[str] = ()
+    #: ``filter`` values, repeated (ANDed).
+    filters: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -52,15 +64,15 @@ class ListQuery:
     filters: tuple[Filter, ...]
 
 
-def parse_limit(raw: str | None) -> int:
-    if raw is None or raw == "":
+def parse_limit(limit: int | None) -> int:
+    if limit is None:
         return DEFAULT_LIMIT
-    if not re.fullmatch(r"[0-9]{1,7}", raw) or not 1 <= int(raw) <= MAX_LIMIT:
+    if not 1 <= limit <= MAX_LIMIT:
         raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}")
-    return int(raw)
+    return limit
 
 
-def parse_order(values: list[str]) -> tuple[OrderKey, ...]:
+def parse_order(values: Sequence[str]) -> tuple[OrderKey, ...]:
     keys: list[OrderKey] = []
     for raw in values:
         match = _ORDER_RE.fullmatch(raw)
@@ -121,14 +133,13 @@ def parse_filter(raw: str) -> Filter:
     return Filter(field, op, _text(field, value, raw, op))
 
 
-def parse_list_query(
-    limit: str | None, start_after: str | None, order: list[str], filters: list[str]
-) -> ListQuery:
+def parse_list_query(given: ListParameters) -> ListQuery:
+    start_after = given.start_after
     if start_after is not None and not re.fullmatch(r"[a-z0-9_-]{1,128}", start_after):
         raise BadRequest("start_after must be a credential name")
     return ListQuery(
-        limit=parse_limit(limit),
+        limit=parse_limit(given.limit),
         start_after=start_after,
-        order=parse_order(order),
-        filters=tuple(parse_filter(f) for f in filters),
+        order=parse_order(given.order),
+        filters=tuple(parse_filter(f) for f in given.filters),
     )

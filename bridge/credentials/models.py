@@ -16,8 +16,11 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from ..storable_text import TEXT_PATTERN, JsonObject, JsonValue
+from ..storable_text import Text as AnyText
+
 Aware = Annotated[datetime, msgspec.Meta(tz=True)]
-Text = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=4096, pattern=TEXT_PATTERN)]
 NAME_PATTERN = "^[a-z0-9_-]{1,128}$"
 Name = Annotated[
     str, msgspec.Meta(pattern=NAME_PATTERN, description="lowercase letters, digits, _ and -")
@@ -30,7 +33,7 @@ KeySecret = Annotated[
         description="at least 16 letters, digits or -_~+/=; left out, one is generated",
     ),
 ]
-FullName = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+FullName = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=TEXT_PATTERN)]
 OwnerType = Literal["account", "integration", "integration_point", "organization_webhook"]
 Managed = Literal["Managed", "Unmanaged"]
 
@@ -74,7 +77,7 @@ class OAuthClientCredential(_Config, tag="oauth_client"):
     client_id: Text
     client_secret: KeySecret | None = None
     token_url: Text | None = None
-    extra: dict[str, Any] | None = None
+    extra: JsonObject | None = None
 
 
 CredentialConfig = (
@@ -97,19 +100,19 @@ class CredentialUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     """``PUT /v1/credentials/{ownerId}/{credentialId}``: the whole credential (secrets left out
     of ``config`` keep their stored values when the type is unchanged)."""
 
-    id: str
+    id: AnyText
     owner_type: Literal["account"]
     fullname: FullName
     managed: Managed
     name: Name
     created_at: Aware
     updated_at: Aware
-    account_id: str | None = None
-    integration_id: str | None = None
-    integration_point_id: str | None = None
-    organization_webhook_id: str | None = None
+    account_id: AnyText | None = None
+    integration_id: AnyText | None = None
+    integration_point_id: AnyText | None = None
+    organization_webhook_id: AnyText | None = None
     #: A ``CredentialConfig``, checked once stored secrets left out are filled in.
-    config: dict[str, Any] | None = None
+    config: JsonObject | None = None
     expires: Aware | None = None
 
 
@@ -117,9 +120,9 @@ class PatchOperation(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, o
     """One RFC 6902 operation (``value`` may be JSON null, so absence is told apart)."""
 
     op: Literal["add", "copy", "move", "remove", "replace", "test"]
-    path: str
-    from_: str | None = msgspec.field(default=None, name="from")
-    value: Any = msgspec.UNSET
+    path: AnyText
+    from_: AnyText | None = msgspec.field(default=None, name="from")
+    value: JsonValue = msgspec.UNSET
 
 
 class _ConfigOut(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True):

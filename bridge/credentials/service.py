@@ -205,7 +205,7 @@ class CredentialService:
         known to be the actor's to see)."""
         async with self.db.acquire() as conn:
             await self._authorize(conn, actor, owner_id)
-            query = parse_list_query(*parameters)
+            query = parse_list_query(parameters)
             found = await self.store.list_credentials(conn, owner_id, query)
         if found is None:
             raise BadRequest(f"start_after: no credential named {query.start_after}")

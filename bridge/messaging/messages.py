@@ -17,13 +17,14 @@ import asyncpg
 
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..ids import clean_text
-from ..listing import Page, Position
+from ..listing import Page, Window
 from ..notifications.models import Notification
 from ..notifications.service import NotificationService
 from .conversations import ConversationRules, MessagingListener
+from .filters import ConversationFilter, MessageFilter
 from .html import sanitize_html
 from .models import Conversation, Message, NewMessage, Origin, Reaction
-from .queries import FROM_THE_END, DateRange, MessagingQueries
+from .queries import FROM_THE_END, MessagingQueries
 from .rules import MAX_CONTENT, message_notifications, prepare_message
 
 
@@ -312,27 +313,13 @@ class MessageRules(ConversationRules):
         self,
         conn: asyncpg.Connection,
         user_id: uuid.UUID,
-        *,
-        is_group: Sequence[bool] | None = None,
-        participant_ids: Sequence[uuid.UUID] | None = None,
-        all_participants: bool = True,
-        last_message: DateRange | None = None,
-        after: Position | None = None,
-        limit: int = 25,
-        offset: int = 0,
+        filters: ConversationFilter,
+        window: Window,
     ) -> Page[Conversation]:
         """One page of a user's conversations (most recent first), the matching total and
-        whether more follow. ``after`` is a keyset position (a cursor)."""
+        whether more follow."""
         return await self._queries.list_conversations_page(
-            conn,
-            user_id,
-            is_group=is_group,
-            participant_ids=participant_ids,
-            all_participants=all_participants,
-            last_message=last_message,
-            after=after,
-            limit=limit,
-            offset=offset,
+            conn, user_id, filters, after=window.after, limit=window.limit, offset=window.offset
         )
 
     async def list_messages_page(
@@ -340,35 +327,23 @@ class MessageRules(ConversationRules):
         conn: asyncpg.Connection,
         viewer: uuid.UUID,
         conversation_ids: Sequence[uuid.UUID] | None,
+        filters: MessageFilter,
+        window: Window,
         *,
-        sender_ids: Sequence[uuid.UUID] | None = None,
-        reader_ids: Sequence[uuid.UUID] | None = None,
-        sent: DateRange | None = None,
-        unread_by: Sequence[uuid.UUID] | None = None,
-        deleted_for: Sequence[uuid.UUID] | None = None,
         after_message_id: uuid.UUID | None = None,
-        after: Position | None = None,
-        limit: int = 25,
-        offset: int = 0,
     ) -> Page[Message]:
         """One page of the messages the viewer may read, oldest first, the matching total and
         whether more follow.
 
         ``conversation_ids`` None means all of the viewer's conversations; each one named must
         be theirs. ``after_message_id`` (a message the viewer can see) seeks past it, and the
-        total counts the messages after it; ``after`` (a cursor's position) seeks past a
-        ``(sentAt, id)`` position, and the total counts the whole list.
+        total counts the messages after it; the window's ``after`` (a cursor's position) seeks
+        past a ``(sentAt, id)`` position, and the total counts the whole list.
         """
-        plain = (
-            sender_ids is None
-            and reader_ids is None
-            and sent is None
-            and after is None
-            and unread_by is None
-            and deleted_for is None
-        )
+        after, limit, offset = window.after, window.limit, window.offset
         if (
-            plain
+            filters.plain
+            and after is None
             and after_message_id is None
             and conversation_ids is not None
             and len(set(conversation_ids)) == 1
@@ -390,11 +365,7 @@ class MessageRules(ConversationRules):
             conn,
             viewer,
             visible,
-            sender_ids=sender_ids,
-            reader_ids=reader_ids,
-            sent=sent,
-            unread_by=unread_by,
-            deleted_for=deleted_for,
+            filters,
             after=after,
             count_after=count_after,
             limit=limit,

@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import TypeVar
 
 import asyncpg
 
 from ..listing import Page, Position
+from .filters import ConversationFilter, DateRange, MessageFilter
 from .models import Conversation, Message
 from .store import _CONVERSATION, _MESSAGE, _conversation, _message
 
@@ -37,17 +36,6 @@ T = TypeVar("T")
 
 #: From this offset on, a page past the middle of a conversation is found from its end.
 FROM_THE_END = 100
-
-
-@dataclass(frozen=True)
-class DateRange:
-    """A date filter: ``periods`` (half-open, OR-ed), ``since`` / ``until`` (inclusive bounds),
-    ``with_null`` (rows whose value is NULL match too)."""
-
-    periods: Sequence[tuple[datetime, datetime]] | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    with_null: bool = False
 
 
 class _Params:
@@ -82,20 +70,13 @@ def _dates(p: _Params, column: str, dates: DateRange) -> str:
 
 
 def _message_filters(
-    p: _Params,
-    viewer_id: uuid.UUID,
-    conversation_ids: Sequence[uuid.UUID],
-    sender_ids: Sequence[uuid.UUID] | None,
-    reader_ids: Sequence[uuid.UUID] | None,
-    sent: DateRange | None,
-    unread_by: Sequence[uuid.UUID] | None = None,
-    deleted_for: Sequence[uuid.UUID] | None = None,
+    p: _Params, viewer_id: uuid.UUID, conversation_ids: Sequence[uuid.UUID], f: MessageFilter
 ) -> tuple[str, list[str]]:
     """The conversation scope (for a single conversation, else the ``$n`` of the id array) and
     the other conditions on ``message m``.
 
-    ``unread_by`` keeps messages one of them has not read (past their read marker, not their
-    own); ``deleted_for`` keeps those one of them hid, in place of the viewer's deletions
+    ``f.unread_by`` keeps messages one of them has not read (past their read marker, not their
+    own); ``f.deleted_for`` keeps those one of them hid, in place of the viewer's deletions
     (both probe the primary keys of ``read_marker`` and the deletions' user index)."""
     if len(conversation_ids) == 1:
         scope = p(conversation_ids[0], "uuid")
@@ -106,44 +87,44 @@ def _message_filters(
     # An uncorrelated NOT IN: one hashed set of the viewer's deletions, probed per row, so the
     # index walk keeps its order (an anti-join would lose it, a correlated probe costs more).
     conds = ["m.is_active"]
-    if deleted_for is not None:
+    if f.deleted_for is not None:
         conds.append(
             f"m.id IN (SELECT d.message_id FROM message_deletion d "
-            f"WHERE d.user_id = ANY({p(list(deleted_for), 'uuid[]')}) AND {hidden_scope})"
+            f"WHERE d.user_id = ANY({p(list(f.deleted_for), 'uuid[]')}) AND {hidden_scope})"
         )
-    if deleted_for is None or viewer_id not in deleted_for:
+    if f.deleted_for is None or viewer_id not in f.deleted_for:
         conds.append(
             f"m.id NOT IN (SELECT d.message_id FROM message_deletion d "
             f"WHERE d.user_id = {p(viewer_id, 'uuid')} AND {hidden_scope})"
         )
-    if unread_by is not None and len(unread_by) == 1:
+    if f.unread_by is not None and len(f.unread_by) == 1:
         # One reader: past their marker, a range of the (conversation_id, sent_at) index (for
         # one conversation the marker is read once, before the walk).
-        reader = p(unread_by[0], "uuid")
+        reader = p(f.unread_by[0], "uuid")
         marker_scope = scope if len(conversation_ids) == 1 else "m.conversation_id"
         conds.append(
             f"m.sender_id <> {reader} AND m.sent_at > COALESCE((SELECT r.read_up_to "
             f"FROM read_marker r WHERE r.conversation_id = {marker_scope} "
             f"AND r.user_id = {reader}), '-infinity'::timestamptz)"
         )
-    elif unread_by is not None:
+    elif f.unread_by is not None:
         conds.append(
-            f"EXISTS (SELECT 1 FROM unnest({p(list(unread_by), 'uuid[]')}) AS u(id) "
+            f"EXISTS (SELECT 1 FROM unnest({p(list(f.unread_by), 'uuid[]')}) AS u(id) "
             "WHERE u.id <> m.sender_id AND NOT EXISTS ("
             "SELECT 1 FROM read_marker r WHERE r.conversation_id = m.conversation_id "
             "AND r.user_id = u.id AND r.read_up_to >= m.sent_at))"
         )
-    if sender_ids is not None:
-        conds.append(f"m.sender_id = ANY({p(list(sender_ids), 'uuid[]')})")
-    if reader_ids is not None:
-        readers = p(list(reader_ids), "uuid[]")
+    if f.sender_ids is not None:
+        conds.append(f"m.sender_id = ANY({p(list(f.sender_ids), 'uuid[]')})")
+    if f.reader_ids is not None:
+        readers = p(list(f.reader_ids), "uuid[]")
         conds.append(
             f"(m.sender_id = ANY({readers}) OR EXISTS ("
             f"SELECT 1 FROM read_marker r WHERE r.conversation_id = m.conversation_id "
             f"AND r.user_id = ANY({readers}) AND r.read_up_to >= m.sent_at))"
         )
-    if sent is not None:
-        conds.append(_dates(p, "m.sent_at", sent))
+    if f.sent is not None:
+        conds.append(_dates(p, "m.sent_at", f.sent))
     return scope, conds
 
 
@@ -155,12 +136,8 @@ class MessagingQueries:
         conn: asyncpg.Connection,
         viewer_id: uuid.UUID,
         conversation_ids: Sequence[uuid.UUID],
+        filters: MessageFilter,
         *,
-        sender_ids: Sequence[uuid.UUID] | None = None,
-        reader_ids: Sequence[uuid.UUID] | None = None,
-        sent: DateRange | None = None,
-        unread_by: Sequence[uuid.UUID] | None = None,
-        deleted_for: Sequence[uuid.UUID] | None = None,
         after: Position | None = None,
         count_after: bool = False,
         limit: int,
@@ -169,22 +146,19 @@ class MessagingQueries:
         """Active messages of ``conversation_ids`` in ``(sentAt, id)`` order, less those the
         viewer deleted for themselves, and how many match in all.
 
-        ``reader_ids`` keeps messages one of them has read (a sender has read their own).
         ``after`` starts past a ``(sentAt, id)`` position; the total counts the rows after it
         only when ``count_after`` (``afterMessageId``), else the whole list (a cursor).
         """
         if not conversation_ids:
             return Page([], 0, False)
         p = _Params()
-        scope, conds = _message_filters(
-            p, viewer_id, conversation_ids, sender_ids, reader_ids, sent, unread_by, deleted_for
-        )
+        scope, conds = _message_filters(p, viewer_id, conversation_ids, filters)
         if after is not None:
             conds.append(
                 f"(m.sent_at, m.id) > ({p(after[0], 'timestamptz')}, {p(after[1], 'uuid')})"
             )
         where = " AND ".join(conds)
-        plain = all(f is None for f in (sender_ids, reader_ids, sent, unread_by, deleted_for))
+        plain = filters.plain
         known: int | None = None
         if plain and after is None and len(conversation_ids) == 1 and offset >= FROM_THE_END:
             # The total is cheap here: a page past the middle is walked from the end.
@@ -223,9 +197,7 @@ class MessagingQueries:
             total = await self._count_visible(conn, viewer_id, conversation_ids)
         else:
             c = _Params()
-            scope, conds = _message_filters(
-                c, viewer_id, conversation_ids, sender_ids, reader_ids, sent, unread_by, deleted_for
-            )
+            scope, conds = _message_filters(c, viewer_id, conversation_ids, filters)
             if after is not None and count_after:
                 conds.append(
                     f"(m.sent_at, m.id) > ({c(after[0], 'timestamptz')}, {c(after[1], 'uuid')})"
@@ -355,23 +327,17 @@ class MessagingQueries:
         self,
         conn: asyncpg.Connection,
         user_id: uuid.UUID,
+        filters: ConversationFilter,
         *,
-        is_group: Sequence[bool] | None = None,
-        participant_ids: Sequence[uuid.UUID] | None = None,
-        all_participants: bool = True,
-        last_message: DateRange | None = None,
         after: Position | None = None,
         limit: int,
         offset: int = 0,
     ) -> Page[Conversation]:
         """A user's conversations, most recently active first, and how many match in all.
-
-        ``participant_ids`` with ``all_participants`` keeps conversations having every one of
-        them, without it those having any. ``after`` starts past a position of that order.
-        """
+        ``after`` starts past a position of that order."""
         p = _Params()
         user = p(user_id, "uuid")
-        conds = _conversation_filters(p, is_group, participant_ids, all_participants, last_message)
+        conds = _conversation_filters(p, filters)
         if after is not None:
             conds.append(
                 f"(COALESCE(c.last_message_at, c.created_at), c.id) < "
@@ -379,7 +345,7 @@ class MessagingQueries:
             )
         where = "".join(f" AND {c}" for c in conds)
         take, skip = p(limit + 1, "bigint"), p(offset, "bigint")
-        plain = is_group is None and participant_ids is None and last_message is None
+        plain = filters.plain
         # Unfiltered, the total is how many conversations the user is in: read with the page.
         count = (
             ", (SELECT count(*) FROM conversation_participant mine"
@@ -417,9 +383,7 @@ class MessagingQueries:
         else:
             c = _Params()
             user = c(user_id, "uuid")
-            conds = _conversation_filters(
-                c, is_group, participant_ids, all_participants, last_message
-            )
+            conds = _conversation_filters(c, filters)
             total = await conn.fetchval(
                 f"""
                 SELECT count(*) FROM conversation_participant mine
@@ -431,19 +395,13 @@ class MessagingQueries:
         return Page([_conversation(r) for r in rows[:limit]], int(total), len(rows) > limit)
 
 
-def _conversation_filters(
-    p: _Params,
-    is_group: Sequence[bool] | None,
-    participant_ids: Sequence[uuid.UUID] | None,
-    all_participants: bool,
-    last_message: DateRange | None,
-) -> list[str]:
+def _conversation_filters(p: _Params, f: ConversationFilter) -> list[str]:
     conds: list[str] = ["c.is_active"]  # a deleted 1:1 is listed no more
-    if is_group is not None:
-        conds.append(f"c.is_group = ANY({p(list(is_group), 'bool[]')})")
-    if participant_ids is not None:
-        ids = p(list(participant_ids), "uuid[]")
-        if all_participants:
+    if f.is_group is not None:
+        conds.append(f"c.is_group = ANY({p(list(f.is_group), 'bool[]')})")
+    if f.participant_ids is not None:
+        ids = p(list(f.participant_ids), "uuid[]")
+        if f.all_participants:
             conds.append(
                 f"ARRAY(SELECT p.user_id FROM conversation_participant p "
                 f"WHERE p.conversation_id = c.id) @> {ids}"
@@ -453,6 +411,6 @@ def _conversation_filters(
                 f"EXISTS (SELECT 1 FROM conversation_participant p "
                 f"WHERE p.conversation_id = c.id AND p.user_id = ANY({ids}))"
             )
-    if last_message is not None:
-        conds.append(_dates(p, "c.last_message_at", last_message))
+    if f.last_message is not None:
+        conds.append(_dates(p, "c.last_message_at", f.last_message))
     return conds or ["true"]

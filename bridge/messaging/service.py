@@ -17,14 +17,15 @@ from contextlib import asynccontextmanager
 
 from ..db.database import Database
 from ..errors import BadRequest, Conflict, Forbidden
-from ..listing import Page, Position, WholeList
+from ..listing import Page, Position, WholeList, Window
 from ..networking.service import NetworkingService
 from ..notifications.service import NotificationService
 from ..users.service import UserService
 from .conversations import MessagingListener, direct_key
+from .filters import ConversationFilter, MessageFilter
 from .messages import MessageRules, PostWriter
 from .models import Conversation, Message, NewMessage, Origin
-from .queries import DateRange, MessagingQueries
+from .queries import MessagingQueries
 from .store import MessagingStore
 from .whole_store import MessagingWholeLists
 
@@ -152,59 +153,26 @@ class MessagingService(MessageRules):
     async def conversations_page(
         self,
         user_id: uuid.UUID,
-        *,
-        is_group: Sequence[bool] | None = None,
-        participant_ids: Sequence[uuid.UUID] | None = None,
-        all_participants: bool = True,
-        last_message: DateRange | None = None,
-        after: Position | None = None,
-        limit: int = 25,
-        offset: int = 0,
+        filters: ConversationFilter,
+        window: Window,
     ) -> Page[Conversation]:
         """:meth:`list_conversations_page` on a pooled connection (a read)."""
         async with self._db.acquire() as conn:
-            return await self.list_conversations_page(
-                conn,
-                user_id,
-                is_group=is_group,
-                participant_ids=participant_ids,
-                all_participants=all_participants,
-                last_message=last_message,
-                after=after,
-                limit=limit,
-                offset=offset,
-            )
+            return await self.list_conversations_page(conn, user_id, filters, window)
 
     async def messages_page(
         self,
         viewer: uuid.UUID,
         conversation_ids: Sequence[uuid.UUID] | None,
+        filters: MessageFilter,
+        window: Window,
         *,
-        sender_ids: Sequence[uuid.UUID] | None = None,
-        reader_ids: Sequence[uuid.UUID] | None = None,
-        sent: DateRange | None = None,
-        unread_by: Sequence[uuid.UUID] | None = None,
-        deleted_for: Sequence[uuid.UUID] | None = None,
         after_message_id: uuid.UUID | None = None,
-        after: Position | None = None,
-        limit: int = 25,
-        offset: int = 0,
     ) -> Page[Message]:
         """:meth:`list_messages_page` on a pooled connection (a read)."""
         async with self._db.acquire() as conn:
             return await self.list_messages_page(
-                conn,
-                viewer,
-                conversation_ids,
-                sender_ids=sender_ids,
-                reader_ids=reader_ids,
-                sent=sent,
-                unread_by=unread_by,
-                deleted_for=deleted_for,
-                after_message_id=after_message_id,
-                after=after,
-                limit=limit,
-                offset=offset,
+                conn, viewer, conversation_ids, filters, window, after_message_id=after_message_id
             )
 
     async def send_message(
@@ -267,34 +235,19 @@ class MessagingService(MessageRules):
     async def all_conversations(
         self,
         user_id: uuid.UUID,
-        *,
-        is_group: Sequence[bool] | None = None,
-        participant_ids: Sequence[uuid.UUID] | None = None,
-        all_participants: bool = True,
-        last_message: DateRange | None = None,
+        filters: ConversationFilter,
     ) -> AsyncIterator[WholeList[Conversation]]:
         """Every conversation :meth:`conversations_page` would page through, in one snapshot."""
         async with self._db.snapshot() as conn:
-            yield await self._whole.conversations(
-                conn,
-                user_id,
-                is_group=is_group,
-                participant_ids=participant_ids,
-                all_participants=all_participants,
-                last_message=last_message,
-            )
+            yield await self._whole.conversations(conn, user_id, filters)
 
     @asynccontextmanager
     async def all_messages(
         self,
         viewer: uuid.UUID,
         conversation_ids: Sequence[uuid.UUID] | None,
+        filters: MessageFilter,
         *,
-        sender_ids: Sequence[uuid.UUID] | None = None,
-        reader_ids: Sequence[uuid.UUID] | None = None,
-        sent: DateRange | None = None,
-        unread_by: Sequence[uuid.UUID] | None = None,
-        deleted_for: Sequence[uuid.UUID] | None = None,
         after_message_id: uuid.UUID | None = None,
     ) -> AsyncIterator[WholeList[Message]]:
         """Every message :meth:`messages_page` would page through, in one snapshot; the
@@ -305,14 +258,4 @@ class MessagingService(MessageRules):
             if after_message_id is not None:
                 anchor = await self.get_message_for(conn, viewer, after_message_id)
                 after = (anchor.sent_at, anchor.id)
-            yield await self._whole.messages(
-                conn,
-                viewer,
-                visible,
-                sender_ids=sender_ids,
-                reader_ids=reader_ids,
-                sent=sent,
-                unread_by=unread_by,
-                deleted_for=deleted_for,
-                after=after,
-            )
+            yield await self._whole.messages(conn, viewer, visible, filters, after=after)

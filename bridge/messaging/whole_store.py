@@ -13,8 +13,9 @@ from collections.abc import Sequence
 import asyncpg
 
 from ..listing import Position, WholeList, read_whole
+from .filters import ConversationFilter, MessageFilter
 from .models import Conversation, Message
-from .queries import DateRange, _conversation_filters, _message_filters, _Params
+from .queries import _conversation_filters, _message_filters, _Params
 from .store import _CONVERSATION, _MESSAGE, _conversation, _message
 
 
@@ -26,20 +27,14 @@ class MessagingWholeLists:
         conn: asyncpg.Connection,
         viewer_id: uuid.UUID,
         conversation_ids: Sequence[uuid.UUID],
+        filters: MessageFilter,
         *,
-        sender_ids: Sequence[uuid.UUID] | None = None,
-        reader_ids: Sequence[uuid.UUID] | None = None,
-        sent: DateRange | None = None,
-        unread_by: Sequence[uuid.UUID] | None = None,
-        deleted_for: Sequence[uuid.UUID] | None = None,
         after: Position | None = None,
     ) -> WholeList[Message]:
         """Every message of ``conversation_ids`` the viewer sees, in ``(sentAt, id)`` order
         (past ``after`` when given), with the filters of the paged list."""
         p = _Params()
-        scope, conds = _message_filters(
-            p, viewer_id, conversation_ids, sender_ids, reader_ids, sent, unread_by, deleted_for
-        )
+        scope, conds = _message_filters(p, viewer_id, conversation_ids, filters)
         if after is not None:
             conds.append(
                 f"(m.sent_at, m.id) > ({p(after[0], 'timestamptz')}, {p(after[1], 'uuid')})"
@@ -58,16 +53,12 @@ class MessagingWholeLists:
         self,
         conn: asyncpg.Connection,
         user_id: uuid.UUID,
-        *,
-        is_group: Sequence[bool] | None = None,
-        participant_ids: Sequence[uuid.UUID] | None = None,
-        all_participants: bool = True,
-        last_message: DateRange | None = None,
+        filters: ConversationFilter,
     ) -> WholeList[Conversation]:
         """Every conversation of the user matching the filters, most recently active first."""
         p = _Params()
         user = p(user_id, "uuid")
-        conds = _conversation_filters(p, is_group, participant_ids, all_participants, last_message)
+        conds = _conversation_filters(p, filters)
         source = (
             "FROM conversation_participant mine JOIN conversation c "
             f"ON c.id = mine.conversation_id WHERE mine.user_id = {user} AND "

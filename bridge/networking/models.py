@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -44,3 +45,11 @@ class Connection:
 
     def other(self, user_id: uuid.UUID) -> uuid.UUID:
         return self.user_high if user_id == self.user_low else self.user_low
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequestFilter:
+    """What a list of connection requests keeps (built once from the REST query and handed
+    through to the store); None: no condition."""
+
+    statuses: Sequence[RequestStatus] | None = None

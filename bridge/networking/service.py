@@ -20,7 +20,7 @@ from ..ids import clean_text
 from ..listing import WholeList
 from ..notifications.service import NotificationService
 from ..users.service import UserService
-from .models import Connection, ConnectionRequest, RequestStatus
+from .models import Connection, ConnectionRequest, RequestFilter, RequestStatus
 from .store import NetworkingStore
 from .whole_store import NetworkingWholeLists
 
@@ -85,17 +85,12 @@ class NetworkingService:
             return await self.disconnect_by_id(conn, user_id, connection_id)
 
     async def requests_page(
-        self,
-        user_id: uuid.UUID,
-        *,
-        statuses: list[RequestStatus] | None = None,
-        limit: int = 25,
-        offset: int = 0,
+        self, user_id: uuid.UUID, filters: RequestFilter, *, limit: int = 25, offset: int = 0
     ) -> tuple[list[ConnectionRequest], int]:
         """:meth:`list_requests_page` in a transaction of its own (page and total agree)."""
         async with self._db.transaction() as conn:
             return await self.list_requests_page(
-                conn, user_id, statuses=statuses, limit=limit, offset=offset
+                conn, user_id, filters, limit=limit, offset=offset
             )
 
     @asynccontextmanager
@@ -106,12 +101,11 @@ class NetworkingService:
 
     @asynccontextmanager
     async def all_requests(
-        self, user_id: uuid.UUID, *, statuses: list[RequestStatus] | None = None
+        self, user_id: uuid.UUID, filters: RequestFilter
     ) -> AsyncIterator[WholeList[ConnectionRequest]]:
         """Every request the user sent or received (pageNumber=0), in one snapshot."""
-        names = None if statuses is None else [s.value for s in statuses]
         async with self._db.snapshot() as conn:
-            yield await self._whole.requests(conn, user_id, names)
+            yield await self._whole.requests(conn, user_id, filters)
 
     async def request_for(self, user_id: uuid.UUID, request_id: uuid.UUID) -> ConnectionRequest:
         """:meth:`get_request_for` on a pooled connection."""
@@ -376,18 +370,14 @@ class NetworkingService:
         self,
         conn: asyncpg.Connection,
         user_id: uuid.UUID,
+        filters: RequestFilter,
         *,
-        statuses: list[RequestStatus] | None = None,
         limit: int = 25,
         offset: int = 0,
     ) -> tuple[list[ConnectionRequest], int]:
         """One page of the requests the user sent or received, newest first, and the total."""
         return await self._store.list_requests_page(
-            conn,
-            user_id,
-            statuses=None if statuses is None else [s.value for s in statuses],
-            limit=limit,
-            offset=offset,
+            conn, user_id, filters, limit=limit, offset=offset
         )
 
     async def list_connections_page(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from .models import Connection, ConnectionRequest, RequestStatus
+from .models import Connection, ConnectionRequest, RequestFilter, RequestStatus
 
 _REQUEST = """
     id, sender_id, receiver_id, status, message, first_requested_at, sent_at, request_counter,
@@ -242,19 +242,20 @@ class NetworkingStore:
         self,
         conn: asyncpg.Connection,
         user_id: uuid.UUID,
+        filters: RequestFilter,
         *,
-        statuses: Sequence[str] | None,
         limit: int,
         offset: int,
     ) -> tuple[list[ConnectionRequest], int]:
-        """Requests the user sent or received, newest first (``statuses`` None: any), and the
+        """Requests the user sent or received that ``filters`` keeps, newest first, and the
         total."""
         where = """
             FROM connection_request
             WHERE (sender_id = $1 OR receiver_id = $1)
               AND ($2::text[] IS NULL OR status = ANY($2::text[]))
         """
-        args = (user_id, None if statuses is None else list(statuses))
+        statuses = filters.statuses
+        args = (user_id, None if statuses is None else [s.value for s in statuses])
         rows = await conn.fetch(
             f"SELECT {_REQUEST} {where} ORDER BY sent_at DESC, id LIMIT $3 OFFSET $4",
             *args,

@@ -5,12 +5,11 @@ server-side cursor (see :func:`bridge.listing.read_whole`)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 
 import asyncpg
 
 from ..listing import WholeList, read_whole
-from .models import Connection, ConnectionRequest
+from .models import Connection, ConnectionRequest, RequestFilter
 from .store import _CONNECTION, _REQUEST, _request
 
 
@@ -35,9 +34,10 @@ class NetworkingWholeLists:
         )
 
     async def requests(
-        self, conn: asyncpg.Connection, user_id: uuid.UUID, statuses: Sequence[str] | None
+        self, conn: asyncpg.Connection, user_id: uuid.UUID, filters: RequestFilter
     ) -> WholeList[ConnectionRequest]:
-        """Every request the user sent or received, newest first (``statuses`` None: any)."""
+        """Every request the user sent or received that ``filters`` keeps, newest first."""
+        statuses = filters.statuses
         source = """
             FROM connection_request
             WHERE (sender_id = $1 OR receiver_id = $1)
@@ -47,6 +47,6 @@ class NetworkingWholeLists:
             conn,
             f"SELECT count(*) {source}",
             f"SELECT {_REQUEST} {source} ORDER BY sent_at DESC, id",
-            (user_id, None if statuses is None else list(statuses)),
+            (user_id, None if statuses is None else [s.value for s in statuses]),
             _request,
         )

@@ -19,7 +19,7 @@ import asyncpg
 from ..db.database import Database
 from ..errors import BadRequest, NotFound
 from ..ids import clean_text
-from ..listing import Page, Position
+from ..listing import Page, Window
 from ..users.service import UserService
 from ..uuid7 import uuid7
 from .models import Device, Notification
@@ -96,19 +96,11 @@ class NotificationService:
             )
 
     async def notifications_page(
-        self,
-        user_id: uuid.UUID,
-        *,
-        oldest_first: bool = False,
-        after: Position | None = None,
-        limit: int = 20,
-        offset: int = 0,
+        self, user_id: uuid.UUID, window: Window, *, oldest_first: bool = False
     ) -> Page[Notification]:
         """:meth:`list_page` on a pooled connection (a read: no transaction)."""
         async with self._db.acquire() as conn:
-            return await self.list_page(
-                conn, user_id, oldest_first=oldest_first, after=after, limit=limit, offset=offset
-            )
+            return await self.list_page(conn, user_id, window, oldest_first=oldest_first)
 
     async def see(self, user_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> int:
         """Mark some of the user's notifications seen; how many changed."""
@@ -208,16 +200,19 @@ class NotificationService:
         self,
         conn: asyncpg.Connection,
         user_id: uuid.UUID,
+        window: Window,
         *,
         oldest_first: bool = False,
-        after: Position | None = None,
-        limit: int = 20,
-        offset: int = 0,
     ) -> Page[Notification]:
-        """One page of the user's notifications, the total and whether more follow; ``after``
-        is a keyset position (a cursor)."""
+        """One page of the user's notifications (newest first unless ``oldest_first``), the
+        total and whether more follow."""
         return await self._queries.list_notifications_page(
-            conn, user_id, oldest_first=oldest_first, after=after, limit=limit, offset=offset
+            conn,
+            user_id,
+            oldest_first=oldest_first,
+            after=window.after,
+            limit=window.limit,
+            offset=window.offset,
         )
 
     async def register_device(

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from cryptography import x509
 
+from ..db.database import Database
 from ..errors import Forbidden, Unauthorized
 from ..users.models import NetworkUser
 from ..users.service import UserService
@@ -39,7 +40,10 @@ class Authenticated:
 
 
 class CertificateAuthenticator:
-    def __init__(self, store: CompanyCertStore, users: UserService) -> None:
+    """Its public methods are entry points: each opens its own connection or transaction."""
+
+    def __init__(self, db: Database, store: CompanyCertStore, users: UserService) -> None:
+        self._db = db
         self._store = store
         self._users = users
 
@@ -62,12 +66,19 @@ class CertificateAuthenticator:
             current = issuer[0]
         return chain
 
-    async def authenticate(self, conn: asyncpg.Connection, der: bytes, ttl: int) -> Authenticated:
-        """The session of the user a client certificate (DER) names, or 403 saying why not."""
+    async def authenticate(self, der: bytes, ttl: int) -> Authenticated:
+        """The session of the user a client certificate (DER) names, or 403 saying why not
+        (one transaction: the statuses read, the certificates seen and the session)."""
         try:
             leaf = x509.load_der_x509_certificate(der)
         except ValueError:
             raise Forbidden("the client certificate cannot be parsed") from None
+        async with self._db.transaction() as conn:
+            return await self._authenticate(conn, leaf, ttl)
+
+    async def _authenticate(
+        self, conn: asyncpg.Connection, leaf: x509.Certificate, ttl: int
+    ) -> Authenticated:
         now = datetime.now(UTC)
         chain = await self._chain(conn, leaf)
         for cert, row in chain:
@@ -113,9 +124,13 @@ class CertificateAuthenticator:
         )
         return Authenticated(user, session)
 
-    async def logout(self, conn: asyncpg.Connection, session_id: uuid.UUID) -> None:
-        if not await self._store.revoke_session(conn, session_id):
-            raise Unauthorized("no such session (expired or already logged out)")
+    async def logout(self, session_id: uuid.UUID) -> None:
+        """End a session (401 when it is unknown, expired or already ended)."""
+        async with self._db.transaction() as conn:
+            if not await self._store.revoke_session(conn, session_id):
+                raise Unauthorized("no such session (expired or already logged out)")
 
-    async def is_live(self, conn: asyncpg.Connection, session_id: uuid.UUID) -> bool:
-        return await self._store.session_live(conn, session_id)
+    async def is_live(self, session_id: uuid.UUID) -> bool:
+        """Whether a session token's session still counts (not logged out, not expired)."""
+        async with self._db.acquire() as conn:
+            return await self._store.session_live(conn, session_id)

@@ -68,8 +68,7 @@ class UserService:
                 async with self._db.acquire() as conn:
                     user = await self.ensure(conn, user_id, display_name)
                     if acting is not None and acting != user_id:
-                        if await self._store.get_user(conn, acting) is None:
-                            raise NotFound(f"no network user {acting} (asUserId)")
+                        await self._require_acting(conn, acting)
                 # Committed (no transaction here): what the database now holds.
                 self.cache.remember(user.id, user.display_name, since=since)
                 return
@@ -77,6 +76,16 @@ class UserService:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    async def require_acting(self, acting: uuid.UUID) -> None:
+        """404 when ``acting`` (the user an administrator acts for, ``asUserId``) is not a
+        network user."""
+        async with self._db.acquire() as conn:
+            await self._require_acting(conn, acting)
+
+    async def _require_acting(self, conn: asyncpg.Connection, acting: uuid.UUID) -> None:
+        if await self._store.get_user(conn, acting) is None:
+            raise NotFound(f"no network user {acting} (asUserId)")
 
     async def add(self, display_name: str, avatar_url: str | None = None) -> NetworkUser:
         """Create a network-native user (an operator's command)."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bridge.credentials.listing import parse_list_query
+from bridge.credentials.listing import ListParameters, parse_list_query
 from tests.api.credentials_bed import BASE, Bed
 from tests.api.test_credentials_routes import assert_problem
 
@@ -211,7 +211,7 @@ async def test_a_deep_page_is_an_index_range_scan(bed: Bed) -> None:
         await conn.execute("ANALYZE credential")
         store = bed.credentials.service.store
         for order in (["name"], ["created_at[desc]"], ["expires"]):
-            query = parse_list_query("10", "n015000", order, [])
+            query = parse_list_query(ListParameters(limit=10, start_after="n015000", order=order))
             rows = await store.list_credentials(conn, owner, query)
             assert len(rows) == 10
             # The same statement, explained: an index scan, reading few rows.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from re import _constants as sre
+from re import _parser as sre_parse
 from typing import Any
 
 import pytest
@@ -150,3 +153,103 @@ async def test_the_common_routes_are_on_each_service(document: dict[str, Any]) -
     params = {p["name"] for p in operation(document, "listMessages")["parameters"]}
     assert {"unreadBy", "deletedFor"} <= params
     assert "sessionId" in document["components"]["schemas"]["Envelope"]["properties"]
+
+
+#: Character categories that hold U+0000 (\\D, \\S, \\W).
+_NUL_CATEGORIES = {sre.CATEGORY_NOT_DIGIT, sre.CATEGORY_NOT_SPACE, sre.CATEGORY_NOT_WORD}
+
+
+def _class_holds_nul(items: list[tuple[Any, Any]]) -> bool:
+    negated = bool(items) and items[0][0] is sre.NEGATE
+    holds = any(
+        (kind is sre.LITERAL and value == 0)
+        or (kind is sre.RANGE and value[0] == 0)
+        or (kind is sre.CATEGORY and value in _NUL_CATEGORIES)
+        for kind, value in items
+    )
+    return holds != negated
+
+
+def _admits_nul(parsed: Any) -> bool:
+    for op, av in parsed:
+        if op is sre.ANY or (op is sre.NOT_LITERAL and av != 0) or (op is sre.LITERAL and av == 0):
+            return True
+        if op is sre.IN and _class_holds_nul(av):
+            return True
+        if op is sre.SUBPATTERN and _admits_nul(av[3]):
+            return True
+        if op in (sre.MAX_REPEAT, sre.MIN_REPEAT) and _admits_nul(av[2]):
+            return True
+        if op is sre.BRANCH and any(_admits_nul(branch) for branch in av[1]):
+            return True
+    return False
+
+
+def admits_nul(pattern: str) -> bool:
+    """Whether a string holding U+0000 can match ``pattern`` (JSON Schema's search semantics:
+    unanchored, anything may stand before or after)."""
+    parsed = list(sre_parse.parse(pattern))
+    anchored = parsed[:1] == [(sre.AT, sre.AT_BEGINNING)] and parsed[-1:] == [(sre.AT, sre.AT_END)]
+    return not anchored or _admits_nul(parsed)
+
+
+def test_the_nul_probe_tells_patterns_apart() -> None:
+    assert not admits_nul("^[^\\x00]*$") and not admits_nul("^[a-z0-9_-]{1,128}$")
+    assert not admits_nul("^(?:null|\\$today|[0-9]{4})$")
+    for admitting in ("^[a-z]+", "[a-z]+$", "^.*$", "^[^a]*$", "^\\W+$", "^(a|[\\x00-z])$"):
+        assert admits_nul(admitting), admitting
+
+
+def unconstrained_text(schema: Any, schemas: dict[str, Any], seen: frozenset[str]) -> list[str]:
+    """Where ``schema`` takes text that may hold U+0000: a string with no pattern excluding it
+    (nor an enum, a const or a format), or an object's member names."""
+    if not isinstance(schema, dict):
+        return []
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[1]
+        return [] if name in seen else unconstrained_text(schemas[name], schemas, seen | {name})
+    found = [
+        where
+        for key in ("anyOf", "oneOf", "allOf")
+        for sub in schema.get(key, [])
+        for where in unconstrained_text(sub, schemas, seen)
+    ]
+    kinds = schema.get("type")
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    if "string" in kinds and not {"enum", "const", "format"} & set(schema):
+        if "pattern" not in schema or admits_nul(schema["pattern"]):
+            found.append(f"string {schema}")
+    for name, member in schema.get("properties", {}).items():
+        found += [f"{name}: {where}" for where in unconstrained_text(member, schemas, seen)]
+    extra = schema.get("additionalProperties")
+    if "object" in kinds and extra is not False:
+        names = schema.get("propertyNames", {}).get("pattern")
+        if names is None or admits_nul(names):
+            found.append("member names")
+        found += unconstrained_text(extra, schemas, seen)
+    found += unconstrained_text(schema.get("items"), schemas, seen)
+    return found
+
+
+async def test_every_text_a_request_takes_declares_it_holds_no_nul(
+    document: dict[str, Any],
+) -> None:
+    """The request guard refuses U+0000 in every string and member name of a JSON body (and
+    query strings are decoded by their types): the document says so, field by field, so that
+    what it declares valid is accepted. The OAuth form is read as sent (an unknown client id
+    is a 401 whatever it holds)."""
+    schemas = document["components"]["schemas"]
+    found: list[str] = []
+    for path, operations in document["paths"].items():
+        for method, op in operations.items():
+            for param in op["parameters"]:
+                for where in unconstrained_text(param["schema"], schemas, frozenset()):
+                    found.append(f"{method} {path} {param['name']}: {where}")
+            content = op.get("requestBody", {}).get("content", {})
+            for where in unconstrained_text(
+                content.get("application/json", {}).get("schema"), schemas, frozenset()
+            ):
+                found.append(f"{method} {path} body: {where}")
+    assert found == []
+    assert not admits_nul(schemas["BasicCredential"]["properties"]["username"]["pattern"])
+    assert re.search(schemas["JsonValue"]["anyOf"][1]["pattern"], "a\x00") is None

@@ -195,3 +195,19 @@ async def test_administrators_only(pod_bed: PodBed) -> None:
         assert_error(*await pod_bed.call(method, path, user=user, json=body), 403, "entitlement")
         assert_error(*await pod_bed.call(method, path, json=body), 401)
     assert_error(*await pod_bed.call("GET", f"{CERTS}/xyz/get", admin=True), 400, "fingerPrint")
+
+
+async def test_what_the_service_refuses_from_an_administrator(pod_bed: PodBed) -> None:
+    """The rules live in the certificate service: a certificate is stored with a type and a
+    status, a filter by type names one, an update changes something."""
+    ca = issue("Rules CA", ca=True)
+    only_type = {"pem": ca.pem, "attributes": {"type": {"type": "USER"}}}
+    assert_error(
+        *await pod_bed.call("POST", CREATE, admin=True, json=only_type), 400, "attributes.type"
+    )
+    assert_error(
+        *await pod_bed.call("POST", f"{CERTS}/type/list", admin=True, json=[]), 400, "one"
+    )
+    await pod_bed.store(ca, "USERSIGNING", "TRUSTED")
+    update = f"{CERTS}/{ca.fingerprint}/update"
+    assert_error(*await pod_bed.call("POST", update, admin=True, json={}), 400, "nothing")

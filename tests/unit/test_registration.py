@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import re2
+import rurex
 import yaml
 
 from bridge.cli import main
 from bridge.config import load_config
-from bridge.registration import set_appservice_tokens
+from bridge.registration import portable_escape, set_appservice_tokens
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,6 +45,30 @@ def test_generate_is_idempotent(config_path: Path, tmp_path: Path) -> None:
     assert yaml.safe_load(registration.read_text()) == first
 
 
+#: The engines homeservers read namespaces with: Python's re (Synapse), RE2 (Dendrite is Go,
+#: whose regexp is RE2's syntax) and Rust's regex crate (Conduit, conduwuit). Synapse calls
+#: ``match``, Dendrite an unanchored search, the Rust ones ``is_match`` (a search too).
+ENGINES: list[tuple[str, Callable[[str], Callable[[str], object]]]] = [
+    ("python re.match", lambda regex: re.compile(regex).match),
+    ("RE2 search", lambda regex: re2.compile(regex).search),
+    ("Rust regex search", lambda regex: rurex.compile(regex).search),
+]
+
+
+def matches(regex: str, text: str) -> set[bool]:
+    """Whether each engine finds ``regex`` in ``text``: one answer when they all agree."""
+    return {bool(compile_(regex)(text)) for _, compile_ in ENGINES}
+
+
+def assert_portable(regex: str) -> None:
+    """Only syntax every engine reads alike: anchored both ends, no Python-only escapes, no
+    groups with options or lookaround (RE2 and Rust have none)."""
+    assert regex.startswith("^") and regex.endswith("$"), regex
+    assert not re.search(r"\\[AZz]|\(\?", regex), regex
+    for _, compile_ in ENGINES:
+        compile_(regex)  # raises if the engine refuses the syntax
+
+
 def test_registration_contents(config_path: Path, tmp_path: Path) -> None:
     registration = tmp_path / "registration.yaml"
     main(["generate-registration", "-c", str(config_path), "-r", str(registration)])
@@ -54,19 +81,23 @@ def test_registration_contents(config_path: Path, tmp_path: Path) -> None:
     users = reg["namespaces"]["users"]
     aliases = reg["namespaces"]["aliases"]
     assert all(ns["exclusive"] for ns in users + aliases)
-    assert all(ns["regex"].endswith("\\Z") for ns in users + aliases)
-    user_re = re.compile(users[0]["regex"])
-    assert user_re.match("@_pn_0b6f7a1e-1234-4cde-8f00-123456789abc:localhost")
-    assert user_re.match("@_pn_bot:localhost")
-    assert not user_re.match("@_pn_x:localhostevil.com")
-    assert not user_re.match("@_pn_x:localhost.evil")
-    assert not user_re.match("@alice:localhost")
-    # Synapse tests namespaces with re.match: a trailing newline must not slip through "$".
-    assert not user_re.match("@_pn_0b6f7a1e-1234-4cde-8f00-123456789abc:localhost\n")
-    alias_re = re.compile(aliases[0]["regex"])
-    assert alias_re.match("#_pn_conv_abc:localhost")
-    assert not alias_re.match("#_pn_conv_abc:localhostXcom")
-    assert not alias_re.match("#_pn_conv_abc:localhost\n")
+    for ns in users + aliases:
+        assert_portable(ns["regex"])
+    user_regex = users[0]["regex"]
+    assert matches(user_regex, "@_pn_0b6f7a1e-1234-4cde-8f00-123456789abc:localhost") == {True}
+    assert matches(user_regex, "@_pn_bot:localhost") == {True}
+    for outside in ("@_pn_x:localhostevil.com", "@_pn_x:localhost.evil", "@alice:localhost",
+                    "@alice:evil.org@_pn_x:localhost", "@_pn_:localhost"):
+        assert matches(user_regex, outside) == {False}, outside
+    alias_regex = aliases[0]["regex"]
+    assert matches(alias_regex, "#_pn_conv_abc:localhost") == {True}
+    assert matches(alias_regex, "#_pn_conv_abc:localhostXcom") == {False}
+    # An id with a newline in it is no Matrix id; RE2 and Rust refuse one ending in a newline
+    # and Python's "$" does not (the bridge itself matches ids with fullmatch).
+    assert not re.fullmatch(user_regex, "@_pn_x:localhost\n")
+    assert not re2.compile(user_regex).search("@_pn_x:localhost\n")
+    assert not rurex.compile(user_regex).search("@_pn_x:localhost\n")
+    assert matches(user_regex, "@_pn_a\nb:localhost") == {False}
 
 
 def test_dots_in_domain_are_escaped(config_path: Path, tmp_path: Path) -> None:
@@ -75,8 +106,17 @@ def test_dots_in_domain_are_escaped(config_path: Path, tmp_path: Path) -> None:
     registration = tmp_path / "registration.yaml"
     main(["generate-registration", "-c", str(config_path), "-r", str(registration)])
     regex = yaml.safe_load(registration.read_text())["namespaces"]["users"][0]["regex"]
-    assert regex == r"@_pn_.+:example\.org\Z"
-    assert not re.match(regex, "@_pn_x:exampleXorg")
+    assert regex == r"^@_pn_.+:example\.org$"
+    assert matches(regex, "@_pn_x:exampleXorg") == {False}
+
+
+@pytest.mark.parametrize(
+    "text", ["[::1]:8448", "a-b.example", "x+y*z?(w)|v{2}^$\\", "_pn_#&~ é"]
+)
+def test_escaped_text_stands_for_itself_in_every_engine(text: str) -> None:
+    regex = f"^{portable_escape(text)}$"
+    assert matches(regex, text) == {True}
+    assert matches(regex, text + "x") == {False} and matches(regex, "x" + text) == {False}
 
 
 def test_ephemeral_off_leaves_it_out(config_path: Path, tmp_path: Path) -> None:
@@ -105,9 +145,11 @@ def test_synapse_accepts_the_registration(config_path: Path, tmp_path: Path) -> 
     assert service.sender.to_string() == "@_pn_bot:localhost"
     assert service.is_interested_in_user("@_pn_anyone:localhost")
     assert not service.is_interested_in_user("@alice:localhost")
-    assert not service.is_interested_in_user("@_pn_anyone:localhost\n")
+    assert not service.is_interested_in_user("@_pn_anyone:localhost.evil")
     assert service.is_room_alias_in_namespace("#_pn_conv_1:localhost")
-    assert not service.is_room_alias_in_namespace("#_pn_conv_1:localhost\n")
+    assert not service.is_room_alias_in_namespace("#_pn_conv_1:localhostXcom")
+    # Python's "$" lets "...:localhost\n" in too: a namespace a little wider, over ids no
+    # homeserver lets anyone register (a newline is no character of a Matrix id).
     assert service.supports_ephemeral
     assert service.is_rate_limited() is False
 
@@ -129,7 +171,12 @@ def test_bot_outside_the_user_namespace_is_matched_to_the_end(config_path: Path,
 
     (service,) = load_appservices("localhost", [str(registration)])
     assert service.is_interested_in_user("@pnbot:localhost")
-    assert not service.is_interested_in_user("@pnbot:localhost\n")
+    assert not service.is_interested_in_user("@pnbot:localhost.evil")
+    assert not service.is_interested_in_user("@pnbot2:localhost")
+    bot_regex = yaml.safe_load(registration.read_text())["namespaces"]["users"][1]["regex"]
+    assert_portable(bot_regex)
+    assert matches(bot_regex, "@pnbot:localhost") == {True}
+    assert matches(bot_regex, "@xpnbot:localhost") == {False}
 
 
 def test_token_files_are_never_readable_by_others(

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -33,13 +32,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-from mautrix.errors import IntentError, MatrixRequestError
 
 from ...config import OutboxConfig
 from ...db.database import Database
 from ...metrics import Metrics
 from ..bridging.portal_store import PortalStore
-from ..inbox.processor import describe_error
 from ..workers import WorkerPool
 from .actions import (
     CreateRoom,
@@ -58,6 +55,18 @@ from .actions import (
     kind_of,
     to_json,
 )
+from .failures import (
+    FailureKind,
+    InvalidPayload,
+    LeaseLost,
+    NotReady,
+    Undeliverable,
+    classify,
+    describe,
+    error_text,
+    matrix_error,
+    short_error,
+)
 from .intents import Intents, RoomSpec, retry_after_ms
 from .lane_store import LaneClaim, OutboxLaneStore
 from .store import OutboxItem, OutboxRow, OutboxStore
@@ -67,7 +76,6 @@ log = logging.getLogger(__name__)
 #: Lane prefix of a conversation whose portal room may not exist yet.
 CONVERSATION_LANE_PREFIX = "conv:"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MAX_REPORTED_ERROR = 300
 
 
 def conversation_lane(conversation_id: uuid.UUID | str) -> str:
@@ -97,91 +105,6 @@ def backoff(settings: OutboxSettings, attempts: int) -> float:
 
 #: Called in the DB transaction that marks a row sent, with the homeserver's result.
 SentHook = Callable[[asyncpg.Connection, OutboxRow, dict[str, Any]], Awaitable[None]]
-
-
-class InvalidPayload(Exception):
-    """The row cannot be sent as written (unknown action, missing or mistyped field)."""
-
-
-class Undeliverable(Exception):
-    """The row can never be sent (what it depends on was given up on)."""
-
-
-class NotReady(Exception):
-    """What the row depends on is not there yet (its portal room, a referenced event)."""
-
-
-class LeaseLost(Exception):
-    """The lane's lease expired and another sender took the lane over."""
-
-
-class _Kind(enum.Enum):
-    RATE_LIMITED = "rate limited"
-    TRANSIENT = "transient"
-    PERMANENT = "permanent"
-
-
-def _matrix_error(exc: BaseException) -> MatrixRequestError | None:
-    if isinstance(exc, MatrixRequestError):
-        return exc
-    if isinstance(exc, IntentError) and isinstance(exc.__cause__, MatrixRequestError):
-        return exc.__cause__
-    return None
-
-
-def _classify(exc: BaseException) -> _Kind:
-    error = _matrix_error(exc)
-    if error is not None:
-        if error.http_status == 429:
-            return _Kind.RATE_LIMITED
-        # 401: the as_token is refused, a configuration problem for every row, not this one.
-        if 400 <= error.http_status < 500 and error.http_status not in (401, 408):
-            return _Kind.PERMANENT
-        return _Kind.TRANSIENT
-    if isinstance(exc, InvalidPayload | Undeliverable | IntentError):
-        return _Kind.PERMANENT
-    # Connection errors, timeouts, odd responses, NotReady, and anything unforeseen.
-    return _Kind.TRANSIENT
-
-
-def _error_text(exc: BaseException) -> str:
-    error = _matrix_error(exc)
-    if error is not None:
-        return f"HTTP {error.http_status} {error.errcode or ''}: {error.message or ''}".strip()
-    if isinstance(exc, InvalidPayload | Undeliverable | NotReady):
-        return f"{type(exc).__name__}: {exc}"
-    return describe_error(exc)
-
-
-def _short_error(exc: BaseException) -> str:
-    error = _matrix_error(exc)
-    if error is not None:
-        text = f"{error.errcode or f'HTTP {error.http_status}'}: {error.message or 'refused'}"
-    else:
-        text = str(exc) or type(exc).__name__
-    return text[:_MAX_REPORTED_ERROR]
-
-
-def _describe(row: OutboxRow) -> str:
-    """What the row meant to do, for the notice reporting its failure."""
-    match row.action:
-        case Send(event_type="m.room.message"):
-            return f"deliver a message from {row.sender}"
-        case Send(event_type=event_type):
-            return f"deliver a {event_type} event from {row.sender}"
-        case Redact():
-            return f"redact an event for {row.sender}"
-        case SetState(event_type=event_type):
-            return f"update {event_type} in this room"
-        case Invite(user_id=user_id):
-            return f"invite {user_id}"
-        case Join():
-            return f"add {row.sender} to this room"
-        case Leave():
-            return f"remove {row.sender} from this room"
-        case Kick(user_id=user_id):
-            return f"remove {user_id} from this room"
-    return f"do {row.kind} as {row.sender}"
 
 
 def _room_spec(action: CreateRoom) -> RoomSpec:
@@ -556,11 +479,11 @@ class OutboxSender:
     ) -> _Failed:
         """Record a failure of ``row`` (while the lease holds); say how long its lane waits,
         or report it dead."""
-        kind, error = _classify(exc), _error_text(exc)
+        kind, error = classify(exc), error_text(exc)
         settings = self._settings
-        matrix_error = _matrix_error(exc)
-        errcode = matrix_error.errcode if matrix_error is not None else None
-        if kind is _Kind.RATE_LIMITED:
+        refusal = matrix_error(exc)
+        errcode = refusal.errcode if refusal is not None else None
+        if kind is FailureKind.RATE_LIMITED:
             wait_ms = retry_after_ms(exc)
             wait = backoff(settings, row.attempts + 1) if wait_ms is None else wait_ms / 1000
             wait = min(wait, settings.max_retry_delay)
@@ -579,7 +502,7 @@ class OutboxSender:
                 await self._store.record_failure(conn, row.id, row.attempts, error)
             return _Failed(wait)
         attempts = row.attempts + 1
-        if kind is _Kind.TRANSIENT and attempts < settings.max_attempts:
+        if kind is FailureKind.TRANSIENT and attempts < settings.max_attempts:
             wait = backoff(settings, attempts)
             if self._metrics is not None:
                 self._metrics.outbox_result("retry", errcode)
@@ -591,7 +514,7 @@ class OutboxSender:
                 attempts,
                 settings.max_attempts,
                 wait,
-                _short_error(exc),
+                short_error(exc),
             )
             async with conn.transaction():
                 await self._renew(conn, lease)
@@ -604,7 +527,7 @@ class OutboxSender:
             row.sender,
             row.lane,
             attempts,
-            _short_error(exc),
+            short_error(exc),
             exc_info=exc,
         )
         report = self._report(row, room_id, exc)
@@ -622,7 +545,7 @@ class OutboxSender:
         """A notice from the bot telling the room what failed; none for a failed report."""
         if room_id is None or (isinstance(row.action, Send) and row.action.report_of is not None):
             return None
-        body = f"⚠️ The bridge could not {_describe(row)}: {_short_error(exc)}"
+        body = f"⚠️ The bridge could not {describe(row)}: {short_error(exc)}"
         return OutboxItem(
             lane=row.lane,
             sender=self._intents.bot_mxid,
