@@ -512,6 +512,14 @@ def _check_metrics(metrics: MetricsConfig) -> None:
         raise ConfigError("metrics.listen", f"must be host:port, got {metrics.listen!r}")
 
 
+def with_metrics_listen(config: Config, listen: str) -> Config:
+    """``config`` serving metrics on ``listen`` (``host:port``; ``bridge run
+    --metrics-listen``), enabled."""
+    metrics = replace(config.metrics, enabled=True, listen=listen)
+    _check_metrics(metrics)
+    return replace(config, metrics=metrics)
+
+
 def _checked_logging(lg: LoggingConfig) -> LoggingConfig:
     level = lg.level.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

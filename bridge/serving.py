@@ -17,6 +17,7 @@ from .api.signing_keys import ensure_signing_key
 from .app import INTENTS, METRICS, init_app
 from .config import Config
 from .db.embedded import EmbeddedPostgres
+from .listening import start_site
 from .matrix.bot_profile import keep_applying_bot_profile
 from .matrix.outbox.intents import Intents
 from .metrics import Metrics
@@ -49,15 +50,17 @@ async def running_bridge(config: Config, dsn: str) -> AsyncIterator[web.Applicat
     runner = web.AppRunner(
         app, access_log=log.getChild("access"), access_log_class=RedactingAccessLogger
     )
-    await runner.setup()
     try:
-        site = web.TCPSite(
-            runner,
-            config.appservice.hostname,
-            config.appservice.port,
-            reuse_port=config.appservice.reuse_port or None,
+        await runner.setup()  # a listener of the app (metrics) that fails stops it here
+        hostname, port = config.appservice.hostname, config.appservice.port
+        await start_site(
+            web.TCPSite(runner, hostname, port, reuse_port=config.appservice.reuse_port or None),
+            "appservice.port",
+            hostname,
+            port,
+            "to run several bridge processes on it, set appservice.reuse_port: true in each "
+            "(or give each its own port)",
         )
-        await site.start()
         log.info(
             "Bridge %s (%s) listening on %s:%d as %s",
             __version__,
