@@ -73,7 +73,26 @@ HS_TOKEN = "bench-hs-token"
 TXN_PATH = "/_matrix/app/v1/transactions/{}"
 REQUEST_TIMEOUT_S = 60.0  # Synapse's appservice request timeout
 MODES = {"A": 1, "B": 4}
-VARIANTS = {"1w": 1, "0w": 0, "split": None}  # bridge variants: appservice.inbox.workers
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A bridge variant: ``appservice.inbox.workers`` (0: none, None: the default), or the
+    split deployment with ``worker_config`` merged into the worker's config."""
+
+    workers: int | None = None
+    split: bool = False
+    worker_config: dict[str, Any] = field(default_factory=dict)
+
+
+#: The levers the split deployment's worker has by default, turned off (in the same run).
+EAGER_WORKER = {"appservice": {"worker_nice": 0, "inbox": {"synchronous_commit": True}}}
+VARIANTS = {
+    "1w": Variant(workers=1),
+    "0w": Variant(workers=0),
+    "split": Variant(split=True),
+    "split-eager": Variant(split=True, worker_config=EAGER_WORKER),
+}
 MODE_LABELS = {"A": "A: 1 in flight", "B": "B: 4 in flight"}
 GOALS = {
     "bridge/mautrix events/s": (">=", 1.5),
@@ -103,6 +122,7 @@ class Server:
     workers: int | None = None
     role: str | None = None  # bridge: appservice.role
     companion: Server | None = None  # a process started beside it (split: the worker)
+    config: dict[str, Any] = field(default_factory=dict)  # bridge: merged into its config
     database: str | None = None
     dsn: str | None = None
     port: int = 0
@@ -156,6 +176,8 @@ def start_server(server: Server, workdir: Path) -> None:
         cmd += ["--workers", str(server.workers)]
     if server.role is not None:
         cmd += ["--role", server.role]
+    if server.config:
+        cmd += ["--config", json.dumps(server.config)]
     env = {**os.environ, "BENCH_HS_TOKEN": HS_TOKEN, "PYTHONPATH": str(REPO_ROOT)}
     with open(server.log_path, "wb") as out:
         # Own session: a Ctrl-C in the terminal reaches only this process, which then stops
@@ -664,7 +686,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="1w,0w,split",
         help="comma-separated bridge variants to run as well: 1w (one inbox "
         "worker), 0w (no background workers: intake alone, a diagnostic), split (an intake "
-        "process and a worker process); default 1w,0w,split; '' for none",
+        "process and a worker process), split-eager (the same, the worker's levers off: "
+        "full CPU priority); default 1w,0w,split; '' for none",
     )
     parser.add_argument(
         "--profile",
@@ -710,12 +733,14 @@ def main(argv: list[str] | None = None) -> int:
     servers: dict[str, Server] = {"bridge": Server("bridge", "bridge", database="bench_bridge")}
     for variant in args.variants:
         name = f"bridge-{variant}"
-        servers[name] = Server(
-            name, "bridge", workers=VARIANTS[variant], database=f"bench_bridge_{variant}"
-        )
-        if variant == "split":
+        spec = VARIANTS[variant]
+        database = f"bench_bridge_{variant.replace('-', '_')}"
+        servers[name] = Server(name, "bridge", workers=spec.workers, database=database)
+        if spec.split:
             servers[name].role = "intake"
-            servers[name].companion = Server(f"{name}-worker", "bridge", role="worker")
+            servers[name].companion = Server(
+                f"{name}-worker", "bridge", role="worker", config=spec.worker_config
+            )
     servers["mautrix"] = Server("mautrix", "mautrix")
     servers["floor"] = Server("floor", "floor", database="bench_floor")
     unknown = set(args.profile_servers) - set(servers)
