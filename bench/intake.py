@@ -7,7 +7,9 @@ Runs, against one private Postgres, three servers each in its own process on 127
   ``bridge-0w`` with no background workers (inbox, outbox): intake alone, and
   ``bridge-split``, the deployment "intake process + worker process": ``appservice.role:
   intake`` answering the homeserver, a second process with ``role: worker`` processing the
-  inbox beside it on the same database; its CPU column counts the intake process);
+  inbox beside it on the same database; its CPU column counts the intake process;
+  ``bridge-split-eager``, the same with the worker's levers off, ``bridge-split-1w`` with one
+  inbox worker in the worker process);
 - ``mautrix``: ``mautrix.appservice.AppService`` with a no-op event handler;
 - ``floor``: a bare aiohttp handler doing one ``INSERT ... SELECT FROM unnest(...)``.
 
@@ -92,6 +94,7 @@ VARIANTS = {
     "0w": Variant(workers=0),
     "split": Variant(split=True),
     "split-eager": Variant(split=True, worker_config=EAGER_WORKER),
+    "split-1w": Variant(split=True, worker_config={"appservice": {"inbox": {"workers": 1}}}),
 }
 MODE_LABELS = {"A": "A: 1 in flight", "B": "B: 4 in flight"}
 GOALS = {
@@ -686,8 +689,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="1w,0w,split",
         help="comma-separated bridge variants to run as well: 1w (one inbox "
         "worker), 0w (no background workers: intake alone, a diagnostic), split (an intake "
-        "process and a worker process), split-eager (the same, the worker's levers off: "
-        "full CPU priority); default 1w,0w,split; '' for none",
+        "process and a worker process), split-eager (the same, the worker's levers off: full "
+        "CPU priority, processing commits wait for the disk), split-1w (the worker with one "
+        "inbox worker); default 1w,0w,split; '' for none",
     )
     parser.add_argument(
         "--profile",
