@@ -160,6 +160,9 @@ class SegmentResult:
     server_cpu_s: float
     postgres_cpu_s: float
     drain_s: float | None = None
+    # From the segment's start until its events were processed (split: the worker's CPU).
+    worker_cpu_s: float | None = None
+    postgres_cpu_to_drained_s: float | None = None
 
     @property
     def events_per_s(self) -> float:
@@ -314,7 +317,18 @@ def summarize(server: Server, mode: str) -> dict[str, Any]:
         "server_cpu_ms_per_txn": 1000 * sum(r.server_cpu_s for r in results) / max(txns, 1),
         "postgres_cpu_ms_per_txn": 1000 * sum(r.postgres_cpu_s for r in results) / max(txns, 1),
         "drain_after_s_median": statistics.median(drains) if drains else None,
+        "worker_cpu_ms_per_txn": _per_txn([r.worker_cpu_s for r in results], txns),
+        "postgres_cpu_to_drained_ms_per_txn": _per_txn(
+            [r.postgres_cpu_to_drained_s for r in results], txns
+        ),
     }
+
+
+def _per_txn(seconds: list[float | None], txns: int) -> float | None:
+    """Milliseconds per transaction of a measure every round has (None if one lacks it)."""
+    if not seconds or any(s is None for s in seconds):
+        return None
+    return 1000 * sum(s for s in seconds if s is not None) / max(txns, 1)
 
 
 def ratios(servers: dict[str, Server], bridge: str, mode: str) -> dict[str, float]:
@@ -476,6 +490,8 @@ async def benchmark(
                         await settle()
                         cpu0 = cpu_seconds(server.pid)
                         pg0 = postgres_cpu_seconds(postmaster)
+                        worker = server.companion
+                        worker0 = cpu_seconds(worker.pid) if worker is not None else 0.0
                         sent, events, seconds, lat = await run_segment(
                             session, server, txns, inflight, sizes.segment_timeout
                         )
@@ -493,6 +509,11 @@ async def benchmark(
                                     {server.name: bridge_conns[server.name]}, sizes.drain_timeout
                                 )
                             )[server.name]
+                            result.postgres_cpu_to_drained_s = (
+                                postgres_cpu_seconds(postmaster) - pg0
+                            )
+                        if worker is not None:
+                            result.worker_cpu_s = cpu_seconds(worker.pid) - worker0
                         server.rounds.setdefault(mode, []).append(result)
                         log(
                             f"round {round_no + 1}/{sizes.rounds} mode {mode} {server.name:>9}: "
@@ -641,6 +662,22 @@ def print_table(report: dict[str, Any], out: TextIO) -> None:
                 file=out,
             )
     print(file=out)
+    split = [
+        (name, mode, per_mode[mode])
+        for name, per_mode in report["results"].items()
+        for mode in MODES
+        if per_mode[mode].get("worker_cpu_ms_per_txn") is not None
+    ]
+    if split:
+        print("CPU per transaction, from a segment's start until it was processed:", file=out)
+        for name, mode, r in split:
+            print(
+                f"  {name:<{w}} mode {mode}: intake process {r['server_cpu_ms_per_txn']:.1f} ms, "
+                f"worker process {r['worker_cpu_ms_per_txn']:.1f} ms, PostgreSQL "
+                f"{r['postgres_cpu_to_drained_ms_per_txn']:.1f} ms",
+                file=out,
+            )
+        print(file=out)
     print("Database work over the whole run (warm-up and inbox processing included):", file=out)
     for name, work in report["database_work"].items():
         print(

@@ -26,8 +26,7 @@ async def start_site(site: web.BaseSite, setting: str, host: str, port: int, hin
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise ListenerError(
-                f"{setting}: {host_port(host, port)} is already in use by another process; "
-                + hint,
+                f"{setting}: {host_port(host, port)} is already in use by another process; " + hint,
             ) from exc
         reason = exc.strerror or str(exc)
         raise ListenerError(
