@@ -8,8 +8,8 @@ Runs, against one private Postgres, three servers each in its own process on 127
   ``bridge-split``, the deployment "intake process + worker process": ``appservice.role:
   intake`` answering the homeserver, a second process with ``role: worker`` processing the
   inbox beside it on the same database; its CPU column counts the intake process;
-  ``bridge-split-eager``, the same with the worker's levers off, ``bridge-split-1w`` with one
-  inbox worker in the worker process);
+  ``bridge-split-levers``, the same with the worker's opt-in levers on, ``bridge-split-1w``
+  with one inbox worker in the worker process);
 - ``mautrix``: ``mautrix.appservice.AppService`` with a no-op event handler;
 - ``floor``: a bare aiohttp handler doing one ``INSERT ... SELECT FROM unnest(...)``.
 
@@ -87,13 +87,13 @@ class Variant:
     worker_config: dict[str, Any] = field(default_factory=dict)
 
 
-#: The levers the split deployment's worker has by default, turned off (in the same run).
-EAGER_WORKER = {"appservice": {"worker_nice": 0, "inbox": {"synchronous_commit": True}}}
+#: The opt-in levers of the split deployment's worker, turned on (compared in the same run).
+LEVERS = {"appservice": {"worker_nice": 10, "inbox": {"synchronous_commit": False}}}
 VARIANTS = {
     "1w": Variant(workers=1),
     "0w": Variant(workers=0),
     "split": Variant(split=True),
-    "split-eager": Variant(split=True, worker_config=EAGER_WORKER),
+    "split-levers": Variant(split=True, worker_config=LEVERS),
     "split-1w": Variant(split=True, worker_config={"appservice": {"inbox": {"workers": 1}}}),
 }
 MODE_LABELS = {"A": "A: 1 in flight", "B": "B: 4 in flight"}
@@ -726,9 +726,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="1w,0w,split",
         help="comma-separated bridge variants to run as well: 1w (one inbox "
         "worker), 0w (no background workers: intake alone, a diagnostic), split (an intake "
-        "process and a worker process), split-eager (the same, the worker's levers off: full "
-        "CPU priority, processing commits wait for the disk), split-1w (the worker with one "
-        "inbox worker); default 1w,0w,split; '' for none",
+        "process and a worker process), split-levers (the same, the worker at nice 10 and "
+        "processing commits not waiting for the disk), split-1w (the worker with one inbox "
+        "worker); default 1w,0w,split; '' for none",
     )
     parser.add_argument(
         "--profile",

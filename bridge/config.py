@@ -86,7 +86,7 @@ class InboxConfig(_Section, frozen=True, kw_only=True):
     retry_delay: PositiveFloat = 1.0
     poll_interval: PositiveFloat = 2.0
     #: Whether a processing batch's commit waits for the disk (see InboxProcessor).
-    synchronous_commit: bool = False
+    synchronous_commit: bool = True
 
 
 class OutboxConfig(_Section, frozen=True, kw_only=True):
@@ -128,8 +128,9 @@ class AppserviceConfig(_Section, frozen=True, kw_only=True):
     role: str = "all"
     reuse_port: bool = False
     listen_notify: bool = True
-    #: The nice value (0-19) of a ``worker`` process and its local database sessions.
-    worker_nice: int = 10
+    #: The nice value (0-19) of a ``worker`` process and its local database sessions (0: as
+    #: started).
+    worker_nice: int = 0
     inbox: InboxConfig = InboxConfig()
     outbox: OutboxConfig = OutboxConfig()
     transaction_gaps: TxnGapConfig = TxnGapConfig()

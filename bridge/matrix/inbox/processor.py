@@ -53,8 +53,8 @@ class InboxProcessor:
     event per savepoint, so the failing event alone is retried later (with back-off) and, after
     ``max_attempts``, moved to the dead letters while its room goes on.
 
-    A batch's commit does not wait for the disk (``inbox.synchronous_commit: false``, the
-    default): the events stay in the inbox until the batch's mark is committed, so a database
+    With ``inbox.synchronous_commit: false`` a batch's commit does not wait for the disk: the
+    events stay in the inbox until the batch's mark is committed, so a database
     crash that loses the last batches loses their effects and their marks together, and they
     are processed again. Nothing leaves the database on the strength of such a commit: the
     outbox sender claims a lane in a transaction that waits for the disk, which writes out
