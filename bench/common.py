@@ -46,11 +46,11 @@ def log(message: str) -> None:
 
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def merge_config(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = merge_config(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -74,7 +74,7 @@ def bridge_config_dict(hs_token: str, port: int, extra: dict[str, Any]) -> dict[
         "api": {},
         "logging": {"level": "INFO"},
     }
-    return _merge(base, extra)
+    return merge_config(base, extra)
 
 
 __all__ = [
@@ -100,6 +100,7 @@ __all__ = [
     "log_offset",
     "machine_facts",
     "markdown_table",
+    "merge_config",
     "percentile",
     "postgres_cpu_seconds",
     "server_version",

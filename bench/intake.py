@@ -7,7 +7,9 @@ Runs, against one private Postgres, three servers each in its own process on 127
   ``bridge-0w`` with no background workers (inbox, outbox): intake alone, and
   ``bridge-split``, the deployment "intake process + worker process": ``appservice.role:
   intake`` answering the homeserver, a second process with ``role: worker`` processing the
-  inbox beside it on the same database; its CPU column counts the intake process);
+  inbox beside it on the same database; its CPU column counts the intake process;
+  ``bridge-split-levers``, the same with the worker's opt-in levers on, ``bridge-split-1w``
+  with one inbox worker in the worker process);
 - ``mautrix``: ``mautrix.appservice.AppService`` with a no-op event handler;
 - ``floor``: a bare aiohttp handler doing one ``INSERT ... SELECT FROM unnest(...)``.
 
@@ -73,7 +75,27 @@ HS_TOKEN = "bench-hs-token"
 TXN_PATH = "/_matrix/app/v1/transactions/{}"
 REQUEST_TIMEOUT_S = 60.0  # Synapse's appservice request timeout
 MODES = {"A": 1, "B": 4}
-VARIANTS = {"1w": 1, "0w": 0, "split": None}  # bridge variants: appservice.inbox.workers
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A bridge variant: ``appservice.inbox.workers`` (0: none, None: the default), or the
+    split deployment with ``worker_config`` merged into the worker's config."""
+
+    workers: int | None = None
+    split: bool = False
+    worker_config: dict[str, Any] = field(default_factory=dict)
+
+
+#: The opt-in levers of the split deployment's worker, turned on (compared in the same run).
+LEVERS = {"appservice": {"worker_nice": 10, "inbox": {"synchronous_commit": False}}}
+VARIANTS = {
+    "1w": Variant(workers=1),
+    "0w": Variant(workers=0),
+    "split": Variant(split=True),
+    "split-levers": Variant(split=True, worker_config=LEVERS),
+    "split-1w": Variant(split=True, worker_config={"appservice": {"inbox": {"workers": 1}}}),
+}
 MODE_LABELS = {"A": "A: 1 in flight", "B": "B: 4 in flight"}
 GOALS = {
     "bridge/mautrix events/s": (">=", 1.5),
@@ -103,6 +125,7 @@ class Server:
     workers: int | None = None
     role: str | None = None  # bridge: appservice.role
     companion: Server | None = None  # a process started beside it (split: the worker)
+    config: dict[str, Any] = field(default_factory=dict)  # bridge: merged into its config
     database: str | None = None
     dsn: str | None = None
     port: int = 0
@@ -137,6 +160,9 @@ class SegmentResult:
     server_cpu_s: float
     postgres_cpu_s: float
     drain_s: float | None = None
+    # From the segment's start until its events were processed (split: the worker's CPU).
+    worker_cpu_s: float | None = None
+    postgres_cpu_to_drained_s: float | None = None
 
     @property
     def events_per_s(self) -> float:
@@ -156,6 +182,8 @@ def start_server(server: Server, workdir: Path) -> None:
         cmd += ["--workers", str(server.workers)]
     if server.role is not None:
         cmd += ["--role", server.role]
+    if server.config:
+        cmd += ["--config", json.dumps(server.config)]
     env = {**os.environ, "BENCH_HS_TOKEN": HS_TOKEN, "PYTHONPATH": str(REPO_ROOT)}
     with open(server.log_path, "wb") as out:
         # Own session: a Ctrl-C in the terminal reaches only this process, which then stops
@@ -289,7 +317,18 @@ def summarize(server: Server, mode: str) -> dict[str, Any]:
         "server_cpu_ms_per_txn": 1000 * sum(r.server_cpu_s for r in results) / max(txns, 1),
         "postgres_cpu_ms_per_txn": 1000 * sum(r.postgres_cpu_s for r in results) / max(txns, 1),
         "drain_after_s_median": statistics.median(drains) if drains else None,
+        "worker_cpu_ms_per_txn": _per_txn([r.worker_cpu_s for r in results], txns),
+        "postgres_cpu_to_drained_ms_per_txn": _per_txn(
+            [r.postgres_cpu_to_drained_s for r in results], txns
+        ),
     }
+
+
+def _per_txn(seconds: list[float | None], txns: int) -> float | None:
+    """Milliseconds per transaction of a measure every round has (None if one lacks it)."""
+    if not seconds or any(s is None for s in seconds):
+        return None
+    return 1000 * sum(s for s in seconds if s is not None) / max(txns, 1)
 
 
 def ratios(servers: dict[str, Server], bridge: str, mode: str) -> dict[str, float]:
@@ -451,6 +490,8 @@ async def benchmark(
                         await settle()
                         cpu0 = cpu_seconds(server.pid)
                         pg0 = postgres_cpu_seconds(postmaster)
+                        worker = server.companion
+                        worker0 = cpu_seconds(worker.pid) if worker is not None else 0.0
                         sent, events, seconds, lat = await run_segment(
                             session, server, txns, inflight, sizes.segment_timeout
                         )
@@ -468,6 +509,11 @@ async def benchmark(
                                     {server.name: bridge_conns[server.name]}, sizes.drain_timeout
                                 )
                             )[server.name]
+                            result.postgres_cpu_to_drained_s = (
+                                postgres_cpu_seconds(postmaster) - pg0
+                            )
+                        if worker is not None:
+                            result.worker_cpu_s = cpu_seconds(worker.pid) - worker0
                         server.rounds.setdefault(mode, []).append(result)
                         log(
                             f"round {round_no + 1}/{sizes.rounds} mode {mode} {server.name:>9}: "
@@ -616,6 +662,22 @@ def print_table(report: dict[str, Any], out: TextIO) -> None:
                 file=out,
             )
     print(file=out)
+    split = [
+        (name, mode, per_mode[mode])
+        for name, per_mode in report["results"].items()
+        for mode in MODES
+        if per_mode[mode].get("worker_cpu_ms_per_txn") is not None
+    ]
+    if split:
+        print("CPU per transaction, from a segment's start until it was processed:", file=out)
+        for name, mode, r in split:
+            print(
+                f"  {name:<{w}} mode {mode}: intake process {r['server_cpu_ms_per_txn']:.1f} ms, "
+                f"worker process {r['worker_cpu_ms_per_txn']:.1f} ms, PostgreSQL "
+                f"{r['postgres_cpu_to_drained_ms_per_txn']:.1f} ms",
+                file=out,
+            )
+        print(file=out)
     print("Database work over the whole run (warm-up and inbox processing included):", file=out)
     for name, work in report["database_work"].items():
         print(
@@ -664,7 +726,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="1w,0w,split",
         help="comma-separated bridge variants to run as well: 1w (one inbox "
         "worker), 0w (no background workers: intake alone, a diagnostic), split (an intake "
-        "process and a worker process); default 1w,0w,split; '' for none",
+        "process and a worker process), split-levers (the same, the worker at nice 10 and "
+        "processing commits not waiting for the disk), split-1w (the worker with one inbox "
+        "worker); default 1w,0w,split; '' for none",
     )
     parser.add_argument(
         "--profile",
@@ -710,12 +774,14 @@ def main(argv: list[str] | None = None) -> int:
     servers: dict[str, Server] = {"bridge": Server("bridge", "bridge", database="bench_bridge")}
     for variant in args.variants:
         name = f"bridge-{variant}"
-        servers[name] = Server(
-            name, "bridge", workers=VARIANTS[variant], database=f"bench_bridge_{variant}"
-        )
-        if variant == "split":
+        spec = VARIANTS[variant]
+        database = f"bench_bridge_{variant.replace('-', '_')}"
+        servers[name] = Server(name, "bridge", workers=spec.workers, database=database)
+        if spec.split:
             servers[name].role = "intake"
-            servers[name].companion = Server(f"{name}-worker", "bridge", role="worker")
+            servers[name].companion = Server(
+                f"{name}-worker", "bridge", role="worker", config=spec.worker_config
+            )
     servers["mautrix"] = Server("mautrix", "mautrix")
     servers["floor"] = Server("floor", "floor", database="bench_floor")
     unknown = set(args.profile_servers) - set(servers)

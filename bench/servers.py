@@ -30,7 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bench.common import HOST, UNUSED_HOMESERVER, bridge_config_dict
+from bench.common import HOST, UNUSED_HOMESERVER, bridge_config_dict, merge_config
 
 FLOOR_TABLE = """
 CREATE TABLE IF NOT EXISTS floor_events (
@@ -65,6 +65,7 @@ def bridge_config(
     workers: int | None,
     max_backlog: int | None = None,
     role: str | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> Any:
     """A minimal valid bridge config (as in the test suite), with the bridge's defaults."""
     from bridge.config import parse_config
@@ -80,7 +81,7 @@ def bridge_config(
     if role is not None:
         appservice["role"] = role
     extra = {"appservice": appservice} if appservice else {}
-    return parse_config(bridge_config_dict(hs_token, port, extra))
+    return parse_config(merge_config(bridge_config_dict(hs_token, port, extra), overrides or {}))
 
 
 async def serve(
@@ -97,8 +98,12 @@ async def serve(
 
 async def run_bridge(args: argparse.Namespace, hs_token: str, stop: asyncio.Event) -> None:
     from bridge.app import init_app
+    from bridge.serving import worker_priority
 
-    config = bridge_config(hs_token, args.port, args.workers, args.max_backlog, args.role)
+    config = bridge_config(
+        hs_token, args.port, args.workers, args.max_backlog, args.role, json.loads(args.config)
+    )
+    worker_priority(config)  # as `bridge run` does: a worker process at appservice.worker_nice
     # --workers 0, the diagnostic variant "intake only": events are stored, never processed.
     app = await init_app(config, args.dsn, background_workers=args.workers != 0)
 
@@ -226,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--role", choices=("all", "intake", "worker"), help="bridge: appservice.role"
+    )
+    parser.add_argument(
+        "--config", default="{}", help="bridge: JSON merged into the config (the levers)"
     )
     args = parser.parse_args(argv)
     if args.kind in ("bridge", "floor") and not args.dsn:

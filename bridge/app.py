@@ -21,6 +21,7 @@ from .appservice.middleware import matrix_errors
 from .config import Config
 from .credentials.setup import build_credentials
 from .db.database import Database
+from .db.priority import SessionPriority
 from .db.wakeups import INBOX_CHANNEL, OUTBOX_CHANNEL, WakeupListener
 from .logs import transaction_log_context
 from .matrix.bridging.context import BridgingContext
@@ -109,6 +110,10 @@ async def init_app(
         min_size=config.appservice.database_pool_min,
         max_size=config.appservice.database_pool_max,
         application_name=name,
+        # A worker process's sessions yield the CPU to intake's (see db.priority).
+        on_connect=SessionPriority(config.appservice.worker_nice)
+        if role == "worker" and config.appservice.worker_nice
+        else None,
     )
     session = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=config.appservice.outbox.request_timeout),

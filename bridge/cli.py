@@ -17,7 +17,7 @@ from . import __version__
 from .cli_credentials import add_parsers as add_credentials_parsers
 from .cli_ops import add_parsers as add_ops_parsers
 from .cli_token import add_parser as add_mint_token_parser
-from .config import ROLES, Config, ConfigError, load_config
+from .config import ROLES, Config, ConfigError, load_config, with_metrics_listen
 from .db.embedded import EmbeddedPostgresError
 from .db.schema import SchemaError, ensure_schema
 from .demo.command import add_parser as add_demo_parser
@@ -63,6 +63,7 @@ async def supervise(config: Config, path: Path, processes: int, *, migrate: bool
             processes,
             dsn,
             hand_down_dsn=config.appservice.uses_embedded_database,
+            metrics=config.metrics,
         )
         return await supervisor.run()
 
@@ -72,6 +73,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.role is not None:
         environ["BRIDGE_APPSERVICE__ROLE"] = args.role
     config = load_config(args.config, environ)
+    if args.metrics_listen is not None:
+        config = with_metrics_listen(config, args.metrics_listen)
     config.require_tokens()
     setup_logging(config.logging)
     if args.processes > 1:
@@ -192,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="start N processes of the role sharing the port (SO_REUSEPORT) and keep them "
         "running (default 1: this process serves)",
+    )
+    run.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve metrics on HOST:PORT (overrides metrics.listen, turns metrics on): one "
+        "port per process on a machine; with --processes N, the first of N consecutive ports",
     )
     run.set_defaults(func=_cmd_run)
 

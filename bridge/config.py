@@ -85,6 +85,8 @@ class InboxConfig(_Section, frozen=True, kw_only=True):
     max_attempts: Positive = 3
     retry_delay: PositiveFloat = 1.0
     poll_interval: PositiveFloat = 2.0
+    #: Whether a processing batch's commit waits for the disk (see InboxProcessor).
+    synchronous_commit: bool = True
 
 
 class OutboxConfig(_Section, frozen=True, kw_only=True):
@@ -126,6 +128,9 @@ class AppserviceConfig(_Section, frozen=True, kw_only=True):
     role: str = "all"
     reuse_port: bool = False
     listen_notify: bool = True
+    #: The nice value (0-19) of a ``worker`` process and its local database sessions (0: as
+    #: started).
+    worker_nice: int = 0
     inbox: InboxConfig = InboxConfig()
     outbox: OutboxConfig = OutboxConfig()
     transaction_gaps: TxnGapConfig = TxnGapConfig()
@@ -424,6 +429,8 @@ def _checked_appservice(asr: AppserviceConfig) -> AppserviceConfig:
     if asr.role not in ROLES:
         raise ConfigError("appservice.role", f"must be one of {', '.join(ROLES)}")
     _check_inbox(asr.inbox)
+    if not 0 <= asr.worker_nice <= 19:
+        raise ConfigError("appservice.worker_nice", "must be a nice value from 0 to 19")
     if asr.outbox.lease_seconds <= asr.outbox.request_timeout:
         # A sender renews its lease before each request; one request must fit in a lease.
         raise ConfigError("appservice.outbox.lease_seconds", "must be more than request_timeout")
@@ -510,6 +517,14 @@ def _check_metrics(metrics: MetricsConfig) -> None:
     host, sep, port = metrics.listen.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError("metrics.listen", f"must be host:port, got {metrics.listen!r}")
+
+
+def with_metrics_listen(config: Config, listen: str) -> Config:
+    """``config`` serving metrics on ``listen`` (``host:port``; ``bridge run
+    --metrics-listen``), enabled."""
+    metrics = replace(config.metrics, enabled=True, listen=listen)
+    _check_metrics(metrics)
+    return replace(config, metrics=metrics)
 
 
 def _checked_logging(lg: LoggingConfig) -> LoggingConfig:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -17,6 +18,8 @@ from .api.signing_keys import ensure_signing_key
 from .app import INTENTS, METRICS, init_app
 from .config import Config
 from .db.embedded import EmbeddedPostgres
+from .db.priority import lower_process_priority
+from .listening import start_site
 from .matrix.bot_profile import keep_applying_bot_profile
 from .matrix.outbox.intents import Intents
 from .metrics import Metrics
@@ -42,6 +45,7 @@ async def database_dsn(config: Config) -> AsyncIterator[str]:
 async def running_bridge(config: Config, dsn: str) -> AsyncIterator[web.Application]:
     """The bridge listening on its port, on the database at ``dsn`` (schema at head), until the
     block ends; then its listener, workers and pool are shut down."""
+    worker_priority(config)
     jwt = config.api.jwt
     if jwt.private_key_file is None and jwt.key_dir is not None:
         ensure_signing_key(jwt.key_dir)  # first start: the bridge signs its own tokens
@@ -49,15 +53,17 @@ async def running_bridge(config: Config, dsn: str) -> AsyncIterator[web.Applicat
     runner = web.AppRunner(
         app, access_log=log.getChild("access"), access_log_class=RedactingAccessLogger
     )
-    await runner.setup()
     try:
-        site = web.TCPSite(
-            runner,
-            config.appservice.hostname,
-            config.appservice.port,
-            reuse_port=config.appservice.reuse_port or None,
+        await runner.setup()  # a listener of the app (metrics) that fails stops it here
+        hostname, port = config.appservice.hostname, config.appservice.port
+        await start_site(
+            web.TCPSite(runner, hostname, port, reuse_port=config.appservice.reuse_port or None),
+            "appservice.port",
+            hostname,
+            port,
+            "to run several bridge processes on it, set appservice.reuse_port: true in each "
+            "(or give each its own port)",
         )
-        await site.start()
         log.info(
             "Bridge %s (%s) listening on %s:%d as %s",
             __version__,
@@ -89,6 +95,17 @@ async def running_bridge(config: Config, dsn: str) -> AsyncIterator[web.Applicat
             log.info("Shutting down")
     finally:
         await runner.cleanup()
+
+
+def worker_priority(config: Config) -> None:
+    """A ``worker`` process runs at ``appservice.worker_nice``: intake, answering the
+    homeserver, gets the CPU first where both share a machine."""
+    nice = config.appservice.worker_nice
+    if config.appservice.role == "worker" and nice:
+        if lower_process_priority(nice):
+            log.info("Worker process at nice %d", os.getpriority(os.PRIO_PROCESS, 0))
+        else:
+            log.warning("Could not lower this worker's CPU priority to nice %d", nice)
 
 
 async def start_tls_listener(

@@ -27,9 +27,9 @@ MAX_DEPTH = 64
 OUT_OF_RANGE = math.inf
 _MAX_INT_DIGITS = 300
 
-# A JSON string, or a run of anything that is neither a string nor a bracket.
-_STRING_OR_FILLER = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[^\[\]{}"]+', re.DOTALL)
-_INNERMOST = re.compile(r"\[\]|\{\}")
+#: Every byte but the four brackets (deleted to leave the structure).
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_INNERMOST = re.compile(rb"\[\]|\{\}")
 #: Escapes that may spell what Postgres can't store (a surrogate escape may also be half of a
 #: valid pair: only a look at the parsed strings tells).
 UNSTORABLE_ESCAPE = re.compile(r"\\u(0000|[dD][89a-fA-F])")
@@ -106,13 +106,16 @@ def loads_bytes(raw: bytes) -> Any:
 def nesting_depth(text: str, limit: int) -> int:
     """How deep the (valid) JSON ``text`` nests, counting at most to ``limit + 1``.
 
-    Strings and scalars are dropped by one regular expression, then each pass removes the
-    innermost level of brackets: all in C, a few passes for real bodies.
+    Strings are dropped (with their escapes: escaped backslashes first, then escaped quotes,
+    left to right as a JSON reader pairs them; then every other piece between the quotes left
+    is inside a string), then everything but brackets, then each pass removes the innermost
+    level of brackets: all in C, a few passes for real bodies.
     """
-    brackets = _STRING_OR_FILLER.sub("", text)
+    raw = text.encode("utf-8", "surrogatepass").replace(b"\\\\", b"").replace(b'\\"', b"")
+    brackets = b"".join(raw.split(b'"')[::2]).translate(None, _NOT_BRACKET)
     depth = 0
     while brackets and depth <= limit:
-        brackets = _INNERMOST.sub("", brackets)
+        brackets = _INNERMOST.sub(b"", brackets)
         depth += 1
     return depth
 

@@ -7,6 +7,14 @@ same config, with the database URL handed down (``BRIDGE_APPSERVICE__DATABASE``)
 homeserver's connections across them. A child that exits unexpectedly is started again (after
 a back-off while it keeps failing); SIGTERM or SIGINT stops every child, then the supervisor.
 
+Metrics are per process, and a listening port is not shared: with ``metrics.enabled``, child
+``i`` (0 to N-1, kept across restarts) serves them on ``metrics.listen``'s port + ``i``, so
+Prometheus scrapes each child as a target of its own (and sums across them, as it does across
+machines). One port per child keeps every process's counters its own and readable after the
+others died; prometheus-client's multiprocess mode would aggregate them on one port but only
+within this supervisor (not across machines or separately started units), with files to clean
+after each child and no custom collectors.
+
 Children are separate interpreters (not ``fork()`` of a running event loop), so each has its
 own GIL, pool and event loop, exactly as if an init system had started them.
 """
@@ -21,6 +29,9 @@ import signal
 import sys
 from pathlib import Path
 
+from .config import ConfigError, MetricsConfig
+from .listening import host_port
+
 log = logging.getLogger(__name__)
 
 _STOP_TIMEOUT = 30.0
@@ -31,8 +42,24 @@ _HEALTHY_AFTER = 60.0  # a child that ran this long is restarted at once when it
 
 class Supervisor:
     def __init__(
-        self, config_path: Path, role: str, processes: int, dsn: str, *, hand_down_dsn: bool
+        self,
+        config_path: Path,
+        role: str,
+        processes: int,
+        dsn: str,
+        *,
+        hand_down_dsn: bool,
+        metrics: MetricsConfig | None = None,
     ) -> None:
+        """``metrics``: the metrics listener the children number their own from (None or
+        disabled: no metrics)."""
+        self._metrics = metrics if metrics is not None and metrics.enabled else None
+        if self._metrics is not None and self._metrics.port + processes - 1 > 65535:
+            raise ConfigError(
+                "metrics.listen",
+                f"{processes} processes need ports {self._metrics.port} to "
+                f"{self._metrics.port + processes - 1}; choose a lower port",
+            )
         self._config_path = config_path
         self._role = role
         self._processes = processes
@@ -41,7 +68,14 @@ class Supervisor:
         self._children: dict[int, asyncio.subprocess.Process] = {}
         self._stopping = asyncio.Event()
 
-    def command(self) -> list[str]:
+    def metrics_listen(self, slot: int) -> str | None:
+        """Where child ``slot`` serves its metrics (None: metrics are off)."""
+        if self._metrics is None:
+            return None
+        return host_port(self._metrics.host, self._metrics.port + slot)
+
+    def command(self, slot: int) -> list[str]:
+        listen = self.metrics_listen(slot)
         return [
             sys.executable,
             "-m",
@@ -52,6 +86,7 @@ class Supervisor:
             "--role",
             self._role,
             "--no-migrate",
+            *(["--metrics-listen", listen] if listen is not None else []),
         ]
 
     def environment(self) -> dict[str, str]:
@@ -83,10 +118,17 @@ class Supervisor:
         delay = _RESTART_DELAY
         while not self._stopping.is_set():
             child = await asyncio.create_subprocess_exec(
-                *self.command(), env=self.environment(), stdin=asyncio.subprocess.DEVNULL
+                *self.command(slot), env=self.environment(), stdin=asyncio.subprocess.DEVNULL
             )
             self._children[slot] = child
-            log.info("Started %s process %d (pid %d)", self._role, slot, child.pid)
+            listen = self.metrics_listen(slot)
+            log.info(
+                "Started %s process %d (pid %d)%s",
+                self._role,
+                slot,
+                child.pid,
+                f", metrics on {listen}" if listen else "",
+            )
             started = asyncio.get_running_loop().time()
             code = await self._wait(child)
             del self._children[slot]

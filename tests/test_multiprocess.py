@@ -7,6 +7,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -34,7 +35,9 @@ BOT = "@_pn_bot:localhost"
 class BridgeProcess:
     """``bridge run --role ROLE`` in its own process, logging to a file."""
 
-    def __init__(self, workdir: Path, name: str, role: str, config: Path, port: int) -> None:
+    def __init__(
+        self, workdir: Path, name: str, role: str, config: Path, port: int, *args: str
+    ) -> None:
         self.name, self.role, self.port = name, role, port
         self.log = workdir / f"{name}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
@@ -42,7 +45,7 @@ class BridgeProcess:
         env["BRIDGE_APPSERVICE__PORT"] = str(port)
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bridge", "run", "-c", str(config), "--role", role],
+                [sys.executable, "-m", "bridge", "run", "-c", str(config), "--role", role, *args],
                 cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=env,
             )
 
@@ -92,10 +95,14 @@ class Deployment:
         self.config.write_text(yaml.safe_dump(data))
         self.processes: list[BridgeProcess] = []
 
-    async def start(self, name: str, role: str) -> BridgeProcess:
+    def launch(self, name: str, role: str, *args: str) -> BridgeProcess:
         port = self.intake_port if role == "intake" else self.worker_port
-        process = BridgeProcess(self.workdir, name, role, self.config, port)
+        process = BridgeProcess(self.workdir, name, role, self.config, port, *args)
         self.processes.append(process)
+        return process
+
+    async def start(self, name: str, role: str, *args: str) -> BridgeProcess:
+        process = self.launch(name, role, *args)
         await process.ready()
         return process
 
@@ -313,13 +320,13 @@ async def test_the_outbox_keeps_room_order_when_a_worker_dies_mid_request(
 # --- bridge run --processes N ---------------------------------------------------------------------
 
 
-def start_supervisor(deployment: Deployment, log: Path) -> subprocess.Popen[bytes]:
+def start_supervisor(deployment: Deployment, log: Path, *args: str) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
     env["PYTHONPATH"] = str(ROOT)
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "bridge", "run", "-c", str(deployment.config),
-             "--role", "intake", "--processes", "2"],
+             "--role", "intake", "--processes", "2", *args],
             cwd=deployment.workdir, stdout=out, stderr=subprocess.STDOUT, env=env,
         )
 
@@ -328,7 +335,8 @@ async def test_processes_share_the_port_and_one_that_dies_is_started_again(
     deployment: Deployment,
 ) -> None:
     log = deployment.workdir / "processes.log"
-    proc = start_supervisor(deployment, log)
+    metrics = free_port_pair()  # the children serve metrics on this port and the next
+    proc = start_supervisor(deployment, log, "--metrics-listen", f"127.0.0.1:{metrics}")
 
     def text() -> str:
         return log.read_text(errors="replace")
@@ -341,13 +349,22 @@ async def test_processes_share_the_port_and_one_that_dies_is_started_again(
         await until(lambda: listening(2), "two processes listening", deployment)
         pids = [int(p) for p in re.findall(r"Started intake process \d \(pid (\d+)\)", text())]
         assert len(pids) == 2
+        assert f"Started intake process 1 (pid {pids[1]}), metrics on 127.0.0.1:{metrics + 1}" \
+            in text()
         async with aiohttp.ClientSession() as http:
             url = f"http://127.0.0.1:{deployment.intake_port}/_matrix/mau/ready"
             async with http.get(url) as resp:
                 assert resp.status == 200
+            # Each child counts what it answered; together, every transaction once.
+            await put_transactions(deployment.intake_port, 8, "p")
+            counts = [(await scrape(http, port)).get(OK_TRANSACTIONS, 0) for port in
+                      (metrics, metrics + 1)]
+            assert sum(counts) == 8
         os.kill(pids[0], signal.SIGKILL)
         await until(lambda: listening(3), "the killed process started again", deployment)
         assert "exited with -9" in text()
+        async with aiohttp.ClientSession() as http:  # the new child took its slot's port
+            assert (await scrape(http, metrics))["bridge_database_up"] == 1
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, text()
         for pid in pids[1:]:
@@ -357,3 +374,71 @@ async def test_processes_share_the_port_and_one_that_dies_is_started_again(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# --- metrics: one listener per process on one machine ----------------------------------------
+
+
+def free_port_pair() -> int:
+    """A free port whose successor is free too."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two consecutive free ports")
+
+
+async def scrape(http: aiohttp.ClientSession, port: int) -> dict[str, float]:
+    """The samples of ``/metrics`` on ``port``: {'name{labels}': value}."""
+    async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+async def put_transactions(port: int, count: int, prefix: str) -> None:
+    """``count`` empty transactions, each on a new connection (spread over the processes)."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+        for n in range(count):
+            async with http.put(
+                f"http://127.0.0.1:{port}/_matrix/app/v1/transactions/{prefix}{n}",
+                json={"events": []}, headers={"Authorization": f"Bearer {HS_TOKEN}"},
+            ) as resp:
+                assert resp.status == 200, await resp.text()
+
+
+OK_TRANSACTIONS = 'bridge_appservice_transactions_total{result="ok"}'
+
+
+async def test_separate_processes_serve_metrics_on_their_own_ports_and_a_taken_one_is_named(
+    deployment: Deployment,
+) -> None:
+    intake_metrics, worker_metrics = free_port(), free_port()
+    await deployment.start("intake", "intake", "--metrics-listen", f"127.0.0.1:{intake_metrics}")
+    await deployment.start("worker", "worker", "--metrics-listen", f"127.0.0.1:{worker_metrics}")
+    await put_transactions(deployment.intake_port, 3, "m")
+    async with aiohttp.ClientSession() as http:
+        intake, worker = await scrape(http, intake_metrics), await scrape(http, worker_metrics)
+    assert intake[OK_TRANSACTIONS] == 3
+    assert OK_TRANSACTIONS not in worker  # the worker answers no transactions...
+    assert worker["bridge_database_up"] == 1  # ...and reports the shared queues all the same
+    assert 'bridge_inbox_pending{state="pending"}' in worker
+
+    # A third process on the worker's metrics port stops at once, naming the setting.
+    late = deployment.launch("late", "worker", "--metrics-listen", f"127.0.0.1:{worker_metrics}")
+    assert late.proc.wait(timeout=DEADLINE) == 1
+    assert (
+        f"bridge: metrics.listen: 127.0.0.1:{worker_metrics} is already in use by another "
+        "process; give each bridge process its own metrics port"
+    ) in late.text()
+    async with aiohttp.ClientSession() as http:  # the first one serves on
+        assert (await scrape(http, worker_metrics))["bridge_database_up"] == 1

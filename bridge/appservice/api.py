@@ -103,12 +103,27 @@ class AppServiceAPI:
         txn_id = request.match_info["txn_id"]
         if not _TXN_ID_RE.fullmatch(txn_id):
             raise BadRequest("malformed transaction id")
-        if self._gaps is not None:  # may refuse it, to make the homeserver resend a skipped one
-            await self._gaps.admit(txn_id)
         parsed = parse_transaction(txn_id, await self._body(request))
-        stored = await self._intake.receive(
-            txn_id, parsed.body_sha256, parsed.events, parsed.rejected, parsed.body_text
+        gaps = self._gaps
+        number = gaps.watched_number(txn_id) if gaps is not None else None
+        # The next number of the run is stored with the watch's note in one statement...
+        stored = await self._intake.receive_next(
+            txn_id,
+            parsed.body_sha256,
+            parsed.events,
+            parsed.rejected,
+            parsed.body_text,
+            next_txn=number,
+            gap_grace=gaps.grace if gaps is not None else 0.0,
         )
+        if stored is None:
+            # ...anything else goes through the watch first, which may refuse it (503) to
+            # make the homeserver resend one it skipped.
+            assert gaps is not None
+            await gaps.admit(txn_id)
+            stored = await self._intake.receive(
+                txn_id, parsed.body_sha256, parsed.events, parsed.rejected, parsed.body_text
+            )
         log.debug(
             "Transaction %s: %d events (%d new), %d rejected, %d to-device (not bridged)",
             txn_id,

@@ -52,14 +52,29 @@ class _GapParts:
 
 
 class TxnGapWatch(_GapParts):
-    """Intake's side: notes each transaction id, refuses one when a gap is due."""
+    """Intake's side: notes each transaction id, refuses one when a gap is due.
+
+    The common case, the number right after the highest seen with no gap due, is taken care
+    of by the statement that stores the transaction (:meth:`watched_number` tells intake the
+    number to advance to); :meth:`admit` is the full path for everything else.
+    """
+
+    @property
+    def grace(self) -> float:
+        return self._config.grace
+
+    def watched_number(self, txn_id: str) -> int | None:
+        """The transaction's number, if the watch follows it."""
+        if not self._config.enabled or not _INTEGER_ID.fullmatch(txn_id):
+            return None
+        return int(txn_id)
 
     async def admit(self, txn_id: str) -> None:
         """Note ``txn_id``; raise :class:`Unavailable` (503) to make the homeserver resend
         transactions it skipped more than the grace period ago."""
-        if not self._config.enabled or not _INTEGER_ID.fullmatch(txn_id):
+        txn = self.watched_number(txn_id)
+        if txn is None:
             return
-        txn = int(txn_id)
         try:
             async with self._db.transaction() as conn:
                 healed = await self._observe(conn, txn, txn_id)

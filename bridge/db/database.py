@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -39,9 +39,12 @@ class Database:
         min_size: int = 2,
         max_size: int = 10,
         application_name: str = "bridge",
+        on_connect: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
     ) -> None:
         """``application_name`` names this process to the server (``pg_stat_activity``) and
-        is the payload of the wake-ups its commits send (see :mod:`bridge.db.wakeups`)."""
+        is the payload of the wake-ups its commits send (see :mod:`bridge.db.wakeups`);
+        ``on_connect`` is awaited with each new connection (e.g. its session's priority)."""
+        self._on_connect = on_connect
         self.dsn = dsn
         self.application_name = application_name
         self._min_size = min_size
@@ -66,11 +69,16 @@ class Database:
             self.dsn,
             min_size=self._min_size,
             max_size=self._max_size,
-            init=init_connection,
+            init=self._init_connection,
             reset=_keep_session,
             command_timeout=60,
             server_settings={"application_name": self.application_name},
         )
+
+    async def _init_connection(self, conn: asyncpg.Connection) -> None:
+        await init_connection(conn)
+        if self._on_connect is not None:
+            await self._on_connect(conn)
 
     async def close(self) -> None:
         if self._pool is not None:

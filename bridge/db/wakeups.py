@@ -61,6 +61,11 @@ class WakeupListener:
         #: Notifications from other processes received, in all.
         self.received = 0
 
+    @property
+    def channels(self) -> list[str]:
+        """The channels it listens on (once started)."""
+        return [*self._handlers, *self._payload_handlers]
+
     def start(self) -> None:
         if (self._handlers or self._payload_handlers) and self._task is None:
             self._task = asyncio.create_task(self._run(), name="wakeup-listener")
@@ -111,7 +116,7 @@ class WakeupListener:
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _c: lost.set())
         try:
-            channels = [*self._handlers, *self._payload_handlers]
+            channels = self.channels
             for channel in channels:
                 await conn.add_listener(channel, self._on_notification)
             for payload_handler in self._payload_handlers.values():

@@ -14,6 +14,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ..db.database import Database
+from ..listening import start_site
 from ..ops.status_store import BridgeState, StatusStore
 from . import Metrics
 
@@ -145,7 +146,14 @@ async def serve_metrics(app: web.Application, host: str, port: int) -> AsyncIter
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await start_site(
+            web.TCPSite(runner, host, port),
+            "metrics.listen",
+            host,
+            port,
+            "give each bridge process its own metrics port (bridge run --metrics-listen "
+            "HOST:PORT; --processes N numbers its processes' ports from metrics.listen)",
+        )
         log.info("Metrics on http://%s:%d/metrics", host, port)
         yield
     finally:

@@ -147,3 +147,29 @@ async def test_a_huge_jump_starts_a_new_run(bed: Bed, conn: asyncpg.Connection) 
     assert await bed.put_txn("4271300021", [message(2)]) == 200
     assert await bed.put_txn("4271300023", [message(3)]) == 200
     assert await gap_states(conn) == {4271300022: "open"}
+
+
+async def test_the_next_number_is_noted_by_the_statement_storing_it(
+    bed: Bed, conn: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The common case costs the watch no transaction of its own: only a first number, a
+    skip (or a resend, a new run, a gap past its grace) goes through its full path."""
+    from bridge.appservice.gaps import TxnGapWatch
+
+    full_path: list[str] = []
+    admit = TxnGapWatch.admit
+
+    async def counted(self: TxnGapWatch, txn_id: str) -> None:
+        full_path.append(txn_id)
+        await admit(self, txn_id)
+
+    monkeypatch.setattr(TxnGapWatch, "admit", counted)
+    for n in (1, 2, 3, 5, 6, 7, 3):
+        assert await bed.put_txn(str(n), [message(n)]) == 200
+    assert full_path == ["1", "5", "3"]  # the first, the skip, the resend
+    assert await conn.fetchval("SELECT high FROM txn_watch") == 7
+    assert await gap_states(conn) == {4: "open"}
+    for n in (1, 2, 3, 5, 6, 7):
+        assert await in_inbox(conn, f"$ops{n}")
+    assert await conn.fetchval("SELECT count(*) FROM inbox") == 6  # the resend stored nothing
+    assert await conn.fetchval("SELECT count(*) FROM appservice_txn") == 6

@@ -125,3 +125,19 @@ async def test_without_workers_in_the_process_the_hold_ends_when_the_database_sa
     in_database[0] = 4  # workers elsewhere caught up
     await asyncio.wait_for(asyncio.gather(*holders), 5)
     assert backlog.pending == 4 and backlog.holds == 3
+
+
+async def test_a_count_grown_only_here_is_read_again_before_anything_is_held() -> None:
+    """An intake process adds what it stores and never hears what workers elsewhere finished:
+    over its limit by its own count, it asks the database before holding an answer."""
+    reads = 0
+
+    async def recount() -> int:
+        nonlocal reads
+        reads += 1
+        return 4
+
+    backlog = Backlog(limit=10, max_hold=30, recount=recount, recount_interval=30)
+    backlog.added(50)
+    await asyncio.wait_for(backlog.wait_for_room(), 1)
+    assert reads == 1 and backlog.holds == 0 and backlog.pending == 4

@@ -72,6 +72,12 @@ class Backlog:
         """Return once the backlog is within the limit, or after ``max_hold`` seconds."""
         if not self.over_limit:
             return
+        if self._recount is not None:
+            # The count here only grows in a process whose events others finish (an intake
+            # process, or workers elsewhere): read it before holding anybody on it.
+            await self._read_count()
+            if not self.over_limit:
+                return
         self.holds += 1
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_hold

@@ -50,17 +50,44 @@ class IntakeService:
         With a backlog over its limit, return only once processing has caught up (or the
         backlog's longest hold has passed): the events are committed either way.
         """
+        stored = await self.receive_next(txn_id, body_sha256, events, rejected, body_text)
+        assert stored is not None  # nothing to admit: always stored
+        return stored
+
+    async def receive_next(
+        self,
+        txn_id: str,
+        body_sha256: bytes,
+        events: list[IncomingEvent],
+        rejected: list[RejectedEvent],
+        body_text: str | None = None,
+        *,
+        next_txn: int | None = None,
+        gap_grace: float = 0.0,
+    ) -> int | None:
+        """:meth:`receive`, and with ``next_txn`` only if it is the transaction number that
+        the gap watch expects next and no gap is due (one statement: the acknowledgement's
+        one round trip); None when it was not stored for that reason."""
         for attempt in range(_DEADLOCK_RETRIES + 1):
             try:
                 async with self._db.acquire() as conn:
                     stored = await self._store.insert_transaction(
-                        conn, txn_id, body_sha256, events, rejected, body_text
+                        conn,
+                        txn_id,
+                        body_sha256,
+                        events,
+                        rejected,
+                        body_text,
+                        next_txn=next_txn,
+                        gap_grace=gap_grace,
                     )
                 break
             except asyncpg.DeadlockDetectedError:
                 if attempt == _DEADLOCK_RETRIES:
                     raise
                 log.info("Transaction %s met a concurrent duplicate; retrying", txn_id)
+        if stored is None:
+            return None
         if self._metrics is not None:
             self._metrics.transaction_stored(len(events), stored, len(rejected))
             if rejected:

@@ -52,6 +52,16 @@ class InboxProcessor:
     runs optimistically in one savepoint; if anything in it fails, the batch is redone one
     event per savepoint, so the failing event alone is retried later (with back-off) and, after
     ``max_attempts``, moved to the dead letters while its room goes on.
+
+    With ``inbox.synchronous_commit: false`` a batch's commit does not wait for the disk: the
+    events stay in the inbox until the batch's mark is committed, so a database
+    crash that loses the last batches loses their effects and their marks together, and they
+    are processed again. Nothing leaves the database on the strength of such a commit: the
+    outbox sender claims a lane in a transaction that waits for the disk, which writes out
+    everything committed before it (the batch that queued the action included) before
+    anything is sent, as does any later write that depends on the batch. Intake, which the
+    homeserver's answer waits on, always waits for the disk; the workers' commits do not
+    stand in line with it.
     """
 
     def __init__(
@@ -125,7 +135,9 @@ class InboxProcessor:
         if self._backlog is not None and not self._backlog_counted:
             self._backlog.reset(await self._store.count_pending(conn))
             self._backlog_counted = True
-        claimed = await self._store.claim_lanes(conn, config.lanes_per_claim)
+        claimed = await self._store.claim_lanes(
+            conn, config.lanes_per_claim, flush_commit=config.synchronous_commit
+        )
         if not claimed:
             if self._backlog is not None and self._backlog.pending:
                 self._backlog.reset(await self._store.count_pending(conn))

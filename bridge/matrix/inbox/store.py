@@ -11,10 +11,24 @@ from .events import EventKind, InboxEvent, IncomingEvent, Outcome, RejectedEvent
 _LANE_LOCK_CLASS = 0x696E62  # "inb"
 
 _INSERT_TRANSACTION = """
-WITH fresh AS (
-    SELECT NOT EXISTS (
+WITH watch AS (
+    -- The transaction-gap watch's common case ($17: the transaction's number, NULL when not
+    -- watched): the number right after the highest seen, and no gap past its grace ($18 s).
+    -- Anything else stores nothing here: the watch's full path runs, then the transaction.
+    UPDATE txn_watch SET high = $17::bigint, updated_at = now()
+    WHERE id = 1 AND high = $17::bigint - 1 AND NOT EXISTS (
+        SELECT 1 FROM txn_gap
+        WHERE state = 'due'
+           OR (state = 'open' AND detected_at < now() - make_interval(secs => $18))
+    )
+    RETURNING 1
+), admitted AS (
+    SELECT $17::bigint IS NULL OR EXISTS (SELECT 1 FROM watch) AS yes
+), fresh AS (
+    SELECT admitted.yes AND NOT EXISTS (
         SELECT 1 FROM appservice_txn WHERE txn_id = $1 AND body_sha256 = $2
     ) AS yes
+    FROM admitted
 ), body AS (
     -- Each PDU as the homeserver sent it: the body is parsed once, each element taken once.
     SELECT e.pos - 1 AS idx, e.event
@@ -45,10 +59,11 @@ WITH fresh AS (
     WHERE fresh.yes
     ON CONFLICT (dedupe_key) DO NOTHING
 ), txn AS (
-    INSERT INTO appservice_txn (txn_id, body_sha256, event_count) VALUES ($1, $2, $3)
+    INSERT INTO appservice_txn (txn_id, body_sha256, event_count)
+    SELECT $1, $2, $3 FROM admitted WHERE admitted.yes
     ON CONFLICT DO NOTHING
 )
-SELECT count(*) FROM ins
+SELECT (SELECT count(*) FROM ins) AS stored, (SELECT yes FROM admitted) AS admitted
 """
 
 # The candidates are read lazily, so a wide window costs nothing until the first lanes are
@@ -63,6 +78,12 @@ SELECT lane, seq FROM (
 ) candidates
 WHERE pg_try_advisory_xact_lock({_LANE_LOCK_CLASS}, hashtext(lane))
 LIMIT $1
+"""
+# The same, and the transaction's commit does not wait for its WAL to reach the disk
+# (``synchronous_commit`` off for this transaction only): see InboxProcessor.
+_CLAIM_LANES_NO_FLUSH = f"""
+SELECT lane, seq FROM ({_CLAIM_LANES}) claimed,
+     (SELECT set_config('synchronous_commit', 'off', true)) no_flush
 """
 
 _LIST_PENDING_LANES = """
@@ -112,15 +133,22 @@ class InboxStore:
         events: list[IncomingEvent],
         rejected: list[RejectedEvent],
         body_text: str | None = None,
-    ) -> int:
+        *,
+        next_txn: int | None = None,
+        gap_grace: float = 0.0,
+    ) -> int | None:
         """Store a transaction's events and rejects atomically; return how many were new.
 
         Events without their own JSON are element ``index`` of ``body_text``'s ``events``.
 
         Events already in the inbox (same event id) and a transaction already received with the
         same body are skipped, so resends and concurrent duplicates store nothing twice.
+
+        With ``next_txn`` (the transaction's number), the transaction-gap watch's highest
+        number advances to it in the same statement, if it is the next one and no gap is past
+        ``gap_grace`` seconds; otherwise nothing is stored and None is returned.
         """
-        count = await conn.fetchval(
+        row = await conn.fetchrow(
             _INSERT_TRANSACTION,
             txn_id,
             body_sha256,
@@ -138,13 +166,18 @@ class InboxStore:
             [r.error for r in rejected],
             body_text,
             [e.index for e in events],
+            next_txn,
+            gap_grace,
         )
-        return int(count)
+        return int(row["stored"]) if row["admitted"] else None
 
-    async def claim_lanes(self, conn: asyncpg.Connection, limit: int) -> list[tuple[str, int]]:
+    async def claim_lanes(
+        self, conn: asyncpg.Connection, limit: int, *, flush_commit: bool = True
+    ) -> list[tuple[str, int]]:
         """Lock up to ``limit`` lanes due first that no other worker holds, for this DB
-        transaction; return (lane, seq) pairs."""
-        rows = await conn.fetch(_CLAIM_LANES, limit)
+        transaction; return (lane, seq) pairs. Without ``flush_commit`` the transaction's
+        commit returns before its WAL is on disk."""
+        rows = await conn.fetch(_CLAIM_LANES if flush_commit else _CLAIM_LANES_NO_FLUSH, limit)
         return [(r["lane"], r["seq"]) for r in rows]
 
     async def list_pending_lanes(
