@@ -256,9 +256,10 @@ class MessagingApi:
             raise Forbidden("senderUserId must be the session user")
         sent_at = _opt(body.sentAt)
         if sent_at is not None:
-            # The server stamps sentAt; administrators may set it (imports).
+            # The server stamps sentAt; administrators may set it (imports). For anyone else it
+            # is a field the server owns, refused as such (400), like respondedAt or readBy.
             if not principal.is_admin:
-                raise Forbidden("sentAt is set by the server; only administrators set it")
+                raise BadRequest("sentAt is set by the server; only administrators set it")
             try:
                 sent_at = sent_at.astimezone(UTC)
             except OverflowError:
