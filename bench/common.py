@@ -167,6 +167,9 @@ class Child:
     def start(self, timeout: float = START_TIMEOUT_S, ready: Any = None) -> None:
         """Start and wait (bounded) for ``READY`` in its output, or for ``ready()`` to be true."""
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **self.env}
+        # The log is appended to: only what this start writes counts (a child of the same name
+        # started before left its READY in it).
+        seen = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as out:
             # Own session: a Ctrl-C in the terminal reaches only the benchmark, which then stops
             # its children itself, in order.
@@ -189,10 +192,15 @@ class Child:
             if ready is not None:
                 if ready():
                     return
-            elif self.ready_text and self.ready_text in self.log_path.read_text(errors="replace"):
+            elif self.ready_text and self.ready_text in self._log_since(seen):
                 return
             time.sleep(0.05)
         raise BenchError(f"{self.name} did not start within {timeout:.0f} s")
+
+    def _log_since(self, offset: int) -> str:
+        with open(self.log_path, "rb") as fh:
+            fh.seek(offset)
+            return fh.read().decode(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None:
