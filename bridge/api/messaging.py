@@ -13,12 +13,13 @@ from ..errors import BadRequest, Forbidden
 from ..messaging.conversations import NotConnected
 from ..messaging.models import NewMessage, Origin
 from ..messaging.queries import DateRange
+from ..messaging.rendered import RenderedPage
 from .context import ApiContext, Principal, principal_of
 from .cursor import CONVERSATIONS, MESSAGES, decode, next_cursor
 from .decoding import path_id
 from .envelope import PageRequest
 from .filters import DateFilter, Filters
-from .operations import Answer, NoBody, Operation, Refusal, Reply
+from .operations import Answer, NoBody, Operation, Refusal, RenderedRows, Reply
 from .queries import ConversationsQuery, MessagesQuery, PagedQuery, Query
 from .requests import CreateConversation, CreateMessage, UpdateConversation, UpdateMessage
 from .resources import Conversation, Message
@@ -57,6 +58,15 @@ def _of_self(principal: Principal, name: str, values: list[uuid.UUID] | None) ->
 
 def page_of(query: PagedQuery, cursor: object = UNSET) -> PageRequest:
     return PageRequest(query.pageNumber, query.pageRowCount, by_cursor=cursor is not UNSET)
+
+
+def _rendered_reply(page: PageRequest, kind: str, rendered: RenderedPage, f: Filters) -> Reply:
+    following = next_cursor(kind, rendered.more, rendered.last)
+    return Reply(
+        RenderedRows(rendered.json, rendered.count),
+        paging=page.paging(rendered.total, next_cursor=following),
+        filters=f.applied,
+    )
 
 
 def _opt(value: Any) -> Any:
@@ -129,6 +139,12 @@ class MessagingApi:
             every = False  # participantIds=null: conversations without participants, i.e. none
         last = f.dates("lastMessageAt", query.lastMessageAt)
         after = None if query.cursor is UNSET else decode(query.cursor)
+        if (is_group, participants, last, after) == (None, None, None, None) and page.number:
+            # The usual call: the page's rows come rendered (pageNumber=0 is answered below).
+            rendered = await self._messaging.rendered_conversations_page(
+                me, limit=page.limit, offset=page.offset
+            )
+            return _rendered_reply(page, CONVERSATIONS, rendered, f)
         found = await self._messaging.conversations_page(
             me,
             is_group=is_group,
@@ -212,6 +228,15 @@ class MessagingApi:
         if after_id is not None and after is not None:
             await self._messaging.message_for(me, after_id)  # 404 / 403 first
             raise BadRequest("give either cursor or afterMessageId, not both")
+        plain = (senders, readers, unread_by, deleted_for, sent, after, after_id) == (None,) * 7
+        if plain and conversations is not None and len(set(conversations)) == 1 and page.number:
+            # The usual call (pageNumber=0 is answered below): the page's rows come rendered,
+            # or None for a conversation missing or not the viewer's (the checks below say which).
+            rendered = await self._messaging.rendered_messages_page(
+                me, conversations[0], limit=page.limit, offset=page.offset
+            )
+            if rendered is not None:
+                return _rendered_reply(page, MESSAGES, rendered, f)
         found = await self._messaging.messages_page(
             me,
             conversations,

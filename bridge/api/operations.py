@@ -33,6 +33,15 @@ class NoBody(Body):
 
 
 @dataclass(frozen=True)
+class RenderedRows:
+    """A list's rows already rendered as a JSON array (by the statement that read them, see
+    :mod:`bridge.messaging.rendered`), and how many there are."""
+
+    json: bytes
+    count: int
+
+
+@dataclass(frozen=True)
 class Reply:
     """What a handler answers: the data, and for lists their paging and applied filters."""
 
@@ -126,6 +135,11 @@ class Operation(Generic[Q, B]):
         started, request_id = started_of(request)
         principal = maybe_principal(request)
         data = reply.data
+        if isinstance(data, RenderedRows):
+            many, rows, data = True, data.count, msgspec.Raw(data.json)
+        else:
+            many = isinstance(data, list)
+            rows = len(data) if many else 1
         envelope = Envelope(
             status="OK",
             statusCode=status,
@@ -138,9 +152,9 @@ class Operation(Generic[Q, B]):
             method=request.method,
             action=answer.action or _ACTIONS[self.method, answer.many],
             appVersion=version,
-            rowCount=len(data) if isinstance(data, list) else 1,
+            rowCount=rows,
             paging=reply.paging,
-            filters=(reply.filters or []) if isinstance(data, list) else UNSET,
+            filters=(reply.filters or []) if many else UNSET,
         )
         return json_response(enveloped(envelope, data), status=status)
 

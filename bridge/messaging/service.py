@@ -23,7 +23,8 @@ from ..users.service import UserService
 from .conversations import MessagingListener, direct_key
 from .messages import MessageRules
 from .models import Conversation, Message, NewMessage, Origin
-from .queries import DateRange, MessagingQueries
+from .queries import FROM_THE_END, DateRange, MessagingQueries
+from .rendered import RenderedPage, RenderedQueries
 from .store import MessagingStore
 
 __all__ = ["MessagingListener", "MessagingService", "direct_key"]
@@ -45,6 +46,7 @@ class MessagingService(MessageRules):
         self._db = db
         self._store = store
         self._queries = queries or MessagingQueries()
+        self._rendered = RenderedQueries()
         self._notifications = notifications
         self._users = users
         self._networking = networking
@@ -197,6 +199,27 @@ class MessagingService(MessageRules):
                 after=after,
                 limit=limit,
                 offset=offset,
+            )
+
+    async def rendered_conversations_page(
+        self, user_id: uuid.UUID, *, limit: int, offset: int
+    ) -> RenderedPage:
+        """:meth:`conversations_page` unfiltered, its rows already the REST API's JSON."""
+        async with self._db.acquire() as conn:
+            return await self._rendered.conversations(conn, user_id, limit=limit, offset=offset)
+
+    async def rendered_messages_page(
+        self, viewer: uuid.UUID, conversation_id: uuid.UUID, *, limit: int, offset: int
+    ) -> RenderedPage | None:
+        """The usual call of :meth:`messages_page` (one conversation, unfiltered, a page near
+        its start), its rows already the REST API's JSON. None when it is not that call, or the
+        conversation is missing or not the viewer's: :meth:`messages_page` then answers (or
+        says which)."""
+        if offset >= FROM_THE_END:
+            return None
+        async with self._db.acquire() as conn:
+            return await self._rendered.first_messages(
+                conn, viewer, conversation_id, limit=limit, offset=offset
             )
 
     async def send_message(
