@@ -79,11 +79,23 @@ _CONVERSATION_JSON = f"""
            c.created_by AS "_owner"
 """
 
-#: The rendered rows of ``page k`` joined to ``{table}``, as one JSON array in ``{order}``.
-_ARRAY = """
-    SELECT '[' || COALESCE(string_agg(row_to_json(j)::text, ',' ORDER BY {order}), '') || ']'
-    FROM page k JOIN {table} ON {alias}.id = k.id CROSS JOIN LATERAL ({fields}) j
-"""
+
+
+def _page_columns(limit: str, at: str, order: str, table: str, fields: str) -> str:
+    """What both statements answer besides their total, from their ``keys`` (the page's and
+    one more), ``page`` and ``tail`` (the page's last row): whether more follow, how many rows
+    the page has, its last position and its rows (``fields`` of ``table``, aliased by its
+    initial) as one JSON array in ``order``."""
+    alias = table[0]
+    return f"""
+       (SELECT count(*) FROM keys) > {limit} AS more,
+       (SELECT count(*) FROM page) AS shown,
+       (SELECT {at} FROM tail) AS last_at,
+       (SELECT id FROM tail) AS last_id,
+       (SELECT '[' || COALESCE(string_agg(row_to_json(j)::text, ',' ORDER BY {order}), '') || ']'
+        FROM page k JOIN {table} {alias} ON {alias}.id = k.id
+        CROSS JOIN LATERAL ({fields}) j) AS rows"""
+
 
 _FIRST_MESSAGES = f"""
 WITH conv AS (
@@ -106,13 +118,7 @@ SELECT conv.member,
        conv.message_count - (
            SELECT count(*) FROM message_deletion d JOIN message m ON m.id = d.message_id
            WHERE d.user_id = $1 AND d.conversation_id = $2 AND m.is_active
-       ) AS total,
-       (SELECT count(*) FROM keys) > $3 AS more,
-       (SELECT count(*) FROM page) AS shown,
-       (SELECT sent_at FROM tail) AS last_at,
-       (SELECT id FROM tail) AS last_id,
-       ({_ARRAY.format(order="k.sent_at, k.id", table="message m", alias="m",
-                       fields=_MESSAGE_JSON)}) AS rows
+       ) AS total,{_page_columns("$3", "sent_at", "k.sent_at, k.id", "message", _MESSAGE_JSON)}
 FROM conv
 """
 
@@ -129,13 +135,8 @@ WITH keys AS (
 )
 SELECT (SELECT count(*) FROM conversation_participant mine
         JOIN conversation c ON c.id = mine.conversation_id
-        WHERE mine.user_id = $1 AND c.is_active) AS total,
-       (SELECT count(*) FROM keys) > $2 AS more,
-       (SELECT count(*) FROM page) AS shown,
-       (SELECT at FROM tail) AS last_at,
-       (SELECT id FROM tail) AS last_id,
-       ({_ARRAY.format(order="k.at DESC, k.id DESC", table="conversation c", alias="c",
-                       fields=_CONVERSATION_JSON)}) AS rows
+        WHERE mine.user_id = $1 AND c.is_active) AS total,{
+    _page_columns("$2", "at", "k.at DESC, k.id DESC", "conversation", _CONVERSATION_JSON)}
 """
 
 
