@@ -187,7 +187,7 @@ async def run(args: argparse.Namespace, z: Sizes, cluster: Cluster, root: Path) 
     @web.middleware
     async def timing(request: web.Request, handler: Any) -> web.StreamResponse:
         started = time.perf_counter()
-        response = await handler(request)
+        response: web.StreamResponse = await handler(request)
         kind = request.headers.get(KIND_HEADER)
         if kind in server_ms and response.status == 200:
             server_ms[kind].append((time.perf_counter() - started) * 1000)

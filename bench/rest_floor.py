@@ -2,7 +2,8 @@
 
 ``python -m bench.rest_floor --port P --dsn DSN --secret S --post bare|full`` serves until
 SIGTERM or SIGINT on 127.0.0.1:P: aiohttp, asyncpg (the bridge's pool settings: 2 to 10
-connections) and PyJWT (HS256, ``exp`` and ``sub`` required), with the bridge's paths:
+connections, released without a reset round trip) and PyJWT (HS256, ``exp`` and ``sub``
+required), with the bridge's paths:
 
 - ``GET /messaging-api/v1/conversations``: one statement, the user's first 25 conversations;
 - ``GET /messaging-api/v1/messages?conversationId=``: one statement, the conversation's
@@ -81,6 +82,10 @@ SELECT * FROM msg
 _encoder = msgspec.json.Encoder()
 
 
+async def _keep_session(_: asyncpg.Connection) -> None:
+    """Release without asyncpg's reset round trip (``RESET ALL; UNLISTEN *; ...``)."""
+
+
 class _Post(msgspec.Struct):
     conversationId: uuid.UUID
     content: str
@@ -135,7 +140,9 @@ def build_app(dsn: str, secret: str, post_mode: str) -> web.Application:
 
     async def database(_: web.Application) -> Any:
         nonlocal pool
-        pool = await asyncpg.create_pool(dsn, min_size=2, max_size=10)
+        # As the bridge's pool: no reset query when a connection goes back (it keeps no
+        # session state), so a request is one round trip.
+        pool = await asyncpg.create_pool(dsn, min_size=2, max_size=10, reset=_keep_session)
         yield
         await pool.close()
 

@@ -8,7 +8,7 @@ renders its error body; nothing else differs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from http import HTTPStatus
 
 from aiohttp import web
@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 
 #: Renders an error: (status, errcode, message, detail) to a response.
 ErrorRenderer = Callable[[int, str, str, str], web.Response]
+
+#: A check a request must pass before its handler (the REST API's request guard, its token
+#: check): the request to go on with (possibly a clone), or a raised error.
+Check = Callable[[web.Request], Awaitable[web.Request]]
 
 #: What aiohttp's own HTTP errors say, with the errcode they carry.
 HTTP_ERRORS: Mapping[int, tuple[str, str]] = {
@@ -42,13 +46,17 @@ def error_middleware(
     messages: Mapping[int, str] | None = None,
     prepare: Callable[[web.Request], None] | None = None,
     own_requests_only: bool = False,
+    checks: Sequence[Check] = (),
 ) -> Middleware:
     """The outermost middleware of a surface.
 
     ``messages`` overrides what aiohttp's 404/405/413 say; ``prepare`` runs first for every
-    request (its BridgeError is rendered like any other); with ``own_requests_only``, requests
+    request (its BridgeError is rendered like any other); ``checks`` then run in order for a
+    request that matched a route (no such route or method: 404 / 405 first), in this one
+    middleware rather than one nested middleware each; with ``own_requests_only``, requests
     for sub-applications (which render errors their own way) pass through untouched.
     """
+    checks = tuple(checks)
     overrides = messages or {}
 
     @web.middleware
@@ -60,6 +68,9 @@ def error_middleware(
         try:
             if prepare is not None:
                 prepare(request)
+            if checks and request.match_info.http_exception is None:
+                for check in checks:
+                    request = await check(request)
             return await handler(request)
         except BridgeError as exc:
             detail = str(exc.extra.get("detail") or reason(exc.status))

@@ -1,6 +1,8 @@
 """An access logger that never writes a token: ``access_token`` in the query is masked.
 
 Pass it to the runner: ``web.AppRunner(app, access_log_class=RedactingAccessLogger, ...)``.
+A line costs what it must when someone reads it (a record, its formatting, the write) and
+nothing when nobody does; the caller's frame is not looked up (it would always be aiohttp's).
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 _TOKEN_RE = re.compile(r"(?i)((?:^|[?&])access_token=)[^&]*")
+_FORMAT = '%s "%s %s HTTP/%d.%d" %d %s %.3fs'
 
 
 def redact(path_qs: str) -> str:
+    if "access_token" not in path_qs.lower():
+        return path_qs
     return _TOKEN_RE.sub(r"\1REDACTED", path_qs)
 
 
@@ -25,16 +30,19 @@ class RedactingAccessLogger(AbstractAccessLogger):
         return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        if not self.logger.isEnabledFor(logging.INFO):
+        logger = self.logger
+        if not logger.isEnabledFor(logging.INFO):
             return  # nothing formatted (the redaction included) for a line nobody reads
-        self.logger.info(
-            '%s "%s %s HTTP/%d.%d" %d %s %.3fs',
+        version = request.version
+        args = (
             request.remote,
             request.method,
             redact(request.path_qs),
-            request.version.major,
-            request.version.minor,
+            version.major,
+            version.minor,
             response.status,
             response.body_length,
             time,
         )
+        record = logger.makeRecord(logger.name, logging.INFO, "(access)", 0, _FORMAT, args, None)
+        logger.handle(record)

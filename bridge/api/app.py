@@ -2,9 +2,9 @@
 
 aiohttp cannot mount a sub-application at the root, and the API spans several top-level
 prefixes, so :func:`api_apps` returns one sub-application per prefix and :func:`mount_api`
-adds them all to the bridge's application. Each has the error middleware (the reference's error
-body; Symphony's on ``/pod``) and, except the public ones, the JWT middleware; the Matrix-facing
-middleware leaves sub-application requests alone.
+adds them all to the bridge's application. Each has one middleware: the error middleware (the
+reference's error body; Symphony's on ``/pod``) running the request guard and, except on the
+public ones, the token check; the Matrix-facing middleware leaves sub-application requests alone.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ..symphony.authn import CertificateAuthenticator
 from ..symphony.connections import SymphonyConnections
 from ..symphony.service import CompanyCertService
 from ..symphony.store import CompanyCertStore
-from .auth import TokenVerifier, auth_middleware
+from .auth import TokenVerifier, authenticator
 from .client_tls import ClientCertTls, ClientTlsListener
 from .companycert import CompanyCertApi
 from .context import ApiContext, ApiServices
@@ -143,14 +143,19 @@ def _sub_app(ctx: ApiContext, service: Service) -> web.Application:
     render = symphony_error if service.symphony else network_error
     routes = [(op, op.route(ctx.version)) for op in service.operations]
     forms = [route.handler for op, route in routes if op.raw_body is not None]
-    guard = request_guard(ctx.config.api, symphony=service.symphony, own_body=forms)
-    middlewares = [error_middleware(render, messages=HTTP_MESSAGES, prepare=start_request), guard]
-    if service.problems:
-        middlewares = [problem_middleware(), guard]
+    # The guard and the token check run inside the one error middleware (one layer, not three).
+    checks = [request_guard(ctx.config.api, symphony=service.symphony, own_body=forms)]
     if not service.public:
         public = {route.handler for op, route in routes if op.public}
-        middlewares.append(auth_middleware(ctx, symphony=service.symphony, public=public))
-    app = web.Application(middlewares=middlewares)
+        checks.append(authenticator(ctx, symphony=service.symphony, public=public))
+    middleware = (
+        problem_middleware(checks)
+        if service.problems
+        else error_middleware(
+            render, messages=HTTP_MESSAGES, prepare=start_request, checks=checks
+        )
+    )
+    app = web.Application(middlewares=[middleware])
     app.add_routes([route for _, route in routes])
     return app
 

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from ..bearer import bearer_token
 from ..config import MIN_HS256_SECRET_BYTES as MIN_SECRET_BYTES
 from ..config import ConfigError, JwtConfig
 from ..errors import BridgeError, Forbidden, Unauthorized
+from ..http_errors import Check
 from ..ids import parse_uuid
 from .context import Principal, set_principal
 from .credential_auth import (
@@ -283,34 +283,32 @@ async def _check_session(ctx: ApiContext, claims: dict[str, Any]) -> None:
         raise Unauthorized("invalid session: logged out or expired")
 
 
-def auth_middleware(
+def authenticator(
     ctx: ApiContext, *, symphony: bool = False, public: Collection[object] = ()
-) -> Middleware:
-    """Authenticates every request of a sub-application (after the error middleware), except
-    those served by the ``public`` handlers."""
+) -> Check:
+    """The token check of a sub-application, a check run by its error middleware after the
+    request guard, for requests that matched a route; those served by the ``public``
+    handlers pass unauthenticated."""
     token_name = ctx.config.api.token_name
 
-    @web.middleware
-    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.match_info.http_exception is not None:
-            return await handler(request)  # no such route or method: 404 / 405 before 401
+    async def authenticate(request: web.Request) -> web.Request:
         if request.match_info.handler in public:
-            return await handler(request)
+            return request
         as_user = request.query.get("asUserId")
         scheme, _, basic = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "basic":
             set_principal(request, await basic_principal(ctx, basic.strip(), as_user))
-            return await handler(request)
+            return request
         token = find_token(request, token_name, symphony=symphony)
         if token is None:
             raise Unauthorized("No login found: no access token")
         if not looks_like_jwt(token):
             set_principal(request, await api_key_principal(ctx, token, as_user))
-            return await handler(request)
+            return request
         claims = ctx.verifier.verify(token)
         await _check_session(ctx, claims)
         principal = await resolve_principal(ctx, claims, as_user, token)
         set_principal(request, await issued_to_credential(ctx, claims, principal))
-        return await handler(request)
+        return request
 
     return authenticate

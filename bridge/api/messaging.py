@@ -14,12 +14,13 @@ from ..listing import Window
 from ..messaging.conversations import NotConnected
 from ..messaging.filters import ConversationFilter, DateRange, MessageFilter
 from ..messaging.models import NewMessage, Origin
+from ..messaging.rendered import RenderedPage
 from .context import ApiContext, Principal, principal_of
 from .cursor import CONVERSATIONS, MESSAGES, decode, next_cursor
 from .decoding import path_id
 from .envelope import PageRequest
 from .filters import DateFilter, Filters
-from .operations import Answer, NoBody, Operation, Refusal, Reply
+from .operations import Answer, NoBody, Operation, Refusal, RenderedRows, Reply
 from .queries import ConversationsQuery, MessagesQuery, PagedQuery, Query
 from .requests import CreateConversation, CreateMessage, UpdateConversation, UpdateMessage
 from .resources import Conversation, Message
@@ -59,6 +60,15 @@ def _of_self(principal: Principal, name: str, values: list[uuid.UUID] | None) ->
 
 def page_of(query: PagedQuery, cursor: object = UNSET) -> PageRequest:
     return PageRequest(query.pageNumber, query.pageRowCount, by_cursor=cursor is not UNSET)
+
+
+def _rendered_reply(page: PageRequest, kind: str, rendered: RenderedPage, f: Filters) -> Reply:
+    following = next_cursor(kind, rendered.more, rendered.last)
+    return Reply(
+        RenderedRows(rendered.json, rendered.count),
+        paging=page.paging(rendered.total, next_cursor=following),
+        filters=f.applied,
+    )
 
 
 def _opt(value: Any) -> Any:
@@ -144,6 +154,12 @@ class MessagingApi:
                 cursors=True,
             ))  # fmt: skip
         after = None if query.cursor is UNSET else decode(query.cursor)
+        if filters.plain and after is None:
+            # The usual call: the page's rows come rendered by the statement that finds them.
+            rendered = await self._messaging.rendered_conversations_page(
+                me, limit=page.limit, offset=page.offset
+            )
+            return _rendered_reply(page, CONVERSATIONS, rendered, f)
         window = Window(limit=page.limit, offset=page.offset, after=after)
         found = await self._messaging.conversations_page(me, filters, window)
         tail = found.rows[-1] if found.rows else None
@@ -235,6 +251,19 @@ class MessagingApi:
         if after_id is not None and after is not None:
             await self._messaging.message_for(me, after_id)  # 404 / 403 first
             raise BadRequest("give either cursor or afterMessageId, not both")
+        if (
+            filters.plain
+            and (after, after_id) == (None, None)
+            and conversations is not None
+            and len(set(conversations)) == 1
+        ):
+            # The usual call: the page's rows come rendered, or None for a conversation missing
+            # or not the viewer's (the general path below says which).
+            rendered = await self._messaging.rendered_messages_page(
+                me, conversations[0], limit=page.limit, offset=page.offset
+            )
+            if rendered is not None:
+                return _rendered_reply(page, MESSAGES, rendered, f)
         window = Window(limit=page.limit, offset=page.offset, after=after)
         found = await self._messaging.messages_page(
             me, conversations, filters, window, after_message_id=after_id

@@ -34,6 +34,15 @@ class NoBody(Body):
 
 
 @dataclass(frozen=True)
+class RenderedRows:
+    """A list's rows already rendered as a JSON array (by the statement that read them, see
+    :mod:`bridge.messaging.rendered`), and how many there are."""
+
+    json: bytes
+    count: int
+
+
+@dataclass(frozen=True)
 class Reply:
     """What a handler answers: the data, and for lists their paging and applied filters."""
 
@@ -129,7 +138,11 @@ class Operation(Generic[Q, B]):
         if answer.data_name is None:
             return json_response(reply.data, status=status)
         data = reply.data
-        rows = len(data) if isinstance(data, list) else None
+        rows: int | None
+        if isinstance(data, RenderedRows):  # rows the database already wrote as JSON
+            rows, data = data.count, msgspec.Raw(data.json)
+        else:
+            rows = len(data) if isinstance(data, list) else None
         envelope = self._envelope(request, reply, status, version, rows, reply.paging)
         return json_response(enveloped(envelope, data), status=status)
 

@@ -5,13 +5,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from ..http_errors import error_middleware, reason
+from ..http_errors import Check, error_middleware, reason
 
 PROBLEM_JSON = "application/problem+json"
 _HTTP_DETAILS = {404: "no such route", 405: "method not allowed on this route"}
@@ -44,8 +45,9 @@ def problem_response(instance: str, status: int, detail: str) -> web.Response:
     return response
 
 
-def problem_middleware() -> Middleware:
-    """The outermost middleware of a sub-application whose errors are problem details."""
+def problem_middleware(checks: Sequence[Check] = ()) -> Middleware:
+    """The one middleware of a sub-application whose errors are problem details (with its
+    ``checks``: see :func:`~bridge.http_errors.error_middleware`)."""
 
     @web.middleware
     async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -54,7 +56,7 @@ def problem_middleware() -> Middleware:
         def render(status: int, _errcode: str, message: str, _detail: str) -> web.Response:
             return problem_response(instance, status, message)
 
-        errors = error_middleware(render, messages=_HTTP_DETAILS)
+        errors = error_middleware(render, messages=_HTTP_DETAILS, checks=checks)
         return await errors(request, handler)
 
     return problems

@@ -23,12 +23,12 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 from yarl import URL
 
 from .. import strict_json
 from ..config import ApiConfig
 from ..errors import BadRequest, BridgeError, Forbidden, TooLarge
+from ..http_errors import Check
 from .auth import token_location
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -128,30 +128,28 @@ def request_guard(
     *,
     symphony: bool = False,
     own_body: Collection[Callable[..., Any]] = (),
-) -> Middleware:
-    """The guard middleware of a REST sub-application (after the error middleware, before the
-    token check). ``own_body`` names the handlers that read and check a body of another media
-    type themselves (the OAuth token endpoint's form)."""
+) -> Check:
+    """The guard of a REST sub-application, a check run by its error middleware before the
+    token check, for requests that matched a route. ``own_body`` names the handlers that read
+    and check a body of another media type themselves (the OAuth token endpoint's form)."""
     own = frozenset(own_body)
     limit = config.max_body_size
     allowed = frozenset(filter(None, (origin_of(o) for o in config.allowed_origins)))
 
-    @web.middleware
-    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.match_info.http_exception is not None:
-            return await handler(request)  # no such route or method: 404 / 405 first
+    async def guard(request: web.Request) -> web.Request:
         if (
             request.method not in SAFE_METHODS
             and token_location(request, config.token_name, symphony=symphony) == "cookie"
         ):
             _check_origin(request, allowed)
+        if not request.body_exists:
+            return request  # nothing to read, so no limit to set and no body to check
         request = _check_size(request, limit)
         # A handler with a body of another media type reads and refuses it itself (the OAuth
         # token endpoint answers RFC 6749 errors).
         if request.match_info.handler not in own:
             _check_media_type(request)
-            if request.body_exists:
-                await _check_json(request)
-        return await handler(request)
+            await _check_json(request)
+        return request
 
     return guard

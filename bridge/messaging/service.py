@@ -25,7 +25,8 @@ from .conversations import MessagingListener, direct_key
 from .filters import ConversationFilter, MessageFilter
 from .messages import MessageRules, PostWriter
 from .models import Conversation, Message, NewMessage, Origin
-from .queries import MessagingQueries
+from .queries import FROM_THE_END, MessagingQueries
+from .rendered import RenderedPage, RenderedQueries
 from .store import MessagingStore
 from .whole_store import MessagingWholeLists
 
@@ -49,6 +50,7 @@ class MessagingService(MessageRules):
         self._store = store
         self._queries = queries or MessagingQueries()
         self._whole = MessagingWholeLists()
+        self._rendered = RenderedQueries()
         self._notifications = notifications
         self._users = users
         self._networking = networking
@@ -173,6 +175,27 @@ class MessagingService(MessageRules):
         async with self._db.acquire() as conn:
             return await self.list_messages_page(
                 conn, viewer, conversation_ids, filters, window, after_message_id=after_message_id
+            )
+
+    async def rendered_conversations_page(
+        self, user_id: uuid.UUID, *, limit: int, offset: int
+    ) -> RenderedPage:
+        """:meth:`conversations_page` unfiltered, its rows already the REST API's JSON."""
+        async with self._db.acquire() as conn:
+            return await self._rendered.conversations(conn, user_id, limit=limit, offset=offset)
+
+    async def rendered_messages_page(
+        self, viewer: uuid.UUID, conversation_id: uuid.UUID, *, limit: int, offset: int
+    ) -> RenderedPage | None:
+        """The usual call of :meth:`messages_page` (one conversation, unfiltered, a page near
+        its start), its rows already the REST API's JSON. None when it is not that call, or the
+        conversation is missing or not the viewer's: :meth:`messages_page` then answers (or
+        says which)."""
+        if offset >= FROM_THE_END:
+            return None
+        async with self._db.acquire() as conn:
+            return await self._rendered.first_messages(
+                conn, viewer, conversation_id, limit=limit, offset=offset
             )
 
     async def send_message(

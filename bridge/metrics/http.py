@@ -56,6 +56,10 @@ async def _measured(
 def rest_metrics_middleware(metrics: Metrics) -> Middleware:
     """Count and time REST API requests by route template and status."""
 
+    # The labelled children, found once per (route, method, status): the label sets are
+    # bounded (route templates), and looking a child up takes the metric's lock every time.
+    children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
     @web.middleware
     async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.path.startswith(REST_PREFIXES):
@@ -64,8 +68,15 @@ def rest_metrics_middleware(metrics: Metrics) -> Middleware:
         def record(status: int, seconds: float) -> None:
             route = route_label(request)
             method = request.method if request.method in _METHODS else "OTHER"
-            metrics.rest_requests.labels(route, method, str(status)).inc()
-            metrics.rest_seconds.labels(route).observe(seconds)
+            key = (route, method, status)
+            child = children.get(key)
+            if child is None:
+                child = children[key] = (
+                    metrics.rest_requests.labels(route, method, str(status)),
+                    metrics.rest_seconds.labels(route),
+                )
+            child[0].inc()
+            child[1].observe(seconds)
 
         return await _measured(request, handler, record)
 

@@ -37,6 +37,8 @@ async def test_unexpected_errors_are_500_without_details(
     async def broken(*_: Any, **__: Any) -> Any:
         raise RuntimeError("secret internals")
 
+    # The list's usual call (rendered rows) and any other.
+    api.services.messaging.rendered_conversations_page = broken  # type: ignore[method-assign]
     api.services.messaging.list_conversations_page = broken  # type: ignore[method-assign]
     token = hs_token(uuid.uuid4())
     with caplog.at_level(logging.ERROR):
