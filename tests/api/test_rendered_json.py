@@ -11,6 +11,8 @@ from typing import Any
 import msgspec
 
 from bridge.api.resources import Conversation, Message
+from bridge.listing import Window
+from bridge.messaging.filters import ConversationFilter, MessageFilter
 from bridge.messaging.rendered import _CONVERSATION_JSON, _MESSAGE_JSON
 from bridge.messaging.store import _CONVERSATION, _MESSAGE, _conversation, _message
 from tests.api.conftest import Api
@@ -42,11 +44,15 @@ async def _scene(api: Api) -> tuple[uuid.UUID, str, str]:
     gone = await post(api, bob, group, "deleted for everyone")
     hidden = await post(api, bob, group, "hidden by Ann")
     await post(api, ann, ab, "direct")
-    assert (await api.call("PATCH", f"{MSG}/{edited['id']}", cat, json={"content": "edited"}))[0] == 200
+    assert (await api.call("PATCH", f"{MSG}/{edited['id']}", cat, json={"content": "edited"}))[
+        0
+    ] == 200
     assert (await api.call("DELETE", f"{MSG}/{gone['id']}", bob))[0] == 200
     assert (await api.call("DELETE", f"{MSG}/{hidden['id']}", ann))[0] == 200
     # Bob reads up to the edited message; Cat's is not there yet.
-    assert (await api.call("PATCH", f"{MSG}/{edited['id']}", bob, json={"readBy": [str(bob)]}))[0] == 200
+    assert (await api.call("PATCH", f"{MSG}/{edited['id']}", bob, json={"readBy": [str(bob)]}))[
+        0
+    ] == 200
     async with api.db.acquire() as conn:
         # What the API does not set: media, formatting, whole seconds, a creator gone.
         await conn.execute(
@@ -126,7 +132,7 @@ async def test_rendered_pages_answer_what_the_typed_path_answers(api: Api) -> No
         params = {"conversationId": group, "pageNumber": str(number), "pageRowCount": "2"}
         body = await _raw(api, ann, MSG, params)
         page = await messaging.messages_page(
-            ann, [uuid.UUID(group)], limit=2, offset=(number - 1) * 2
+            ann, [uuid.UUID(group)], MessageFilter(), Window(limit=2, offset=(number - 1) * 2)
         )
         typed = msgspec.json.encode([Message.of(m, ann) for m in page.rows])
         assert _field(body, "messages") == ordered(typed)
@@ -135,7 +141,7 @@ async def test_rendered_pages_answer_what_the_typed_path_answers(api: Api) -> No
         assert paging["totalRowCount"] == page.total == 3  # one deleted, one Ann hid
         assert (paging["nextCursor"] is not None) == page.more
     body = await _raw(api, ann, CONV, {"pageNumber": "1", "pageRowCount": "1"})
-    conversations = await messaging.conversations_page(ann, limit=1)
+    conversations = await messaging.conversations_page(ann, ConversationFilter(), Window(limit=1))
     typed = msgspec.json.encode([Conversation.of(c) for c in conversations.rows])
     assert _field(body, "conversations") == ordered(typed)
     assert dict(_field(body, "paging"))["totalRowCount"] == conversations.total == 2
