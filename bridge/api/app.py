@@ -45,6 +45,7 @@ from .session import session_operations
 from .sessionauth import PREFIX as SESSIONAUTH_PREFIX
 from .sessionauth import SessionAuthApi
 from .signing_keys import SigningKeys
+from .streaming import WHOLE_LISTS, WholeListGate
 from .symphony import SymphonyApi, symphony_error
 
 CLIENT_TLS = web.AppKey("client_tls", ClientTlsListener)
@@ -87,6 +88,7 @@ def build_context(config: Config, db: Database, services: ApiServices) -> ApiCon
         company_certs=company_certs,
         cert_auth=CertificateAuthenticator(db, cert_store, services.users),
         symphony=SymphonyConnections(db, services.users, services.networking),
+        whole_lists=WholeListGate(config.api.whole_lists),
         client_tls=client_tls,
         pod_cert=None if signing is None else PodCertificate(signing, config.appservice.id),
     )
@@ -157,6 +159,7 @@ def _sub_app(ctx: ApiContext, service: Service) -> web.Application:
     )
     app = web.Application(middlewares=[middleware])
     app.add_routes([route for _, route in routes])
+    app[WHOLE_LISTS] = ctx.whole_lists
     return app
 
 
@@ -177,5 +180,6 @@ def mount_api(app: web.Application, config: Config, db: Database, services: ApiS
     ctx = build_context(config, db, services)
     for prefix, sub_app in _api_apps(ctx):
         app.add_subapp(prefix, sub_app)
+    app[WHOLE_LISTS] = ctx.whole_lists  # the same gate, seen from the bridge's application
     if ctx.client_tls is not None:
         app[CLIENT_TLS] = ClientTlsListener(ctx.client_tls, ctx.company_certs)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .client_tls import ClientCertTls
     from .pod_certificate import PodCertificate
     from .signing_keys import SigningKeys
+    from .streaming import WholeListGate
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class ApiContext:
     cert_auth: CertificateAuthenticator
     #: ``/pod``'s connection calls (numeric user ids) over the networking service.
     symphony: SymphonyConnections
+    #: How many whole lists (``pageNumber=0``) may be written at once (``api.whole_lists``).
+    whole_lists: WholeListGate
     #: The TLS listener's context (``api.tls``), None without one.
     client_tls: ClientCertTls | None = None
     #: The self-signed certificate over the signing key (None without a signing key).

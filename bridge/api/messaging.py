@@ -87,7 +87,7 @@ class MessagingApi:
             Operation("get", conv, "listConversations",
                       "The session user's conversations, most recently active first",
                       self.list_conversations, ConversationsQuery, NoBody,
-                      Answer(Conversation, "conversations", many=True),
+                      Answer(Conversation, "conversations", many=True), errors=(503,),
                       links=("getConversation", "updateConversation", "deleteConversation")),
             Operation("post", conv, "createConversation",
                       "Create a 1:1 or group conversation (you among its participants)",
@@ -108,7 +108,7 @@ class MessagingApi:
                       self.delete_conversation, Query, NoBody, conversation, errors=(409,)),
             Operation("get", msg, "listMessages", "Messages, oldest first (participants only)",
                       self.list_messages, MessagesQuery, NoBody,
-                      Answer(Message, "messages", many=True),
+                      Answer(Message, "messages", many=True), errors=(503,),
                       links=("getMessage", "updateMessage", "deleteMessage")),
             Operation("post", msg, "createMessage",
                       "Post a message (administrators may post as another sender, and set "

@@ -32,7 +32,7 @@ class NetworkingApi:
         return [
             Operation("get", conn, "listConnections", "The session user's connections",
                       self.list_connections, ConnectionsQuery, NoBody,
-                      Answer(Connection, "connections", many=True),
+                      Answer(Connection, "connections", many=True), errors=(503,),
                       links=("getConnection", "deleteConnection")),
             Operation("post", conn, "createConnection", "Connect two users (administrators)",
                       self.create_connection, Query, CreateConnection,
@@ -46,7 +46,7 @@ class NetworkingApi:
             Operation("get", req, "listConnectionRequests",
                       "Requests the session user sent or received",
                       self.list_requests, ConnectionRequestsQuery, NoBody,
-                      Answer(ConnectionRequest, "connectionRequests", many=True),
+                      Answer(ConnectionRequest, "connectionRequests", many=True), errors=(503,),
                       links=("getConnectionRequest", "updateConnectionRequest",
                              "deleteConnectionRequest")),
             Operation("post", req, "createConnectionRequest",

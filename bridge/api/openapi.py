@@ -42,7 +42,8 @@ _REASONS = {
     404: "no such resource, or no such user (asUserId)",
     409: "conflicts with the resource's state",
     500: "unexpected error (nothing is revealed; the operator's log has it)",
-    503: "not available on this bridge now (e.g. no credential encryption key)",
+    503: "not available on this bridge now (e.g. no credential encryption key, or too many "
+    "whole lists being written: try again shortly)",
 }
 
 

@@ -8,6 +8,11 @@ it comes from the database cursor, encoded by the resources' msgspec encoder, th
 whatever the list's size. ``elapsedMs`` is the time until the answer started (it is written
 before the rows).
 
+Each whole list being written holds a pooled database connection and an open snapshot for as
+long as its client takes to read, so how many may be written at once is bounded
+(``api.whole_lists``, :class:`WholeListGate`): past it the request is refused with 503 before
+anything is read, and a few slow clients cannot take the pool from everyone else.
+
 Everything that can refuse the request (the query, the token, who may read what, the count)
 happens before the first byte, so a refusal is still an ordinary 4xx. Once the status line is
 out nothing can become an error response: if the database fails, or fewer or more rows come
@@ -18,8 +23,8 @@ truncated body that is not JSON, never a shorter list that parses.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,12 +32,38 @@ import msgspec
 from aiohttp import web
 from msgspec import UNSET, UnsetType
 
-from ..errors import BadRequest
+from ..errors import BadRequest, Unavailable
 from ..listing import WholeList
 from .envelope import Envelope, Paging
 
 log = logging.getLogger(__name__)
 _ENCODER = msgspec.json.Encoder()
+
+
+class WholeListGate:
+    """How many whole lists may be written at once (``api.whole_lists``); one more is refused
+    with 503 rather than queued, so its client can page instead or try again."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._writing = 0
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        if self._writing >= self.limit:
+            raise Unavailable(
+                f"{self.limit} whole lists (pageNumber=0) are being written (api.whole_lists): "
+                "try again shortly, or page through the list"
+            )
+        self._writing += 1
+        try:
+            yield
+        finally:
+            self._writing -= 1
+
+
+#: The gate every sub-application of the REST API shares.
+WHOLE_LISTS = web.AppKey("whole_lists", WholeListGate)
 
 
 @dataclass(frozen=True)
@@ -101,16 +132,17 @@ async def write_whole(
     when something fails on the way."""
     response: web.StreamResponse | None = None
     try:
-        async with reply.open() as whole:
-            head, tail = _frame(envelope_for(whole.total))
-            response = web.StreamResponse(status=200, headers=headers)
-            response.content_type = "application/json"
-            response.enable_chunked_encoding()
-            await response.prepare(request)
-            await response.write(head)
-            async for chunk in _rows(whole, reply.render):
-                await response.write(chunk)
-            await response.write(tail)
+        with request.config_dict[WHOLE_LISTS].slot():
+            async with reply.open() as whole:
+                head, tail = _frame(envelope_for(whole.total))
+                response = web.StreamResponse(status=200, headers=headers)
+                response.content_type = "application/json"
+                response.enable_chunked_encoding()
+                await response.prepare(request)
+                await response.write(head)
+                async for chunk in _rows(whole, reply.render):
+                    await response.write(chunk)
+                await response.write(tail)
     except Exception as exc:
         if response is None or not response.prepared:
             raise  # nothing sent yet: an ordinary error response

@@ -12,6 +12,7 @@ import json
 import time
 import tracemalloc
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import aiohttp
 import msgspec
 import pytest
 
+from bridge.api.streaming import WHOLE_LISTS
 from bridge.db.database import Database
 from tests.api.conftest import Api, assert_error, hs_token
 from tests.api.test_rest_messaging import direct, post
@@ -207,9 +209,13 @@ async def test_refusals_come_before_the_first_byte(api: Api) -> None:
     every = {"pageNumber": "0"}
     status, body = await api.call("GET", MSG, eve, params={**every, "conversationId": conversation})
     assert_error(status, body, 403)
-    status, body = await api.call("GET", MSG, ann, params={**every, "conversationId": str(uuid.uuid4())})
+    status, body = await api.call(
+        "GET", MSG, ann, params={**every, "conversationId": str(uuid.uuid4())}
+    )
     assert_error(status, body, 404)
-    status, body = await api.call("GET", MSG, eve, params={**every, "afterMessageId": message["id"]})
+    status, body = await api.call(
+        "GET", MSG, eve, params={**every, "afterMessageId": message["id"]}
+    )
     assert_error(status, body, 403)
     status, body = await api.call("GET", MSG, ann, params={**every, "unreadBy": str(bob)})
     assert_error(status, body, 403, "unreadBy")
@@ -219,6 +225,25 @@ async def test_refusals_come_before_the_first_byte(api: Api) -> None:
     assert_error(status, body, 400, "status")
     resp = await api.client.get(CONN, params=every)
     assert_error(resp.status, await resp.json(), 401)
+
+
+async def test_whole_lists_written_at_once_are_bounded(api: Api) -> None:
+    """Each whole list holds a pooled connection while its client reads: past
+    ``api.whole_lists`` at once, one more is refused with 503 before anything is read (pages are
+    still served), and is served again once one has ended."""
+    ann, bob = await api.friend("Ann"), await api.friend("Bob")
+    await post(api, ann, (await direct(api, ann, bob))["id"], "hello")
+    gate = api.client.app[WHOLE_LISTS]
+    with ExitStack() as writing:
+        for _ in range(gate.limit):
+            writing.enter_context(gate.slot())
+        for path in (CONV, MSG, CONN, REQ):
+            status, body = await api.call("GET", path, ann, params={"pageNumber": "0"})
+            assert_error(status, body, 503, "api.whole_lists")
+        status, body = await api.call("GET", CONV, ann, params={"pageNumber": "1"})
+        assert status == 200 and body["rowCount"] == 1
+    status, body = await api.call("GET", CONV, ann, params={"pageNumber": "0"})
+    assert status == 200 and body["rowCount"] == 1
 
 
 async def test_a_database_failure_mid_list_cuts_the_body_short(api: Api) -> None:
