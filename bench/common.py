@@ -44,8 +44,6 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-
-
 def merge_config(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in extra.items():

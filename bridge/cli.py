@@ -79,9 +79,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     setup_logging(config.logging)
     if args.processes > 1:
         return asyncio.run(
-            supervise(
-                config, args.config.resolve(), args.processes, migrate=not args.no_migrate
-            )
+            supervise(config, args.config.resolve(), args.processes, migrate=not args.no_migrate)
         )
     asyncio.run(serve(config, migrate=not args.no_migrate))
     return 0

@@ -40,9 +40,7 @@ def portable_escape(text: str) -> str:
 # ending in one: no Matrix id holds a newline, and the bridge matches ids with fullmatch.
 def _template_regex(sigil: str, template: str, placeholder: str, domain: str) -> str:
     before, _, after = template.partition(placeholder)
-    return (
-        f"^{sigil}{portable_escape(before)}.+{portable_escape(after)}:{portable_escape(domain)}$"
-    )
+    return f"^{sigil}{portable_escape(before)}.+{portable_escape(after)}:{portable_escape(domain)}$"
 
 
 def user_namespace_regex(config: Config) -> str:

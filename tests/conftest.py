@@ -102,15 +102,15 @@ def tcp_template_database(tcp_pg_server: TcpPostgres, pg_server: PostgresServer)
 
 
 @contextlib.asynccontextmanager
-async def fresh_database(
-    pg_server: PostgresServer, template: str | None
-) -> AsyncIterator[str]:
+async def fresh_database(pg_server: PostgresServer, template: str | None) -> AsyncIterator[str]:
     """A new database copied from ``template`` (empty without one), dropped afterwards; yields
     its DSN."""
     name = f"test_{next(_counter)}"
     admin = await asyncpg.connect(pg_server.dsn)
     try:
-        await admin.execute(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
+        await admin.execute(
+            f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else "")
+        )
     finally:
         await admin.close()
     yield with_database(pg_server.dsn, name)

@@ -65,7 +65,8 @@ class Room:
     def timeline(self, event_type: str | None = "m.room.message") -> list[Event]:
         """Non-state events of a type (all types if None), in order."""
         return [
-            e for e in self.events
+            e
+            for e in self.events
             if e.state_key is None and (event_type is None or e.type == event_type)
         ]
 
@@ -97,7 +98,11 @@ class FakeHomeserver:
     """The fake; serve :meth:`app` with ``aiohttp_server`` and set :attr:`url`."""
 
     def __init__(
-        self, *, as_token: str, domain: str = "localhost", bot_localpart: str = "_pn_bot",
+        self,
+        *,
+        as_token: str,
+        domain: str = "localhost",
+        bot_localpart: str = "_pn_bot",
         namespace_prefix: str = "_pn_",
         room_version: str = "12",
     ) -> None:
@@ -135,8 +140,9 @@ class FakeHomeserver:
         retry_after_ms: int | None = None,
     ) -> None:
         """Answer the next ``times`` (None: every) matching requests with this error."""
-        self._failures.append(_Failure(path_contains, status, errcode, error, method, user_id,
-                                       times, retry_after_ms))
+        self._failures.append(
+            _Failure(path_contains, status, errcode, error, method, user_id, times, retry_after_ms)
+        )
 
     def hold(self, path_contains: str) -> asyncio.Event:
         """Hold matching requests (after recording them) until the returned event is set."""
@@ -164,8 +170,9 @@ class FakeHomeserver:
 
     def calls_to(self, fragment: str, method: str | None = None) -> list[Call]:
         """Recorded calls whose path contains ``fragment``."""
-        return [c for c in self.calls
-                if fragment in c.path and (method is None or c.method == method)]
+        return [
+            c for c in self.calls if fragment in c.path and (method is None or c.method == method)
+        ]
 
     async def wait_for(self, predicate: Callable[[], bool], within: float = 10.0) -> None:
         """Wait (without polling) until ``predicate`` holds after some call arrived or ended."""
@@ -211,8 +218,14 @@ class FakeHomeserver:
             except ValueError:
                 bad_json = True
         user_id = request.query.get("user_id", self.bot)
-        call = Call(request.method, request.path, dict(request.query), body, user_id,
-                    request.headers.get("Authorization"))
+        call = Call(
+            request.method,
+            request.path,
+            dict(request.query),
+            body,
+            user_id,
+            request.headers.get("Authorization"),
+        )
         self.calls.append(call)
         await self._notify()
         try:
@@ -266,9 +279,9 @@ class FakeHomeserver:
                 continue
             if failure.times is not None:
                 failure.times -= 1
-            extra = {} if failure.retry_after_ms is None else {
-                "retry_after_ms": failure.retry_after_ms
-            }
+            extra = (
+                {} if failure.retry_after_ms is None else {"retry_after_ms": failure.retry_after_ms}
+            )
             raise MatrixError(failure.status, failure.errcode, failure.error, **extra)
 
     def _in_namespace(self, user_id: str) -> bool:
@@ -297,8 +310,9 @@ class FakeHomeserver:
     def _new_id(self) -> str:
         return f"$ev{next(self._ids)}"
 
-    def _member(self, room: Room, sender: str, target: str, membership: str,
-                reason: str | None = None) -> None:
+    def _member(
+        self, room: Room, sender: str, target: str, membership: str, reason: str | None = None
+    ) -> None:
         room.members[target] = membership
         content: dict[str, Any] = {"membership": membership}
         if reason:
@@ -334,8 +348,16 @@ class FakeHomeserver:
         return web.json_response({"user_id": user_id})
 
     async def _capabilities(self, request: web.Request) -> web.Response:
-        return web.json_response({"capabilities": {"m.room_versions": {
-            "default": self.room_version, "available": {"11": "stable", "12": "stable"}}}})
+        return web.json_response(
+            {
+                "capabilities": {
+                    "m.room_versions": {
+                        "default": self.room_version,
+                        "available": {"11": "stable", "12": "stable"},
+                    }
+                }
+            }
+        )
 
     async def _create_room(self, request: web.Request) -> web.Response:
         call = self._call(request)
@@ -345,8 +367,14 @@ class FakeHomeserver:
         # As Synapse: from v12 the creator's power is implied and must not be listed; before
         # it, an override replacing `users` without the creator strips the creator's power.
         if version.isdigit() and int(version) >= 12 and call.user_id in users:
-            raise MatrixError(400, "M_BAD_JSON", f"Creator user {call.user_id} must not appear in content.users")
-        if users and not (version.isdigit() and int(version) >= 12) and users.get(call.user_id) != 100:
+            raise MatrixError(
+                400, "M_BAD_JSON", f"Creator user {call.user_id} must not appear in content.users"
+            )
+        if (
+            users
+            and not (version.isdigit() and int(version) >= 12)
+            and users.get(call.user_id) != 100
+        ):
             self.violations.append(f"room v{version} created without its creator at power 100")
         alias = None
         if body.get("room_alias_name"):
@@ -354,16 +382,24 @@ class FakeHomeserver:
             if alias in self.aliases:
                 raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
         join_rule = "public" if body.get("preset") == "public_chat" else "invite"
-        room = Room(f"!r{next(self._ids)}:{self.domain}", call.user_id, join_rule, alias,
-                    bool(body.get("is_direct")))
+        room = Room(
+            f"!r{next(self._ids)}:{self.domain}",
+            call.user_id,
+            join_rule,
+            alias,
+            bool(body.get("is_direct")),
+        )
         self.rooms[room.room_id] = room
-        self._event(room, Event(self._new_id(), "m.room.create", call.user_id,
-                                {"creator": call.user_id}, ""))
+        self._event(
+            room,
+            Event(self._new_id(), "m.room.create", call.user_id, {"creator": call.user_id}, ""),
+        )
         self._member(room, call.user_id, call.user_id, "join")
         for key, event_type in (("name", "m.room.name"), ("topic", "m.room.topic")):
             if body.get(key):
-                self._event(room, Event(self._new_id(), event_type, call.user_id,
-                                        {key: body[key]}, ""))
+                self._event(
+                    room, Event(self._new_id(), event_type, call.user_id, {key: body[key]}, "")
+                )
         for user_id in body.get("invite", []):
             self._member(room, call.user_id, user_id, "invite")
         if alias:
@@ -382,8 +418,9 @@ class FakeHomeserver:
             return web.json_response(done)
         room = self._room(request)
         self._require_joined(room, call.user_id)
-        event = self._event(room, Event(self._new_id(), request.match_info["event_type"],
-                                        call.user_id, call.body))
+        event = self._event(
+            room, Event(self._new_id(), request.match_info["event_type"], call.user_id, call.body)
+        )
         self._txns[(call.user_id, call.path)] = result = {"event_id": event.event_id}
         return web.json_response(result)
 
@@ -398,8 +435,10 @@ class FakeHomeserver:
         if target is None:
             raise MatrixError(404, "M_NOT_FOUND", "Event not found")
         target.redacted = True
-        event = self._event(room, Event(self._new_id(), "m.room.redaction", call.user_id,
-                                        call.body, redacts=target_id))
+        event = self._event(
+            room,
+            Event(self._new_id(), "m.room.redaction", call.user_id, call.body, redacts=target_id),
+        )
         self._txns[(call.user_id, call.path)] = result = {"event_id": event.event_id}
         return web.json_response(result)
 
@@ -412,8 +451,9 @@ class FakeHomeserver:
         current = room.state.get((event_type, state_key))
         if current is not None and current.content == call.body and current.sender == call.user_id:
             return web.json_response({"event_id": current.event_id})  # as Synapse: no-op
-        event = self._event(room, Event(self._new_id(), event_type, call.user_id, call.body,
-                                        state_key))
+        event = self._event(
+            room, Event(self._new_id(), event_type, call.user_id, call.body, state_key)
+        )
         return web.json_response({"event_id": event.event_id})
 
     async def _invite(self, request: web.Request) -> web.Response:

@@ -65,8 +65,7 @@ class TcpPostgres:
         if sslmode is None:
             sslmode = "require" if self.tls else "disable"
         return (
-            f"postgres://{USER}:{self.password}@127.0.0.1:{self.port}/{database}"
-            f"?sslmode={sslmode}"
+            f"postgres://{USER}:{self.password}@127.0.0.1:{self.port}/{database}?sslmode={sslmode}"
         )
 
     @property

@@ -20,13 +20,28 @@ def worker_tasks() -> set[str]:
 
 @pytest.mark.parametrize("background_workers", [True, False])
 async def test_background_workers_run_only_when_asked(
-    background_workers: bool, config: Config, dsn: str, aiohttp_client: Any, conn: asyncpg.Connection
+    background_workers: bool,
+    config: Config,
+    dsn: str,
+    aiohttp_client: Any,
+    conn: asyncpg.Connection,
 ) -> None:
-    client = await aiohttp_client(await init_app(config, dsn, background_workers=background_workers))
-    event = {"event_id": "$one", "type": "m.room.message", "room_id": "!r:localhost",
-             "sender": "@alice:localhost", "origin_server_ts": 1, "content": {"msgtype": "m.text", "body": "hi"}}
-    resp = await client.put("/_matrix/app/v1/transactions/1", json={"events": [event]},
-                            headers={"Authorization": f"Bearer {HS_TOKEN}"})
+    client = await aiohttp_client(
+        await init_app(config, dsn, background_workers=background_workers)
+    )
+    event = {
+        "event_id": "$one",
+        "type": "m.room.message",
+        "room_id": "!r:localhost",
+        "sender": "@alice:localhost",
+        "origin_server_ts": 1,
+        "content": {"msgtype": "m.text", "body": "hi"},
+    }
+    resp = await client.put(
+        "/_matrix/app/v1/transactions/1",
+        json={"events": [event]},
+        headers={"Authorization": f"Bearer {HS_TOKEN}"},
+    )
     assert resp.status == 200
     assert await conn.fetchval("SELECT count(*) FROM inbox WHERE event_id = '$one'") == 1
     if background_workers:

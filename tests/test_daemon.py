@@ -67,7 +67,10 @@ class Daemon:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "bridge", "run", "-c", str(self.config)],
-                cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, env=env,
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
             )
         asyncio.run(self._wait_ready())
 
@@ -77,7 +80,9 @@ class Daemon:
             while time.monotonic() < deadline:
                 assert self.proc is not None
                 if self.proc.poll() is not None:
-                    raise AssertionError(f"bridge exited {self.proc.returncode}:\n{self.log.read_text()}")
+                    raise AssertionError(
+                        f"bridge exited {self.proc.returncode}:\n{self.log.read_text()}"
+                    )
                 try:
                     async with http.get(f"{self.url}/_matrix/mau/ready") as resp:
                         if resp.status == 200:
@@ -140,19 +145,27 @@ def daemon() -> Iterator[Daemon]:
 
 def put_transaction(daemon: Daemon, txn_id: str, events: list[dict[str, Any]]) -> int:
     async def go() -> int:
-        async with aiohttp.ClientSession() as http, http.put(
-            f"{daemon.url}/_matrix/app/v1/transactions/{txn_id}",
-            json={"events": events},
-            headers={"Authorization": f"Bearer {HS_TOKEN}"},
-        ) as resp:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.put(
+                f"{daemon.url}/_matrix/app/v1/transactions/{txn_id}",
+                json={"events": events},
+                headers={"Authorization": f"Bearer {HS_TOKEN}"},
+            ) as resp,
+        ):
             return resp.status
 
     return asyncio.run(go())
 
 
 def event(n: int) -> dict[str, Any]:
-    return {"event_id": f"$d{n}", "type": "m.room.message", "room_id": "!room:localhost",
-            "sender": "@alice:localhost", "content": {"msgtype": "m.text", "body": str(n)}}
+    return {
+        "event_id": f"$d{n}",
+        "type": "m.room.message",
+        "room_id": "!room:localhost",
+        "sender": "@alice:localhost",
+        "content": {"msgtype": "m.text", "body": str(n)},
+    }
 
 
 async def fetch(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
@@ -214,7 +227,9 @@ def test_events_committed_then_killed_are_processed_once_after_restart(daemon: D
     async def wait_processed() -> list[asyncpg.Record]:
         deadline = time.monotonic() + DEADLINE
         while time.monotonic() < deadline:
-            rows = await fetch(daemon.dsn, "SELECT event_id, state, processed_at FROM inbox ORDER BY id")
+            rows = await fetch(
+                daemon.dsn, "SELECT event_id, state, processed_at FROM inbox ORDER BY id"
+            )
             if all(r["state"] != "pending" for r in rows):
                 return rows
             await asyncio.sleep(0.1)
@@ -237,7 +252,10 @@ def test_refuses_placeholder_tokens(tmp_path: Path) -> None:
     shutil.copy(ROOT / "config.example.yaml", path)
     result = subprocess.run(
         [sys.executable, "-m", "bridge", "run", "-c", str(path)],
-        capture_output=True, text=True, cwd=ROOT, timeout=DEADLINE,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=DEADLINE,
     )
     assert result.returncode == 2
     assert "appservice.as_token" in result.stderr
@@ -248,7 +266,10 @@ def test_users_add_and_list(daemon: Daemon) -> None:
     def bridge(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "bridge", *args, "-c", str(daemon.config)],
-            capture_output=True, text=True, cwd=ROOT, timeout=DEADLINE,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=DEADLINE,
         )
 
     added = bridge("users", "add", "--name", "Ann Example", "--avatar", "mxc://localhost/abc")

@@ -46,7 +46,10 @@ class BridgeProcess:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "bridge", "run", "-c", str(config), "--role", role, *args],
-                cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=env,
+                cwd=workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
             )
 
     def text(self) -> str:
@@ -84,10 +87,19 @@ class Deployment:
             appservice__database=dsn,
             appservice__reuse_port=True,
             appservice__database_pool_max=12,
-            appservice__inbox={"workers": 2, "poll_interval": 0.5, "retry_delay": 0.2,
-                               "max_attempts": 5},
-            appservice__outbox={"workers": 2, "poll_interval": 0.5, "request_timeout": 2.0,
-                                "lease_seconds": 4.0, "retry_delay": 0.2},
+            appservice__inbox={
+                "workers": 2,
+                "poll_interval": 0.5,
+                "retry_delay": 0.2,
+                "max_attempts": 5,
+            },
+            appservice__outbox={
+                "workers": 2,
+                "poll_interval": 0.5,
+                "request_timeout": 2.0,
+                "lease_seconds": 4.0,
+                "retry_delay": 0.2,
+            },
             logging__level="INFO",
             **overrides,
         )
@@ -167,11 +179,16 @@ def stream(portals: list[Any], rooms: range) -> list[dict[str, Any]]:
                     "m.new_content": dict(content),
                     "m.relates_to": {"rel_type": "m.replace", "event_id": original},
                 }
-            events.append({
-                "type": "m.room.message", "room_id": portal.room_id, "sender": portal.senders[0],
-                "content": content, "event_id": f"$m{n}-{seq}",
-                "origin_server_ts": 1_767_225_600_000 + seq * 1000,
-            })
+            events.append(
+                {
+                    "type": "m.room.message",
+                    "room_id": portal.room_id,
+                    "sender": portal.senders[0],
+                    "content": content,
+                    "event_id": f"$m{n}-{seq}",
+                    "origin_server_ts": 1_767_225_600_000 + seq * 1000,
+                }
+            )
     return events
 
 
@@ -181,9 +198,10 @@ async def send_stream(url: str, name: str, events: list[dict[str, Any]], sent: l
     connector = aiohttp.TCPConnector(force_close=True)
     async with aiohttp.ClientSession(connector=connector) as http:
         for n, start in enumerate(range(0, len(events), 10)):
-            body = {"events": events[start:start + 10]}
+            body = {"events": events[start : start + 10]}
             async with http.put(
-                f"{url}/_matrix/app/v1/transactions/{name}-{n}", json=body,
+                f"{url}/_matrix/app/v1/transactions/{name}-{n}",
+                json=body,
                 headers={"Authorization": f"Bearer {HS_TOKEN}"},
             ) as resp:
                 assert resp.status == 200, await resp.text()
@@ -223,9 +241,11 @@ async def test_intake_and_workers_in_separate_processes_survive_a_killed_worker(
         await asyncio.gather(*sending)
 
         async def all_processed() -> bool:
-            return bool(await conn.fetchval(
-                "SELECT count(*) = $1 AND bool_and(state = 'processed') FROM inbox", total
-            ))
+            return bool(
+                await conn.fetchval(
+                    "SELECT count(*) = $1 AND bool_and(state = 'processed') FROM inbox", total
+                )
+            )
 
         await until(all_processed, "every event processed", deployment)
         assert await conn.fetchval("SELECT count(*) FROM dead_letter") == 0, deployment.logs()
@@ -270,8 +290,15 @@ async def test_the_outbox_keeps_room_order_when_a_worker_dies_mid_request(
 
         async def enqueue(seq: int) -> None:
             items = [
-                OutboxItem(room, BOT, Send(room_id=room, event_type="m.room.message",
-                                           content={"msgtype": "m.text", "body": f"{room} {seq}"}))
+                OutboxItem(
+                    room,
+                    BOT,
+                    Send(
+                        room_id=room,
+                        event_type="m.room.message",
+                        content={"msgtype": "m.text", "body": f"{room} {seq}"},
+                    ),
+                )
                 for room in rooms
             ]
             async with conn.transaction():
@@ -281,8 +308,9 @@ async def test_the_outbox_keeps_room_order_when_a_worker_dies_mid_request(
             await enqueue(seq)
         # The victim's lane is stuck in a request: kill the process holding its lease.
         await hs.wait_for(lambda: bool(hs.calls_to(f"/rooms/{victim_room}/send/")))
-        owner = await conn.fetchval("SELECT lease_owner FROM outbox_lane WHERE lane = $1",
-                                    victim_room)
+        owner = await conn.fetchval(
+            "SELECT lease_owner FROM outbox_lane WHERE lane = $1", victim_room
+        )
         match = re.match(r"bridge worker (\d+)\.", owner or "")
         assert match, owner
         victim = next(w for w in workers if w.proc.pid == int(match.group(1)))
@@ -294,10 +322,12 @@ async def test_the_outbox_keeps_room_order_when_a_worker_dies_mid_request(
             await enqueue(seq)
 
         async def all_sent() -> bool:
-            return bool(await conn.fetchval(
-                "SELECT count(*) = $1 AND bool_and(state = 'sent') FROM outbox",
-                per_room * len(rooms),
-            ))
+            return bool(
+                await conn.fetchval(
+                    "SELECT count(*) = $1 AND bool_and(state = 'sent') FROM outbox",
+                    per_room * len(rooms),
+                )
+            )
 
         await until(all_sent, "every action sent", deployment)
         for room in rooms:
@@ -325,9 +355,23 @@ def start_supervisor(deployment: Deployment, log: Path, *args: str) -> subproces
     env["PYTHONPATH"] = str(ROOT)
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "bridge", "run", "-c", str(deployment.config),
-             "--role", "intake", "--processes", "2", *args],
-            cwd=deployment.workdir, stdout=out, stderr=subprocess.STDOUT, env=env,
+            [
+                sys.executable,
+                "-m",
+                "bridge",
+                "run",
+                "-c",
+                str(deployment.config),
+                "--role",
+                "intake",
+                "--processes",
+                "2",
+                *args,
+            ],
+            cwd=deployment.workdir,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
 
 
@@ -349,16 +393,20 @@ async def test_processes_share_the_port_and_one_that_dies_is_started_again(
         await until(lambda: listening(2), "two processes listening", deployment)
         pids = [int(p) for p in re.findall(r"Started intake process \d \(pid (\d+)\)", text())]
         assert len(pids) == 2
-        assert f"Started intake process 1 (pid {pids[1]}), metrics on 127.0.0.1:{metrics + 1}" \
+        assert (
+            f"Started intake process 1 (pid {pids[1]}), metrics on 127.0.0.1:{metrics + 1}"
             in text()
+        )
         async with aiohttp.ClientSession() as http:
             url = f"http://127.0.0.1:{deployment.intake_port}/_matrix/mau/ready"
             async with http.get(url) as resp:
                 assert resp.status == 200
             # Each child counts what it answered; together, every transaction once.
             await put_transactions(deployment.intake_port, 8, "p")
-            counts = [(await scrape(http, port)).get(OK_TRANSACTIONS, 0) for port in
-                      (metrics, metrics + 1)]
+            counts = [
+                (await scrape(http, port)).get(OK_TRANSACTIONS, 0)
+                for port in (metrics, metrics + 1)
+            ]
             assert sum(counts) == 8
         os.kill(pids[0], signal.SIGKILL)
         await until(lambda: listening(3), "the killed process started again", deployment)
@@ -411,7 +459,8 @@ async def put_transactions(port: int, count: int, prefix: str) -> None:
         for n in range(count):
             async with http.put(
                 f"http://127.0.0.1:{port}/_matrix/app/v1/transactions/{prefix}{n}",
-                json={"events": []}, headers={"Authorization": f"Bearer {HS_TOKEN}"},
+                json={"events": []},
+                headers={"Authorization": f"Bearer {HS_TOKEN}"},
             ) as resp:
                 assert resp.status == 200, await resp.text()
 

@@ -1,5 +1,6 @@
-"""Static checks in the suite, so CI runs them: mypy (strict, as pyproject.toml sets it) on the
-bridge, and vulture for dead code (configured in pyproject.toml, exceptions in
+"""Static checks in the suite, so CI runs them: ruff (lint and format) on the bridge, the
+benchmarks and the tests, mypy (strict, as pyproject.toml sets it) on the bridge, and vulture
+for dead code (configured in pyproject.toml, exceptions in
 vulture_whitelist.py)."""
 
 from __future__ import annotations
@@ -21,8 +22,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=600,
+        [sys.executable, "-m", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
         check=False,
+    )
+
+
+def test_ruff_lint_and_format_pass() -> None:
+    linted = run("ruff", "check", "bridge", "bench", "tests")
+    assert linted.returncode == 0, f"ruff check:\n{linted.stdout}{linted.stderr}"
+    formatted = run("ruff", "format", "--check", "bridge", "bench", "tests")
+    assert formatted.returncode == 0, (
+        f"ruff format --check (run `ruff format bridge bench tests`):\n{formatted.stdout}"
     )
 
 
@@ -52,12 +66,16 @@ def test_no_dead_code(tmp_path: Path) -> None:
     fields.write_text("".join(f"_.{name}\n" for name in struct_fields()))
     paths = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["vulture"]["paths"]
     found = run("vulture", *paths, str(fields))
-    assert found.returncode == 0, f"vulture (unused code; whitelist in vulture_whitelist.py if a framework calls it):\n{found.stdout}{found.stderr}"
+    assert found.returncode == 0, (
+        f"vulture (unused code; whitelist in vulture_whitelist.py if a framework calls it):\n{found.stdout}{found.stderr}"
+    )
 
 
 def test_the_dead_code_check_finds_dead_code(tmp_path: Path) -> None:
     module = tmp_path / "dead.py"
-    module.write_text("def used() -> int:\n    return 1\n\n\ndef forgotten() -> int:\n    return used()\n")
+    module.write_text(
+        "def used() -> int:\n    return 1\n\n\ndef forgotten() -> int:\n    return used()\n"
+    )
     found = run("vulture", str(module))
     assert found.returncode != 0
     assert "unused function 'forgotten'" in found.stdout and "'used'" not in found.stdout
@@ -84,7 +102,9 @@ def test_rest_handlers_leave_transactions_to_the_services() -> None:
         if (lines := connection_calls(path.read_text()))
     }
     assert found == {}
-    assert connection_calls("async def f(db):\n    async with db.transaction() as c:\n        pass\n") == [2]
+    assert connection_calls(
+        "async def f(db):\n    async with db.transaction() as c:\n        pass\n"
+    ) == [2]
 
 
 def test_modules_that_start_a_command_import_on_their_own() -> None:
@@ -92,7 +112,11 @@ def test_modules_that_start_a_command_import_on_their_own() -> None:
     does), each loads without an import cycle through the REST package."""
     for module in ("bridge.own_key", "bridge.registration", "bridge.demo.prepare"):
         found = subprocess.run(
-            [sys.executable, "-c", f"import {module}"], cwd=ROOT, capture_output=True, text=True,
-            timeout=120, check=False,
+            [sys.executable, "-c", f"import {module}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         assert found.returncode == 0, f"{module}:\n{found.stderr}"

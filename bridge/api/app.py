@@ -153,9 +153,7 @@ def _sub_app(ctx: ApiContext, service: Service) -> web.Application:
     middleware = (
         problem_middleware(checks)
         if service.problems
-        else error_middleware(
-            render, messages=HTTP_MESSAGES, prepare=start_request, checks=checks
-        )
+        else error_middleware(render, messages=HTTP_MESSAGES, prepare=start_request, checks=checks)
     )
     app = web.Application(middlewares=[middleware])
     app.add_routes([route for _, route in routes])

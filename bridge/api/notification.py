@@ -70,9 +70,7 @@ class NotificationApi:
         oldest_first = query.sortBy in _OLDEST_FIRST
         after = None if query.cursor is UNSET else decode(query.cursor)
         window = Window(limit=page.limit, offset=page.offset, after=after)
-        found = await self._notifications.notifications_page(
-            me, window, oldest_first=oldest_first
-        )
+        found = await self._notifications.notifications_page(me, window, oldest_first=oldest_first)
         tail = found.rows[-1] if found.rows else None
         position = (tail.created_at, tail.id) if tail else None
         return Reply(

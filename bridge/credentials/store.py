@@ -209,4 +209,3 @@ class CredentialStore:
             limit,
         )
         return [_credential(r) for r in rows]
-

@@ -77,9 +77,7 @@ class WakeupListener:
                 await self._task
             self._task = None
 
-    def _on_notification(
-        self, _conn: object, _pid: int, channel: str, payload: object
-    ) -> None:
+    def _on_notification(self, _conn: object, _pid: int, channel: str, payload: object) -> None:
         with_payload = self._payload_handlers.get(channel)
         if with_payload is not None:
             self.received += 1
@@ -99,8 +97,7 @@ class WakeupListener:
                 await self._listen()
             except _TRANSIENT as exc:
                 log.warning(
-                    "Wake-up listener lost its connection (%s); polling until it is back in "
-                    "%.0f s",
+                    "Wake-up listener lost its connection (%s); polling until it is back in %.0f s",
                     exc,
                     delay,
                 )

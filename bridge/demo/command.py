@@ -368,12 +368,16 @@ def add_parser(
         help="print the report as one JSON object on stdout (progress goes to stderr)",
     )
     parser.add_argument(
-        "--port", type=_port, default=None,
+        "--port",
+        type=_port,
+        default=None,
         help=f"the bridge's port in a new demo (default: {PREFERRED_BRIDGE_PORT} if free; "
         "0: any free port)",
     )
     parser.add_argument(
-        "--homeserver-port", type=_port, default=None,
+        "--homeserver-port",
+        type=_port,
+        default=None,
         help=f"Synapse's port in a new demo (default: {PREFERRED_HOMESERVER_PORT} if free; "
         "0: any free port)",
     )

@@ -80,7 +80,6 @@ _CONVERSATION_JSON = f"""
 """
 
 
-
 def _page_columns(limit: str, at: str, order: str, table: str, fields: str) -> str:
     """What both statements answer besides their total, from their ``keys`` (the page's and
     one more), ``page`` and ``tail`` (the page's last row): whether more follow, how many rows
@@ -136,7 +135,8 @@ WITH keys AS (
 SELECT (SELECT count(*) FROM conversation_participant mine
         JOIN conversation c ON c.id = mine.conversation_id
         WHERE mine.user_id = $1 AND c.is_active) AS total,{
-    _page_columns("$2", "at", "k.at DESC, k.id DESC", "conversation", _CONVERSATION_JSON)}
+    _page_columns("$2", "at", "k.at DESC, k.id DESC", "conversation", _CONVERSATION_JSON)
+}
 """
 
 

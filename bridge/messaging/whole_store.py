@@ -61,8 +61,7 @@ class MessagingWholeLists:
         conds = _conversation_filters(p, filters)
         source = (
             "FROM conversation_participant mine JOIN conversation c "
-            f"ON c.id = mine.conversation_id WHERE mine.user_id = {user} AND "
-            + " AND ".join(conds)
+            f"ON c.id = mine.conversation_id WHERE mine.user_id = {user} AND " + " AND ".join(conds)
         )
         return await read_whole(
             conn,

@@ -89,9 +89,7 @@ class NetworkingService:
     ) -> tuple[list[ConnectionRequest], int]:
         """:meth:`list_requests_page` in a transaction of its own (page and total agree)."""
         async with self._db.transaction() as conn:
-            return await self.list_requests_page(
-                conn, user_id, filters, limit=limit, offset=offset
-            )
+            return await self.list_requests_page(conn, user_id, filters, limit=limit, offset=offset)
 
     @asynccontextmanager
     async def all_connections(self, user_id: uuid.UUID) -> AsyncIterator[WholeList[Connection]]:

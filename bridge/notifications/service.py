@@ -148,9 +148,7 @@ class NotificationService:
         await self.announce(conn, created)
         return created
 
-    def prepare(
-        self, requests: Sequence[Notify]
-    ) -> builtins.list[builtins.list[Notification]]:
+    def prepare(self, requests: Sequence[Notify]) -> builtins.list[builtins.list[Notification]]:
         """The notifications of the requests, not yet stored: a group per request (its users
         deduplicated; none for a request without users). 400 for a title with nothing
         visible in it."""

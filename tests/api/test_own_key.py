@@ -180,7 +180,8 @@ def test_set_scalars_adds_missing_sections_and_keeps_the_rest() -> None:
     nested = "api:\n  enabled: true\n  jwt: ~  # tokens\nlogging:\n  level: INFO\n"
     out = set_scalars(nested, ["api", "jwt"], {"algorithm": "RS256"})
     assert yaml.safe_load(out) == {
-        "api": {"enabled": True, "jwt": {"algorithm": "RS256"}}, "logging": {"level": "INFO"},
+        "api": {"enabled": True, "jwt": {"algorithm": "RS256"}},
+        "logging": {"level": "INFO"},
     }
     assert "jwt:  # tokens" in out
     odd = set_scalars("api:\n  jwt:\n    secret:\n", ["api", "jwt"], {"secret": "a: b #c"})

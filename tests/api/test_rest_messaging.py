@@ -247,7 +247,10 @@ async def test_admin_posts_as_another_sender_and_backdates(api: Api) -> None:
     )
     # A user's sentAt is refused: the server stamps it.
     status, body = await api.call(
-        "POST", MSG, ann, json={"conversationId": conversation["id"], "content": "x", "sentAt": when}
+        "POST",
+        MSG,
+        ann,
+        json={"conversationId": conversation["id"], "content": "x", "sentAt": when},
     )
     assert_error(status, body, 400, "sentAt")
     mine = await post(api, ann, conversation["id"], "now")

@@ -106,12 +106,20 @@ async def test_a_title_of_removable_characters_is_refused(api: Api) -> None:
     admin, ann = uuid.uuid4(), await api.person("Ann")
     for title in ("\u200b\u0000\u2028", "\x07 \t", "   ", ""):
         status, body = await api.call(
-            "POST", NOTE, admin, json={"notification": {"userIds": [str(ann)], "title": title}}, admin=True
+            "POST",
+            NOTE,
+            admin,
+            json={"notification": {"userIds": [str(ann)], "title": title}},
+            admin=True,
         )
         assert_error(status, body, 400, "notification.title")
     _, listed = await api.call("GET", NOTE, ann)
     assert listed["notifications"] == []
     status, body = await api.call(
-        "POST", NOTE, admin, json={"notification": {"userIds": [str(ann)], "title": "\u200bHi\u2060"}}, admin=True
+        "POST",
+        NOTE,
+        admin,
+        json={"notification": {"userIds": [str(ann)], "title": "\u200bHi\u2060"}},
+        admin=True,
     )  # (a NUL is refused as it arrives: no text field takes one)
     assert status == 201 and body["notifications"][0]["title"] == "Hi"

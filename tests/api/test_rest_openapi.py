@@ -45,8 +45,6 @@ def operation(document: dict[str, Any], operation_id: str) -> dict[str, Any]:
     raise KeyError(operation_id)
 
 
-
-
 async def test_the_document_is_valid_openapi_and_matches_the_routes(
     document: dict[str, Any], db: Database, services: ApiServices
 ) -> None:
@@ -139,9 +137,10 @@ async def test_the_connection_gate_is_documented_where_it_refuses(document: dict
         assert "NotConnected" in refused["description"]
         example = refused["content"]["application/json"]["examples"]["NotConnected"]["value"]
         assert example["status"] == 403 and "connection request" in example["message"]
-    assert "NotConnected" not in operation(document, "getConversation")["responses"]["403"][
-        "description"
-    ]
+    assert (
+        "NotConnected"
+        not in operation(document, "getConversation")["responses"]["403"]["description"]
+    )
 
 
 async def test_the_common_routes_are_on_each_service(document: dict[str, Any]) -> None:

@@ -59,7 +59,9 @@ async def test_unread_by_and_deleted_for_filter_messages(api: Api) -> None:
     mine = await post(api, bob, conversation, "bob's")
 
     async def listed(user: uuid.UUID, **params: str) -> list[str]:
-        status, body = await api.call("GET", MSG, user, params={"conversationId": conversation, **params})
+        status, body = await api.call(
+            "GET", MSG, user, params={"conversationId": conversation, **params}
+        )
         assert status == 200, body
         return [m["id"] for m in body["messages"]]
 
@@ -73,7 +75,9 @@ async def test_unread_by_and_deleted_for_filter_messages(api: Api) -> None:
     assert await listed(ann, deletedFor=str(ann)) == []
     # Someone else's reading or hiding: administrators only.
     assert_error(*await api.call("GET", MSG, ann, params={"unreadBy": str(bob)}), 403, "unreadBy")
-    assert_error(*await api.call("GET", MSG, ann, params={"deletedFor": str(bob)}), 403, "deletedFor")
+    assert_error(
+        *await api.call("GET", MSG, ann, params={"deletedFor": str(bob)}), 403, "deletedFor"
+    )
     status, body = await api.call(
         "GET", MSG, ann, params={"conversationId": conversation, "deletedFor": str(bob)}, admin=True
     )
@@ -92,7 +96,9 @@ async def test_common_routes_on_each_service(api: Api) -> None:
     me = uuid.uuid4()
     token = hs_token(me, name="Ann Lee", sid="session-42", roles=["admin"])
     for prefix in ("/messaging-api", "/networking-api", "/notification-api"):
-        resp = await api.client.get(f"{prefix}/currentuser", headers={"Authorization": f"Bearer {token}"})
+        resp = await api.client.get(
+            f"{prefix}/currentuser", headers={"Authorization": f"Bearer {token}"}
+        )
         assert resp.status == 200
         assert await resp.json() == {
             "sessionId": "session-42", "userId": str(me), "fullname": "Ann Lee",
@@ -109,11 +115,15 @@ async def test_common_routes_on_each_service(api: Api) -> None:
     assert "notifications.send" in {p["permissionName"] for p in admin_granted}
     status, body = await api.call("GET", "/messaging-api/permissions/messaging.admin", me)
     assert status == 200 and body == {"canDo": False, "exceptions": []}
-    status, body = await api.call("GET", "/messaging-api/permissions/messaging.admin", me, admin=True)
+    status, body = await api.call(
+        "GET", "/messaging-api/permissions/messaging.admin", me, admin=True
+    )
     assert body == {"canDo": True, "exceptions": []}
     status, body = await api.call("GET", "/messaging-api/permissions/no.such", me, admin=True)
     assert body == {"canDo": False, "exceptions": []}
-    assert_error(*await api.call("GET", "/messaging-api/permissions/%24bad", me), 400, "permissionName")
+    assert_error(
+        *await api.call("GET", "/messaging-api/permissions/%24bad", me), 400, "permissionName"
+    )
 
 
 async def test_connection_request_answers(api: Api) -> None:
@@ -156,7 +166,9 @@ async def test_a_deleted_request_stays_deleted(api: Api) -> None:
         assert got["connectionRequest"]["status"] == "rejected"
     _, rejected = await api.call("POST", REQ, cat, json={"receiverUserId": str(bob)})
     answered_id = rejected["connectionRequest"]["id"]
-    status, answered = await api.call("PATCH", f"{REQ}/{answered_id}", bob, json={"status": "rejected"})
+    status, answered = await api.call(
+        "PATCH", f"{REQ}/{answered_id}", bob, json={"status": "rejected"}
+    )
     assert status == 200 and answered["connectionRequest"]["isActive"] is True
     _, listed = await api.call("GET", REQ, bob, params={"status": "rejected"})
     assert {r["id"]: r["isActive"] for r in listed["connectionRequests"]} == {
@@ -190,7 +202,10 @@ async def test_fields_the_server_owns_are_named(api: Api) -> None:
     _, body = await api.call("POST", REQ, ann, json={"receiverUserId": str(uuid.uuid4())})
     conversation = (await direct(api, ann, bob))["id"]
     status, body = await api.call(
-        "POST", MSG, ann, json={"conversationId": conversation, "content": "x", "readBy": [str(ann)]}
+        "POST",
+        MSG,
+        ann,
+        json={"conversationId": conversation, "content": "x", "readBy": [str(ann)]},
     )
     assert_error(status, body, 400, "readBy")
     status, body = await api.call(
@@ -198,7 +213,9 @@ async def test_fields_the_server_owns_are_named(api: Api) -> None:
         json={"conversationId": conversation, "content": "x", "sentAt": "2024-01-01T00:00:00Z"},
     )  # fmt: skip
     assert_error(status, body, 400, "sentAt")
-    _, asked = await api.call("POST", REQ, ann, json={"receiverUserId": str(await api.person("Cy"))})
+    _, asked = await api.call(
+        "POST", REQ, ann, json={"receiverUserId": str(await api.person("Cy"))}
+    )
     path = f"{REQ}/{asked['connectionRequest']['id']}"
     status, body = await api.call(
         "PATCH", path, ann, json={"status": "accepted", "respondedAt": "2024-01-01T00:00:00Z"}
@@ -233,7 +250,9 @@ async def test_deleting_a_conversation_hides_it_for_all(api: Api) -> None:
         assert listed["paging"]["totalRowCount"] == 0
         _, got = await api.call("GET", f"{CONV}/{conversation}", user)
         assert got["conversation"]["isActive"] is False
-    status, body = await api.call("POST", MSG, ann, json={"conversationId": conversation, "content": "hi?"})
+    status, body = await api.call(
+        "POST", MSG, ann, json={"conversationId": conversation, "content": "hi?"}
+    )
     assert_error(status, body, 409, "deleted")
     again = await direct(api, ann, bob)  # the pair may start over
     assert again["id"] != conversation and again["isActive"] is True

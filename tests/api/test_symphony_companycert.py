@@ -205,9 +205,7 @@ async def test_what_the_service_refuses_from_an_administrator(pod_bed: PodBed) -
     assert_error(
         *await pod_bed.call("POST", CREATE, admin=True, json=only_type), 400, "attributes.type"
     )
-    assert_error(
-        *await pod_bed.call("POST", f"{CERTS}/type/list", admin=True, json=[]), 400, "one"
-    )
+    assert_error(*await pod_bed.call("POST", f"{CERTS}/type/list", admin=True, json=[]), 400, "one")
     await pod_bed.store(ca, "USERSIGNING", "TRUSTED")
     update = f"{CERTS}/{ca.fingerprint}/update"
     assert_error(*await pod_bed.call("POST", update, admin=True, json={}), 400, "nothing")

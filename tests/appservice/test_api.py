@@ -163,11 +163,15 @@ async def test_oversized_chunked_body_is_413(client: TestClient) -> None:
 # --- durable intake ---------------------------------------------------------------------------
 
 
-async def test_transaction_is_stored_before_200(client: TestClient, conn: asyncpg.Connection) -> None:
+async def test_transaction_is_stored_before_200(
+    client: TestClient, conn: asyncpg.Connection
+) -> None:
     events = [message(1), message(2, "!other:localhost"), message(3)]
     resp = await client.put(f"{TXN}/txn1", json={"events": events}, headers=AUTH)
     assert resp.status == 200
-    rows = await conn.fetch("SELECT event_id, lane, kind, event_type, sender, event FROM inbox ORDER BY id")
+    rows = await conn.fetch(
+        "SELECT event_id, lane, kind, event_type, sender, event FROM inbox ORDER BY id"
+    )
     assert [r["event_id"] for r in rows] == ["$event1", "$event2", "$event3"]
     assert [r["lane"] for r in rows] == ["!room:localhost", "!other:localhost", "!room:localhost"]
     assert {r["kind"] for r in rows} == {"pdu"}
@@ -176,8 +180,15 @@ async def test_transaction_is_stored_before_200(client: TestClient, conn: asyncp
     assert (txn["txn_id"], txn["event_count"]) == ("txn1", 3)
 
 
-async def test_same_transaction_twice_stores_once(client: TestClient, conn: asyncpg.Connection) -> None:
-    body = {"events": [message(1), message(2)], "ephemeral": [{"type": "m.typing", "room_id": "!room:localhost", "content": {"user_ids": []}}]}
+async def test_same_transaction_twice_stores_once(
+    client: TestClient, conn: asyncpg.Connection
+) -> None:
+    body = {
+        "events": [message(1), message(2)],
+        "ephemeral": [
+            {"type": "m.typing", "room_id": "!room:localhost", "content": {"user_ids": []}}
+        ],
+    }
     for _ in range(2):
         resp = await client.put(f"{TXN}/7", json=body, headers=AUTH)
         assert resp.status == 200
@@ -185,7 +196,9 @@ async def test_same_transaction_twice_stores_once(client: TestClient, conn: asyn
     assert await conn.fetchval("SELECT count(*) FROM appservice_txn") == 1
 
 
-async def test_same_events_under_new_txn_id_store_once(client: TestClient, conn: asyncpg.Connection) -> None:
+async def test_same_events_under_new_txn_id_store_once(
+    client: TestClient, conn: asyncpg.Connection
+) -> None:
     resp = await client.put(f"{TXN}/1", json={"events": [message(1), message(2)]}, headers=AUTH)
     assert resp.status == 200
     # As after a Synapse restart on SQLite: ids start again, events partly the same.
@@ -222,7 +235,9 @@ async def test_malformed_events_are_dead_lettered_with_reason(
         resp = await client.put(f"{TXN}/bad", json=body, headers=AUTH)
         assert resp.status == 200
     assert await inbox_ids(conn) == ["$event1", "$event2"]
-    dead = await conn.fetch("SELECT source, event_id, txn_id, error, payload FROM dead_letter ORDER BY id")
+    dead = await conn.fetch(
+        "SELECT source, event_id, txn_id, error, payload FROM dead_letter ORDER BY id"
+    )
     assert len(dead) == 4
     assert {d["source"] for d in dead} == {"intake"}
     assert {d["txn_id"] for d in dead} == {"bad"}
@@ -236,18 +251,26 @@ async def test_malformed_events_are_dead_lettered_with_reason(
     assert json.loads(dead[0]["payload"]) == "not an object"
 
 
-async def test_ephemeral_events_under_either_key(client: TestClient, conn: asyncpg.Connection) -> None:
+async def test_ephemeral_events_under_either_key(
+    client: TestClient, conn: asyncpg.Connection
+) -> None:
     receipt = {
         "type": "m.receipt",
         "room_id": "!room:localhost",
         "content": {"$event1": {"m.read": {"@alice:localhost": {"ts": 1}}}},
     }
-    typing = {"type": "m.typing", "room_id": "!room:localhost", "content": {"user_ids": ["@a:localhost"]}}
+    typing = {
+        "type": "m.typing",
+        "room_id": "!room:localhost",
+        "content": {"user_ids": ["@a:localhost"]},
+    }
     presence = {"type": "m.presence", "sender": "@a:localhost", "content": {"presence": "online"}}
     resp = await client.put(f"{TXN}/s", json={"events": [], "ephemeral": [receipt]}, headers=AUTH)
     assert resp.status == 200
     resp = await client.put(
-        f"{TXN}/u", json={"events": [], "de.sorunome.msc2409.ephemeral": [typing, presence]}, headers=AUTH
+        f"{TXN}/u",
+        json={"events": [], "de.sorunome.msc2409.ephemeral": [typing, presence]},
+        headers=AUTH,
     )
     assert resp.status == 200
     # Synapse with both keys enabled sends the same list twice: stored once.
@@ -272,7 +295,9 @@ async def test_identical_edus_in_one_transaction_are_both_kept(
     client: TestClient, conn: asyncpg.Connection
 ) -> None:
     typing = {"type": "m.typing", "room_id": "!room:localhost", "content": {"user_ids": []}}
-    resp = await client.put(f"{TXN}/t", json={"events": [], "ephemeral": [typing, typing]}, headers=AUTH)
+    resp = await client.put(
+        f"{TXN}/t", json={"events": [], "ephemeral": [typing, typing]}, headers=AUTH
+    )
     assert resp.status == 200
     resp = await client.put(f"{TXN}/t2", json={"events": [], "ephemeral": [typing]}, headers=AUTH)
     assert resp.status == 200
@@ -284,7 +309,15 @@ async def test_unstable_extension_keys_do_not_break_anything(
 ) -> None:
     body = {
         "events": [message(1)],
-        "de.sorunome.msc2409.to_device": [{"type": "m.room_key_request", "sender": "@a:localhost", "to_user_id": "@_pn_bot:localhost", "to_device_id": "X", "content": {}}],
+        "de.sorunome.msc2409.to_device": [
+            {
+                "type": "m.room_key_request",
+                "sender": "@a:localhost",
+                "to_user_id": "@_pn_bot:localhost",
+                "to_device_id": "X",
+                "content": {},
+            }
+        ],
         "org.matrix.msc3202.device_lists": {"changed": ["@a:localhost"], "left": []},
         "org.matrix.msc3202.device_one_time_keys_count": {},
         "org.matrix.msc3202.device_unused_fallback_key_types": {},
@@ -317,7 +350,13 @@ class RecordingDirectory:
 
     async def lookup_users(self, fields: Any) -> list[dict[str, Any]]:
         self.asked.append(("users", dict(fields)))
-        return [{"userid": "@_pn_known:localhost", "protocol": "professional-network", "fields": dict(fields)}]
+        return [
+            {
+                "userid": "@_pn_known:localhost",
+                "protocol": "professional-network",
+                "fields": dict(fields),
+            }
+        ]
 
     async def lookup_locations(self, fields: Any) -> list[dict[str, Any]]:
         self.asked.append(("locations", dict(fields)))
@@ -333,7 +372,9 @@ class RecordingDirectory:
 
 
 @pytest.fixture
-async def directory_client(config: Config, dsn: str, aiohttp_client: Any) -> tuple[TestClient, RecordingDirectory]:
+async def directory_client(
+    config: Config, dsn: str, aiohttp_client: Any
+) -> tuple[TestClient, RecordingDirectory]:
     directory = RecordingDirectory()
     return await aiohttp_client(await init_app(config, dsn, directory=directory)), directory
 
@@ -363,7 +404,10 @@ async def test_alias_query(directory_client: Any) -> None:
     assert resp.status == 200
     resp = await client.get("/rooms/%23_pn_conv_other:localhost", headers=AUTH)
     await assert_error(resp, 404, "M_NOT_FOUND")
-    assert directory.asked == [("alias", "#_pn_conv_known:localhost"), ("alias", "#_pn_conv_other:localhost")]
+    assert directory.asked == [
+        ("alias", "#_pn_conv_known:localhost"),
+        ("alias", "#_pn_conv_other:localhost"),
+    ]
 
 
 async def test_empty_directory_answers_404(client: TestClient) -> None:
@@ -382,14 +426,18 @@ async def test_ping(client: TestClient) -> None:
 
 
 async def test_thirdparty_protocol_shape(client: TestClient) -> None:
-    resp = await client.get("/_matrix/app/v1/thirdparty/protocol/professional-network", headers=AUTH)
+    resp = await client.get(
+        "/_matrix/app/v1/thirdparty/protocol/professional-network", headers=AUTH
+    )
     assert resp.status == 200
     body = await resp.json()
     assert body["user_fields"] == ["userid"]
     assert body["location_fields"] == ["conversationid"]
     for field in body["user_fields"] + body["location_fields"]:
         assert set(body["field_types"][field]) == {"regexp", "placeholder"}
-    assert body["instances"] and all({"desc", "fields", "network_id"} <= set(i) for i in body["instances"])
+    assert body["instances"] and all(
+        {"desc", "fields", "network_id"} <= set(i) for i in body["instances"]
+    )
     resp = await client.get("/_matrix/app/v1/thirdparty/protocol/other", headers=AUTH)
     await assert_error(resp, 404, "M_NOT_FOUND")
 
@@ -401,11 +449,15 @@ async def test_thirdparty_lookups(directory_client: Any) -> None:
     )
     assert resp.status == 200
     assert (await resp.json())[0]["userid"] == "@_pn_known:localhost"
-    resp = await client.get("/_matrix/app/v1/thirdparty/location/professional-network", headers=AUTH)
+    resp = await client.get(
+        "/_matrix/app/v1/thirdparty/location/professional-network", headers=AUTH
+    )
     assert await resp.json() == []
     resp = await client.get("/_matrix/app/v1/thirdparty/user?userid=@a:localhost", headers=AUTH)
     assert await resp.json() == []
-    resp = await client.get("/_matrix/app/v1/thirdparty/location?alias=%23a:localhost", headers=AUTH)
+    resp = await client.get(
+        "/_matrix/app/v1/thirdparty/location?alias=%23a:localhost", headers=AUTH
+    )
     assert await resp.json() == []
     resp = await client.get("/_matrix/app/v1/thirdparty/user", headers=AUTH)
     await assert_error(resp, 400, "M_MISSING_PARAM")
@@ -436,7 +488,11 @@ async def test_unstorable_characters_are_dead_lettered_not_500(
     nul = message(1) | {"content": {"body": "a\u0000b"}}
     lone = '{"event_id":"$s","type":"m.room.message","room_id":"!r:localhost","sender":"@a:localhost","content":{"body":"\\ud800"}}'
     bad_type = message(3) | {"type": "m.\u0000evil"}
-    body = '{"events":[' + ",".join([json.dumps(nul), lone, json.dumps(bad_type), json.dumps(message(4))]) + "]}"
+    body = (
+        '{"events":['
+        + ",".join([json.dumps(nul), lone, json.dumps(bad_type), json.dumps(message(4))])
+        + "]}"
+    )
     resp = await client.put(f"{TXN}/nul", data=body.encode(), headers=AUTH)
     assert resp.status == 200, await resp.text()
     assert await inbox_ids(conn) == ["$event4"]
@@ -451,11 +507,16 @@ async def test_unstorable_characters_are_dead_lettered_not_500(
     resp = await client.put(f"{TXN}/emoji", data=emoji.encode(), headers=AUTH)
     assert resp.status == 200
     stored = await conn.fetchval("SELECT event FROM inbox WHERE event_id = '$e'")
-    assert json.loads(stored)["content"]["body"] == "\U0001F600 ok"
+    assert json.loads(stored)["content"]["body"] == "\U0001f600 ok"
 
 
-async def test_stored_pdu_is_the_event_as_sent(client: TestClient, conn: asyncpg.Connection) -> None:
-    event = message(7) | {"unsigned": {"age": 12}, "content": {"body": "héllo ✓", "formatted_body": "<b>x</b>"}}
+async def test_stored_pdu_is_the_event_as_sent(
+    client: TestClient, conn: asyncpg.Connection
+) -> None:
+    event = message(7) | {
+        "unsigned": {"age": 12},
+        "content": {"body": "héllo ✓", "formatted_body": "<b>x</b>"},
+    }
     resp = await client.put(f"{TXN}/exact", json={"events": [message(6), event]}, headers=AUTH)
     assert resp.status == 200
     stored = await conn.fetchval("SELECT event FROM inbox WHERE event_id = '$event7'")

@@ -514,14 +514,26 @@ def test_unreachable_installation_is_run_from_a_reachable_copy() -> None:
         assert BINARY_CACHE in found.parents
         assert reachable_binaries(install / "bin", identity) == found  # copied once, reused
         version = subprocess.run(
-            [str(found / "postgres"), "--version"], capture_output=True, text=True,
-            user=identity.uid, group=identity.gid, extra_groups=[], check=True, timeout=30,
+            [str(found / "postgres"), "--version"],
+            capture_output=True,
+            text=True,
+            user=identity.uid,
+            group=identity.gid,
+            extra_groups=[],
+            check=True,
+            timeout=30,
         )
         assert "PostgreSQL" in version.stdout
         # initdb loads the bundled libraries too (the copy must keep their relative place).
         subprocess.run(
-            [str(found / "initdb"), "--version"], capture_output=True, text=True,
-            user=identity.uid, group=identity.gid, extra_groups=[], check=True, timeout=30,
+            [str(found / "initdb"), "--version"],
+            capture_output=True,
+            text=True,
+            user=identity.uid,
+            group=identity.gid,
+            extra_groups=[],
+            check=True,
+            timeout=30,
         )
     finally:
         shutil.rmtree(private, ignore_errors=True)

@@ -47,7 +47,9 @@ async def test_the_bridge_runs_on_a_server_over_tcp_with_sslmode_from_the_url(
         try:
             async with db.acquire() as conn:
                 assert await check_schema(conn) == head_revision()
-                ssl = await conn.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                ssl = await conn.fetchval(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+                )
                 assert ssl is encrypted
                 name = await conn.fetchval("SELECT current_setting('application_name')")
                 assert name == "bridge test"
@@ -96,7 +98,9 @@ async def test_commits_of_other_processes_wake_the_listener_and_its_own_do_not(
         await asyncio.wait_for(listener.listening.wait(), 10)
         await until(lambda: woken == {INBOX_CHANNEL: 1, OUTBOX_CHANNEL: 1})  # on connecting
         other = await asyncpg.connect(tcp_dsn, server_settings={"application_name": "intake B"})
-        own = await asyncpg.connect(tcp_dsn, server_settings={"application_name": "bridge worker A"})
+        own = await asyncpg.connect(
+            tcp_dsn, server_settings={"application_name": "bridge worker A"}
+        )
         try:
             async with other.transaction():
                 await insert_inbox(other, "$1")
@@ -174,9 +178,12 @@ async def test_revision_0007_goes_down_and_up_again(tcp_pg_server: TcpPostgres) 
         try:
             await conn.execute("INSERT INTO outbox_lane (lane) VALUES ('!r:localhost')")
             await asyncio.to_thread(command.downgrade, config, "0006")
-            assert await conn.fetchval(
-                "SELECT count(*) FROM pg_trigger WHERE tgname IN ('inbox_notify', 'outbox_notify')"
-            ) == 0
+            assert (
+                await conn.fetchval(
+                    "SELECT count(*) FROM pg_trigger WHERE tgname IN ('inbox_notify', 'outbox_notify')"
+                )
+                == 0
+            )
             await asyncio.to_thread(command.upgrade, config, "0007")
             row = await conn.fetchrow("SELECT lease, lease_owner FROM outbox_lane")
             assert (row["lease"], row["lease_owner"]) == (None, None)  # a free lane

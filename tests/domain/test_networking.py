@@ -16,7 +16,9 @@ async def pair(conn: asyncpg.Connection, services: Services) -> tuple:
     return ann, bob
 
 
-async def test_duplicate_request_raises_counter(conn: asyncpg.Connection, services: Services) -> None:
+async def test_duplicate_request_raises_counter(
+    conn: asyncpg.Connection, services: Services
+) -> None:
     ann, bob = await pair(conn, services)
     first, created = await services.networking.send_request(conn, ann, bob, message="hi")
     again, created_again = await services.networking.send_request(conn, ann, bob)
@@ -27,10 +29,15 @@ async def test_duplicate_request_raises_counter(conn: asyncpg.Connection, servic
     assert again.message == "hi"
     assert first.seen_from(ann) == "PENDING_OUTGOING" and first.seen_from(bob) == "PENDING_INCOMING"
     assert await conn.fetchval("SELECT count(*) FROM connection_request") == 1
-    assert await conn.fetchval("SELECT count(*) FROM notification WHERE kind = 'connection_request'") == 1
+    assert (
+        await conn.fetchval("SELECT count(*) FROM notification WHERE kind = 'connection_request'")
+        == 1
+    )
 
 
-async def test_only_receiver_answers_only_sender_cancels(conn: asyncpg.Connection, services: Services) -> None:
+async def test_only_receiver_answers_only_sender_cancels(
+    conn: asyncpg.Connection, services: Services
+) -> None:
     ann, bob = await pair(conn, services)
     request, _ = await services.networking.send_request(conn, ann, bob)
     with pytest.raises(Forbidden):
@@ -47,7 +54,9 @@ async def test_only_receiver_answers_only_sender_cancels(conn: asyncpg.Connectio
         await services.networking.send_request(conn, ann, bob)
 
 
-async def test_reject_cancel_and_request_again(conn: asyncpg.Connection, services: Services) -> None:
+async def test_reject_cancel_and_request_again(
+    conn: asyncpg.Connection, services: Services
+) -> None:
     ann, bob = await pair(conn, services)
     request, _ = await services.networking.send_request(conn, ann, bob)
     rejected = await services.networking.reject(conn, receiver=bob, request_id=request.id)

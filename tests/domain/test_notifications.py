@@ -27,7 +27,9 @@ async def test_a_group_whose_title_cleans_to_nothing_still_notifies(
     conn: asyncpg.Connection, services: Services
 ) -> None:
     ann, bob, cat = await people(conn, services, "Ann", "Bob", "Cat")
-    group = await services.messaging.create_group(conn, ann, [bob, cat], title="\u200b", origin=Origin.NETWORK)
+    group = await services.messaging.create_group(
+        conn, ann, [bob, cat], title="\u200b", origin=Origin.NETWORK
+    )
     await services.messaging.post(conn, ann, group.id, NewMessage("hi"), origin=Origin.NETWORK)
     titles = {r["title"] for r in await conn.fetch("SELECT title FROM notification")}
     assert titles == {"New message"}

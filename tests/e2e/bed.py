@@ -483,24 +483,42 @@ class Network:
         user_id = uuid.uuid4()
         await self._inbox.fetch(
             "INSERT INTO network_user (id, display_name, avatar_url) VALUES ($1, $2, $3)",
-            user_id, name, avatar,
+            user_id,
+            name,
+            avatar,
         )
         return user_id
 
     def _cli_add_user(self, name: str, avatar: str | None) -> uuid.UUID | None:
-        argv = [sys.executable, "-m", "bridge", "users", "add",
-                "-c", str(self._bridge.config_path), "--name", name]
+        argv = [
+            sys.executable,
+            "-m",
+            "bridge",
+            "users",
+            "add",
+            "-c",
+            str(self._bridge.config_path),
+            "--name",
+            name,
+        ]
         if avatar:
             argv += ["--avatar", avatar]
         done = subprocess.run(
-            argv, cwd=self._bridge.cwd, env=self._bridge.env, capture_output=True, text=True,
-            timeout=120, check=False,
+            argv,
+            cwd=self._bridge.cwd,
+            env=self._bridge.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         if done.returncode == 0:
             return uuid.UUID(done.stdout.strip().splitlines()[-1])
         if _CLI_REFUSAL in done.stdout + done.stderr:
             return None
-        raise RuntimeError(f"bridge users add failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        raise RuntimeError(
+            f"bridge users add failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+        )
 
     async def identity_of(self, matrix_user_id: str, name: str | None = None) -> uuid.UUID:
         """The network identity of a Matrix user, made now if the bridge has not made it yet."""
@@ -510,7 +528,9 @@ class Network:
                 INSERT INTO network_user (id, display_name, matrix_user_id) VALUES ($1, $2, $3)
                 ON CONFLICT (matrix_user_id) DO NOTHING
                 """,
-                uuid.uuid4(), name or matrix_user_id[1:].split(":", 1)[0], matrix_user_id,
+                uuid.uuid4(),
+                name or matrix_user_id[1:].split(":", 1)[0],
+                matrix_user_id,
             )
             user_id: uuid.UUID = await conn.fetchval(
                 "SELECT id FROM network_user WHERE matrix_user_id = $1", matrix_user_id
@@ -528,7 +548,9 @@ class Network:
         low, high = sorted((a, b))
         await self._inbox.fetch(
             "INSERT INTO connection (id, user_low, user_high) VALUES ($1, $2, $3)",
-            uuid.uuid4(), low, high,
+            uuid.uuid4(),
+            low,
+            high,
         )
 
     async def group(
@@ -542,7 +564,10 @@ class Network:
                 INSERT INTO conversation (id, is_group, title, topic, created_by)
                 VALUES ($1, true, $2, $3, $4)
                 """,
-                conversation_id, title, topic, created_by,
+                conversation_id,
+                title,
+                topic,
+                created_by,
             )
             await conn.executemany(
                 "INSERT INTO conversation_participant (conversation_id, user_id) VALUES ($1, $2)",
@@ -560,7 +585,8 @@ async def logged_in(homeserver_url: str, user: str, password: str) -> AsyncItera
     client = ClientAPI(base_url=homeserver_url)
     try:
         await client.login(
-            identifier=UserIdentifier(MatrixUserIdentifier(user=user)), password=password,
+            identifier=UserIdentifier(MatrixUserIdentifier(user=user)),
+            password=password,
             store_access_token=True,
         )
         yield client
@@ -579,7 +605,8 @@ async def register_user(homeserver: SynapseProcess, localpart: str, password: st
     except RegistrationError as exc:
         raise AssertionError(str(exc)) from None
     return ClientAPI(
-        mxid=UserID(registered["user_id"]), base_url=homeserver.url,
+        mxid=UserID(registered["user_id"]),
+        base_url=homeserver.url,
         token=registered["access_token"],
     )
 
@@ -607,7 +634,8 @@ async def wait_membership(
         return seen[0] == membership
 
     await wait_until(
-        reached, within=within,
+        reached,
+        within=within,
         what=lambda: f"{user_id} to be {membership} in {room_id} (is {seen[0]})",
     )
 
@@ -615,7 +643,8 @@ async def wait_membership(
 async def timeline(client: ClientAPI, room_id: RoomID, limit: int = 100) -> list[dict[str, Any]]:
     """The room's latest ``limit`` events as ``client`` sees them (``/messages``), oldest first."""
     page = await client.api.request(
-        Method.GET, ApiPath.v3.rooms[room_id].messages,
+        Method.GET,
+        ApiPath.v3.rooms[room_id].messages,
         query_params={"dir": "b", "limit": str(limit)},
     )
     assert isinstance(page, dict)
@@ -695,7 +724,11 @@ class RestApi:
             await self._session.close()
 
     def token(
-        self, user_id: uuid.UUID | str, *, name: str | None = None, admin: bool = False,
+        self,
+        user_id: uuid.UUID | str,
+        *,
+        name: str | None = None,
+        admin: bool = False,
         lifetime: float = 600,
     ) -> str:
         import jwt  # PyJWT, a dependency of the bridge
@@ -724,7 +757,11 @@ class RestApi:
         if as_user is not None:
             headers["Authorization"] = f"Bearer {self.token(as_user, admin=admin)}"
         async with self._session.request(
-            method, f"{self.base_url}{path}", headers=headers, json=json_body, params=params,
+            method,
+            f"{self.base_url}{path}",
+            headers=headers,
+            json=json_body,
+            params=params,
             timeout=aiohttp.ClientTimeout(total=30),
         ) as resp:
             text = await resp.text()
@@ -737,12 +774,14 @@ class RestApi:
     async def get(self, path: str, *, as_user: uuid.UUID | str | None, **kw: Any) -> RestReply:
         return await self.call("GET", path, as_user=as_user, **kw)
 
-    async def post(self, path: str, body: Any, *, as_user: uuid.UUID | str | None,
-                   **kw: Any) -> RestReply:
+    async def post(
+        self, path: str, body: Any, *, as_user: uuid.UUID | str | None, **kw: Any
+    ) -> RestReply:
         return await self.call("POST", path, as_user=as_user, json_body=body, **kw)
 
-    async def patch(self, path: str, body: Any, *, as_user: uuid.UUID | str | None,
-                    **kw: Any) -> RestReply:
+    async def patch(
+        self, path: str, body: Any, *, as_user: uuid.UUID | str | None, **kw: Any
+    ) -> RestReply:
         return await self.call("PATCH", path, as_user=as_user, json_body=body, **kw)
 
     async def delete(self, path: str, *, as_user: uuid.UUID | str | None, **kw: Any) -> RestReply:
@@ -777,6 +816,7 @@ async def invite_of(client: ClientAPI, room_id: str) -> dict[str, Any] | None:
 
 async def wait_invite(client: ClientAPI, room_id: str, *, within: float = 30) -> dict[str, Any]:
     """Poll ``/sync`` until the client is invited to ``room_id``; its invite event."""
+
     async def invited() -> dict[str, Any] | None:
         return await invite_of(client, room_id)
 

@@ -171,9 +171,19 @@ def bridge_setup(e2e_root: Path) -> tuple[BridgeProcess, Path]:
     registration = bridge_dir / "registration.yaml"
     env = child_env(PYTHONPATH=str(REPO_ROOT))
     _run(
-        [sys.executable, "-m", "bridge", "generate-registration",
-         "-c", str(config_path), "-r", str(registration)],
-        cwd=bridge_dir, env=env, what="bridge generate-registration",
+        [
+            sys.executable,
+            "-m",
+            "bridge",
+            "generate-registration",
+            "-c",
+            str(config_path),
+            "-r",
+            str(registration),
+        ],
+        cwd=bridge_dir,
+        env=env,
+        what="bridge generate-registration",
     )
     config = yaml.safe_load(config_path.read_text())  # now with the generated tokens
     bridge = BridgeProcess(
@@ -202,9 +212,7 @@ def synapse(e2e_root: Path, bridge_setup: tuple[BridgeProcess, Path]) -> Iterato
             files, server_name=SERVER_NAME, port=port, app_service_config_files=[registration]
         ),
     )
-    proc = SynapseProcess(
-        files, port=port, log_path=e2e_root / "synapse.log", label="e2e"
-    )
+    proc = SynapseProcess(files, port=port, log_path=e2e_root / "synapse.log", label="e2e")
     PROCESSES.append(proc)
     try:
         proc.start()
@@ -216,9 +224,20 @@ def synapse(e2e_root: Path, bridge_setup: tuple[BridgeProcess, Path]) -> Iterato
             else [sys.executable, "-m", "synapse._scripts.register_new_matrix_user"]
         )
         _run(
-            [*register, "-c", str(files.config), "-u", ALICE, "-p", ALICE_PASSWORD,
-             "--no-admin", proc.url],
-            cwd=files.directory, env=child_env(), what="register_new_matrix_user",
+            [
+                *register,
+                "-c",
+                str(files.config),
+                "-u",
+                ALICE,
+                "-p",
+                ALICE_PASSWORD,
+                "--no-admin",
+                proc.url,
+            ],
+            cwd=files.directory,
+            env=child_env(),
+            what="register_new_matrix_user",
         )
         yield proc
     finally:
@@ -268,9 +287,7 @@ async def alice(homeserver: SynapseProcess) -> AsyncIterator[ClientAPI]:
 
 
 @pytest.fixture
-async def appservice(
-    homeserver: SynapseProcess, bridge: BridgeProcess
-) -> AsyncIterator[IntentAPI]:
+async def appservice(homeserver: SynapseProcess, bridge: BridgeProcess) -> AsyncIterator[IntentAPI]:
     """The bridge bot's mautrix intent: the as_token, acting as the bot (identity assertion)."""
     api = AppServiceAPI(
         base_url=homeserver.url,

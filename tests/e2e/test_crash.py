@@ -127,8 +127,14 @@ async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     room_id = await portal_room(alice, appservice, "crash safety")
 
     run = await restart_mid_stream(
-        alice=alice, bot=appservice, bridge=bridge, inbox=inbox, room_id=room_id,
-        messages=500, stop_after=150, kill=True,
+        alice=alice,
+        bot=appservice,
+        bridge=bridge,
+        inbox=inbox,
+        room_id=room_id,
+        messages=500,
+        stop_after=150,
+        kill=True,
     )
 
     assert run.exit_status == -9, f"the bridge did not die of SIGKILL (status {run.exit_status})"
@@ -148,8 +154,14 @@ async def test_sigterm_mid_stream_shuts_down_cleanly_and_loses_nothing(
     room_id = await portal_room(alice, appservice, "graceful restart")
 
     run = await restart_mid_stream(
-        alice=alice, bot=appservice, bridge=bridge, inbox=inbox, room_id=room_id,
-        messages=200, stop_after=60, kill=False,
+        alice=alice,
+        bot=appservice,
+        bridge=bridge,
+        inbox=inbox,
+        room_id=room_id,
+        messages=200,
+        stop_after=60,
+        kill=False,
     )
 
     assert run.exit_status == 0, f"the bridge exited with {run.exit_status} on SIGTERM"

@@ -67,8 +67,19 @@ def demo_dir() -> Iterator[Path]:
 
 def _argv(root: Path) -> list[str]:
     # Any free ports: 8008 and 29400, a new demo's usual ones, may be taken on a test machine.
-    return [sys.executable, "-m", "bridge", "demo", "--json", "--dir", str(root / "demo"),
-            "--port", "0", "--homeserver-port", "0"]
+    return [
+        sys.executable,
+        "-m",
+        "bridge",
+        "demo",
+        "--json",
+        "--dir",
+        str(root / "demo"),
+        "--port",
+        "0",
+        "--homeserver-port",
+        "0",
+    ]
 
 
 async def _start(root: Path, name: str) -> DemoRun:
@@ -77,8 +88,12 @@ async def _start(root: Path, name: str) -> DemoRun:
     began = time.monotonic()
     with stderr.open("wb") as err:
         proc = await asyncio.create_subprocess_exec(
-            *_argv(root), cwd=root, env=child_env(PYTHONPATH=str(REPO_ROOT)),
-            stdout=asyncio.subprocess.PIPE, stderr=err, stdin=asyncio.subprocess.DEVNULL,
+            *_argv(root),
+            cwd=root,
+            env=child_env(PYTHONPATH=str(REPO_ROOT)),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=err,
+            stdin=asyncio.subprocess.DEVNULL,
         )
     assert proc.stdout is not None
     try:
@@ -130,17 +145,24 @@ async def _nothing_left(run: DemoRun, root: Path) -> None:
         return not any(process_alive(p) for p in pids) and not _processes_using(root)
 
     await wait_until(
-        gone, within=STOP_TIMEOUT,
+        gone,
+        within=STOP_TIMEOUT,
         what=lambda: f"the demo's processes to exit: {_processes_using(root)}",
     )
 
 
 async def _rest(
-    session: aiohttp.ClientSession, report: dict[str, Any], method: str, path: str, token: str,
+    session: aiohttp.ClientSession,
+    report: dict[str, Any],
+    method: str,
+    path: str,
+    token: str,
     **kwargs: Any,
 ) -> dict[str, Any]:
     async with session.request(
-        method, f"{report['rest_url']}{path}", headers={"Authorization": f"Bearer {token}"},
+        method,
+        f"{report['rest_url']}{path}",
+        headers={"Authorization": f"Bearer {token}"},
         **kwargs,
     ) as resp:
         body = await resp.json()
@@ -168,9 +190,12 @@ async def _direct_room(client: ClientAPI, ghost: UserID) -> RoomID:
 
 async def _use_the_printed_credentials(report: dict[str, Any]) -> None:
     ann, ben = report["network_users"]
-    async with logged_in(
-        report["homeserver_url"], report["matrix_user"], report["matrix_password"]
-    ) as client, aiohttp.ClientSession(trust_env=False) as http:
+    async with (
+        logged_in(
+            report["homeserver_url"], report["matrix_user"], report["matrix_password"]
+        ) as client,
+        aiohttp.ClientSession(trust_env=False) as http,
+    ):
         # The seeded direct conversation, with its messages from both sides.
         room_id = await _direct_room(client, ghost_of(ann["id"]))
         theirs = await _bodies_from(client, room_id, ghost_of(ann["id"]))
@@ -178,11 +203,16 @@ async def _use_the_printed_credentials(report: dict[str, Any]) -> None:
         assert theirs[:2] == [text for from_matrix, text in DIRECT_MESSAGES if not from_matrix]
         assert mine[:2] == [text for from_matrix, text in DIRECT_MESSAGES if from_matrix]
         conversations = await _rest(
-            http, report, "GET", "/messaging-api/v1/conversations", ann["token"],
+            http,
+            report,
+            "GET",
+            "/messaging-api/v1/conversations",
+            ann["token"],
             params={"isGroup": "false"},
         )
         (direct,) = [
-            c for c in conversations["conversations"]
+            c
+            for c in conversations["conversations"]
             if report["matrix_network_id"] in c["participantIds"]
         ]
         # The group's portal room, and the notification in the management room.
@@ -197,7 +227,11 @@ async def _use_the_printed_credentials(report: dict[str, Any]) -> None:
 
         async def on_the_network() -> bool:
             found = await _rest(
-                http, report, "GET", "/messaging-api/v1/messages", ann["token"],
+                http,
+                report,
+                "GET",
+                "/messaging-api/v1/messages",
+                ann["token"],
                 params={"conversationId": direct["id"], "pageRowCount": "100"},
             )
             return any(m["content"] == text for m in found["messages"])
@@ -207,7 +241,11 @@ async def _use_the_printed_credentials(report: dict[str, Any]) -> None:
         # The network to Matrix: posted over REST as Ann, seen in the client.
         posted = f"from the REST API {time.time()}"
         await _rest(
-            http, report, "POST", "/messaging-api/v1/messages", ann["token"],
+            http,
+            report,
+            "POST",
+            "/messaging-api/v1/messages",
+            ann["token"],
             json={"conversationId": direct["id"], "content": posted},
         )
 
@@ -267,7 +305,8 @@ async def test_demo_cold_then_warm_then_after_a_crash(demo_dir: Path) -> None:
         )
         assert after_crash.report["matrix_user"] == cold.report["matrix_user"]
         async with logged_in(
-            after_crash.report["homeserver_url"], after_crash.report["matrix_user"],
+            after_crash.report["homeserver_url"],
+            after_crash.report["matrix_user"],
             after_crash.report["matrix_password"],
         ) as client:
             assert RoomID(after_crash.report["management_room"]) in await client.get_joined_rooms()
@@ -283,8 +322,11 @@ async def test_demo_cold_then_warm_then_after_a_crash(demo_dir: Path) -> None:
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
         done = await asyncio.create_subprocess_exec(
-            *_argv(demo_dir), cwd=demo_dir, env=child_env(PYTHONPATH=str(REPO_ROOT)),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            *_argv(demo_dir),
+            cwd=demo_dir,
+            env=child_env(PYTHONPATH=str(REPO_ROOT)),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(done.communicate(), READY_TIMEOUT)
     text = err.decode()

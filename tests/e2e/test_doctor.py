@@ -19,8 +19,9 @@ from tests.e2e.bed import BridgeProcess, SynapseProcess, free_port
 pytestmark = pytest.mark.e2e
 
 
-async def doctor(bridge: BridgeProcess, config: dict[str, Any] | None = None,
-                 tmp: Path | None = None) -> tuple[int, dict[str, Any]]:
+async def doctor(
+    bridge: BridgeProcess, config: dict[str, Any] | None = None, tmp: Path | None = None
+) -> tuple[int, dict[str, Any]]:
     """Run ``bridge doctor --json`` on the bed's config (or a changed copy of it)."""
     config_path = bridge.config_path
     registration = config_path.parent / "registration.yaml"
@@ -30,10 +31,19 @@ async def doctor(bridge: BridgeProcess, config: dict[str, Any] | None = None,
         config.setdefault("appservice", {})["embedded_data_dir"] = str(bridge.data_dir)
         config_path.write_text(yaml.safe_dump(config))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bridge", "doctor", "-c", str(config_path),
-        "-r", str(registration), "--json",
-        cwd=bridge.cwd, env=bridge.env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "bridge",
+        "doctor",
+        "-c",
+        str(config_path),
+        "-r",
+        str(registration),
+        "--json",
+        cwd=bridge.cwd,
+        env=bridge.env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 180)
     assert out, err.decode()
@@ -51,15 +61,19 @@ def changed(bridge: BridgeProcess, **sections: dict[str, Any]) -> dict[str, Any]
     return dict(config)
 
 
-async def test_doctor_passes_on_the_bed(
-    bridge: BridgeProcess, homeserver: SynapseProcess
-) -> None:
+async def test_doctor_passes_on_the_bed(bridge: BridgeProcess, homeserver: SynapseProcess) -> None:
     code, report = await doctor(bridge)
     checks = by_name(report)
     assert code == 0 and report["ok"], report
     assert list(checks) == [
-        "config", "registration", "homeserver", "appservice token", "ping", "database",
-        "jwt", "clock",
+        "config",
+        "registration",
+        "homeserver",
+        "appservice token",
+        "ping",
+        "database",
+        "jwt",
+        "clock",
     ]
     assert "reached the bridge" in checks["ping"]["detail"]
     assert "running bridge" in checks["database"]["detail"]
@@ -107,7 +121,10 @@ async def test_doctor_names_a_stopped_homeserver(
     checks = by_name(report)
     assert code == 1
     assert [name for name, c in checks.items() if not c["ok"]] == [
-        "homeserver", "appservice token", "ping", "clock"
+        "homeserver",
+        "appservice token",
+        "ping",
+        "clock",
     ]
     assert "start the homeserver" in checks["homeserver"]["fix"]
     assert checks["database"]["ok"] and checks["registration"]["ok"]
@@ -128,7 +145,7 @@ async def test_doctor_names_an_old_schema(
     checks = by_name(report)
     assert code == 1
     assert [n for n, c in checks.items() if not c["ok"]] == ["database"]
-    assert "0004" in checks["database"]["detail"] and head_revision() in checks["database"]["detail"]
+    assert (
+        "0004" in checks["database"]["detail"] and head_revision() in checks["database"]["detail"]
+    )
     assert "bridge migrate" in checks["database"]["fix"]
-
-

@@ -100,7 +100,8 @@ async def test_direct_chat_with_a_connection_bridges_messages(
     invite = await inbox.fetch(
         "SELECT state FROM inbox WHERE lane = $1 AND event_type = 'm.room.member' "
         "AND event->>'state_key' = $2 AND event->'content'->>'membership' = 'invite'",
-        room_id, ghost,
+        room_id,
+        ghost,
     )
     assert [r["state"] for r in invite] == ["processed"]
 
@@ -108,25 +109,31 @@ async def test_direct_chat_with_a_connection_bridges_messages(
         return str(await alice.send_message_event(room_id, event_type, cast(Any, content)))
 
     plain = await send({"msgtype": "m.text", "body": "hello bob"})
-    html = await send({
-        "msgtype": "m.text",
-        "body": "bold move",
-        "format": "org.matrix.custom.html",
-        "formatted_body": '<b>bold</b> move<script>alert("pwned")</script>'
-                          '<a href="javascript:alert(1)" onclick="x()">link</a>',
-    })
+    html = await send(
+        {
+            "msgtype": "m.text",
+            "body": "bold move",
+            "format": "org.matrix.custom.html",
+            "formatted_body": '<b>bold</b> move<script>alert("pwned")</script>'
+            '<a href="javascript:alert(1)" onclick="x()">link</a>',
+        }
+    )
     emote = await send({"msgtype": "m.emote", "body": "waves"})
-    edit = await send({
-        "msgtype": "m.text",
-        "body": "* hello again, bob",
-        "m.new_content": {"msgtype": "m.text", "body": "hello again, bob"},
-        "m.relates_to": {"rel_type": "m.replace", "event_id": plain},
-    })
-    reply = await send({
-        "msgtype": "m.text",
-        "body": "about that bold move",
-        "m.relates_to": {"m.in_reply_to": {"event_id": html}},
-    })
+    edit = await send(
+        {
+            "msgtype": "m.text",
+            "body": "* hello again, bob",
+            "m.new_content": {"msgtype": "m.text", "body": "hello again, bob"},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": plain},
+        }
+    )
+    reply = await send(
+        {
+            "msgtype": "m.text",
+            "body": "about that bold move",
+            "m.relates_to": {"m.in_reply_to": {"event_id": html}},
+        }
+    )
     thumbs = await send(
         {"m.relates_to": {"rel_type": "m.annotation", "event_id": emote, "key": "👍"}},
         EventType.REACTION,
@@ -140,8 +147,8 @@ async def test_direct_chat_with_a_connection_bridges_messages(
     redact_reaction = str(await alice.redact(room_id, EventID(withdrawn)))
 
     await _processed(
-        inbox, [plain, html, emote, edit, reply, thumbs, oops, withdrawn, redact_oops,
-                redact_reaction],
+        inbox,
+        [plain, html, emote, edit, reply, thumbs, oops, withdrawn, redact_oops, redact_reaction],
     )
 
     # Plain text, edited once: new content, editedAt, recordVersion 2; the edit is no message.
@@ -196,15 +203,22 @@ async def test_direct_chat_with_a_connection_bridges_messages(
 
     # A message from bob: sent in the room by his ghost, as the bridge would when bob posts on
     # the network, and recorded as the network's message with that event.
-    from_bob = str(await appservice.user(ghost).send_message_event(
-        room_id, EventType.ROOM_MESSAGE,
-        TextMessageEventContent(msgtype=MessageType.TEXT, body="hi alice"),
-    ))
+    from_bob = str(
+        await appservice.user(ghost).send_message_event(
+            room_id,
+            EventType.ROOM_MESSAGE,
+            TextMessageEventContent(msgtype=MessageType.TEXT, body="hi alice"),
+        )
+    )
     bobs_id = uuid.uuid4()
     await inbox.fetch(
         "INSERT INTO message (id, conversation_id, sender_id, content, sent_at, origin, event_id) "
         "VALUES ($1, $2, $3, 'hi alice', $4, 'network', $5)",
-        bobs_id, conversation_id, bob, datetime.now(UTC), from_bob,
+        bobs_id,
+        conversation_id,
+        bob,
+        datetime.now(UTC),
+        from_bob,
     )
     # Alice reads it: her read receipt (an ephemeral event) moves her read marker there.
     await alice.send_receipt(room_id, EventID(from_bob))
@@ -212,7 +226,8 @@ async def test_direct_chat_with_a_connection_bridges_messages(
     async def marker() -> asyncpg.Record | None:
         rows = await inbox.fetch(
             "SELECT * FROM read_marker WHERE conversation_id = $1 AND user_id = $2",
-            conversation_id, me,
+            conversation_id,
+            me,
         )
         return rows[0] if rows else None
 
@@ -222,7 +237,8 @@ async def test_direct_chat_with_a_connection_bridges_messages(
         "SELECT * FROM inbox WHERE lane = $1 AND event_type = 'm.receipt' ORDER BY id", room_id
     )
     mine = [
-        r for r in receipts
+        r
+        for r in receipts
         if from_bob in _event(r).get("content", {})
         and alice.mxid in _event(r)["content"][from_bob].get("m.read", {})
     ]
@@ -247,11 +263,14 @@ async def test_direct_chat_with_a_stranger_sends_a_connection_request(
     # A direct chat with the ghost, the invite carrying a reason (as a client's "invite with a
     # message" does: the member event itself, with is_direct and reason).
     room_id = await erin.create_room(name=None)
-    invite = str(await erin.send_state_event(
-        room_id, EventType.ROOM_MEMBER,
-        cast(Any, {"membership": "invite", "is_direct": True, "reason": "Let's work together"}),
-        state_key=ghost,
-    ))
+    invite = str(
+        await erin.send_state_event(
+            room_id,
+            EventType.ROOM_MEMBER,
+            cast(Any, {"membership": "invite", "is_direct": True, "reason": "Let's work together"}),
+            state_key=ghost,
+        )
+    )
     await _processed(inbox, [invite])
 
     me = await network.find_identity(erin.mxid)
@@ -267,10 +286,14 @@ async def test_direct_chat_with_a_stranger_sends_a_connection_request(
     assert request["request_counter"] == 1
     # No conversation yet, no portal, no connection.
     assert await inbox.fetch("SELECT 1 FROM portal WHERE room_id = $1", room_id) == []
-    assert await inbox.fetch(
-        "SELECT 1 FROM connection WHERE $1 IN (user_low, user_high) AND $2 IN (user_low, user_high)",
-        me, carl,
-    ) == []
+    assert (
+        await inbox.fetch(
+            "SELECT 1 FROM connection WHERE $1 IN (user_low, user_high) AND $2 IN (user_low, user_high)",
+            me,
+            carl,
+        )
+        == []
+    )
 
     # The bot opens a management room with erin (she had none) and tells her there.
     async def management_room() -> str | None:
@@ -279,9 +302,9 @@ async def test_direct_chat_with_a_stranger_sends_a_connection_request(
         )
         return room
 
-    mgmt = RoomID(await wait_until(
-        management_room, within=STEP, what=f"a management room for {erin.mxid}"
-    ))
+    mgmt = RoomID(
+        await wait_until(management_room, within=STEP, what=f"a management room for {erin.mxid}")
+    )
 
     async def invited() -> bool:
         sync = await erin.sync(timeout=0)
@@ -296,7 +319,8 @@ async def test_direct_chat_with_a_stranger_sends_a_connection_request(
     sent = await inbox.fetch(
         "SELECT action, state FROM outbox WHERE lane = $1 AND action = 'send' "
         "AND payload->'content'->>'body' = $2",
-        mgmt, body,
+        mgmt,
+        body,
     )
     assert [(r["action"], r["state"]) for r in sent] == [("send", "sent")]
     created = await inbox.fetch(
@@ -327,9 +351,9 @@ async def test_joining_a_conversation_alias_creates_its_portal(
     conversation_id = await network.group(
         dana, [dana, eve, me], title="Quarterly planning", topic="Numbers and plans"
     )
-    assert await inbox.fetch(
-        "SELECT 1 FROM portal WHERE conversation_id = $1", conversation_id
-    ) == []
+    assert (
+        await inbox.fetch("SELECT 1 FROM portal WHERE conversation_id = $1", conversation_id) == []
+    )
 
     room_id = await alice.join_room(portal_alias(conversation_id), max_retries=0)
 
@@ -348,16 +372,20 @@ async def test_joining_a_conversation_alias_creates_its_portal(
     assert {ghost_of(dana), ghost_of(eve), alice.mxid, BOT_MXID} <= set(members)
     ghosts = await inbox.fetch(
         "SELECT user_id, network_user_id, registered_at FROM ghost "
-        "WHERE network_user_id = ANY($1::uuid[])", [dana, eve],
+        "WHERE network_user_id = ANY($1::uuid[])",
+        [dana, eve],
     )
     assert {r["user_id"] for r in ghosts} == {ghost_of(dana), ghost_of(eve)}
     assert all(r["registered_at"] is not None for r in ghosts)
-    assert members[ghost_of(dana)].displayname and "Dana Group" in members[ghost_of(dana)].displayname
+    assert (
+        members[ghost_of(dana)].displayname and "Dana Group" in members[ghost_of(dana)].displayname
+    )
     # Alice's join reaches the bridge and changes nothing: she was a participant already.
     joins = await inbox.fetch(
         "SELECT event_id FROM inbox WHERE lane = $1 AND event_type = 'm.room.member' "
         "AND event->>'state_key' = $2",
-        room_id, alice.mxid,
+        room_id,
+        alice.mxid,
     )
     assert joins
     await inbox.wait_processed([r["event_id"] for r in joins], within=STEP)
@@ -398,8 +426,18 @@ async def test_management_room_answers_commands(
         return body, index
 
     body, index = await command("help", lambda text: text.startswith("Commands:"), welcome + 1)
-    for name in ("whoami", "connect <user> [message]", "requests", "accept", "reject", "cancel",
-                 "connections", "disconnect", "notifications", "seen"):
+    for name in (
+        "whoami",
+        "connect <user> [message]",
+        "requests",
+        "accept",
+        "reject",
+        "cancel",
+        "connections",
+        "disconnect",
+        "notifications",
+        "seen",
+    ):
         assert name in body
 
     body, index = await command("whoami", lambda text: text.startswith("You are"), index + 1)
@@ -417,6 +455,9 @@ async def test_management_room_answers_commands(
     assert str(requests[0]["id"]) in body and "Frank Target" in body
 
     # Every answer is an m.notice from the bot, and nothing else came from it.
-    from_bot = [e for e in await timeline(carol, room_id)
-                if e["sender"] == BOT_MXID and e["type"] == "m.room.message"]
+    from_bot = [
+        e
+        for e in await timeline(carol, room_id)
+        if e["sender"] == BOT_MXID and e["type"] == "m.room.message"
+    ]
     assert len(from_bot) == len(await notices(carol, room_id)) == index + 1

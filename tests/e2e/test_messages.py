@@ -47,6 +47,4 @@ async def test_messages_reach_the_inbox_in_order_and_are_processed(
         "SELECT DISTINCT txn_id FROM appservice_txn WHERE txn_id = ANY($1::text[])", txn_ids
     )
     assert sorted(r["txn_id"] for r in recorded) == txn_ids
-    assert not await inbox.fetch(
-        "SELECT 1 FROM dead_letter WHERE event_id = ANY($1::text[])", sent
-    )
+    assert not await inbox.fetch("SELECT 1 FROM dead_letter WHERE event_id = ANY($1::text[])", sent)

@@ -103,9 +103,7 @@ async def _event_from(
 
 async def _raw_event(client: ClientAPI, room_id: RoomID, event_id: str) -> dict[str, Any]:
     """``GET /rooms/{roomId}/event/{eventId}`` as the client sees it, unparsed."""
-    event = await client.api.request(
-        Method.GET, ApiPath.v3.rooms[room_id].event[EventID(event_id)]
-    )
+    event = await client.api.request(Method.GET, ApiPath.v3.rooms[room_id].event[EventID(event_id)])
     assert isinstance(event, dict)
     return event
 
@@ -162,9 +160,7 @@ async def _open_portal(
         await first(bob, conversation_id)
 
     async def portal_row() -> asyncpg.Record | None:
-        rows = await inbox.fetch(
-            "SELECT * FROM portal WHERE conversation_id = $1", conversation_id
-        )
+        rows = await inbox.fetch("SELECT * FROM portal WHERE conversation_id = $1", conversation_id)
         return rows[0] if rows else None
 
     portal = await wait_until(
@@ -181,7 +177,8 @@ async def _post(
     rest: RestApi, sender: uuid.UUID, conversation_id: uuid.UUID, content: str, **extra: Any
 ) -> dict[str, Any]:
     reply = await rest.post(
-        MESSAGES, {"conversationId": str(conversation_id), "content": content, **extra},
+        MESSAGES,
+        {"conversationId": str(conversation_id), "content": content, **extra},
         as_user=sender,
     )
     assert reply.status == 201, reply.body
@@ -217,9 +214,7 @@ async def test_rest_conversation_and_message_reach_the_matrix_user(
         # Before the portal room exists: the send waits for it in the conversation's lane.
         posted.append(await _post(rest, bob, conversation_id, "Hello Alice, from the network"))
 
-    p = await _open_portal(
-        new_matrix_user, inbox, network, rest, "Creates", first=post_at_once
-    )
+    p = await _open_portal(new_matrix_user, inbox, network, rest, "Creates", first=post_at_once)
     alice, ghost = p.alice, ghost_of(p.bob)
     [message] = posted
 
@@ -238,7 +233,8 @@ async def test_rest_conversation_and_message_reach_the_matrix_user(
 
     # Bob's message: his ghost sent it after joining, and the row got the Matrix event id.
     event = await _event_from(
-        alice, p.room_id,
+        alice,
+        p.room_id,
         lambda e: e["type"] == "m.room.message" and e["sender"] == ghost,
         what="bob's message from his ghost",
     )
@@ -250,11 +246,15 @@ async def test_rest_conversation_and_message_reach_the_matrix_user(
         uuid.UUID(message["id"]),
     )
     assert (row[0]["origin"], row[0]["sender_id"], row[0]["conversation_id"]) == (
-        "network", p.bob, p.conversation_id,
+        "network",
+        p.bob,
+        p.conversation_id,
     )
     sends = await _outbox(
-        inbox, "lane = $1 AND action = 'send' AND payload->>'message_id' = $2",
-        f"conv:{p.conversation_id}", message["id"],
+        inbox,
+        "lane = $1 AND action = 'send' AND payload->>'message_id' = $2",
+        f"conv:{p.conversation_id}",
+        message["id"],
     )
     assert [(r["sender"], r["state"], r["attempts"]) for r in sends] == [(ghost, "sent", 0)]
     assert _json(sends[0]["result"]) == {"event_id": event["event_id"], "room_id": p.room_id}
@@ -265,15 +265,21 @@ async def test_rest_conversation_and_message_reach_the_matrix_user(
         ("send", ghost, "sent"),
     ]
     assert _json(lane[0]["result"])["room_id"] == p.room_id
-    ghost_events = [e["event_id"] for e in await timeline(alice, p.room_id)
-                    if e["sender"] == ghost and e["type"] == "m.room.message"]
+    ghost_events = [
+        e["event_id"]
+        for e in await timeline(alice, p.room_id)
+        if e["sender"] == ghost and e["type"] == "m.room.message"
+    ]
     assert ghost_events == [event["event_id"]]
     # The ghost's own message comes back to the bridge as an echo, and changes nothing.
     echo = await inbox.wait_processed([event["event_id"]], within=STEP)
     assert echo[0]["state"] == "ignored"
-    assert await inbox.fetchval(
-        "SELECT count(*) FROM message WHERE conversation_id = $1", p.conversation_id
-    ) == 1
+    assert (
+        await inbox.fetchval(
+            "SELECT count(*) FROM message WHERE conversation_id = $1", p.conversation_id
+        )
+        == 1
+    )
 
 
 # ---------------------------------------------------------------------------- 2. Matrix replies
@@ -292,9 +298,9 @@ async def test_matrix_reply_in_a_rest_made_portal_shows_in_the_rest_list(
         "body": "Yes, here from Matrix",
         "m.relates_to": {"m.in_reply_to": {"event_id": first_event}},
     }
-    reply_event = str(await alice.send_message_event(
-        p.room_id, EventType.ROOM_MESSAGE, cast(Any, content)
-    ))
+    reply_event = str(
+        await alice.send_message_event(p.room_id, EventType.ROOM_MESSAGE, cast(Any, content))
+    )
     await _processed(inbox, [reply_event])
 
     listed = await rest.get(
@@ -316,24 +322,30 @@ async def test_matrix_reply_in_a_rest_made_portal_shows_in_the_rest_list(
         (reply["id"], "matrix", p.me)
     ]
     # Alice's own words are not echoed back into the room by a ghost or the bot.
-    from_bridge = await _outbox(
-        inbox, "lane = $1 AND action = 'send'", f"conv:{p.conversation_id}"
-    )
+    from_bridge = await _outbox(inbox, "lane = $1 AND action = 'send'", f"conv:{p.conversation_id}")
     assert [_json(r["payload"]).get("message_id") for r in from_bridge] == [first["id"]]
     # The same list, filtered by sender, through the REST API's filters.
     mine = await rest.get(
-        MESSAGES, as_user=p.bob,
+        MESSAGES,
+        as_user=p.bob,
         params={"conversationId": str(p.conversation_id), "senderUserId": str(p.me)},
     )
     assert [m["id"] for m in mine.data("messages")] == [reply["id"]]
 
     # Bob answers her over REST, replying to her message and mentioning her: in Matrix the
     # reply points at her event and the mention names her MXID (not a ghost of hers).
-    answer = await _post(rest, p.bob, p.conversation_id, "Great, Alice!",
-                         replyToMessageId=reply["id"], mentions=[str(p.me)])
+    answer = await _post(
+        rest,
+        p.bob,
+        p.conversation_id,
+        "Great, Alice!",
+        replyToMessageId=reply["id"],
+        mentions=[str(p.me)],
+    )
     assert answer["replyToMessageId"] == reply["id"]
     answered = await _event_from(
-        alice, p.room_id,
+        alice,
+        p.room_id,
         lambda e: e["type"] == "m.room.message" and e["content"].get("body") == "Great, Alice!",
         what="bob's reply",
     )
@@ -354,17 +366,21 @@ async def test_rest_edit_and_delete_reach_the_matrix_user(
     message = await _post(rest, p.bob, p.conversation_id, "Meet at 10?")
     original = await _event_id_of(inbox, message["id"])
 
-    edited = await rest.patch(f"{MESSAGES}/{message['id']}", {"content": "Meet at 11?"},
-                              as_user=p.bob)
+    edited = await rest.patch(
+        f"{MESSAGES}/{message['id']}", {"content": "Meet at 11?"}, as_user=p.bob
+    )
     changed = edited.data("message")
     assert changed["content"] == "Meet at 11?"
     assert changed["editedAt"] is not None
     assert changed["recordVersion"] == 2
 
     edit = await _event_from(
-        alice, p.room_id,
-        lambda e: (e["type"] == "m.room.message"
-                   and (e["content"].get("m.relates_to") or {}).get("rel_type") == "m.replace"),
+        alice,
+        p.room_id,
+        lambda e: (
+            e["type"] == "m.room.message"
+            and (e["content"].get("m.relates_to") or {}).get("rel_type") == "m.replace"
+        ),
         what="the edit from bob's ghost",
     )
     assert edit["sender"] == ghost
@@ -377,7 +393,9 @@ async def test_rest_edit_and_delete_reach_the_matrix_user(
     assert gone["isActive"] is False and gone["content"] == ""
 
     redaction = await _event_from(
-        alice, p.room_id, lambda e: e["type"] == "m.room.redaction",
+        alice,
+        p.room_id,
+        lambda e: e["type"] == "m.room.redaction",
         what="the redaction from bob's ghost",
     )
     assert redaction["sender"] == ghost
@@ -394,7 +412,10 @@ async def test_rest_edit_and_delete_reach_the_matrix_user(
     settled = await _settled(inbox, f"conv:{p.conversation_id}")
     lane = [r for r in settled if r["sender"] == ghost]
     assert [(r["action"], r["state"]) for r in lane] == [
-        ("join", "sent"), ("send", "sent"), ("send", "sent"), ("redact", "sent"),
+        ("join", "sent"),
+        ("send", "sent"),
+        ("send", "sent"),
+        ("redact", "sent"),
     ]
     assert _json(lane[2]["result"])["event_id"] == edit["event_id"]
     assert _json(lane[3]["result"])["event_id"] == redaction["event_id"]
@@ -414,8 +435,7 @@ async def test_rest_edit_and_delete_right_after_posting_follow_the_send(
     p = await _open_portal(new_matrix_user, inbox, network, rest, "Hurries")
     alice, ghost = p.alice, ghost_of(p.bob)
     kept = await _post(rest, p.bob, p.conversation_id, "typo here")
-    fixed = await rest.patch(f"{MESSAGES}/{kept['id']}", {"content": "no typo here"},
-                             as_user=p.bob)
+    fixed = await rest.patch(f"{MESSAGES}/{kept['id']}", {"content": "no typo here"}, as_user=p.bob)
     assert fixed.data("message")["content"] == "no typo here"
     dropped = await _post(rest, p.bob, p.conversation_id, "wrong chat, sorry")
     removed = await rest.delete(f"{MESSAGES}/{dropped['id']}", as_user=p.bob)
@@ -424,7 +444,8 @@ async def test_rest_edit_and_delete_right_after_posting_follow_the_send(
     kept_event = await _event_id_of(inbox, kept["id"])
     dropped_event = await _event_id_of(inbox, dropped["id"])
     edit = await _event_from(
-        alice, p.room_id,
+        alice,
+        p.room_id,
         lambda e: (e.get("content", {}).get("m.relates_to") or {}).get("rel_type") == "m.replace",
         what="the edit",
     )
@@ -458,9 +479,10 @@ async def _management_room(client: ClientAPI, inbox: Inbox) -> tuple[RoomID, int
     """A management room for ``client`` (a direct chat with the bot); its welcome's index."""
     room_id = await client.create_room(is_direct=True, invitees=[BOT_MXID], name=None)
     await wait_membership(client, room_id, BOT_MXID, "join", within=STEP)
-    assert await inbox.fetchval(
-        "SELECT room_id FROM management_room WHERE user_id = $1", client.mxid
-    ) == room_id
+    assert (
+        await inbox.fetchval("SELECT room_id FROM management_room WHERE user_id = $1", client.mxid)
+        == room_id
+    )
     _, welcome = await wait_notice(
         client, room_id, lambda text: "management room" in text, what="the welcome notice"
     )
@@ -474,9 +496,11 @@ async def _request_room(inbox: Inbox, request_id: str) -> RoomID:
         )
         return value
 
-    return RoomID(await wait_until(
-        room, within=STEP, what=f"the direct room of connection request {request_id}"
-    ))
+    return RoomID(
+        await wait_until(
+            room, within=STEP, what=f"the direct room of connection request {request_id}"
+        )
+    )
 
 
 async def _wait_status(
@@ -491,7 +515,8 @@ async def _wait_status(
         return request if request["status"] == status else None
 
     return await wait_until(
-        answered, within=STEP,
+        answered,
+        within=STEP,
         what=lambda: f"connection request {request_id} {status} over REST (is {seen[0]})",
     )
 
@@ -519,7 +544,10 @@ async def test_rest_connection_request_accepted_by_joining_in_matrix(
     assert invite["sender"] == ghost
     assert invite["content"].get("is_direct") is True
     body, _ = await wait_notice(
-        alice, mgmt, lambda text: "Carol Asks wants to connect" in text, after=welcome + 1,
+        alice,
+        mgmt,
+        lambda text: "Carol Asks wants to connect" in text,
+        after=welcome + 1,
         what="the connection-request notice",
     )
     assert "Let's connect" in body and request["id"] in body
@@ -528,8 +556,9 @@ async def test_rest_connection_request_accepted_by_joining_in_matrix(
         ("create_room", ghost, "sent")
     ]
     # Still pending while alice has not answered; no connection, no conversation yet.
-    assert (await rest.get(f"{REQUESTS}/{request['id']}", as_user=carol)).data(
-        "connectionRequest")["status"] == "pending"
+    assert (await rest.get(f"{REQUESTS}/{request['id']}", as_user=carol)).data("connectionRequest")[
+        "status"
+    ] == "pending"
 
     # Alice accepts by joining.
     await alice.join_room_by_id(room_id)
@@ -548,7 +577,8 @@ async def test_rest_connection_request_accepted_by_joining_in_matrix(
     join = await inbox.fetch(
         "SELECT event_id, state FROM inbox WHERE lane = $1 AND event_type = 'm.room.member' "
         "AND event->>'state_key' = $2 AND event->'content'->>'membership' = 'join'",
-        room_id, alice.mxid,
+        room_id,
+        alice.mxid,
     )
     assert [r["state"] for r in join] == ["processed"]
 
@@ -562,7 +592,9 @@ async def test_rest_connection_request_accepted_by_joining_in_matrix(
     assert direct == f"{low}:{high}"
     message = await _post(rest, carol, conversation_id, "Thanks for connecting!")
     event = await _event_from(
-        alice, room_id, lambda e: e["type"] == "m.room.message" and e["sender"] == ghost,
+        alice,
+        room_id,
+        lambda e: e["type"] == "m.room.message" and e["sender"] == ghost,
         what="carol's first message",
     )
     assert event["content"]["body"] == "Thanks for connecting!"
@@ -592,15 +624,16 @@ async def test_rest_connection_request_rejected_by_declining_in_matrix(
     assert rejected["respondedAt"] is not None
     assert await invite_of(alice, room_id) is None
     low, high = sorted((me, dave))
-    assert await inbox.fetch(
-        "SELECT 1 FROM connection WHERE user_low = $1 AND user_high = $2", low, high
-    ) == []
+    assert (
+        await inbox.fetch(
+            "SELECT 1 FROM connection WHERE user_low = $1 AND user_high = $2", low, high
+        )
+        == []
+    )
     assert await inbox.fetch("SELECT 1 FROM portal WHERE room_id = $1", room_id) == []
     assert (await rest.get(CONNECTIONS, as_user=dave)).data("connections") == []
     # Alice had no management room, and none was opened for a network user's request.
-    assert await inbox.fetch(
-        "SELECT 1 FROM management_room WHERE user_id = $1", alice.mxid
-    ) == []
+    assert await inbox.fetch("SELECT 1 FROM management_room WHERE user_id = $1", alice.mxid) == []
 
     # The ghost leaves the room it made: nobody is left in it.
     async def ghost_left() -> list[asyncpg.Record] | None:
@@ -642,7 +675,8 @@ async def test_rest_connection_request_cancelled_withdraws_the_invite(
 
     actions = await wait_until(ghost_done, within=STEP, what=f"{ghost}'s kick and leave sent")
     assert [(r["action"], _json(r["payload"]).get("user_id")) for r in actions] == [
-        ("kick", alice.mxid), ("leave", None),
+        ("kick", alice.mxid),
+        ("leave", None),
     ]
     # Her joining now is too late: the room is closed to her and the request stays cancelled.
     with pytest.raises(MatrixRequestError):
@@ -650,9 +684,12 @@ async def test_rest_connection_request_cancelled_withdraws_the_invite(
     got = await rest.get(f"{REQUESTS}/{request['id']}", as_user=erin)
     assert got.data("connectionRequest")["status"] == "cancelled"
     low, high = sorted((me, erin))
-    assert await inbox.fetch(
-        "SELECT 1 FROM connection WHERE user_low = $1 AND user_high = $2", low, high
-    ) == []
+    assert (
+        await inbox.fetch(
+            "SELECT 1 FROM connection WHERE user_low = $1 AND user_high = $2", low, high
+        )
+        == []
+    )
 
 
 # ---------------------------------------------------------------------------- 6. notifications
@@ -668,16 +705,26 @@ async def test_rest_notification_reaches_the_management_room(
 
     sent = await rest.post(
         "/notification-api/notifications",
-        {"notification": {"userIds": [str(me)], "kind": "job", "title": "New job match",
-                          "body": "Senior Matrix engineer"}},
-        as_user=operator, admin=True,
+        {
+            "notification": {
+                "userIds": [str(me)],
+                "kind": "job",
+                "title": "New job match",
+                "body": "Senior Matrix engineer",
+            }
+        },
+        as_user=operator,
+        admin=True,
     )
     assert sent.status == 201, sent.body
     [notification] = sent.data("notifications")
     assert notification["userId"] == str(me) and notification["kind"] == "job"
 
     body, _ = await wait_notice(
-        alice, mgmt, lambda text: "New job match" in text, after=welcome + 1,
+        alice,
+        mgmt,
+        lambda text: "New job match" in text,
+        after=welcome + 1,
         what="the notification's notice",
     )
     assert body == "New job match: Senior Matrix engineer"
@@ -772,15 +819,21 @@ async def test_rest_changes_wake_the_outbox_sender(quiet_bridge: BridgeProcess) 
     await db.fetch(
         "INSERT INTO network_user (id, display_name, matrix_user_id) "
         "VALUES ($1, 'Alice Quiet', $2), ($3, 'Bob Quiet', NULL)",
-        alice, f"@alice-quiet:{SERVER_NAME}", bob,
+        alice,
+        f"@alice-quiet:{SERVER_NAME}",
+        bob,
     )
     low, high = sorted((alice, bob))
     await db.fetch(
-        "INSERT INTO connection (id, user_low, user_high) VALUES ($1, $2, $3)", uuid.uuid4(), low, high
+        "INSERT INTO connection (id, user_low, user_high) VALUES ($1, $2, $3)",
+        uuid.uuid4(),
+        low,
+        high,
     )
     async with RestApi(quiet_bridge) as rest:
         created = await rest.post(
-            CONVERSATIONS, {"isGroup": False, "participantIds": [str(bob), str(alice)]},
+            CONVERSATIONS,
+            {"isGroup": False, "participantIds": [str(bob), str(alice)]},
             as_user=bob,
         )
     conversation_id = created.data("conversation")["id"]
@@ -798,7 +851,8 @@ async def test_rest_changes_wake_the_outbox_sender(quiet_bridge: BridgeProcess) 
         return rows or None
 
     await wait_until(
-        taken_up, within=WOKEN_WITHIN,
+        taken_up,
+        within=WOKEN_WITHIN,
         what="the outbox sender to take up the REST API's create_room row "
         "(its poll interval is 60 s: only a wake-up makes it look sooner)",
     )

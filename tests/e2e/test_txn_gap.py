@@ -100,16 +100,14 @@ async def test_a_stranded_transaction_is_resent_and_its_event_arrives(
     # Synapse's next transaction comes after the stranded one: the bridge sees the gap.
     after_gap = await send(alice, room_id, "after the gap")
     await inbox.wait_processed([after_gap], within=60)
-    assert (
-        await inbox.fetchval("SELECT state FROM txn_gap WHERE missing_id = $1", stranded)
-        in ("open", "due")
+    assert await inbox.fetchval("SELECT state FROM txn_gap WHERE missing_id = $1", stranded) in (
+        "open",
+        "due",
     )
     assert stranded in homeserver.unsent_transactions(), "Synapse sent it after all"
 
     async def due() -> bool:
-        state = await inbox.fetchval(
-            "SELECT state FROM txn_gap WHERE missing_id = $1", stranded
-        )
+        state = await inbox.fetchval("SELECT state FROM txn_gap WHERE missing_id = $1", stranded)
         return bool(state == "due")
 
     await wait_until(due, within=GRACE + 30, what=f"gap {stranded} due")
@@ -121,9 +119,7 @@ async def test_a_stranded_transaction_is_resent_and_its_event_arrives(
     assert by_event[stranded_event]["txn_id"] == str(stranded)
 
     async def healed() -> bool:
-        state = await inbox.fetchval(
-            "SELECT state FROM txn_gap WHERE missing_id = $1", stranded
-        )
+        state = await inbox.fetchval("SELECT state FROM txn_gap WHERE missing_id = $1", stranded)
         return bool(state == "healed")
 
     await wait_until(healed, within=30, what=f"gap {stranded} healed")

@@ -68,7 +68,8 @@ async def test_no_limit_never_holds() -> None:
 
 
 async def test_intake_commits_first_and_answers_when_processing_caught_up(
-    db: Database, conn: asyncpg.Connection  # noqa: F811
+    db: Database,  # noqa: F811
+    conn: asyncpg.Connection,
 ) -> None:
     await setup_effects(conn)
     backlog = Backlog(limit=5, max_hold=30)
@@ -91,7 +92,8 @@ async def test_intake_commits_first_and_answers_when_processing_caught_up(
 
 
 async def test_the_first_count_includes_events_from_before_a_restart(
-    db: Database, conn: asyncpg.Connection  # noqa: F811
+    db: Database,  # noqa: F811
+    conn: asyncpg.Connection,
 ) -> None:
     await setup_effects(conn)
     earlier = IntakeService(db, InboxStore(), lambda: None)  # a run that stopped with a backlog

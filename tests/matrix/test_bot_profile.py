@@ -32,19 +32,26 @@ def settings(**appservice: Any) -> Any:
 async def test_the_configured_profile_is_set_once(hs: FakeHomeserver, intents: Intents) -> None:
     config = settings(bot_displayname="Network bot", bot_avatar="mxc://localhost/botface")
     await apply_bot_profile(intents, config)
-    assert hs.profiles[BOT] == {"displayname": "Network bot", "avatar_url": "mxc://localhost/botface"}
+    assert hs.profiles[BOT] == {
+        "displayname": "Network bot",
+        "avatar_url": "mxc://localhost/botface",
+    }
     puts = [c for c in hs.calls_to("/profile/", "PUT")]
     assert [(c.user_id, c.path.rsplit("/", 1)[1]) for c in puts] == [
-        (BOT, "displayname"), (BOT, "avatar_url")
+        (BOT, "displayname"),
+        (BOT, "avatar_url"),
     ]
     # At the next start nothing changed: the profile is read, not written again.
     await apply_bot_profile(intents, config)
     assert len(hs.calls_to("/profile/", "PUT")) == 2
     # A new name is set; the avatar, unchanged, is left alone.
-    await apply_bot_profile(intents, settings(bot_displayname="Renamed",
-                                              bot_avatar="mxc://localhost/botface"))
+    await apply_bot_profile(
+        intents, settings(bot_displayname="Renamed", bot_avatar="mxc://localhost/botface")
+    )
     assert hs.profiles[BOT]["displayname"] == "Renamed"
-    assert [c.path.rsplit("/", 1)[1] for c in hs.calls_to("/profile/", "PUT")][2:] == ["displayname"]
+    assert [c.path.rsplit("/", 1)[1] for c in hs.calls_to("/profile/", "PUT")][2:] == [
+        "displayname"
+    ]
 
 
 async def test_without_an_avatar_only_the_name_is_set(hs: FakeHomeserver, intents: Intents) -> None:

@@ -28,7 +28,9 @@ async def client(hs: FakeHomeserver, dsn: str, aiohttp_client: Any) -> TestClien
     return await aiohttp_client(await init_app(config, dsn))
 
 
-async def people_and_conversation(client: TestClient, dsn: str) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
+async def people_and_conversation(
+    client: TestClient, dsn: str
+) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
     """Bob (network), Alice (Matrix) and their group conversation.
 
     Made as if from Matrix, so that no portal is queued in the outbox: only the queries under
@@ -66,10 +68,14 @@ async def test_user_query_registers_the_ghost_before_200(
     assert ghost in hs.registered
     assert hs.profiles[ghost]["displayname"] == "Bob Network"
     assert hs.profiles[ghost]["avatar_url"] == "mxc://localhost/bobface"
-    row = await conn.fetchrow("SELECT network_user_id, registered_at FROM ghost WHERE user_id = $1", ghost)
+    row = await conn.fetchrow(
+        "SELECT network_user_id, registered_at FROM ghost WHERE user_id = $1", ghost
+    )
     assert row["network_user_id"] == bob and row["registered_at"] is not None
     # Twice at once is safe.
-    responses = await asyncio.gather(*(client.get(f"/_matrix/app/v1/users/{ghost}", headers=AUTH) for _ in range(2)))
+    responses = await asyncio.gather(
+        *(client.get(f"/_matrix/app/v1/users/{ghost}", headers=AUTH) for _ in range(2))
+    )
     assert [r.status for r in responses] == [200, 200]
     assert hs.violations == []
 
@@ -77,7 +83,11 @@ async def test_user_query_registers_the_ghost_before_200(
 async def test_user_query_for_unknown_ids_is_404_without_registering(
     client: TestClient, hs: FakeHomeserver
 ) -> None:
-    for user_id in (f"@_pn_{uuid.uuid4()}:localhost", "@_pn_not-a-uuid:localhost", "@alice:localhost"):
+    for user_id in (
+        f"@_pn_{uuid.uuid4()}:localhost",
+        "@_pn_not-a-uuid:localhost",
+        "@alice:localhost",
+    ):
         resp = await client.get(f"/_matrix/app/v1/users/{user_id}", headers=AUTH)
         assert resp.status == 404
     assert hs.calls_to("/register") == []
@@ -89,7 +99,10 @@ async def test_alias_query_creates_the_portal_before_200(
     bob, _, conv = await people_and_conversation(client, dsn)
     alias = f"#_pn_conv_{conv}:localhost"
     responses = await asyncio.gather(
-        *(client.get(f"/_matrix/app/v1/rooms/{alias.replace('#', '%23')}", headers=AUTH) for _ in range(2))
+        *(
+            client.get(f"/_matrix/app/v1/rooms/{alias.replace('#', '%23')}", headers=AUTH)
+            for _ in range(2)
+        )
     )
     assert [r.status for r in responses] == [200, 200]
     assert len(hs.calls_to("/createRoom")) == 1  # the second query waited and found it
@@ -101,21 +114,36 @@ async def test_alias_query_creates_the_portal_before_200(
     assert room.members["@alice:localhost"] == "invite"
     assert room.state[("m.room.name", "")].content == {"name": "Plans"}
     assert room.state[("m.room.topic", "")].content == {"topic": "Q3"}
-    portal = await conn.fetchrow("SELECT room_id, alias FROM portal WHERE conversation_id = $1", conv)
+    portal = await conn.fetchrow(
+        "SELECT room_id, alias FROM portal WHERE conversation_id = $1", conv
+    )
     assert (portal["room_id"], portal["alias"]) == (room_id, alias)
-    resp = await client.get(f"/_matrix/app/v1/rooms/%23_pn_conv_{uuid.uuid4()}:localhost", headers=AUTH)
+    resp = await client.get(
+        f"/_matrix/app/v1/rooms/%23_pn_conv_{uuid.uuid4()}:localhost", headers=AUTH
+    )
     assert resp.status == 404
     assert hs.violations == []
 
 
 async def test_thirdparty_lookups_find_network_users(client: TestClient, dsn: str) -> None:
     bob, _, conv = await people_and_conversation(client, dsn)
-    resp = await client.get("/_matrix/app/v1/thirdparty/user/professional-network?name=bob", headers=AUTH)
-    assert await resp.json() == [{"userid": f"@_pn_{bob}:localhost", "protocol": "professional-network",
-                                  "fields": {"userid": str(bob), "name": "Bob Network"}}]
-    resp = await client.get(f"/_matrix/app/v1/thirdparty/location?alias=%23_pn_conv_{conv}:localhost", headers=AUTH)
+    resp = await client.get(
+        "/_matrix/app/v1/thirdparty/user/professional-network?name=bob", headers=AUTH
+    )
+    assert await resp.json() == [
+        {
+            "userid": f"@_pn_{bob}:localhost",
+            "protocol": "professional-network",
+            "fields": {"userid": str(bob), "name": "Bob Network"},
+        }
+    ]
+    resp = await client.get(
+        f"/_matrix/app/v1/thirdparty/location?alias=%23_pn_conv_{conv}:localhost", headers=AUTH
+    )
     assert (await resp.json())[0]["fields"] == {"conversationid": str(conv)}
-    resp = await client.get(f"/_matrix/app/v1/thirdparty/user?userid=@_pn_{bob}:localhost", headers=AUTH)
+    resp = await client.get(
+        f"/_matrix/app/v1/thirdparty/user?userid=@_pn_{bob}:localhost", headers=AUTH
+    )
     assert (await resp.json())[0]["userid"] == f"@_pn_{bob}:localhost"
 
 

@@ -20,10 +20,19 @@ from bridge.matrix.inbox.processor import InboxProcessor
 from bridge.matrix.inbox.store import InboxStore
 
 
-def incoming(n: int, room: str = "!a:localhost", event_type: str = "m.room.message") -> IncomingEvent:
-    event = {"event_id": f"$e{n}", "room_id": room, "type": event_type, "sender": "@u:localhost",
-             "content": {"body": str(n)}}
-    return IncomingEvent(f"$e{n}", room, EventKind.PDU, event_type, "@u:localhost", json.dumps(event))
+def incoming(
+    n: int, room: str = "!a:localhost", event_type: str = "m.room.message"
+) -> IncomingEvent:
+    event = {
+        "event_id": f"$e{n}",
+        "room_id": room,
+        "type": event_type,
+        "sender": "@u:localhost",
+        "content": {"body": str(n)},
+    }
+    return IncomingEvent(
+        f"$e{n}", room, EventKind.PDU, event_type, "@u:localhost", json.dumps(event)
+    )
 
 
 @pytest.fixture
@@ -61,8 +70,9 @@ async def setup_effects(conn: asyncpg.Connection) -> None:
 def processor(db: Database, handler: Any, **config: Any) -> InboxProcessor:
     dispatcher = Dispatcher()
     dispatcher.register("m.room.message", handler)
-    settings = InboxConfig(**({"workers": 2, "batch_size": 100, "max_attempts": 3,
-                               "retry_delay": 60.0} | config))
+    settings = InboxConfig(
+        **({"workers": 2, "batch_size": 100, "max_attempts": 3, "retry_delay": 60.0} | config)
+    )
     return InboxProcessor(db, InboxStore(), dispatcher, settings)
 
 
@@ -85,14 +95,21 @@ async def test_events_are_processed_in_room_order(db: Database, conn: asyncpg.Co
     proc = processor(db, handler, batch_size=7)
     await proc.drain()
     for room in ("!a:localhost", "!b:localhost"):
-        got = [r["event_id"] for r in await conn.fetch("SELECT event_id FROM effects WHERE room = $1 ORDER BY seq", room)]
+        got = [
+            r["event_id"]
+            for r in await conn.fetch(
+                "SELECT event_id FROM effects WHERE room = $1 ORDER BY seq", room
+            )
+        ]
         assert got == [e.event_id for e in events if e.lane == room]
     states = await conn.fetch("SELECT DISTINCT state FROM inbox")
     assert [s["state"] for s in states] == ["processed"]
     assert await conn.fetchval("SELECT count(*) FROM inbox_lane") == 0
 
 
-async def test_unhandled_types_are_kept_and_marked_ignored(db: Database, conn: asyncpg.Connection) -> None:
+async def test_unhandled_types_are_kept_and_marked_ignored(
+    db: Database, conn: asyncpg.Connection
+) -> None:
     await setup_effects(conn)
     await store(db, "t", [incoming(1, event_type="m.room.topic"), incoming(2)])
     await processor(db, Effects()).drain()
@@ -111,14 +128,20 @@ async def test_failing_event_retries_then_succeeds_with_effects_once(
     proc = processor(db, handler)
     await proc.drain()
     # $e1 committed, $e2 failed (its effect rolled back), $e3 waits behind it: order is kept.
-    assert [r["event_id"] for r in await conn.fetch("SELECT event_id FROM effects ORDER BY seq")] == ["$e1"]
-    row = await conn.fetchrow("SELECT state, attempts, last_error FROM inbox WHERE event_id = '$e2'")
+    assert [
+        r["event_id"] for r in await conn.fetch("SELECT event_id FROM effects ORDER BY seq")
+    ] == ["$e1"]
+    row = await conn.fetchrow(
+        "SELECT state, attempts, last_error FROM inbox WHERE event_id = '$e2'"
+    )
     assert (row["state"], row["attempts"]) == ("pending", 1)
     assert "handler failed on $e2" in row["last_error"]
     assert await proc.run_once() is False  # backing off: not due yet
     await make_due(conn)
     await proc.drain()
-    assert [r["event_id"] for r in await conn.fetch("SELECT event_id FROM effects ORDER BY seq")] == ["$e1", "$e2", "$e3"]
+    assert [
+        r["event_id"] for r in await conn.fetch("SELECT event_id FROM effects ORDER BY seq")
+    ] == ["$e1", "$e2", "$e3"]
     assert await conn.fetchval("SELECT count(*) FROM inbox WHERE state = 'processed'") == 3
 
 
@@ -136,10 +159,16 @@ async def test_failing_event_is_dead_lettered_and_room_goes_on(
     effects = [r["event_id"] for r in await conn.fetch("SELECT event_id FROM effects ORDER BY seq")]
     assert sorted(effects) == ["$e1", "$e3", "$e4"]  # $e2's effects never committed
     assert effects.index("$e1") < effects.index("$e3")
-    dead = await conn.fetchrow("SELECT source, event_id, room_id, txn_id, attempts, error, payload FROM dead_letter")
-    assert (dead["source"], dead["event_id"], dead["room_id"], dead["txn_id"], dead["attempts"]) == (
-        "inbox", "$e2", "!a:localhost", "t", 3
+    dead = await conn.fetchrow(
+        "SELECT source, event_id, room_id, txn_id, attempts, error, payload FROM dead_letter"
     )
+    assert (
+        dead["source"],
+        dead["event_id"],
+        dead["room_id"],
+        dead["txn_id"],
+        dead["attempts"],
+    ) == ("inbox", "$e2", "!a:localhost", "t", 3)
     assert "RuntimeError: handler failed on $e2" in dead["error"]
     assert json.loads(dead["payload"])["content"] == {"body": "2"}
     states = dict(await conn.fetch("SELECT event_id, state FROM inbox"))
@@ -147,15 +176,22 @@ async def test_failing_event_is_dead_lettered_and_room_goes_on(
     assert await conn.fetchval("SELECT count(*) FROM inbox_lane") == 0
 
 
-async def test_other_rooms_are_not_blocked_by_a_failing_room(db: Database, conn: asyncpg.Connection) -> None:
+async def test_other_rooms_are_not_blocked_by_a_failing_room(
+    db: Database, conn: asyncpg.Connection
+) -> None:
     await setup_effects(conn)
     await store(db, "t", [incoming(1), incoming(2, "!b:localhost"), incoming(3, "!b:localhost")])
     proc = processor(db, Effects(fail={"$e1": 99}))
     await proc.drain()
-    assert sorted(r["event_id"] for r in await conn.fetch("SELECT event_id FROM effects")) == ["$e2", "$e3"]
+    assert sorted(r["event_id"] for r in await conn.fetch("SELECT event_id FROM effects")) == [
+        "$e2",
+        "$e3",
+    ]
 
 
-async def test_unprocessed_events_survive_a_restart(db: Database, dsn: str, conn: asyncpg.Connection) -> None:
+async def test_unprocessed_events_survive_a_restart(
+    db: Database, dsn: str, conn: asyncpg.Connection
+) -> None:
     await setup_effects(conn)
     await store(db, "t", [incoming(n) for n in range(10)])
     first = processor(db, Effects(), batch_size=4)
@@ -179,7 +215,7 @@ async def test_concurrent_workers_process_each_event_once_in_order(
     rooms = [f"!r{n}:localhost" for n in range(8)]
     events = [incoming(n, rooms[n % len(rooms)]) for n in range(400)]
     for start in range(0, 400, 100):
-        await store(db, f"t{start}", events[start:start + 100])
+        await store(db, f"t{start}", events[start : start + 100])
     other = Database(dsn, min_size=1, max_size=6)
     await other.open()
     try:
@@ -195,11 +231,18 @@ async def test_concurrent_workers_process_each_event_once_in_order(
     assert await conn.fetchval("SELECT count(*) FROM effects") == 400
     assert await conn.fetchval("SELECT count(DISTINCT event_id) FROM effects") == 400
     for room in rooms:
-        got = [r["event_id"] for r in await conn.fetch("SELECT event_id FROM effects WHERE room = $1 ORDER BY seq", room)]
+        got = [
+            r["event_id"]
+            for r in await conn.fetch(
+                "SELECT event_id FROM effects WHERE room = $1 ORDER BY seq", room
+            )
+        ]
         assert got == [e.event_id for e in events if e.lane == room]
 
 
-async def test_intake_during_processing_never_strands_an_event(db: Database, conn: asyncpg.Connection) -> None:
+async def test_intake_during_processing_never_strands_an_event(
+    db: Database, conn: asyncpg.Connection
+) -> None:
     """Events arriving for a lane while a worker drains it are always picked up."""
     await setup_effects(conn)
     proc = processor(db, Effects(), batch_size=3)

@@ -30,7 +30,9 @@ def one_statement(bridge: Bridge, store: PostStore | None = None) -> list[int]:
 
 
 async def outbox_rows(conn: asyncpg.Connection) -> list[tuple[str, str, str, dict[str, Any]]]:
-    rows = await conn.fetch("SELECT lane, sender, action, payload::text AS p FROM outbox ORDER BY id")
+    rows = await conn.fetch(
+        "SELECT lane, sender, action, payload::text AS p FROM outbox ORDER BY id"
+    )
     return [(r["lane"], r["sender"], r["action"], json.loads(r["p"])) for r in rows]
 
 
@@ -50,24 +52,52 @@ async def test_a_post_stores_and_queues_the_same_either_way(
 ) -> None:
     wakes = one_statement(bridge) if single else []
     bob, alice, conv = await dm(bridge, conn)
-    before = await conn.fetchrow("SELECT message_count, last_message_at FROM conversation WHERE id = $1", conv)
+    before = await conn.fetchrow(
+        "SELECT message_count, last_message_at FROM conversation WHERE id = $1", conv
+    )
     new = NewMessage("hi @alice", formatted_content="<b>hi</b>", mentions=(alice,))
     msg = await bridge.messaging.send_message(bob, conv, new, origin=Origin.NETWORK)
     ghost = bridge.ids.ghost(bob)
     assert await outbox_rows(conn) == [
         (f"ghost:{ghost}", ghost, "profile", {"action": "profile", "displayname": "Bob"}),
-        (f"conv:{conv}", ghost, "send", {
-            "action": "send", "room_id": DM, "event_type": "m.room.message", "message_id": str(msg.id),
-            "content": {"msgtype": "m.text", "body": "hi @alice", "format": "org.matrix.custom.html",
-                        "formatted_body": "<b>hi</b>", "m.mentions": {"user_ids": [ALICE]}},
-        }),
+        (
+            f"conv:{conv}",
+            ghost,
+            "send",
+            {
+                "action": "send",
+                "room_id": DM,
+                "event_type": "m.room.message",
+                "message_id": str(msg.id),
+                "content": {
+                    "msgtype": "m.text",
+                    "body": "hi @alice",
+                    "format": "org.matrix.custom.html",
+                    "formatted_body": "<b>hi</b>",
+                    "m.mentions": {"user_ids": [ALICE]},
+                },
+            },
+        ),
     ]
-    stored = await conn.fetchrow("SELECT content, sender_id, mentions FROM message WHERE id = $1", msg.id)
-    assert (stored["content"], stored["sender_id"], stored["mentions"]) == ("hi @alice", bob, [alice])
-    after = await conn.fetchrow("SELECT message_count, last_message_at FROM conversation WHERE id = $1", conv)
-    assert after["message_count"] == before["message_count"] + 1 and after["last_message_at"] == msg.sent_at
+    stored = await conn.fetchrow(
+        "SELECT content, sender_id, mentions FROM message WHERE id = $1", msg.id
+    )
+    assert (stored["content"], stored["sender_id"], stored["mentions"]) == (
+        "hi @alice",
+        bob,
+        [alice],
+    )
+    after = await conn.fetchrow(
+        "SELECT message_count, last_message_at FROM conversation WHERE id = $1", conv
+    )
+    assert (
+        after["message_count"] == before["message_count"] + 1
+        and after["last_message_at"] == msg.sent_at
+    )
     notes = await conn.fetch("SELECT user_id, kind, body, payload::text AS p FROM notification")
-    assert [(n["user_id"], n["kind"], n["body"]) for n in notes] == [(alice, "mention", "hi @alice")]
+    assert [(n["user_id"], n["kind"], n["body"]) for n in notes] == [
+        (alice, "mention", "hi @alice")
+    ]
     assert json.loads(notes[0]["p"])["messageId"] == str(msg.id)
     assert await conn.fetchval("SELECT displayname FROM ghost WHERE user_id = $1", ghost) == "Bob"
     # The second post: the ghost's profile is known, only the message is queued.
@@ -78,22 +108,29 @@ async def test_a_post_stores_and_queues_the_same_either_way(
     await conn.execute("UPDATE network_user SET display_name = 'Robert' WHERE id = $1", bob)
     await bridge.messaging.send_message(bob, conv, NewMessage("renamed"), origin=Origin.NETWORK)
     assert [(a, p.get("displayname")) for _, _, a, p in (await outbox_rows(conn))[3:]] == [
-        ("profile", "Robert"), ("send", None)
+        ("profile", "Robert"),
+        ("send", None),
     ]
 
 
 @pytest.mark.parametrize("single", [False, True], ids=["transaction", "one-statement"])
-async def test_a_matrix_users_post_is_not_queued(bridge: Bridge, conn: asyncpg.Connection, single: bool) -> None:
+async def test_a_matrix_users_post_is_not_queued(
+    bridge: Bridge, conn: asyncpg.Connection, single: bool
+) -> None:
     if single:
         one_statement(bridge)
     bob, alice, conv = await dm(bridge, conn)
-    await bridge.messaging.send_message(alice, conv, NewMessage("from the API"), origin=Origin.NETWORK)
+    await bridge.messaging.send_message(
+        alice, conv, NewMessage("from the API"), origin=Origin.NETWORK
+    )
     assert await outbox_rows(conn) == []
     assert await conn.fetchval("SELECT count(*) FROM notification WHERE user_id = $1", bob) == 1
 
 
 @pytest.mark.parametrize("single", [False, True], ids=["transaction", "one-statement"])
-async def test_refused_posts_store_nothing(bridge: Bridge, conn: asyncpg.Connection, single: bool) -> None:
+async def test_refused_posts_store_nothing(
+    bridge: Bridge, conn: asyncpg.Connection, single: bool
+) -> None:
     if single:
         one_statement(bridge)
     bob, _alice, conv = await dm(bridge, conn)
@@ -101,12 +138,18 @@ async def test_refused_posts_store_nothing(bridge: Bridge, conn: asyncpg.Connect
     counts = "SELECT (SELECT count(*) FROM message), (SELECT count(*) FROM notification), (SELECT count(*) FROM outbox)"
     before = await conn.fetchrow(counts)
     with pytest.raises(Forbidden):
-        await bridge.messaging.send_message(carol, conv, NewMessage("let me in"), origin=Origin.NETWORK)
+        await bridge.messaging.send_message(
+            carol, conv, NewMessage("let me in"), origin=Origin.NETWORK
+        )
     with pytest.raises(NotFound):
-        await bridge.messaging.send_message(bob, uuid.uuid4(), NewMessage("nowhere"), origin=Origin.NETWORK)
+        await bridge.messaging.send_message(
+            bob, uuid.uuid4(), NewMessage("nowhere"), origin=Origin.NETWORK
+        )
     await conn.execute("UPDATE conversation SET is_active = false WHERE id = $1", conv)
     with pytest.raises(Conflict, match="deleted"):
-        await bridge.messaging.send_message(bob, conv, NewMessage("too late"), origin=Origin.NETWORK)
+        await bridge.messaging.send_message(
+            bob, conv, NewMessage("too late"), origin=Origin.NETWORK
+        )
     assert await conn.fetchrow(counts) == before
 
 
@@ -131,8 +174,14 @@ class DeletedWhileRead(PostStore):
 @pytest.mark.parametrize(
     ("change", "error"),
     [
-        ("UPDATE conversation SET is_active = false WHERE id = $1 AND $2::uuid IS NOT NULL", Conflict),
-        ("DELETE FROM conversation_participant WHERE conversation_id = $1 AND user_id = $2", Forbidden),
+        (
+            "UPDATE conversation SET is_active = false WHERE id = $1 AND $2::uuid IS NOT NULL",
+            Conflict,
+        ),
+        (
+            "DELETE FROM conversation_participant WHERE conversation_id = $1 AND user_id = $2",
+            Forbidden,
+        ),
     ],
     ids=["deleted", "left"],
 )
@@ -146,5 +195,8 @@ async def test_the_statement_rechecks_what_it_read(
     assert await conn.fetchval("SELECT count(*) FROM message WHERE content = 'raced'") == 0
     assert await conn.fetchval("SELECT count(*) FROM notification") == 0
     assert await outbox_rows(conn) == []
-    assert await conn.fetchval("SELECT count(*) FROM ghost WHERE user_id = $1", bridge.ids.ghost(bob)) == 0
+    assert (
+        await conn.fetchval("SELECT count(*) FROM ghost WHERE user_id = $1", bridge.ids.ghost(bob))
+        == 0
+    )
     assert wakes == []

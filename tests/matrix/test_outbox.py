@@ -72,14 +72,25 @@ def make_sender(
     **settings: Any,
 ) -> OutboxSender:
     intents = Intents(session, homeserver_url=hs.url, as_token=token, bot_mxid=BOT)
-    tuned = OutboxSettings(**({"workers": 2, "max_attempts": 3, "retry_delay": 10.0,
-                               "max_retry_delay": 60.0, "request_timeout": 10.0} | settings))
+    tuned = OutboxSettings(
+        **(
+            {
+                "workers": 2,
+                "max_attempts": 3,
+                "retry_delay": 10.0,
+                "max_retry_delay": 60.0,
+                "request_timeout": 10.0,
+            }
+            | settings
+        )
+    )
     return OutboxSender(db, store or OutboxStore(), intents, tuned, on_sent=on_sent)
 
 
 def message(room_id: str | None, body: str, sender: str = BOT) -> OutboxItem:
-    send = Send(room_id=room_id, event_type="m.room.message",
-                content={"msgtype": "m.text", "body": body})
+    send = Send(
+        room_id=room_id, event_type="m.room.message", content={"msgtype": "m.text", "body": body}
+    )
     return OutboxItem(room_id or "", sender, send)
 
 
@@ -101,14 +112,22 @@ async def enqueue(db: Database, *items: OutboxItem) -> list[int]:
         return await OutboxStore().enqueue_many(conn, items)
 
 
-async def enqueue_stored(db: Database, lane: str, sender: str, kind: str,
-                         payload: dict[str, Any]) -> int:
+async def enqueue_stored(
+    db: Database, lane: str, sender: str, kind: str, payload: dict[str, Any]
+) -> int:
     """A row as stored by hand (or by an earlier version): any kind, any payload."""
     async with db.transaction() as conn:
         row_id = await conn.fetchval(
             "INSERT INTO outbox (lane, sender, action, payload) VALUES ($1, $2, $3, $4::text::jsonb)"
-            " RETURNING id", lane, sender, kind, json.dumps(payload))
-        await conn.execute("INSERT INTO outbox_lane (lane) VALUES ($1) ON CONFLICT DO NOTHING", lane)
+            " RETURNING id",
+            lane,
+            sender,
+            kind,
+            json.dumps(payload),
+        )
+        await conn.execute(
+            "INSERT INTO outbox_lane (lane) VALUES ($1) ON CONFLICT DO NOTHING", lane
+        )
     return int(row_id)
 
 
@@ -120,23 +139,25 @@ async def make_due(conn: asyncpg.Connection) -> None:
 async def expire_leases(conn: asyncpg.Connection) -> None:
     """Let the time of every lane's lease pass (a leased lane's not_before is its expiry)."""
     leased = await conn.execute(
-        "UPDATE outbox_lane SET not_before = now() - interval '1 second'"
-        " WHERE lease IS NOT NULL"
+        "UPDATE outbox_lane SET not_before = now() - interval '1 second' WHERE lease IS NOT NULL"
     )
     assert leased != "UPDATE 0"
 
 
 async def lane_wait(conn: asyncpg.Connection, lane: str) -> float:
     """Seconds until the lane is due."""
-    return float(await conn.fetchval(
-        "SELECT EXTRACT(EPOCH FROM not_before - now()) FROM outbox_lane WHERE lane = $1", lane
-    ))
+    return float(
+        await conn.fetchval(
+            "SELECT EXTRACT(EPOCH FROM not_before - now()) FROM outbox_lane WHERE lane = $1", lane
+        )
+    )
 
 
 async def row(conn: asyncpg.Connection, row_id: int) -> dict[str, Any]:
     record = await conn.fetchrow(
         "SELECT state, attempts, last_error, result::text AS result, sent_at, payload::text AS"
-        " payload FROM outbox WHERE id = $1", row_id
+        " payload FROM outbox WHERE id = $1",
+        row_id,
     )
     data = dict(record)
     data["result"] = json.loads(data["result"]) if data["result"] else None
@@ -160,12 +181,16 @@ async def test_enqueue_joins_the_callers_transaction_and_bumps_the_lane(
         second = await store.enqueue(c, "!a:localhost", BOT, Leave(room_id="!a:localhost"))
     assert second > first
     assert await conn.fetchval("SELECT seq FROM outbox_lane WHERE lane = '!a:localhost'") == 1
-    items = [OutboxItem(lane, GHOST, Leave(room_id=lane, reason=str(n)))
-             for n, lane in enumerate("xyxzx")]
+    items = [
+        OutboxItem(lane, GHOST, Leave(room_id=lane, reason=str(n)))
+        for n, lane in enumerate("xyxzx")
+    ]
     ids = await enqueue(db, *items)
     assert ids == sorted(ids) and len(ids) == 5
-    rows = await conn.fetch("SELECT id, lane, action, payload::text AS p FROM outbox"
-                            " WHERE id = ANY($1) ORDER BY id", ids)
+    rows = await conn.fetch(
+        "SELECT id, lane, action, payload::text AS p FROM outbox WHERE id = ANY($1) ORDER BY id",
+        ids,
+    )
     assert [(r["lane"], r["action"], json.loads(r["p"])) for r in rows] == [
         (i.lane, "leave", {"action": "leave", "room_id": i.lane, "reason": str(n)})
         for n, i in enumerate(items)
@@ -200,8 +225,9 @@ async def test_lanes_are_delivered_in_order_and_in_parallel(
     for row_id, item in zip(ids, items, strict=True):
         sent = await row(conn, row_id)
         assert sent["state"] == "sent" and sent["sent_at"] is not None
-        event = next(e for e in hs.rooms[item.lane].events
-                     if e.event_id == sent["result"]["event_id"])
+        event = next(
+            e for e in hs.rooms[item.lane].events if e.event_id == sent["result"]["event_id"]
+        )
         assert event.content["body"] == body_of(item)
         assert sent["result"]["room_id"] == item.lane
     txn_ids = [c.path.rsplit("/", 1)[1] for c in hs.calls_to("/send/")]
@@ -287,7 +313,9 @@ async def test_a_resend_after_a_crash_gets_the_same_event(
     [event] = hs.rooms[room_id].timeline()
     sent = await row(conn, row_id)
     assert (sent["state"], sent["attempts"], sent["result"]["event_id"]) == (
-        "sent", 0, event.event_id
+        "sent",
+        0,
+        event.event_id,
     )
 
 
@@ -394,10 +422,17 @@ async def test_forbidden_is_dead_lettered_at_once_and_reported_in_the_room(
 ) -> None:
     room_id = hs.add_room([BOT, GHOST])
     hs.registered.add(GHOST)
-    hs.fail("/send/", status=403, errcode="M_FORBIDDEN", error="You may not post here",
-            times=None, user_id=GHOST)
-    failing, after = await enqueue(db, message(room_id, "refused", sender=GHOST),
-                                   message(room_id, "next"))
+    hs.fail(
+        "/send/",
+        status=403,
+        errcode="M_FORBIDDEN",
+        error="You may not post here",
+        times=None,
+        user_id=GHOST,
+    )
+    failing, after = await enqueue(
+        db, message(room_id, "refused", sender=GHOST), message(room_id, "next")
+    )
     await drain(make_sender(db, hs, session))
     dead = await row(conn, failing)
     assert (dead["state"], dead["attempts"]) == ("dead", 1)
@@ -407,13 +442,23 @@ async def test_forbidden_is_dead_lettered_at_once_and_reported_in_the_room(
         " FROM dead_letter"
     )
     assert (letter["source"], letter["dedupe_key"], letter["room_id"], letter["attempts"]) == (
-        "outbox", f"outbox:{failing}", room_id, 1
+        "outbox",
+        f"outbox:{failing}",
+        room_id,
+        1,
     )
     assert "HTTP 403 M_FORBIDDEN: You may not post here" in letter["error"]
     assert json.loads(letter["payload"]) == {
-        "outbox_id": failing, "lane": room_id, "sender": GHOST, "action": "send",
-        "payload": {"action": "send", "room_id": room_id, "event_type": "m.room.message",
-                    "content": {"msgtype": "m.text", "body": "refused"}},
+        "outbox_id": failing,
+        "lane": room_id,
+        "sender": GHOST,
+        "action": "send",
+        "payload": {
+            "action": "send",
+            "room_id": room_id,
+            "event_type": "m.room.message",
+            "content": {"msgtype": "m.text", "body": "refused"},
+        },
     }
     assert (await row(conn, after))["state"] == "sent"  # the lane went on
     report = await conn.fetchrow(
@@ -496,7 +541,9 @@ async def test_a_ghost_is_registered_before_its_first_action(
     ghost_calls = [c for c in hs.calls if c.user_id == GHOST]
     register, *rest = ghost_calls
     assert (register.method, register.path, register.status) == (
-        "POST", "/_matrix/client/v3/register", 200
+        "POST",
+        "/_matrix/client/v3/register",
+        200,
     )
     assert register.body["type"] == "m.login.application_service"
     assert register.body["username"] == "_pn_alice"
@@ -535,14 +582,25 @@ async def test_create_room_then_send_in_a_conversation_lane(
     levels = {"users": {BOT: 100, GHOST: 50}}
     create, join, send = await enqueue(
         db,
-        OutboxItem(lane, BOT, CreateRoom(
-            conversation_id=str(conversation), name="Team", topic="Plans",
-            alias_localpart=f"_pn_conv_{conversation}", invite=[GHOST, USER],
-            is_direct=False, power_levels=levels,
-        )),
+        OutboxItem(
+            lane,
+            BOT,
+            CreateRoom(
+                conversation_id=str(conversation),
+                name="Team",
+                topic="Plans",
+                alias_localpart=f"_pn_conv_{conversation}",
+                invite=[GHOST, USER],
+                is_direct=False,
+                power_levels=levels,
+            ),
+        ),
         OutboxItem(lane, GHOST, Join()),
-        OutboxItem(lane, GHOST, Send(event_type="m.room.message",
-                                     content={"msgtype": "m.text", "body": "hi all"})),
+        OutboxItem(
+            lane,
+            GHOST,
+            Send(event_type="m.room.message", content={"msgtype": "m.text", "body": "hi all"}),
+        ),
     )
     seen: list[tuple[int, dict[str, Any]]] = []
 
@@ -550,17 +608,30 @@ async def test_create_room_then_send_in_a_conversation_lane(
         seen.append((sent.id, result))
 
     await drain(make_sender(db, hs, session, on_sent=on_sent))
-    portal = await conn.fetchrow("SELECT room_id, alias FROM portal WHERE conversation_id = $1",
-                                 conversation)
+    portal = await conn.fetchrow(
+        "SELECT room_id, alias FROM portal WHERE conversation_id = $1", conversation
+    )
     room_id = portal["room_id"]
     assert portal["alias"] == f"#_pn_conv_{conversation}:localhost"
     assert hs.aliases[portal["alias"]] == room_id
     [call] = hs.calls_to("/createRoom")
     assert call.user_id == BOT
-    assert {k: call.body[k] for k in ("name", "topic", "room_alias_name", "invite", "is_direct",
-                                      "power_level_content_override")} == {
-        "name": "Team", "topic": "Plans", "room_alias_name": f"_pn_conv_{conversation}",
-        "invite": [GHOST, USER], "is_direct": False,
+    assert {
+        k: call.body[k]
+        for k in (
+            "name",
+            "topic",
+            "room_alias_name",
+            "invite",
+            "is_direct",
+            "power_level_content_override",
+        )
+    } == {
+        "name": "Team",
+        "topic": "Plans",
+        "room_alias_name": f"_pn_conv_{conversation}",
+        "invite": [GHOST, USER],
+        "is_direct": False,
         # The fake serves room version 12, where the creator's power is implied, not listed.
         "power_level_content_override": {"users": {GHOST: 50}},
     }
@@ -581,8 +652,14 @@ async def test_create_room_without_a_conversation_just_makes_the_room(
     async def on_sent(c: asyncpg.Connection, sent: OutboxRow, result: dict[str, Any]) -> None:
         seen.append(result)
 
-    [create] = await enqueue(db, OutboxItem(f"management:{USER}", BOT, CreateRoom(
-        management_for=USER, invite=[USER], is_direct=True, name="Bridge")))
+    [create] = await enqueue(
+        db,
+        OutboxItem(
+            f"management:{USER}",
+            BOT,
+            CreateRoom(management_for=USER, invite=[USER], is_direct=True, name="Bridge"),
+        ),
+    )
     await drain(make_sender(db, hs, session, on_sent=on_sent))
     [room_id] = hs.rooms
     assert hs.rooms[room_id].is_direct and hs.rooms[room_id].members[USER] == "invite"
@@ -595,8 +672,14 @@ async def test_a_conversation_lane_waits_for_its_portal(
 ) -> None:
     conversation = uuid.uuid4()
     lane = conversation_lane(conversation)
-    [row_id] = await enqueue(db, OutboxItem(lane, BOT, Send(
-        event_type="m.room.message", content={"msgtype": "m.text", "body": "early"})))
+    [row_id] = await enqueue(
+        db,
+        OutboxItem(
+            lane,
+            BOT,
+            Send(event_type="m.room.message", content={"msgtype": "m.text", "body": "early"}),
+        ),
+    )
     sender = make_sender(db, hs, session)
     await drain(sender)
     waiting = await row(conn, row_id)
@@ -604,8 +687,9 @@ async def test_a_conversation_lane_waits_for_its_portal(
     assert "has no portal room yet" in waiting["last_error"]
     assert hs.calls == []
     room_id = hs.add_room([BOT])  # made meanwhile, e.g. by a room alias query
-    await conn.execute("INSERT INTO portal (room_id, conversation_id) VALUES ($1, $2)",
-                       room_id, conversation)
+    await conn.execute(
+        "INSERT INTO portal (room_id, conversation_id) VALUES ($1, $2)", room_id, conversation
+    )
     await make_due(conn)
     await drain(sender)
     assert bodies(hs, room_id) == ["early"]
@@ -620,8 +704,9 @@ async def test_a_conversation_lane_gives_up_when_its_room_was_not_made(
     create, send = await enqueue(
         db,
         OutboxItem(lane, BOT, CreateRoom(conversation_id=str(conversation), is_direct=True)),
-        OutboxItem(lane, BOT, Send(event_type="m.room.message",
-                                   content={"msgtype": "m.text", "body": "x"})),
+        OutboxItem(
+            lane, BOT, Send(event_type="m.room.message", content={"msgtype": "m.text", "body": "x"})
+        ),
     )
     await drain(make_sender(db, hs, session))
     assert (await row(conn, create))["state"] == "dead"
@@ -637,8 +722,9 @@ async def test_create_room_after_a_crash_adopts_the_room_behind_its_alias(
 ) -> None:
     conversation = uuid.uuid4()
     lane = conversation_lane(conversation)
-    payload = CreateRoom(conversation_id=str(conversation),
-                         alias_localpart=f"_pn_conv_{conversation}", invite=[USER])
+    payload = CreateRoom(
+        conversation_id=str(conversation), alias_localpart=f"_pn_conv_{conversation}", invite=[USER]
+    )
     [create] = await enqueue(db, OutboxItem(lane, BOT, payload))
     with pytest.raises(Crash):
         await make_sender(db, hs, session, store=CrashBeforeCommit()).run_once()
@@ -649,8 +735,10 @@ async def test_create_room_after_a_crash_adopts_the_room_behind_its_alias(
     [room_id] = hs.rooms
     assert [c.status for c in hs.calls_to("/createRoom")] == [200, 400]
     assert len(hs.calls_to("/directory/room/")) == 1
-    assert await conn.fetchval("SELECT room_id FROM portal WHERE conversation_id = $1",
-                               conversation) == room_id
+    assert (
+        await conn.fetchval("SELECT room_id FROM portal WHERE conversation_id = $1", conversation)
+        == room_id
+    )
     assert (await row(conn, create))["result"]["room_id"] == room_id
     # A conversation with a portal gets no second room.
     [again] = await enqueue(db, OutboxItem(lane, BOT, payload))
@@ -667,14 +755,19 @@ async def test_other_actions_reach_the_homeserver(
     ids = await enqueue(db, message(room_id, "to be deleted", sender=GHOST))
     ids += await enqueue(
         db,
-        OutboxItem(room_id, BOT, SetState(room_id=room_id, event_type="m.room.topic",
-                                          state_key="", content={"topic": "New"})),
+        OutboxItem(
+            room_id,
+            BOT,
+            SetState(
+                room_id=room_id, event_type="m.room.topic", state_key="", content={"topic": "New"}
+            ),
+        ),
         OutboxItem(room_id, BOT, Invite(room_id=room_id, user_id=USER, reason="join us")),
         OutboxItem(room_id, BOT, Kick(room_id=room_id, user_id=USER, reason="bye")),
-        OutboxItem(room_id, GHOST, Redact(room_id=room_id, reason="deleted",
-                                          refs={"/event_id": ids[0]})),
-        OutboxItem(room_id, GHOST, SetProfile(displayname="Alice",
-                                              avatar_url="mxc://localhost/a")),
+        OutboxItem(
+            room_id, GHOST, Redact(room_id=room_id, reason="deleted", refs={"/event_id": ids[0]})
+        ),
+        OutboxItem(room_id, GHOST, SetProfile(displayname="Alice", avatar_url="mxc://localhost/a")),
         OutboxItem(room_id, GHOST, Leave(room_id=room_id, reason="done")),
     )
     await drain(make_sender(db, hs, session))
@@ -685,17 +778,23 @@ async def test_other_actions_reach_the_homeserver(
     assert original.redacted
     [redaction] = room.timeline("m.room.redaction")
     assert (redaction.sender, redaction.redacts, redaction.content) == (
-        GHOST, original.event_id, {"reason": "deleted"}
+        GHOST,
+        original.event_id,
+        {"reason": "deleted"},
     )
     redact_result = (await row(conn, ids[4]))["result"]
     assert redact_result == {"event_id": redaction.event_id, "room_id": room_id}
-    assert re.search(rf"/redact/\$ev\d+/bridge-outbox-{ids[4]}-\d+$",
-                     hs.calls_to("/redact/")[0].path)
+    assert re.search(
+        rf"/redact/\$ev\d+/bridge-outbox-{ids[4]}-\d+$", hs.calls_to("/redact/")[0].path
+    )
     topic = room.state[("m.room.topic", "")]
     assert topic.content == {"topic": "New"}
     assert (await row(conn, ids[1]))["result"]["event_id"] == topic.event_id
-    members = [(e.sender, e.state_key, e.content) for e in room.events
-               if e.type == "m.room.member" and e.state_key in (USER, GHOST)][-3:]
+    members = [
+        (e.sender, e.state_key, e.content)
+        for e in room.events
+        if e.type == "m.room.member" and e.state_key in (USER, GHOST)
+    ][-3:]
     assert members == [
         (BOT, USER, {"membership": "invite", "reason": "join us"}),
         (BOT, USER, {"membership": "leave", "reason": "bye"}),
@@ -712,12 +811,21 @@ async def test_a_reference_waits_for_its_row_and_fails_with_it(
     [original] = await enqueue(db, message(room_id, "hello"))
     [edit, orphan] = await enqueue(
         db,
-        OutboxItem("edits", BOT, Send(
-            room_id=room_id, event_type="m.room.message",
-            content={"msgtype": "m.text", "body": "* hello!", "m.new_content": {
-                "msgtype": "m.text", "body": "hello!"}, "m.relates_to": {"rel_type": "m.replace"}},
-            refs={"/content/m.relates_to/event_id": original},
-        )),
+        OutboxItem(
+            "edits",
+            BOT,
+            Send(
+                room_id=room_id,
+                event_type="m.room.message",
+                content={
+                    "msgtype": "m.text",
+                    "body": "* hello!",
+                    "m.new_content": {"msgtype": "m.text", "body": "hello!"},
+                    "m.relates_to": {"rel_type": "m.replace"},
+                },
+                refs={"/content/m.relates_to/event_id": original},
+            ),
+        ),
         OutboxItem("edits", BOT, Redact(room_id=room_id, refs={"/event_id": 999999})),
     )
     sender = make_sender(db, hs, session, max_attempts=5)
@@ -743,24 +851,50 @@ async def test_rows_queued_before_actions_were_typed_are_still_sent(
     legacy = [
         (room_id, GHOST, "join", {"room_id": room_id}),
         (f"ghost:{GHOST}", GHOST, "profile", {"displayname": "Alice"}),
-        (room_id, GHOST, "send", {"room_id": room_id, "event_type": "m.room.message",
-                                  "content": {"msgtype": "m.text", "body": "old"},
-                                  "message_id": str(uuid.uuid4())}),
-        (lane, BOT, "create_room", {"conversation_id": str(conversation), "name": None,
-                                    "topic": None, "alias_localpart": f"_pn_conv_{conversation}",
-                                    "invite": [USER], "is_direct": False,
-                                    "power_levels": {"users": {BOT: 100}}}),
+        (
+            room_id,
+            GHOST,
+            "send",
+            {
+                "room_id": room_id,
+                "event_type": "m.room.message",
+                "content": {"msgtype": "m.text", "body": "old"},
+                "message_id": str(uuid.uuid4()),
+            },
+        ),
+        (
+            lane,
+            BOT,
+            "create_room",
+            {
+                "conversation_id": str(conversation),
+                "name": None,
+                "topic": None,
+                "alias_localpart": f"_pn_conv_{conversation}",
+                "invite": [USER],
+                "is_direct": False,
+                "power_levels": {"users": {BOT: 100}},
+            },
+        ),
         (lane, BOT, "invite", {"user_id": GHOST}),
     ]
     ids = [await enqueue_stored(db, *r) for r in legacy]
-    ids.append(await enqueue_stored(db, room_id, GHOST, "redact", {
-        "room_id": room_id, "event_id": None, "reason": "gone", "refs": {"/event_id": ids[2]}}))
+    ids.append(
+        await enqueue_stored(
+            db,
+            room_id,
+            GHOST,
+            "redact",
+            {"room_id": room_id, "event_id": None, "reason": "gone", "refs": {"/event_id": ids[2]}},
+        )
+    )
     await drain(make_sender(db, hs, session))
     assert [(await row(conn, i))["state"] for i in ids] == ["sent"] * 6
     [original] = hs.rooms[room_id].timeline()
     assert original.content["body"] == "old" and original.redacted
-    portal = await conn.fetchval("SELECT room_id FROM portal WHERE conversation_id = $1",
-                                 conversation)
+    portal = await conn.fetchval(
+        "SELECT room_id FROM portal WHERE conversation_id = $1", conversation
+    )
     assert hs.rooms[portal].members[GHOST] == "invite"
     assert hs.profiles[GHOST] == {"displayname": "Alice"}
 
@@ -791,7 +925,9 @@ async def test_no_transaction_or_lock_is_held_while_the_homeserver_answers(
         " AND pid <> pg_backend_pid() AND xact_start IS NOT NULL"
     )
     assert in_transaction == 0
-    lane = await conn.fetchrow("SELECT lease_owner, lease FROM outbox_lane WHERE lane = $1", room_id)
+    lane = await conn.fetchrow(
+        "SELECT lease_owner, lease FROM outbox_lane WHERE lane = $1", room_id
+    )
     assert lane["lease_owner"] == "bridge" and lane["lease"] is not None
     # Enqueueing in the lane being sent does not wait for the homeserver.
     async with asyncio.timeout(5):
@@ -804,7 +940,10 @@ async def test_no_transaction_or_lock_is_held_while_the_homeserver_answers(
 
 
 async def test_an_expired_lease_is_taken_over_and_the_stalled_holder_records_nothing(
-    db: Database, conn: asyncpg.Connection, hs: FakeHomeserver, session: ClientSession,
+    db: Database,
+    conn: asyncpg.Connection,
+    hs: FakeHomeserver,
+    session: ClientSession,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     room_id = hs.add_room([BOT])

@@ -78,8 +78,9 @@ class Bed:
         return samples
 
 
-def sample(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
-           **labels: str) -> float:
+def sample(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
@@ -98,9 +99,7 @@ def overrides() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def bed(
-    dsn: str, hs: FakeHomeserver, aiohttp_client: Any, overrides: dict[str, Any]
-) -> Bed:
+async def bed(dsn: str, hs: FakeHomeserver, aiohttp_client: Any, overrides: dict[str, Any]) -> Bed:
     config = parse_config(
         config_data(
             homeserver__address=hs.url,
@@ -127,7 +126,9 @@ async def poll(condition: Callable[[], Awaitable[object]], within: float = 15.0)
             await asyncio.sleep(0.05)
 
 
-def gap_state(conn: asyncpg.Connection, missing_id: int, state: str) -> Callable[[], Awaitable[bool]]:
+def gap_state(
+    conn: asyncpg.Connection, missing_id: int, state: str
+) -> Callable[[], Awaitable[bool]]:
     async def reached() -> bool:
         value = await conn.fetchval(
             "SELECT state FROM txn_gap WHERE missing_id = $1 ORDER BY id DESC LIMIT 1", missing_id

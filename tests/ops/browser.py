@@ -51,7 +51,11 @@ def ensure_chromium() -> str | None:
     def apt(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["apt-get", *args, "-q", "-o", "DPkg::Lock::Timeout=600"],
-            env=env, capture_output=True, text=True, timeout=1800, check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=False,
         )
 
     done = apt("install", "-y", "chromium")
@@ -147,8 +151,14 @@ async def chromium() -> AsyncIterator[Page]:
     profile = Path(tempfile.mkdtemp(prefix="bridge-chromium-"))
     env = {k: v for k, v in os.environ.items() if k not in _PROXY_VARS}
     proc = await asyncio.create_subprocess_exec(
-        str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", "about:blank",
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        str(CHROMIUM),
+        *FLAGS,
+        f"--user-data-dir={profile}",
+        "about:blank",
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
     )
     try:
         port_file = profile / "DevToolsActivePort"

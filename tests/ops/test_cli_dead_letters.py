@@ -20,8 +20,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 async def bridge_cli(config: Path, *args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bridge", *args, "-c", str(config),
-        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "bridge",
+        *args,
+        "-c",
+        str(config),
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         env={k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")},
     )
     out, err = await asyncio.wait_for(proc.communicate(), 120)
@@ -72,9 +79,7 @@ async def test_list_show_replay_twice_and_drop(
     assert code == 1 and "refused" in out and "still malformed" in out
 
     code, out, _ = await bridge_cli(config, "dead-letters", "list")
-    assert code == 0 and [line.split("\t")[0] for line in out.splitlines()] == [
-        str(intake_letter)
-    ]
+    assert code == 0 and [line.split("\t")[0] for line in out.splitlines()] == [str(intake_letter)]
     code, out, _ = await bridge_cli(config, "dead-letters", "list", "--all", "--since", "1h")
     assert len(out.splitlines()) == 2 and "replayed (processed)" in out
 

@@ -12,16 +12,19 @@ from tests.ops.bed import Bed, message, poll
 BOT = "@_pn_bot:localhost"
 
 
-async def test_a_dead_outbox_action_is_sent_again_once(
-    bed: Bed, conn: asyncpg.Connection
-) -> None:
+async def test_a_dead_outbox_action_is_sent_again_once(bed: Bed, conn: asyncpg.Connection) -> None:
     room = bed.hs.add_room([BOT])
     bed.hs.fail("/send/", status=400, errcode="M_BAD_JSON", times=1)
     async with bed.app[DATABASE].transaction() as tx:
         row = await bed.app[OUTBOX].enqueue(
-            tx, room, BOT,
-            Send(room_id=room, event_type="m.room.message",
-                 content={"msgtype": "m.text", "body": "refused once"}),
+            tx,
+            room,
+            BOT,
+            Send(
+                room_id=room,
+                event_type="m.room.message",
+                content={"msgtype": "m.text", "body": "refused once"},
+            ),
         )
 
     async def state_is(state: str) -> bool:

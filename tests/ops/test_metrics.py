@@ -40,8 +40,10 @@ async def test_a_transaction_counts_its_events_and_its_latency(bed: Bed) -> None
     # A refused token is counted too, under its own result.
     resp = await bed.client.put("/_matrix/app/v1/transactions/3", json={"events": []})
     assert resp.status == 401
-    assert sample(await bed.scrape(), "bridge_appservice_transactions_total",
-                  result="unauthorized") == 1
+    assert (
+        sample(await bed.scrape(), "bridge_appservice_transactions_total", result="unauthorized")
+        == 1
+    )
 
 
 async def test_processing_and_a_failure_show_in_the_counters(bed: Bed) -> None:
@@ -52,7 +54,8 @@ async def test_processing_and_a_failure_show_in_the_counters(bed: Bed) -> None:
         s = await bed.scrape()
         return sample(s, "bridge_dead_letters_total", source="inbox", reason="failed") == 1 and (
             sample(s, "bridge_inbox_pending", state="pending")
-            + sample(s, "bridge_inbox_pending", state="retrying") == 0
+            + sample(s, "bridge_inbox_pending", state="retrying")
+            == 0
         )
 
     await poll(settled)
@@ -85,9 +88,14 @@ async def test_a_429_is_counted_with_its_wait_and_errcode(bed: Bed) -> None:
     bed.hs.fail("/send/", status=429, errcode="M_LIMIT_EXCEEDED", retry_after_ms=300)
     async with bed.app[DATABASE].transaction() as conn:
         await bed.app[OUTBOX].enqueue(
-            conn, room, BOT,
-            Send(room_id=room, event_type="m.room.message",
-                 content={"msgtype": "m.notice", "body": "hi"}),
+            conn,
+            room,
+            BOT,
+            Send(
+                room_id=room,
+                event_type="m.room.message",
+                content={"msgtype": "m.notice", "body": "hi"},
+            ),
         )
 
     async def sent() -> bool:
@@ -96,24 +104,37 @@ async def test_a_429_is_counted_with_its_wait_and_errcode(bed: Bed) -> None:
 
     await poll(sent)
     s = await bed.scrape()
-    assert sample(s, "bridge_outbox_sends_total", result="rate_limited",
-                  errcode="M_LIMIT_EXCEEDED") == 1
+    assert (
+        sample(s, "bridge_outbox_sends_total", result="rate_limited", errcode="M_LIMIT_EXCEEDED")
+        == 1
+    )
     assert sample(s, "bridge_outbox_rate_limited_seconds_total") == pytest.approx(0.3)
-    assert sample(s, "bridge_homeserver_request_duration_seconds_count",
-                  method="PUT", outcome="4xx") == 1
-    assert sample(s, "bridge_homeserver_request_duration_seconds_count",
-                  method="PUT", outcome="2xx") == 1
+    assert (
+        sample(s, "bridge_homeserver_request_duration_seconds_count", method="PUT", outcome="4xx")
+        == 1
+    )
+    assert (
+        sample(s, "bridge_homeserver_request_duration_seconds_count", method="PUT", outcome="2xx")
+        == 1
+    )
     assert sample(s, "bridge_outbox_pending") == 0
 
 
 async def test_rest_requests_are_counted_by_route_template_not_path(bed: Bed) -> None:
     for _ in range(2):
-        resp = await bed.client.get("/messaging-api/v1/conversations/0f0f0f0f-0000-4000-8000-000000000001")
+        resp = await bed.client.get(
+            "/messaging-api/v1/conversations/0f0f0f0f-0000-4000-8000-000000000001"
+        )
         assert resp.status == 401
     s = await bed.scrape()
     labels = [dict(k[1]) for k in s if k[0] == "bridge_rest_requests_total"]
-    assert labels == [{"route": "/messaging-api/v1/conversations/{conversationId}",
-                       "method": "GET", "status": "401"}]
+    assert labels == [
+        {
+            "route": "/messaging-api/v1/conversations/{conversationId}",
+            "method": "GET",
+            "status": "401",
+        }
+    ]
     assert sum(v for k, v in s.items() if k[0] == "bridge_rest_requests_total") == 2
 
 

@@ -38,7 +38,11 @@ def test_example_config_loads_but_refuses_placeholder_tokens() -> None:
         ({"bridge__username_template": "_pn_"}, "bridge.username_template", "{userid}"),
         ({"bridge__username_template": "_PN_{userid}"}, "bridge.username_template", "a-z"),
         ({"bridge__permissions": {"localhost": "god"}}, "bridge.permissions.localhost", "level"),
-        ({"bridge__permissions": {"not a server": "user"}}, "bridge.permissions.not a server", "MXID"),
+        (
+            {"bridge__permissions": {"not a server": "user"}},
+            "bridge.permissions.not a server",
+            "MXID",
+        ),
         ({"appservice__inbox__workers": 0}, "appservice.inbox.workers", "positive"),
         ({"appservice__inbox__retry_delay": "soon"}, "appservice.inbox.retry_delay", "float"),
         ({"appservice__inbox__max_backlog": -1}, "appservice.inbox.max_backlog", "0 (no limit)"),
@@ -51,20 +55,52 @@ def test_example_config_loads_but_refuses_placeholder_tokens() -> None:
         ({"api__tls": {"certificate": "c.pem", "key": "k.pem"}}, "api.tls.port", "required"),
         ({"api__tls": {"certificate": "c", "key": "k", "port": 70000}}, "api.tls.port", "TCP port"),
         ({"api__tls": {"certificate": "c", "port": 8443}}, "api.tls.key", "required"),
-        ({"api__tls": {"certificate": "c", "key": "k", "port": 1, "session_ttl": 0}}, "api.tls.session_ttl", "positive"),
-        ({"appservice__database_pool_max": 1, "appservice__database_pool_min": 3}, "appservice.database_pool_max", ">="),
-        ({"appservice__database_pool_max": 7}, "appservice.database_pool_max", "inbox.workers + outbox.workers + 2 = 8"),
-        ({"appservice__outbox": {"max_retry_delay": 0}}, "appservice.outbox.max_retry_delay", "positive"),
+        (
+            {"api__tls": {"certificate": "c", "key": "k", "port": 1, "session_ttl": 0}},
+            "api.tls.session_ttl",
+            "positive",
+        ),
+        (
+            {"appservice__database_pool_max": 1, "appservice__database_pool_min": 3},
+            "appservice.database_pool_max",
+            ">=",
+        ),
+        (
+            {"appservice__database_pool_max": 7},
+            "appservice.database_pool_max",
+            "inbox.workers + outbox.workers + 2 = 8",
+        ),
+        (
+            {"appservice__outbox": {"max_retry_delay": 0}},
+            "appservice.outbox.max_retry_delay",
+            "positive",
+        ),
         ({"appservice__role": "both"}, "appservice.role", "all, intake, worker"),
         ({"appservice__reuse_port": "yes please"}, "appservice.reuse_port", "bool"),
         ({"appservice__listen_notify": 1}, "appservice.listen_notify", "bool"),
-        ({"appservice__outbox": {"lease_seconds": 30, "request_timeout": 30}}, "appservice.outbox.lease_seconds", "more than request_timeout"),
-        ({"appservice__role": "intake", "appservice__database_pool_max": 1, "appservice__database_pool_min": 1}, "appservice.database_pool_max", "at least 2"),
+        (
+            {"appservice__outbox": {"lease_seconds": 30, "request_timeout": 30}},
+            "appservice.outbox.lease_seconds",
+            "more than request_timeout",
+        ),
+        (
+            {
+                "appservice__role": "intake",
+                "appservice__database_pool_max": 1,
+                "appservice__database_pool_min": 1,
+            },
+            "appservice.database_pool_max",
+            "at least 2",
+        ),
         ({"appservice__outbox": "fast"}, "appservice.outbox", "must be a mapping"),
         ({"appservice__bot_avatar": "https://x/a.png"}, "appservice.bot_avatar", "mxc://"),
         ({"appservice__bot_displayname": 7}, "appservice.bot_displayname", "must be str, got int"),
         ({"api__jwt__public_key_file": 7}, "api.jwt.public_key_file", "must be str, got int"),
-        ({"bridge__permissions": {"localhost": None}}, "bridge.permissions", "must be str, got null"),
+        (
+            {"bridge__permissions": {"localhost": None}},
+            "bridge.permissions",
+            "must be str, got null",
+        ),
         ({"api__token_name": "a b"}, "api.token_name", "header/cookie"),
         ({"logging__format": "xml"}, "logging.format", "text or json"),
     ],
@@ -123,7 +159,9 @@ def test_unreadable_files(tmp_path: Path) -> None:
 
 def test_permission_levels_most_specific_wins() -> None:
     config = parse_config(
-        config_data(bridge__permissions={"*": "block", "example.org": "user", "@boss:example.org": "admin"})
+        config_data(
+            bridge__permissions={"*": "block", "example.org": "user", "@boss:example.org": "admin"}
+        )
     )
     assert config.permission_level("@boss:example.org") == "admin"
     assert config.permission_level("@ann:example.org") == "user"
@@ -178,7 +216,9 @@ def test_jwt_settings_at_the_limits_are_taken() -> None:
     assert rs.api.jwt.algorithm == "RS256"
 
 
-def test_check_config_refuses_a_short_secret(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_refuses_a_short_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from bridge.cli import main
 
     data = config_data(api={"jwt": {"secret": "x"}})
@@ -195,7 +235,11 @@ def test_check_config_refuses_a_short_secret(tmp_path: Path, capsys: pytest.Capt
         ({"homeserver__verify_tls": False}, "homeserver.verify_tls", "'homeserver.verify_ssl'"),
         ({"appservice__prot": 1}, "appservice.prot", "'appservice.port'"),
         ({"appservice__inbox__worker": 3}, "appservice.inbox.worker", "'appservice.inbox.workers'"),
-        ({"appservice__outbox__retry_dely": 1}, "appservice.outbox.retry_dely", "'appservice.outbox.retry_delay'"),
+        (
+            {"appservice__outbox__retry_dely": 1},
+            "appservice.outbox.retry_dely",
+            "'appservice.outbox.retry_delay'",
+        ),
         ({"bridge__permission": {}}, "bridge.permission", "'bridge.permissions'"),
         ({"api__enable": True}, "api.enable", "'api.enabled'"),
         ({"api__jwt__secrets": "x"}, "api.jwt.secrets", "'api.jwt.secret'"),
@@ -204,7 +248,9 @@ def test_check_config_refuses_a_short_secret(tmp_path: Path, capsys: pytest.Capt
         ({"path": "/etc"}, "path", None),
     ],
 )
-def test_unknown_keys_are_refused_at_every_level(override: dict, key: str, suggestion: str | None) -> None:
+def test_unknown_keys_are_refused_at_every_level(
+    override: dict, key: str, suggestion: str | None
+) -> None:
     with pytest.raises(ConfigError) as err:
         parse_config(config_data(**override))
     assert err.value.key == key
@@ -221,8 +267,13 @@ def test_an_unknown_key_from_the_environment_is_refused_too() -> None:
 
 
 def test_empty_keys_take_their_defaults() -> None:
-    config = parse_config(config_data(appservice__inbox=None, appservice__hostname=None,
-                                      api={"jwt": {"secret": None, "leeway": None}}))
+    config = parse_config(
+        config_data(
+            appservice__inbox=None,
+            appservice__hostname=None,
+            api={"jwt": {"secret": None, "leeway": None}},
+        )
+    )
     assert config.appservice.inbox.workers == 4
     assert config.appservice.hostname == "127.0.0.1"
     assert config.api.jwt.secret is None and config.api.jwt.leeway == 30
@@ -231,9 +282,16 @@ def test_empty_keys_take_their_defaults() -> None:
 
 
 def test_values_are_normalised() -> None:
-    config = parse_config(config_data(homeserver__address="http://hs:8008/", logging__level="debug",
-                                      appservice__bot_avatar="mxc://localhost/botface"))
+    config = parse_config(
+        config_data(
+            homeserver__address="http://hs:8008/",
+            logging__level="debug",
+            appservice__bot_avatar="mxc://localhost/botface",
+        )
+    )
     assert config.homeserver.address == "http://hs:8008"
     assert config.logging.level == "DEBUG"
     assert config.appservice.bot_avatar == "mxc://localhost/botface"
-    assert config.appservice.outbox.retry_delay == 2.0 and isinstance(config.appservice.inbox.keep_days, float)
+    assert config.appservice.outbox.retry_delay == 2.0 and isinstance(
+        config.appservice.inbox.keep_days, float
+    )

@@ -11,7 +11,9 @@ from tests.conftest import config_data
 def test_defaults() -> None:
     config = parse_config(config_data())
     assert (config.metrics.enabled, config.metrics.host, config.metrics.port) == (
-        False, "127.0.0.1", 9464
+        False,
+        "127.0.0.1",
+        9464,
     )
     gaps = config.appservice.transaction_gaps
     assert (gaps.enabled, gaps.grace, gaps.check_interval) == (True, 60.0, 5.0)

@@ -50,14 +50,22 @@ def test_every_action_reads_back_as_written(action: OutboxAction) -> None:
 
 
 def test_the_payload_keeps_the_shape_rows_had_before() -> None:
-    assert json.loads(encode(Send(room_id="!r:hs", event_type="m.room.message",
-                                  content={"body": "x"}, report_of=3))) == {
-        "action": "send", "room_id": "!r:hs", "event_type": "m.room.message",
-        "content": {"body": "x"}, "report_of": 3,
+    assert json.loads(
+        encode(
+            Send(room_id="!r:hs", event_type="m.room.message", content={"body": "x"}, report_of=3)
+        )
+    ) == {
+        "action": "send",
+        "room_id": "!r:hs",
+        "event_type": "m.room.message",
+        "content": {"body": "x"},
+        "report_of": 3,
     }
     # Absent and cleared profile fields stay distinct.
-    assert json.loads(encode(SetProfile(avatar_url=None))) == {"action": "profile",
-                                                               "avatar_url": None}
+    assert json.loads(encode(SetProfile(avatar_url=None))) == {
+        "action": "profile",
+        "avatar_url": None,
+    }
     assert SetProfile(avatar_url=None).fields() == {"avatar_url": None}
     # A row written without the tag (by an earlier version) reads by its action column.
     assert decode("join", b'{"room_id": "!r:hs"}') == Join(room_id="!r:hs")
@@ -69,7 +77,11 @@ def test_the_payload_keeps_the_shape_rows_had_before() -> None:
         ("teleport", {"room_id": "!r:hs"}, "unknown action 'teleport'"),
         ("send", {"room_id": "!r:hs", "content": {}}, "missing required field `event_type`"),
         ("invite", {"room_id": "!r:hs", "user": "@a:hs"}, "unknown field `user`"),
-        ("kick", {"room_id": "!r:hs", "user_id": 7}, "Expected `str`, got `int` - at `payload.user_id`"),
+        (
+            "kick",
+            {"room_id": "!r:hs", "user_id": 7},
+            "Expected `str`, got `int` - at `payload.user_id`",
+        ),
         ("create_room", {"preset": "open"}, "at `payload.preset`"),
         ("create_room", {"invite": [""]}, "at `payload.invite[0]`"),
         ("send", {"action": "join", "room_id": "!r:hs"}, "at `payload.action`"),
@@ -85,7 +97,7 @@ def test_what_no_type_fits_is_unreadable_with_the_reason(
     assert found.room_id == payload.get("room_id")  # where the failure is reported
 
 
-WRONG = '''
+WRONG = """
 from bridge.matrix.outbox.actions import Invite, Send, SetProfile
 from bridge.matrix.outbox.queue import OutboxQueue
 from bridge.matrix.outbox.store import OutboxStore
@@ -97,16 +109,28 @@ async def enqueue(conn: object) -> None:
     await queue.enqueue(conn, "!r:hs", "@b:hs", Send(room_id="!r:hs", evnt_type="m", content={}))
     await queue.enqueue(conn, "!r:hs", "@b:hs", Invite(room_id="!r:hs", user_id=42))
     await queue.enqueue(conn, "!r:hs", "@b:hs", SetProfile(display_name="x"))
-'''
+"""
 
 
 def test_mypy_refuses_a_wrong_action(tmp_path: Path) -> None:
     module = tmp_path / "wrong_actions.py"
     module.write_text(WRONG)
     found = subprocess.run(
-        [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
-         "--cache-dir", str(tmp_path / "cache"), str(module)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            str(ROOT / "pyproject.toml"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            str(module),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     errors = [line for line in found.stdout.splitlines() if ": error:" in line]
     lines = sorted({int(line.split(":")[1]) for line in errors})

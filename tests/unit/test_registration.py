@@ -86,8 +86,13 @@ def test_registration_contents(config_path: Path, tmp_path: Path) -> None:
     user_regex = users[0]["regex"]
     assert matches(user_regex, "@_pn_0b6f7a1e-1234-4cde-8f00-123456789abc:localhost") == {True}
     assert matches(user_regex, "@_pn_bot:localhost") == {True}
-    for outside in ("@_pn_x:localhostevil.com", "@_pn_x:localhost.evil", "@alice:localhost",
-                    "@alice:evil.org@_pn_x:localhost", "@_pn_:localhost"):
+    for outside in (
+        "@_pn_x:localhostevil.com",
+        "@_pn_x:localhost.evil",
+        "@alice:localhost",
+        "@alice:evil.org@_pn_x:localhost",
+        "@_pn_:localhost",
+    ):
         assert matches(user_regex, outside) == {False}, outside
     alias_regex = aliases[0]["regex"]
     assert matches(alias_regex, "#_pn_conv_abc:localhost") == {True}
@@ -110,9 +115,7 @@ def test_dots_in_domain_are_escaped(config_path: Path, tmp_path: Path) -> None:
     assert matches(regex, "@_pn_x:exampleXorg") == {False}
 
 
-@pytest.mark.parametrize(
-    "text", ["[::1]:8448", "a-b.example", "x+y*z?(w)|v{2}^$\\", "_pn_#&~ é"]
-)
+@pytest.mark.parametrize("text", ["[::1]:8448", "a-b.example", "x+y*z?(w)|v{2}^$\\", "_pn_#&~ é"])
 def test_escaped_text_stands_for_itself_in_every_engine(text: str) -> None:
     regex = f"^{portable_escape(text)}$"
     assert matches(regex, text) == {True}
@@ -120,7 +123,9 @@ def test_escaped_text_stands_for_itself_in_every_engine(text: str) -> None:
 
 
 def test_ephemeral_off_leaves_it_out(config_path: Path, tmp_path: Path) -> None:
-    config_path.write_text(config_path.read_text().replace("ephemeral_events: true", "ephemeral_events: false"))
+    config_path.write_text(
+        config_path.read_text().replace("ephemeral_events: true", "ephemeral_events: false")
+    )
     registration = tmp_path / "registration.yaml"
     main(["generate-registration", "-c", str(config_path), "-r", str(registration)])
     reg = yaml.safe_load(registration.read_text())
@@ -154,7 +159,9 @@ def test_synapse_accepts_the_registration(config_path: Path, tmp_path: Path) -> 
     assert service.is_rate_limited() is False
 
 
-def test_cli_reports_config_errors_with_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_reports_config_errors_with_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "config.yaml"
     path.write_text((ROOT / "config.example.yaml").read_text().replace("port: 29400", "port: nope"))
     assert main(["check-config", "-c", str(path)]) == 2
@@ -163,8 +170,12 @@ def test_cli_reports_config_errors_with_the_key(tmp_path: Path, capsys: pytest.C
     assert "appservice.as_token" in capsys.readouterr().err
 
 
-def test_bot_outside_the_user_namespace_is_matched_to_the_end(config_path: Path, tmp_path: Path) -> None:
-    config_path.write_text(config_path.read_text().replace("bot_username: _pn_bot", "bot_username: pnbot"))
+def test_bot_outside_the_user_namespace_is_matched_to_the_end(
+    config_path: Path, tmp_path: Path
+) -> None:
+    config_path.write_text(
+        config_path.read_text().replace("bot_username: _pn_bot", "bot_username: pnbot")
+    )
     registration = tmp_path / "registration.yaml"
     main(["generate-registration", "-c", str(config_path), "-r", str(registration)])
     from synapse.config.appservice import load_appservices

@@ -58,18 +58,14 @@ WHERE lane = $1 AND lease = $2 AND NOT EXISTS (SELECT 1 FROM gone)
 class OutboxLaneStore:
     """Leases on ``outbox_lane``. Methods take the connection (and transaction) to act in."""
 
-    async def claim(
-        self, conn: asyncpg.Connection, owner: str, seconds: float
-    ) -> LaneClaim | None:
+    async def claim(self, conn: asyncpg.Connection, owner: str, seconds: float) -> LaneClaim | None:
         """Lease the lane due first (free, or its lease expired) to ``owner`` for ``seconds``."""
         row = await conn.fetchrow(_CLAIM, owner, seconds)
         if row is None:
             return None
         return LaneClaim(row["lane"], row["lease"], row["seq"], row["taken_from"])
 
-    async def renew(
-        self, conn: asyncpg.Connection, lane: str, lease: int, seconds: float
-    ) -> bool:
+    async def renew(self, conn: asyncpg.Connection, lane: str, lease: int, seconds: float) -> bool:
         """Extend the lease to ``seconds`` from now; False if it is no longer this claim's.
 
         In a transaction, it also row-locks the lane until commit: what the transaction

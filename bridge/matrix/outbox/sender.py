@@ -328,9 +328,7 @@ class OutboxSender:
                 existing = await self._portals.get_portal_by_conversation(conn, portal)
                 if existing is not None:
                     log.info("Conversation %s already has portal %s", portal, existing.room_id)
-                    await self._record_sent(
-                        conn, lease, row, {"room_id": existing.room_id}, None
-                    )
+                    await self._record_sent(conn, lease, row, {"room_id": existing.room_id}, None)
                     return None
             async with asyncio.timeout(self._settings.request_timeout):
                 result = await self._perform(row, room_id, action)
