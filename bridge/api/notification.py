@@ -8,7 +8,6 @@ from aiohttp import web
 from msgspec import UNSET
 
 from ..errors import Forbidden
-from ..ids import clean_text
 from ..listing import Window
 from .context import ApiContext, principal_of
 from .cursor import NOTIFICATIONS, decode, next_cursor
@@ -19,7 +18,6 @@ from .queries import NotificationsQuery, Query
 from .requests import MarkSeen, RegisterDevice, SendNotification
 from .resources import Device, Notification, Seen
 
-DEFAULT_KIND = "announcement"
 _OLDEST_FIRST = {"createdAt", "+createdAt", "createdAt:asc"}
 
 
@@ -88,10 +86,9 @@ class NotificationApi:
         if not principal_of(request).is_admin:
             raise Forbidden("only administrators send notifications")
         spec = body.notification
-        kind = clean_text(spec.kind or DEFAULT_KIND, limit=64, multiline=False)
         created = await self._notifications.send(
             spec.userIds,
-            kind=kind or DEFAULT_KIND,
+            kind=None if spec.kind is UNSET else spec.kind,
             title=spec.title,
             body=spec.body or "",
             payload=spec.payload or None,

@@ -26,6 +26,9 @@ from .models import Device, Notification
 from .queries import NotificationQueries
 from .store import NotificationStore
 
+#: The kind of a notification an administrator sends without naming one.
+ANNOUNCEMENT = "announcement"
+
 
 @dataclass(frozen=True, slots=True)
 class Notify:
@@ -79,16 +82,18 @@ class NotificationService:
         self,
         user_ids: Sequence[uuid.UUID],
         *,
-        kind: str,
+        kind: str | None,
         title: str,
         body: str,
         payload: dict[str, Any] | None = None,
     ) -> builtins.list[Notification]:
         """Notify network users (an administrator's act); 404 naming a user who does not exist,
-        400 for no recipients or a title with nothing visible in it."""
+        400 for no recipients or a title with nothing visible in it. ``kind`` is one line of
+        at most 64 characters (:data:`ANNOUNCEMENT` when none is given)."""
         if not user_ids:
             raise BadRequest("notification.userIds must name at least one user")
         clean_title(title)
+        kind = clean_text(kind or ANNOUNCEMENT, limit=64, multiline=False) or ANNOUNCEMENT
         async with self._db.transaction() as conn:
             await self._users.require_all(conn, user_ids)
             return await self.notify(
