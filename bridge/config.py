@@ -197,8 +197,7 @@ class ApiConfig(_Section, frozen=True, kw_only=True):
     #: the token cookie; other cookie-authenticated unsafe requests are refused.
     allowed_origins: tuple[str, ...] = ()
     tls: TlsConfig | None = None
-    #: How many whole lists (``pageNumber=0``) one process writes at once; each holds a pooled
-    #: database connection while its client reads. One more is refused with 503.
+    #: Whole lists (``pageNumber=0``) written at once (each holds a pooled connection); past: 503.
     whole_lists: Positive = 4
 
 

@@ -17,6 +17,8 @@ viewer's own deletions of active ones; a user's conversations are their particip
 Otherwise the total is a count of the matching rows. With that cheap total known first, a
 page past the middle of one conversation is found by walking its index from the end, so no
 ``pageNumber`` skips more than half of the conversation.
+
+Over 400 lines because both lists share the fragment builder and the paging strategy above.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 Transactions, as in every service: a method that takes ``conn`` runs in the caller's DB
 transaction; a method without ``conn`` is an entry point that takes its own connection and opens
 the transaction itself (see :mod:`bridge.users.service`).
+
+Over 400 lines because connections and connection requests are one set of rules (accepting a
+request makes the connection, a disconnect or a deletion ends what a request began), each rule
+with its pooled entry point beside it.
 """
 
 from __future__ import annotations
