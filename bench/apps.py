@@ -13,6 +13,11 @@
   * ``--trace-sends``: the time (``time.monotonic()``, comparable across processes) before and
     after every homeserver ``/send`` made by the outbox, served at ``GET /_bench/sends``.
 
+- ``homeserver-sink --port P``: a homeserver that answers every call at once with 200 (an
+  event id, a room id and a user id, fresh each time), so a benchmark whose bridge queues
+  Matrix work (the REST posts' messages) measures the outbox sending it, not retrying an
+  unreachable address. Its CPU is the homeserver's, not the bridge's.
+
 - ``floor-processor --dsn DSN --mode minimal|full [--batch N] [--workers N]``: the processing
   floor, see :data:`FLOOR_MINIMAL` and :data:`FLOOR_FULL`; ``--workers`` connections (default
   2, one per core here) each run it in a loop, splitting the work with ``SKIP LOCKED``.
@@ -207,7 +212,31 @@ async def run_floor_processor(args: argparse.Namespace, stop: asyncio.Event) -> 
             await conn.close()
 
 
-RUNNERS = {"bridge": run_bridge, "floor-processor": run_floor_processor}
+async def run_homeserver_sink(args: argparse.Namespace, stop: asyncio.Event) -> None:
+    calls = 0
+
+    async def answer(request: web.Request) -> web.Response:
+        nonlocal calls
+        calls += 1
+        await request.read()
+        return web.json_response(
+            {
+                "event_id": f"$sink{calls}",
+                "room_id": f"!sink{calls}:localhost",
+                "user_id": f"@sink{calls}:localhost",
+            }
+        )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    await serve(web.AppRunner(app, access_log=None), args.port, stop)
+
+
+RUNNERS = {
+    "bridge": run_bridge,
+    "floor-processor": run_floor_processor,
+    "homeserver-sink": run_homeserver_sink,
+}
 
 
 async def _main(args: argparse.Namespace) -> None:
@@ -221,7 +250,7 @@ async def _main(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=sorted(RUNNERS))
-    parser.add_argument("--dsn", required=True)
+    parser.add_argument("--dsn")
     parser.add_argument("--port", type=int)
     parser.add_argument("--config", default="{}", help="bridge: JSON merged into the config")
     parser.add_argument("--timing", action="store_true")
@@ -230,8 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2, help="floor: concurrent connections")
     args = parser.parse_args(argv)
-    if args.kind == "bridge" and not args.port:
-        parser.error("bridge needs --port")
+    if args.kind in ("bridge", "homeserver-sink") and not args.port:
+        parser.error(f"{args.kind} needs --port")
+    if args.kind != "homeserver-sink" and not args.dsn:
+        parser.error(f"{args.kind} needs --dsn")
     asyncio.run(_main(args))
     return 0
 

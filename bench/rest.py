@@ -12,6 +12,10 @@ process each, on the same database:
 - the full floor (``bench.rest_floor --post full``): the same, but a post makes the writes the
   bridge makes (message, conversation counters, notification row, outbox row) in one statement.
 
+The bridge's homeserver is a sink (``bench.apps homeserver-sink``) that answers every call at
+once: the outbox really sends each post's message (the floor only writes the outbox row), and
+its CPU is not counted as the bridge's.
+
 The load: 64 concurrent clients, each its own user and token (a JWT signed with the bridge's
 secret), in a separate client process (``bench.rest_load``; its CPU is reported, to show it
 is not the bottleneck). Scenarios: the first page of conversations, the first page of
@@ -209,9 +213,9 @@ class Target:
         return sum(cpu_seconds(c.pid) for c in self.children if c.running())
 
 
-def bridge_target(root: Path, dsn: str, processes: int) -> Target:
+def bridge_target(root: Path, dsn: str, processes: int, homeserver: str) -> Target:
     port = server_port()
-    jwt = {"api": {"jwt": {"secret": JWT_SECRET}}}
+    jwt = {"api": {"jwt": {"secret": JWT_SECRET}}, "homeserver": {"address": homeserver}}
     if processes <= 1:
         args = ["bridge", "--port", str(port), "--dsn", dsn, "--config", json.dumps(jwt)]
         return Target("bridge", port, [Child.module("bridge", "bench.apps", args, root)])
@@ -321,27 +325,22 @@ def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-async def run(args: argparse.Namespace, cluster: Cluster, root: Path) -> dict[str, Any]:
-    started = time.monotonic()
-    sizes = QUICK if args.quick else FULL
-    if args.rounds:
-        sizes = {**sizes, "rounds": args.rounds}
-    facts = machine_facts()
-    pg = await server_version(cluster.admin_dsn)
-    template = await cluster.create_database("rest_template")
-    await ensure_schema(template, migrate=True)
-    await seed(template)
-    config = parse_config(
-        bridge_config_dict("bench-hs-token", 1, {"api": {"jwt": {"secret": JWT_SECRET}}})
-    )
-    plan_clients = clients_plan(config)
-    scenarios = args.scenario or list(SCENARIOS)
-    results: dict[str, dict[str, Any]] = {}
+async def _scenarios(
+    args: argparse.Namespace,
+    cluster: Cluster,
+    root: Path,
+    sizes: dict[str, float],
+    plan_clients: list[dict[str, Any]],
+    scenarios: list[str],
+    results: dict[str, dict[str, Any]],
+    sink_port: int,
+) -> None:
+    """Each scenario's alternating rounds of the bridge and its floor, into ``results``."""
     for scenario in scenarios:
         # Each scenario on a fresh copy of the seed (posts grow the tables).
         dsn = await cluster.create_database("rest", template="rest_template")
         targets = [
-            bridge_target(root, dsn, args.processes),
+            bridge_target(root, dsn, args.processes, f"http://{HOST}:{sink_port}"),
             floor_target(root, dsn, "bare" if FLOOR_OF[scenario] == "floor" else "full"),
         ]
         rounds: dict[str, list[dict[str, Any]]] = {t.name: [] for t in targets}
@@ -387,6 +386,34 @@ async def run(args: argparse.Namespace, cluster: Cluster, root: Path) -> dict[st
             results[scenario]["floor"]["rps"], 1e-9
         )
         await cluster.drop_database("rest")
+
+
+async def run(args: argparse.Namespace, cluster: Cluster, root: Path) -> dict[str, Any]:
+    started = time.monotonic()
+    sizes = QUICK if args.quick else FULL
+    if args.rounds:
+        sizes = {**sizes, "rounds": args.rounds}
+    facts = machine_facts()
+    pg = await server_version(cluster.admin_dsn)
+    template = await cluster.create_database("rest_template")
+    await ensure_schema(template, migrate=True)
+    await seed(template)
+    config = parse_config(
+        bridge_config_dict("bench-hs-token", 1, {"api": {"jwt": {"secret": JWT_SECRET}}})
+    )
+    plan_clients = clients_plan(config)
+    scenarios = args.scenario or list(SCENARIOS)
+    results: dict[str, dict[str, Any]] = {}
+    # The bridge's outbox sends each post's message to this homeserver (answered at once).
+    sink_port = server_port()
+    sink = Child.module(
+        "homeserver-sink", "bench.apps", ["homeserver-sink", "--port", str(sink_port)], root
+    )
+    sink.start()
+    try:
+        await _scenarios(args, cluster, root, sizes, plan_clients, scenarios, results, sink_port)
+    finally:
+        sink.stop()
     return {
         "benchmark": "rest",
         "machine": facts,
