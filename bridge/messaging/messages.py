@@ -24,7 +24,7 @@ from .conversations import ConversationRules, MessagingListener
 from .filters import ConversationFilter, MessageFilter
 from .html import sanitize_html
 from .models import Conversation, Message, NewMessage, Origin, Reaction
-from .queries import FROM_THE_END, MessagingQueries
+from .queries import MessagingQueries
 from .rules import MAX_CONTENT, message_notifications, prepare_message
 
 
@@ -341,21 +341,6 @@ class MessageRules(ConversationRules):
         past a ``(sentAt, id)`` position, and the total counts the whole list.
         """
         after, limit, offset = window.after, window.limit, window.offset
-        if (
-            filters.plain
-            and after is None
-            and after_message_id is None
-            and conversation_ids is not None
-            and len(set(conversation_ids)) == 1
-            and offset < FROM_THE_END
-        ):
-            # The usual call (a conversation's first pages): one round trip.
-            page = await self._queries.first_messages_page(
-                conn, viewer, conversation_ids[0], limit=limit, offset=offset
-            )
-            if page is not None:
-                return page
-            # Missing, or not the viewer's: the checks below say which.
         visible = await self.visible_conversation_ids(conn, viewer, conversation_ids)
         count_after = False
         if after_message_id is not None:

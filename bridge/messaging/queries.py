@@ -212,59 +212,6 @@ class MessagingQueries:
             )
         return Page(messages, int(total), len(rows) > limit)
 
-    async def first_messages_page(
-        self,
-        conn: asyncpg.Connection,
-        viewer_id: uuid.UUID,
-        conversation_id: uuid.UUID,
-        *,
-        limit: int,
-        offset: int,
-    ) -> Page[Message] | None:
-        """The unfiltered list of one conversation near its start, in one statement: the
-        participant check, the page and its total (the conversation's counter less the
-        viewer's own deletions). None when the conversation is missing or the viewer is no
-        participant (the caller says which)."""
-        rows = await conn.fetch(
-            f"""
-            WITH conv AS (
-                SELECT c.message_count, EXISTS (
-                    SELECT 1 FROM conversation_participant cp
-                    WHERE cp.conversation_id = c.id AND cp.user_id = $1) AS member
-                FROM conversation c WHERE c.id = $2
-            ), keys AS (
-                SELECT m.id FROM message m
-                WHERE m.conversation_id = $2 AND (SELECT member FROM conv) AND m.is_active
-                  AND m.id NOT IN (SELECT d.message_id FROM message_deletion d
-                                   WHERE d.user_id = $1 AND d.conversation_id = $2)
-                ORDER BY m.sent_at, m.id LIMIT $3 OFFSET $4
-            ), page AS (
-                SELECT {_MESSAGE} FROM keys k JOIN message m ON m.id = k.id
-            )
-            SELECT conv.member,
-                   conv.message_count - (
-                       SELECT count(*) FROM message_deletion d
-                       JOIN message m ON m.id = d.message_id
-                       WHERE d.user_id = $1 AND d.conversation_id = $2 AND m.is_active
-                   ) AS page_total,
-                   page.*
-            FROM conv LEFT JOIN page ON true
-            ORDER BY page.sent_at, page.id
-            """,
-            viewer_id,
-            conversation_id,
-            limit + 1,
-            offset,
-        )
-        if not rows or not rows[0]["member"]:
-            return None
-        found = [r for r in rows if r["id"] is not None]
-        extras = ("member", "page_total")
-        messages = [
-            _message({k: v for k, v in r.items() if k not in extras}) for r in found[:limit]
-        ]
-        return Page(messages, int(rows[0]["page_total"]), len(found) > limit)
-
     async def _page_from_the_end(
         self,
         conn: asyncpg.Connection,

@@ -173,9 +173,9 @@ class RenderedQueries:
         offset: int,
     ) -> RenderedPage | None:
         """Active messages of one conversation in ``(sentAt, id)`` order less those the viewer
-        deleted for themselves, the page at ``offset`` and the total, as
-        ``MessagingQueries.first_messages_page`` finds them. None when the conversation is
-        missing or the viewer is no participant (the caller says which)."""
+        deleted for themselves, the page at ``offset`` and the total (the conversation's counter
+        less the viewer's own deletions), in one statement with the participant check. None when
+        the conversation is missing or the viewer is no participant (the caller says which)."""
         row = await conn.fetchrow(_FIRST_MESSAGES, viewer_id, conversation_id, limit, offset)
         if row is None or not row["member"]:
             return None
