@@ -513,3 +513,14 @@ class FakeHomeserver:
             raise MatrixError(400, "M_MISSING_PARAM", f"Missing {name}")
         self.profiles.setdefault(user_id, {})[name] = call.body[name]
         return web.json_response({})
+
+
+async def serve_fake_homeserver(
+    aiohttp_server: Any, as_token: str, **options: Any
+) -> FakeHomeserver:
+    """A recording fake homeserver (``options``: its other arguments) on a real port
+    (``aiohttp_server``: pytest-aiohttp's fixture), its ``url`` set."""
+    fake = FakeHomeserver(as_token=as_token, **options)
+    server = await aiohttp_server(fake.app())
+    fake.url = str(server.make_url("")).rstrip("/")
+    return fake

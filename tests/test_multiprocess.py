@@ -24,7 +24,7 @@ from bench.processing import insert_portals, make_portals
 from bridge.matrix.outbox.actions import Send
 from bridge.matrix.outbox.store import OutboxItem, OutboxStore
 from tests.conftest import AS_TOKEN, HS_TOKEN, config_data
-from tests.fake_homeserver import FakeHomeserver
+from tests.fake_homeserver import FakeHomeserver, serve_fake_homeserver
 from tests.pg_tcp import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,9 +133,7 @@ def workdir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def hs(aiohttp_server: Any) -> AsyncIterator[FakeHomeserver]:
-    fake = FakeHomeserver(as_token=AS_TOKEN)
-    server = await aiohttp_server(fake.app())
-    fake.url = str(server.make_url("")).rstrip("/")
+    fake = await serve_fake_homeserver(aiohttp_server, AS_TOKEN)
     yield fake
 
 

@@ -28,7 +28,7 @@ from bridge.app import CONTEXT, DATABASE, init_app
 from bridge.appservice.transaction import parse_transaction
 from bridge.config import Config, parse_config
 from tests.conftest import AS_TOKEN, HS_TOKEN, config_data
-from tests.fake_homeserver import FakeHomeserver
+from tests.fake_homeserver import FakeHomeserver, serve_fake_homeserver
 from tests.fuzz.conftest import fuzz_settings
 from tests.fuzz.strategies import TEXT, json_values
 
@@ -189,9 +189,7 @@ class Bed:
 async def bed(
     dsn: str, aiohttp_client: Any, aiohttp_server: Any, conn: asyncpg.Connection
 ) -> AsyncIterator[Bed]:
-    hs = FakeHomeserver(as_token=AS_TOKEN)
-    server = await aiohttp_server(hs.app())
-    hs.url = str(server.make_url("")).rstrip("/")
+    hs = await serve_fake_homeserver(aiohttp_server, AS_TOKEN)
     data = config_data()
     data["homeserver"]["address"] = hs.url
     data["appservice"]["inbox"] = {"workers": 2, "retry_delay": 0.01, "max_attempts": 3}

@@ -8,15 +8,13 @@ from typing import Any
 import pytest
 
 from tests.conftest import AS_TOKEN
-from tests.fake_homeserver import FakeHomeserver
+from tests.fake_homeserver import FakeHomeserver, serve_fake_homeserver
 from tests.matrix.test_handlers import bridge  # noqa: F401 (the handler test bed, for every module)
 
 
 @pytest.fixture
 async def hs(aiohttp_server: Any) -> AsyncIterator[FakeHomeserver]:
     """A recording fake homeserver on a real port; the test fails on any protocol violation."""
-    fake = FakeHomeserver(as_token=AS_TOKEN)
-    server = await aiohttp_server(fake.app())
-    fake.url = str(server.make_url("")).rstrip("/")
+    fake = await serve_fake_homeserver(aiohttp_server, AS_TOKEN)
     yield fake
     assert fake.violations == []

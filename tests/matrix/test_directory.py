@@ -15,7 +15,7 @@ from bridge.config import parse_config
 from bridge.db.database import init_connection
 from bridge.messaging.models import Origin
 from tests.conftest import AS_TOKEN, HS_TOKEN, config_data
-from tests.fake_homeserver import FakeHomeserver
+from tests.fake_homeserver import FakeHomeserver, serve_fake_homeserver
 
 AUTH = {"Authorization": f"Bearer {HS_TOKEN}"}
 
@@ -152,9 +152,7 @@ async def test_portal_power_levels_fit_the_room_version(
     room_version: str, aiohttp_server: Any, dsn: str, aiohttp_client: Any
 ) -> None:
     """v12 creators are implied (listing them is refused); before v12 they must be listed."""
-    fake = FakeHomeserver(as_token=AS_TOKEN, room_version=room_version)
-    server = await aiohttp_server(fake.app())
-    fake.url = str(server.make_url("")).rstrip("/")
+    fake = await serve_fake_homeserver(aiohttp_server, AS_TOKEN, room_version=room_version)
     config = parse_config(config_data(homeserver__address=fake.url, appservice__role="intake"))
     client = await aiohttp_client(await init_app(config, dsn))
     bob, _, conv = await people_and_conversation(client, dsn)

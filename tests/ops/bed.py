@@ -19,7 +19,7 @@ from bridge.config import parse_config
 from bridge.matrix.inbox.dispatch import Dispatcher
 from bridge.matrix.inbox.events import InboxEvent, Outcome
 from tests.conftest import AS_TOKEN, HS_TOKEN, config_data
-from tests.fake_homeserver import FakeHomeserver
+from tests.fake_homeserver import FakeHomeserver, serve_fake_homeserver
 
 AUTH = {"Authorization": f"Bearer {HS_TOKEN}"}
 JWT_SECRET = "an-operator-test-secret-of-32-bytes-at-least"
@@ -86,9 +86,7 @@ def sample(
 
 @pytest.fixture
 async def hs(aiohttp_server: Any) -> AsyncIterator[FakeHomeserver]:
-    fake = FakeHomeserver(as_token=AS_TOKEN)
-    server = await aiohttp_server(fake.app())
-    fake.url = str(server.make_url("")).rstrip("/")
+    fake = await serve_fake_homeserver(aiohttp_server, AS_TOKEN)
     yield fake
 
 
